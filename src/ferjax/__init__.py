@@ -1,0 +1,3 @@
+"""ferjax: facial expression recognition research in JAX and Flax."""
+
+__version__ = "0.1.0"

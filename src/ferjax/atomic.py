@@ -1,0 +1,25 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half."""
+
+import os
+import pathlib
+import tempfile
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes ``text`` to ``path`` through a synced temp file and a rename."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                             suffix=".tmp")
+  try:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise

@@ -1,0 +1,311 @@
+"""Experiment configs: loading ``file.py[:args]``, overrides and validation.
+
+Configs are code (``experiments/<dataset>_<model>.py`` with ``get_config()``),
+as in big_vision. Everything here runs before JAX starts, so a typo in a field
+name or a bad value fails in milliseconds instead of after compilation.
+"""
+
+import ast
+import importlib.util
+import json
+import pathlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import ml_collections
+
+from ferjax.data import registry as data_registry
+from ferjax.models import MODEL_NAMES
+
+BACKENDS = ("shard_map", "pmap")
+SCHEDULES = ("constant", "piecewise", "cosine", "plateau")
+TTA_MODES = ("none", "ten_crop")
+
+
+class ConfigError(ValueError):
+  """A config file, argument or field that is not what ferjax expects."""
+
+
+def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
+  """Parses big_vision-style config arguments ``"key=value,flag,..."``.
+
+  ``spec`` gives every accepted key with its default; values are converted to
+  the default's type, and a bare ``key`` means ``True``. Unknown keys are an
+  error so that ``:dept=16`` does not silently train the default depth.
+  """
+  result = ml_collections.ConfigDict(spec)
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if key not in spec:
+      raise ConfigError(
+          f"config argument {key!r} is unknown; expected one of "
+          f"{', '.join(sorted(spec)) or '(none)'}")
+    result[key] = _convert(raw.strip() if sep else "True", spec[key],
+                           f"config argument {key!r}")
+  return result
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads ``path/to/config.py[:arg]`` by calling its ``get_config(arg)``."""
+  path_str, _, arg = spec.partition(":")
+  path = pathlib.Path(path_str)
+  if not path.is_file():
+    raise ConfigError(f"config file {path_str!r} does not exist")
+  module_spec = importlib.util.spec_from_file_location(
+      f"ferjax_experiment_{path.stem}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"config file {path_str!r} defines no get_config()")
+  config = module.get_config(arg or None) if arg else _call_without_arg(module)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(
+        f"{path_str}: get_config() must return an ml_collections.ConfigDict")
+  return config
+
+
+def _call_without_arg(module: Any) -> ml_collections.ConfigDict:
+  try:
+    return module.get_config()
+  except TypeError:
+    return module.get_config(None)
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Iterable[str]) -> ml_collections.ConfigDict:
+  """Applies ``FIELD=VALUE`` overrides (the part after ``--config.``).
+
+  Each value is parsed as the field's current type. Fields must exist: a new
+  field is almost always a typo.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  for override in overrides:
+    field, sep, raw = override.partition("=")
+    if not sep:
+      raise ConfigError(f"--config.{override}: expected --config.FIELD=VALUE")
+    *parents, leaf = field.split(".")
+    node = config
+    for i, part in enumerate(parents):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        raise ConfigError(
+            f"--config.{field}: unknown field "
+            f"{'.'.join(parents[:i + 1])!r}")
+      node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      known = ", ".join(sorted(node.keys())) if isinstance(
+          node, ml_collections.ConfigDict) else "(not a section)"
+      raise ConfigError(
+          f"--config.{field}: unknown field; known fields here: {known}")
+    value = _convert(raw, node[leaf], f"--config.{field}")
+    if isinstance(value, Mapping):
+      node[leaf] = ml_collections.ConfigDict(value)
+    else:
+      node[leaf] = value
+  return config
+
+
+def _convert(raw: str, current: Any, what: str) -> Any:
+  """Parses ``raw`` as the type of ``current``."""
+  if isinstance(current, bool):
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes"):
+      return True
+    if lowered in ("false", "0", "no"):
+      return False
+    raise ConfigError(f"{what}: expected true or false, got {raw!r}")
+  if isinstance(current, int):
+    try:
+      return int(raw)
+    except ValueError:
+      raise ConfigError(f"{what}: expected an integer, got {raw!r}") from None
+  if isinstance(current, float):
+    try:
+      return float(raw)
+    except ValueError:
+      raise ConfigError(f"{what}: expected a number, got {raw!r}") from None
+  if isinstance(current, str):
+    return raw
+  try:
+    value = ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    if current is None:
+      return raw
+    raise ConfigError(
+        f"{what}: expected a Python literal like {current!r}, got {raw!r}"
+    ) from None
+  if isinstance(current, (tuple, list)) and not isinstance(value, (tuple, list)):
+    raise ConfigError(f"{what}: expected a sequence like {current!r}")
+  if isinstance(current, tuple):
+    return tuple(value)
+  if isinstance(current, ml_collections.ConfigDict) and not isinstance(
+      value, Mapping):
+    raise ConfigError(f"{what}: expected a dict like {current.to_dict()!r}")
+  return value
+
+
+def _require(ok: bool, field: str, expected: str, value: Any) -> None:
+  if not ok:
+    raise ConfigError(f"config.{field}: expected {expected}, got {value!r}")
+
+
+_REQUIRED = ("seed", "num_epochs", "batch_size", "input", "model", "loss",
+             "optimizer", "evals", "checkpoint", "parallel", "log_every_steps",
+             "eval_every_epochs")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every field the trainer reads; raises ConfigError naming it."""
+  for field in _REQUIRED:
+    _require(field in config, field, "a value (field missing)", None)
+  _require(isinstance(config.seed, int), "seed", "an integer", config.seed)
+  for field in ("num_epochs", "batch_size", "log_every_steps",
+                "eval_every_epochs"):
+    value = config[field]
+    _require(isinstance(value, int) and not isinstance(value, bool)
+             and value > 0, field, "a positive integer", value)
+
+  inp = config.input
+  _require(inp.dataset in data_registry.DATASETS, "input.dataset",
+           f"one of {', '.join(data_registry.DATASETS)}", inp.dataset)
+  _require(_is_size(inp.image_size), "input.image_size",
+           "(height, width) of positive integers", inp.image_size)
+  _require(inp.channels in (1, 3), "input.channels", "1 or 3", inp.channels)
+  for field in ("mean", "std"):
+    value = inp.get(field)
+    _require(value is None or (_is_numbers(value) and len(value) in (1, 3)),
+             f"input.{field}", "None (computed from the train split) or 1 "
+             "or 3 numbers", value)
+  if inp.get("std") is not None:
+    _require(all(s > 0 for s in inp.std), "input.std", "positive numbers",
+             inp.std)
+
+  _require(config.model.name in MODEL_NAMES, "model.name",
+           f"one of {', '.join(MODEL_NAMES)}", config.model.name)
+  _require(config.model.dtype in ("float32", "bfloat16"), "model.dtype",
+           "'float32' or 'bfloat16'", config.model.dtype)
+
+  loss = config.loss
+  _require(0.0 <= loss.label_smoothing < 1.0, "loss.label_smoothing",
+           "a number in [0, 1)", loss.label_smoothing)
+  _require(loss.class_weights in (None, "balanced") or _is_numbers(
+      loss.class_weights), "loss.class_weights",
+           "None, 'balanced' or one positive weight per class",
+           loss.class_weights)
+  _require(loss.aux_weight >= 0, "loss.aux_weight", "a number >= 0",
+           loss.aux_weight)
+
+  opt = config.optimizer
+  _require(opt.learning_rate > 0, "optimizer.learning_rate", "a number > 0",
+           opt.learning_rate)
+  _require(0.0 <= opt.momentum < 1.0, "optimizer.momentum",
+           "a number in [0, 1)", opt.momentum)
+  _require(opt.weight_decay >= 0, "optimizer.weight_decay", "a number >= 0",
+           opt.weight_decay)
+  _require(opt.grad_clip_norm is None or opt.grad_clip_norm > 0,
+           "optimizer.grad_clip_norm", "None or a number > 0",
+           opt.grad_clip_norm)
+  _require(not opt.nesterov or opt.momentum > 0, "optimizer.nesterov",
+           "False when momentum is 0", opt.nesterov)
+  _require(opt.schedule in SCHEDULES, "optimizer.schedule",
+           f"one of {', '.join(SCHEDULES)}", opt.schedule)
+  _require(opt.warmup_epochs >= 0, "optimizer.warmup_epochs", "a number >= 0",
+           opt.warmup_epochs)
+  if opt.schedule == "piecewise":
+    _require(_is_numbers(opt.boundaries_epochs) and
+             list(opt.boundaries_epochs) == sorted(opt.boundaries_epochs),
+             "optimizer.boundaries_epochs", "increasing epoch numbers",
+             opt.boundaries_epochs)
+    _require(0 < opt.decay_factor <= 1, "optimizer.decay_factor",
+             "a number in (0, 1]", opt.decay_factor)
+  if opt.schedule == "plateau":
+    _check_metric_name(config, "optimizer.plateau.metric", opt.plateau.metric)
+    _require(opt.plateau.mode in ("max", "min"), "optimizer.plateau.mode",
+             "'max' or 'min'", opt.plateau.mode)
+    _require(0 < opt.plateau.factor < 1, "optimizer.plateau.factor",
+             "a number in (0, 1)", opt.plateau.factor)
+    _require(opt.plateau.patience >= 0, "optimizer.plateau.patience",
+             "an integer >= 0", opt.plateau.patience)
+
+  _require(isinstance(config.evals, ml_collections.ConfigDict) and
+           len(config.evals) > 0, "evals", "a dict of named evaluations",
+           config.evals)
+  for name, ev in config.evals.items():
+    _require("/" not in name, f"evals.{name}", "a name without '/'", name)
+    _require(isinstance(ev.get("split"), str), f"evals.{name}.split",
+             "a split name", ev.get("split"))
+    _require(ev.get("tta", "none") in TTA_MODES, f"evals.{name}.tta",
+             f"one of {', '.join(TTA_MODES)}", ev.get("tta"))
+    if ev.get("tta", "none") == "ten_crop":
+      _require(_is_size(ev.get("crop_size")), f"evals.{name}.crop_size",
+               "(height, width) for ten-crop", ev.get("crop_size"))
+
+  ckpt = config.checkpoint
+  _require(ckpt.every_steps >= 0, "checkpoint.every_steps",
+           "an integer >= 0 (0: at the end of each epoch only)",
+           ckpt.every_steps)
+  _require(ckpt.keep >= 1, "checkpoint.keep", "an integer >= 1", ckpt.keep)
+  _check_metric_name(config, "checkpoint.best_metric", ckpt.best_metric)
+  _require(ckpt.best_mode in ("max", "min"), "checkpoint.best_mode",
+           "'max' or 'min'", ckpt.best_mode)
+
+  par = config.parallel
+  _require(par.backend in BACKENDS, "parallel.backend",
+           f"one of {', '.join(BACKENDS)}", par.backend)
+  _require(par.cpu_devices is None or (
+      isinstance(par.cpu_devices, int) and par.cpu_devices > 0),
+           "parallel.cpu_devices", "None or a positive integer",
+           par.cpu_devices)
+
+
+def _check_metric_name(config: ml_collections.ConfigDict, field: str,
+                       value: Any) -> None:
+  ok = isinstance(value, str) and value.count("/") == 1
+  if ok:
+    eval_name, _ = value.split("/")
+    ok = eval_name in config.evals
+  _require(ok, field, "'<eval name>/<metric>' naming one of config.evals "
+           f"({', '.join(config.evals.keys())})", value)
+
+
+def _is_size(value: Any) -> bool:
+  return (isinstance(value, (tuple, list)) and len(value) == 2 and
+          all(isinstance(v, int) and v > 0 for v in value))
+
+
+def _is_numbers(value: Any) -> bool:
+  return isinstance(value, (tuple, list)) and all(
+      isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  """The resolved config as stable, human-readable JSON."""
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """Reads a config written by ``to_json`` (tuples come back as tuples)."""
+  return ml_collections.ConfigDict(_tuples(json.loads(text)))
+
+
+def _tuples(value: Any) -> Any:
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def differing_fields(a: Mapping[str, Any], b: Mapping[str, Any],
+                     prefix: str = "") -> list[str]:
+  """Dotted names of the fields whose values differ between two dicts."""
+  out = []
+  for key in sorted(set(a) | set(b)):
+    name = f"{prefix}{key}"
+    va, vb = a.get(key), b.get(key)
+    if isinstance(va, Mapping) and isinstance(vb, Mapping):
+      out += differing_fields(va, vb, name + ".")
+    elif _tuples(va) != _tuples(vb):
+      out.append(name)
+  return out
+

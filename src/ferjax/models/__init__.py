@@ -1,0 +1,43 @@
+"""Model registry: every architecture by the name a config uses.
+
+The contract every model follows, so one train step serves them all:
+  * ``Model(num_classes=..., dtype=..., bn_axis_name=...)`` plus family kwargs;
+  * ``model.apply(variables, x, train=bool, rngs={'dropout': key},
+    mutable=[...])`` with ``x`` float NHWC already resized and normalised;
+  * it returns float32 logits of shape ``(batch, num_classes)``;
+  * BatchNorm running statistics live in the ``batch_stats`` collection and
+    are synchronised over ``bn_axis_name`` when it is set;
+  * auxiliary training heads (GoogLeNet) ``sow`` their logits into the
+    ``aux_logits`` collection and only exist when ``train=True``.
+"""
+
+import importlib
+from typing import Any
+
+import flax.linen as nn
+
+# name -> (module, class, constructor kwargs). Imports are lazy so that the
+# registry lists names without building every family.
+_REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "lenet5": ("ferjax.models.lenet", "LeNet5", {}),
+    "alexnet": ("ferjax.models.alexnet", "AlexNet", {}),
+    "googlenet": ("ferjax.models.googlenet", "GoogLeNet", {}),
+}
+for _depth in (11, 13, 16, 19):
+  _REGISTRY[f"vgg{_depth}"] = (
+      "ferjax.models.vgg", "VGG", {"depth": _depth, "batch_norm": False})
+  _REGISTRY[f"vgg{_depth}_bn"] = (
+      "ferjax.models.vgg", "VGG", {"depth": _depth, "batch_norm": True})
+
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def create_model(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:
+  """Builds the registered model ``name``; ``kwargs`` override its defaults."""
+  if name not in _REGISTRY:
+    raise ValueError(
+        f"config.model.name: unknown model {name!r}; "
+        f"expected one of {', '.join(MODEL_NAMES)}")
+  module, cls, defaults = _REGISTRY[name]
+  model_cls = getattr(importlib.import_module(module), cls)
+  return model_cls(num_classes=num_classes, **{**defaults, **kwargs})

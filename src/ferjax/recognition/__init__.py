@@ -1,0 +1,1 @@
+"""From photos to expression labels: detection, alignment, classification."""

@@ -1,0 +1,1 @@
+"""Training: state, steps, parallelism, optimisation, checkpoints and the loop."""

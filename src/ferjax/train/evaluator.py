@@ -1,0 +1,56 @@
+"""Named evaluations: a split, its preprocessing, one compiled pass over it."""
+
+import functools
+import math
+from typing import Any
+
+import flax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ferjax.data import loading
+from ferjax.train import metrics as metrics_lib
+from ferjax.train import steps
+from ferjax.train.parallel import Parallel
+from ferjax.train.state import TrainState
+
+
+def ten_crop_fn(crop_size: tuple[int, int]) -> steps.TenCropFn:
+  from ferjax.data import augment
+  return functools.partial(augment.ten_crop, crop_size=tuple(crop_size))
+
+
+class Evaluator:
+  """Evaluates a state on one split, padded and masked to count each once."""
+
+  def __init__(self, name: str, split: loading.Split, *,
+               eval_config: ml_collections.ConfigDict, batch_size: int,
+               parallel: Parallel, model: flax.linen.Module,
+               inputs: steps.InputSpec, class_names: tuple[str, ...]):
+    self.name = name
+    self.class_names = class_names
+    n = len(split)
+    per_device = max(1, math.ceil(batch_size / parallel.num_devices))
+    global_batch = per_device * parallel.num_devices
+    num_batches = max(1, math.ceil(n / global_batch))
+    padded = num_batches * global_batch
+    images = np.zeros((padded, *split.images.shape[1:]), np.uint8)
+    labels = np.zeros((padded,), np.int32)
+    images[:n], labels[:n] = split.images, split.labels
+    self._data = parallel.replicate(
+        {"images": jnp.asarray(images), "labels": jnp.asarray(labels)})
+    self._parallel = parallel
+    spec = steps.EvalSpec(
+        num_examples=n, num_batches=num_batches, per_device_batch=per_device,
+        num_devices=parallel.num_devices, num_classes=len(class_names),
+        inputs=inputs)
+    tta = eval_config.get("tta", "none")
+    ten_crop = (ten_crop_fn(eval_config.crop_size) if tta == "ten_crop"
+                else None)
+    self._fn = parallel.map(functools.partial(
+        steps.eval_split, model=model, spec=spec, ten_crop=ten_crop))
+
+  def __call__(self, state: TrainState) -> dict[str, Any]:
+    totals = self._parallel.unreplicate(self._fn(state, self._data))
+    return metrics_lib.summarize(totals, self.class_names)

@@ -1,0 +1,71 @@
+"""Writes metrics where researchers read them: metrics.jsonl and TensorBoard.
+
+``metrics.jsonl`` holds one JSON object per event, e.g.
+``{"step": 400, "split": "test", "accuracy": 0.93, ...}``. Scalars also go to
+TensorBoard under ``<split>/<name>``; structured values (confusion matrix,
+per-class accuracy) stay in the JSON lines.
+"""
+
+import json
+import math
+import os
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+from ferjax import atomic
+
+
+class MetricWriter:
+  """Appends metric events; only the process that owns the run writes."""
+
+  def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True):
+    self.path = pathlib.Path(workdir) / "metrics.jsonl"
+    self.enabled = enabled
+    self._tb = None
+    if enabled:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+
+  def truncate_after(self, step: int) -> None:
+    """Drops events after ``step``: a resumed run logs them again.
+
+    Also drops a torn last line left by a process killed mid-write.
+    """
+    if not self.enabled or not self.path.exists():
+      return
+    kept = []
+    for line in self.path.read_text().splitlines():
+      try:
+        event = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if event.get("step", 0) <= step:
+        kept.append(line)
+    atomic.write_text(self.path, "".join(f"{line}\n" for line in kept))
+
+  def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
+    if not self.enabled:
+      return
+    event = {"step": int(step), "split": split, **metrics}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(event, sort_keys=False) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+    for name, value in metrics.items():
+      if isinstance(value, (int, float)) and math.isfinite(value):
+        self._tb.add_scalar(f"{split}/{name}", value, int(step))
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
+  """All events of a run directory's metrics.jsonl, in order."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line]
+

@@ -1,0 +1,175 @@
+"""Per-device train and eval steps: pure functions of explicit state.
+
+Both run under ``Parallel.map`` with the axis name ``batch``. The whole
+training split sits on every device; a step slices its device's share of the
+global batch out of the epoch's permutation, so batches are built on device
+with no host round trip, and the global batch is the same whatever the
+device count.
+"""
+
+import dataclasses
+from collections.abc import Callable
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from ferjax.data import preprocess
+from ferjax.train import losses
+from ferjax.train.parallel import AXIS
+from ferjax.train.state import TrainState
+
+AugmentFn = Callable[[jax.Array, jnp.ndarray], jnp.ndarray]
+TenCropFn = Callable[[jnp.ndarray], jnp.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+  """How stored uint8 images become model inputs (static under jit)."""
+
+  image_size: tuple[int, int]
+  channels: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+
+  def __call__(self, images: jnp.ndarray) -> jnp.ndarray:
+    return preprocess.to_model_input(
+        images, image_size=self.image_size, channels=self.channels,
+        mean=self.mean, std=self.std)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+  """Static facts the train step needs."""
+
+  global_batch: int
+  per_device_batch: int
+  steps_per_epoch: int
+  num_classes: int
+  inputs: InputSpec
+  label_smoothing: float = 0.0
+  aux_weight: float = 0.3
+  class_weights: tuple[float, ...] | None = None
+
+
+def _device_batch_indices(perm: jnp.ndarray, step: jnp.ndarray,
+                          spec: TrainSpec) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """This device's slice of the global batch, and its global positions."""
+  position = ((step % spec.steps_per_epoch) * spec.global_batch +
+              lax.axis_index(AXIS) * spec.per_device_batch)
+  idx = lax.dynamic_slice_in_dim(perm, position, spec.per_device_batch)
+  return idx, position + jnp.arange(spec.per_device_batch)
+
+
+def train_step(state: TrainState, data: dict[str, jnp.ndarray],
+               perm: jnp.ndarray, *, model: flax.linen.Module,
+               tx: optax.GradientTransformation, schedule: optax.Schedule,
+               spec: TrainSpec, augment: AugmentFn | None = None
+               ) -> tuple[TrainState, dict[str, jnp.ndarray]]:
+  """One SGD step on the global batch ``step`` of the epoch ``perm``.
+
+  Augmentation keys are folded from each example's position in the global
+  batch, so augmented pixels do not depend on the device count; dropout keys
+  are folded from (rng, step, device index).
+  """
+  idx, positions = _device_batch_indices(perm, state.step, spec)
+  labels = data["labels"][idx]
+  images = preprocess.to_unit_float(data["images"][idx])
+  step_key = jax.random.fold_in(state.rng, state.step)
+  augment_key, dropout_key = jax.random.split(step_key)
+  if augment is not None:
+    keys = jax.vmap(lambda p: jax.random.fold_in(augment_key, p))(positions)
+    images = jax.vmap(lambda k, x: augment(k, x[None])[0])(keys, images)
+  x = spec.inputs(images)
+  dropout_key = jax.random.fold_in(dropout_key, lax.axis_index(AXIS))
+
+  weights = losses.example_weights(labels, spec.class_weights)
+  total_weight = lax.psum(weights.sum(), AXIS)
+
+  def loss_fn(params):
+    logits, new_vars = model.apply(
+        {"params": params, "batch_stats": state.batch_stats}, x, train=True,
+        rngs={"dropout": dropout_key}, mutable=["batch_stats", "aux_logits"])
+    ce = losses.cross_entropy_terms(
+        logits, labels, num_classes=spec.num_classes,
+        label_smoothing=spec.label_smoothing)
+    loss = (weights * ce).sum() / total_weight
+    for aux in jax.tree.leaves(new_vars.get("aux_logits", {})):
+      aux_ce = losses.cross_entropy_terms(
+          aux, labels, num_classes=spec.num_classes,
+          label_smoothing=spec.label_smoothing)
+      loss += spec.aux_weight * (weights * aux_ce).sum() / total_weight
+    return loss, (logits, new_vars.get("batch_stats", {}))
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  grads = lax.psum(grads, AXIS)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  updates = jax.tree.map(lambda u: u * state.plateau.scale, updates)
+  new_state = state.replace(
+      step=state.step + 1,
+      params=optax.apply_updates(state.params, updates),
+      batch_stats=batch_stats,
+      opt_state=opt_state)
+  metrics = {
+      "loss": lax.psum(loss, AXIS),
+      "accuracy": lax.psum((logits.argmax(-1) == labels).sum(), AXIS) /
+                  spec.global_batch,
+      "learning_rate": schedule(state.step) * state.plateau.scale,
+  }
+  return new_state, metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+  """Static facts of one evaluation over a padded split."""
+
+  num_examples: int
+  num_batches: int
+  per_device_batch: int
+  num_devices: int
+  num_classes: int
+  inputs: InputSpec
+
+
+def eval_split(state: TrainState, data: dict[str, jnp.ndarray], *,
+               model: flax.linen.Module, spec: EvalSpec,
+               ten_crop: TenCropFn | None = None) -> dict[str, jnp.ndarray]:
+  """Sums over a whole split: confusion matrix, loss and example count.
+
+  ``data`` is padded to ``num_batches`` global batches; padding is masked
+  out, so every example counts exactly once. With ``ten_crop`` the class
+  probabilities are the mean over the crops, as in the best FER2013 results.
+  """
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  global_batch = spec.per_device_batch * spec.num_devices
+
+  def probabilities(images: jnp.ndarray) -> jnp.ndarray:
+    if ten_crop is None:
+      return jax.nn.softmax(model.apply(variables, spec.inputs(images)))
+    crops = ten_crop(images)
+    flat = crops.reshape((-1,) + crops.shape[2:])
+    probs = jax.nn.softmax(model.apply(variables, spec.inputs(flat)))
+    return probs.reshape(crops.shape[:2] + probs.shape[1:]).mean(axis=0)
+
+  def body(i, totals):
+    position = i * global_batch + lax.axis_index(AXIS) * spec.per_device_batch
+    idx = position + jnp.arange(spec.per_device_batch)
+    mask = (idx < spec.num_examples).astype(jnp.float32)
+    labels = data["labels"][idx]
+    probs = probabilities(preprocess.to_unit_float(data["images"][idx]))
+    nll = -jnp.log(jnp.take_along_axis(probs, labels[:, None], 1)[:, 0] +
+                   1e-12)
+    confusion = jnp.einsum(
+        "n,ni,nj->ij", mask, jax.nn.one_hot(labels, spec.num_classes),
+        jax.nn.one_hot(probs.argmax(-1), spec.num_classes))
+    return {"confusion": totals["confusion"] + confusion,
+            "loss_sum": totals["loss_sum"] + (mask * nll).sum(),
+            "count": totals["count"] + mask.sum()}
+
+  zeros = {"confusion": jnp.zeros((spec.num_classes,) * 2, jnp.float32),
+           "loss_sum": jnp.float32(0), "count": jnp.float32(0)}
+  totals = lax.fori_loop(0, spec.num_batches, body, zeros)
+  return lax.psum(totals, AXIS)
+
