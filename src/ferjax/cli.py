@@ -5,10 +5,11 @@ before JAX initialises (CPU device counts must be set before that).
 """
 
 import argparse
+import importlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ferjax import config as config_lib
 
@@ -61,9 +62,28 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   return 0
 
 
+def _delegated(module: str) -> Callable[[list[str]], int]:
+  """A command whose module parses its own arguments."""
+
+  def run(argv: list[str]) -> int:
+    return importlib.import_module(module).main(argv)
+
+  return run
+
+
+# Commands with their own parsers: `ferjax <command> ...` -> module.main(...).
+_DELEGATED = {
+    ("models",): _delegated("ferjax.models.summary"),
+    ("data", "prepare"): _delegated("ferjax.data.prepare"),
+    ("predict",): _delegated("ferjax.recognition.predict"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="ferjax", description="Facial expression recognition in JAX.")
+      prog="ferjax", description="Facial expression recognition in JAX.",
+      epilog="Also: 'ferjax models', 'ferjax data prepare NAME', "
+      "'ferjax predict --workdir RUN IMAGE...' (each with --help).")
   sub = parser.add_subparsers(dest="command", required=True)
 
   train = sub.add_parser(
@@ -90,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
   for noisy in ("absl", "jax._src", "orbax"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+  argv = list(sys.argv[1:] if argv is None else argv)
+  for words, run in _DELEGATED.items():
+    if tuple(argv[:len(words)]) == words:
+      return run(argv[len(words):])
   args, extra = build_parser().parse_known_args(argv)
   try:
     return args.func(args, extra)

@@ -46,6 +46,76 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
   return result
 
 
+def base_config() -> ml_collections.ConfigDict:
+  """Every field the trainer reads, at neutral defaults.
+
+  Experiment files start from this and set what their recipe changes, so
+  that every field exists (and can be overridden) in every experiment.
+  """
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.num_epochs = 10
+  c.batch_size = 128
+  c.log_every_steps = 50
+  c.eval_every_epochs = 1
+
+  c.input = ml_collections.ConfigDict()
+  c.input.dataset = "synthetic_fer"
+  c.input.builder_config = None
+  c.input.data_dir = None  # None: TFDS's default, ~/tensorflow_datasets.
+  c.input.manual_dir = None
+  c.input.protocol = "official"  # official | review_70_30 | kfold
+  c.input.pool_splits = None  # Pooled by review_70_30 / kfold; None: all.
+  c.input.split_seed = 0
+  c.input.folds = 10
+  c.input.fold = 0
+  c.input.train_split = "train"
+  c.input.image_size = (48, 48)
+  c.input.channels = 1
+  c.input.mean = None  # None: computed from the train split.
+  c.input.std = None
+  c.input.augment = ml_collections.ConfigDict()  # See data.augment.augment.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "lenet5"
+  c.model.dtype = "float32"
+  c.model.kwargs = ml_collections.ConfigDict()
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.label_smoothing = 0.0
+  c.loss.class_weights = None  # None | 'balanced' | one weight per class.
+  c.loss.aux_weight = 0.3  # GoogLeNet's auxiliary heads.
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.learning_rate = 0.01
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = False
+  c.optimizer.weight_decay = 0.0  # Coupled L2, as torch.optim.SGD.
+  c.optimizer.grad_clip_norm = None
+  c.optimizer.schedule = "constant"  # constant | piecewise | cosine | plateau
+  c.optimizer.warmup_epochs = 0.0
+  c.optimizer.boundaries_epochs = ()
+  c.optimizer.decay_factor = 0.1
+  c.optimizer.plateau = ml_collections.ConfigDict(dict(
+      metric="test/accuracy", mode="max", factor=0.75, patience=5,
+      min_scale=1e-3))
+
+  c.evals = ml_collections.ConfigDict()
+  c.evals.test = ml_collections.ConfigDict(dict(split="test", tta="none"))
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 0  # 0: at the end of each epoch only.
+  c.checkpoint.keep = 2
+  c.checkpoint.best_metric = "test/accuracy"
+  c.checkpoint.best_mode = "max"
+
+  c.parallel = ml_collections.ConfigDict()
+  c.parallel.backend = "shard_map"  # shard_map | pmap
+  c.parallel.cpu_devices = None  # CPU only: split the host into N devices.
+  c.parallel.num_devices = None  # None: all devices.
+  return c
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """Loads ``path/to/config.py[:arg]`` by calling its ``get_config(arg)``."""
   path_str, _, arg = spec.partition(":")
@@ -106,7 +176,9 @@ def apply_overrides(config: ml_collections.ConfigDict,
 
 
 def _convert(raw: str, current: Any, what: str) -> Any:
-  """Parses ``raw`` as the type of ``current``."""
+  """Parses ``raw`` as the type of ``current``; ``None`` unsets a field."""
+  if raw == "None":
+    return None
   if isinstance(current, bool):
     lowered = raw.lower()
     if lowered in ("true", "1", "yes"):
@@ -171,6 +243,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(_is_size(inp.image_size), "input.image_size",
            "(height, width) of positive integers", inp.image_size)
   _require(inp.channels in (1, 3), "input.channels", "1 or 3", inp.channels)
+  protocol = inp.get("protocol", "official")
+  _require(protocol in data_registry.PROTOCOLS, "input.protocol",
+           f"one of {', '.join(data_registry.PROTOCOLS)}", protocol)
+  if protocol != "official":
+    _require(isinstance(inp.get("split_seed"), int), "input.split_seed",
+             "an integer seed for the protocol's split", inp.get("split_seed"))
+  if protocol == "kfold":
+    _require(isinstance(inp.get("folds"), int) and inp.folds >= 2,
+             "input.folds", "an integer >= 2", inp.get("folds"))
+    _require(isinstance(inp.get("fold"), int) and
+             0 <= inp.fold < inp.get("folds", 0), "input.fold",
+             "an integer in [0, input.folds)", inp.get("fold"))
   for field in ("mean", "std"):
     value = inp.get(field)
     _require(value is None or (_is_numbers(value) and len(value) in (1, 3)),
@@ -256,6 +340,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       isinstance(par.cpu_devices, int) and par.cpu_devices > 0),
            "parallel.cpu_devices", "None or a positive integer",
            par.cpu_devices)
+  _require(par.get("num_devices") is None or (
+      isinstance(par.num_devices, int) and par.num_devices > 0),
+           "parallel.num_devices", "None (all) or a positive integer",
+           par.get("num_devices"))
 
 
 def _check_metric_name(config: ml_collections.ConfigDict, field: str,

@@ -21,13 +21,26 @@ from ferjax.data import registry
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  """One split in memory: uint8 NHWC images and int32 labels."""
+  """One split in memory: uint8 NHWC images, int32 labels, subject ids."""
 
   images: np.ndarray
   labels: np.ndarray
+  subjects: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.labels)
+
+  def take(self, idx: np.ndarray) -> "Split":
+    return Split(self.images[idx], self.labels[idx],
+                 None if self.subjects is None else self.subjects[idx])
+
+  @classmethod
+  def concatenate(cls, splits: list["Split"]) -> "Split":
+    subjects = [s.subjects for s in splits]
+    return cls(np.concatenate([s.images for s in splits]),
+               np.concatenate([s.labels for s in splits]),
+               None if any(s is None for s in subjects)
+               else np.concatenate(subjects))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,10 +96,51 @@ def read_split(builder: Any, split: str) -> Split:
   shape = builder.info.features["image"].shape
   images = np.empty((n, *shape), np.uint8)
   labels = np.empty((n,), np.int32)
+  has_subject = "subject" in builder.info.features
+  subjects = np.empty((n,), np.int64) if has_subject else None
   for i, record in enumerate(records):
     images[i] = record["image"]
     labels[i] = record["label"]
-  return Split(images, labels)
+    if has_subject:
+      subjects[i] = record["subject"]
+  return Split(images, labels, subjects)
+
+
+def load_partitions(builder: Any, input_cfg: Any,
+                    names: set[str]) -> dict[str, Split]:
+  """The splits a run asks for, under the config's evaluation protocol.
+
+  ``official``: TFDS splits as stored (slicing allowed). ``review_70_30``:
+  the review's protocol, a seeded stratified 70/30 split of the pooled
+  ``input.pool_splits``, named ``train`` and ``test``. ``kfold``: fold
+  ``input.fold`` of ``input.folds`` subject-grouped folds (no person on both
+  sides, as CK+ needs), named ``train`` and ``test``.
+  """
+  protocol = input_cfg.get("protocol", "official")
+  if protocol == "official":
+    return {name: read_split(builder, name) for name in names}
+  unknown = names - {"train", "test"}
+  if unknown:
+    raise ValueError(
+        f"config.input.protocol={protocol!r} defines the splits 'train' and "
+        f"'test' only; the config asks for {', '.join(sorted(unknown))}")
+  from ferjax.data import splits
+  pool_names = input_cfg.get("pool_splits") or tuple(builder.info.splits)
+  pooled = Split.concatenate([read_split(builder, s) for s in pool_names])
+  if protocol == "review_70_30":
+    train_idx, test_idx = splits.stratified_split(
+        pooled.labels, test_fraction=0.3, seed=input_cfg.split_seed)
+  else:
+    if pooled.subjects is None:
+      raise ValueError(
+          f"config.input.protocol='kfold' groups by subject, but dataset "
+          f"{builder.name!r} has no 'subject' feature")
+    folds = splits.subject_kfold(pooled.subjects, input_cfg.folds,
+                                 seed=input_cfg.split_seed,
+                                 labels=pooled.labels)
+    train_idx, test_idx = folds[input_cfg.fold]
+  parts = {"train": pooled.take(train_idx), "test": pooled.take(test_idx)}
+  return {name: parts[name] for name in names}
 
 
 def dataset_info(builder: Any) -> DatasetInfo:

@@ -13,6 +13,9 @@ DATASETS: dict[str, tuple[str, str]] = {
     "ck_plus": ("ferjax.data.ck_plus", "CkPlus"),
 }
 
+# Evaluation protocols a config may name (see loading.load_partitions).
+PROTOCOLS = ("official", "review_70_30", "kfold")
+
 
 def builder_class(name: str) -> type:
   """The TFDS builder class registered as ``name``."""

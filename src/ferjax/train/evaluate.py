@@ -50,7 +50,7 @@ def evaluate_run(workdir: str, *, split: str | None = None,
     eval_cfg = matching[0] if matching else ml_collections.ConfigDict(
         {"split": split, "tta": "none"})
     config.evals = ml_collections.ConfigDict({split: eval_cfg})
-  setup = RunSetup(config, Parallel(config.parallel.backend))
+  setup = RunSetup(config, Parallel.from_config(config.parallel))
   ckpt = checkpoint_lib.Checkpoints(
       pathlib.Path(workdir) / "checkpoints",
       best_metric=config.checkpoint.best_metric,

@@ -53,8 +53,11 @@ class RunSetup:
         inp.dataset, data_dir=inp.data_dir, manual_dir=inp.manual_dir,
         builder_config=inp.builder_config)
     self.info = loading.dataset_info(builder)
-    self.train = loading.read_split(builder, inp.train_split)
-    self.eval_splits = {name: loading.read_split(builder, ev.split)
+    parts = loading.load_partitions(
+        builder, inp, {inp.train_split} | {ev.split
+                                           for ev in config.evals.values()})
+    self.train = parts[inp.train_split]
+    self.eval_splits = {name: parts[ev.split]
                         for name, ev in config.evals.items()}
     if config.input.mean is None or config.input.std is None:
       mean, std = preprocess.channel_stats(self.train.images)
@@ -80,7 +83,7 @@ class RunSetup:
     self.total_steps = self.steps_per_epoch * config.num_epochs
 
     model_kwargs = {"dtype": jnp.dtype(config.model.dtype)}
-    model_kwargs.update(config.model.get("kwargs", {}))
+    model_kwargs.update(dict(config.model.get("kwargs") or {}))
     num_classes = len(self.class_names)
     self.init_model = create_model(config.model.name, num_classes=num_classes,
                                    **model_kwargs)
@@ -141,7 +144,7 @@ def _check_resume_config(path: pathlib.Path,
   if not path.exists():
     return
   saved = json.loads(path.read_text())
-  differing = [f for f in config_lib.differing_fields(saved, config.to_dict())
+  differing = [f for f in config_lib.differing_fields(saved, config)
                if not f.startswith(_RESUMABLE_CHANGES)]
   if differing:
     raise ValueError(
@@ -169,9 +172,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns the final evaluation results by eval name.
   """
   config_lib.validate(config)
-  config = ml_collections.ConfigDict(config.to_dict())
+  config = ml_collections.ConfigDict(config)
   workdir_path = pathlib.Path(workdir)
-  parallel = Parallel(config.parallel.backend)
+  parallel = Parallel.from_config(config.parallel)
   setup = RunSetup(config, parallel)
   config = setup.config
   is_chief = jax.process_index() == 0

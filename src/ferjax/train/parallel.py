@@ -50,6 +50,19 @@ class Parallel:
     self.devices = list(devices if devices is not None else jax.devices())
     self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
 
+  @classmethod
+  def from_config(cls, parallel: Any) -> "Parallel":
+    """From ``config.parallel``: its backend on the first ``num_devices``."""
+    devices = jax.devices()
+    count = parallel.get("num_devices")
+    if count is not None:
+      if count > len(devices):
+        raise ValueError(
+            f"config.parallel.num_devices={count} but only {len(devices)} "
+            "devices exist")
+      devices = devices[:count]
+    return cls(parallel.backend, devices)
+
   @property
   def num_devices(self) -> int:
     return len(self.devices)

@@ -1,0 +1,229 @@
+"""The training core: equal results across backends, exact resume, eval."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from ferjax import config as config_lib
+from ferjax.data import loading
+from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.train import loop
+from ferjax.train.metric_writer import read_metrics
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+QUICKSTART = str(REPO / "experiments" / "quickstart.py")
+
+
+def tiny_overrides(data_dir: str, **extra: object) -> list[str]:
+  """A 2-epoch LeNet-5 run on 1,024 examples: seconds, not minutes."""
+  fields = {
+      "input.data_dir": data_dir,
+      "input.train_split": "train[:1024]",
+      "evals": "{'test': {'split': 'test[:300]', 'tta': 'none'}}",
+      "num_epochs": 2,
+      "batch_size": 64,
+      "log_every_steps": 4,
+      "checkpoint.every_steps": 5,
+      "parallel.cpu_devices": None,
+      **extra,
+  }
+  return [f"{k}={v}" for k, v in fields.items()]
+
+
+def tiny_config(data_dir: str, **extra: object):
+  config = config_lib.load_config(QUICKSTART)
+  return config_lib.apply_overrides(config, tiny_overrides(data_dir, **extra))
+
+
+def final_params(workdir: pathlib.Path) -> dict:
+  config = config_lib.from_json((workdir / "config.json").read_text())
+  ckpt = checkpoint_lib.Checkpoints(workdir / "checkpoints", read_only=True)
+  setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
+  state = ckpt.restore(ckpt.latest_step(), setup.init_state())
+  return jax.device_get(state.params)
+
+
+def without_timing(events: list[dict]) -> list[dict]:
+  return [{k: v for k, v in e.items() if k != "images_per_second"}
+          for e in events]
+
+
+@pytest.fixture(scope="module")
+def reference_run(synthetic_data_dir, tmp_path_factory):
+  """The uninterrupted default run (shard_map over all 4 devices)."""
+  workdir = tmp_path_factory.mktemp("reference")
+  results = loop.train_and_evaluate(tiny_config(synthetic_data_dir), workdir)
+  return workdir, results
+
+
+def test_four_simulated_devices():
+  assert jax.device_count() == 4
+
+
+def test_loss_falls_and_accuracy_beats_chance(reference_run):
+  workdir, results = reference_run
+  train = [e for e in read_metrics(workdir) if e["split"] == "train"]
+  assert train[-1]["loss"] < 0.8 * train[0]["loss"]
+  assert results["test"]["accuracy"] > 2 / 7
+
+
+@pytest.mark.parametrize("backend,num_devices", [("pmap", None),
+                                                 ("shard_map", 1)])
+def test_backends_and_device_counts_agree(reference_run, synthetic_data_dir,
+                                          tmp_path, backend, num_devices):
+  workdir, results = reference_run
+  config = tiny_config(synthetic_data_dir, **{
+      "parallel.backend": backend, "parallel.num_devices": num_devices})
+  other = loop.train_and_evaluate(config, tmp_path)
+  np.testing.assert_allclose(other["test"]["loss"], results["test"]["loss"],
+                             rtol=1e-4)
+  assert abs(other["test"]["accuracy"] - results["test"]["accuracy"]) <= 1 / 300
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
+               final_params(tmp_path), final_params(workdir))
+
+
+def test_same_config_twice_is_identical(reference_run, synthetic_data_dir,
+                                        tmp_path):
+  workdir, results = reference_run
+  again = loop.train_and_evaluate(tiny_config(synthetic_data_dir), tmp_path)
+  assert again == results
+  assert without_timing(read_metrics(tmp_path)) == without_timing(
+      read_metrics(workdir))
+  jax.tree.map(np.testing.assert_array_equal, final_params(tmp_path),
+               final_params(workdir))
+
+
+def run_cli(args: list[str], **kwargs) -> subprocess.Popen:
+  env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+  return subprocess.Popen([sys.executable, "-m", "ferjax.cli", *args],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_kill_9_then_resume_is_bit_identical(reference_run,
+                                             synthetic_data_dir, tmp_path):
+  """SIGKILL mid-training, run the same command again: same final numbers."""
+  workdir, results = reference_run
+  args = ["train", "--config", QUICKSTART, "--workdir", str(tmp_path)] + [
+      f"--config.{o}" for o in tiny_overrides(synthetic_data_dir)]
+  proc = run_cli(args)
+  ckpts = tmp_path / "checkpoints"
+  deadline = time.monotonic() + 240
+  ckpts.mkdir(parents=True)
+  while time.monotonic() < deadline and proc.poll() is None:
+    steps = [int(p.name) for p in ckpts.glob("*") if p.name.isdigit()]
+    if steps and max(steps) >= 10:
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, "the run finished before it could be killed"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  interrupted_at = checkpoint_lib.Checkpoints(ckpts, read_only=True).latest_step()
+  assert 0 < interrupted_at < 32
+
+  proc = run_cli(args)
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err
+  assert f"resumed from step {interrupted_at}" in err
+  # Every evaluation and every full logging window after the resumed one
+  # matches; the window in which the run resumed averages fewer steps.
+  resumed_window = interrupted_at // 4 * 4 + 4
+  comparable = lambda events: without_timing(
+      [e for e in events if e["split"] != "train" or e["step"] != resumed_window])
+  assert comparable(read_metrics(tmp_path)) == comparable(read_metrics(workdir))
+  jax.tree.map(np.testing.assert_array_equal, final_params(tmp_path),
+               final_params(workdir))
+  manifest = json.loads((tmp_path / "manifest.json").read_text())
+  assert [s["start_step"] for s in manifest["sessions"]] == [0, interrupted_at]
+
+
+def test_cli_eval_prints_json_metrics(reference_run):
+  workdir, results = reference_run
+  proc = run_cli(["eval", "--workdir", str(workdir)])
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err
+  printed = json.loads(out.strip().splitlines()[-1])
+  assert printed["results"]["test"]["accuracy"] == results["test"]["accuracy"]
+  assert printed["step"] == 32
+
+
+def test_run_directory_records(reference_run):
+  workdir, _ = reference_run
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["model"]["name"] == "lenet5"
+  assert len(config["input"]["mean"]) == 1
+  manifest = json.loads((workdir / "manifest.json").read_text())
+  session = manifest["sessions"][0]
+  assert session["device_count"] == 4 and session["process_count"] == 1
+  assert session["versions"]["jax"] == jax.__version__
+  assert manifest["dataset"]["name"] == "synthetic_fer"
+  assert manifest["dataset"]["split_sizes_used"] == {"train": 1024,
+                                                    "test": 300}
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  events = read_metrics(workdir)
+  test_events = [e for e in events if e["split"] == "test"]
+  assert [e["step"] for e in test_events] == [16, 32]
+
+
+def test_eval_counts_every_example_once(synthetic_data_dir):
+  """37 examples over 4 devices x 8: padded and masked, never dropped."""
+  from ferjax.train.evaluator import Evaluator
+  config = tiny_config(synthetic_data_dir)
+  setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
+  builder = loading.prepared_builder("synthetic_fer",
+                                     data_dir=synthetic_data_dir)
+  split = loading.read_split(builder, "test[:37]")
+  state = setup.init_state()
+  evaluator = Evaluator(
+      "few", split, eval_config=config.evals.test, batch_size=32,
+      parallel=setup.parallel, model=setup.model, inputs=setup.inputs,
+      class_names=setup.class_names)
+  result = evaluator(setup.parallel.replicate(state))
+  assert result["num_examples"] == 37
+  assert np.sum(result["confusion_matrix"]) == 37
+  logits = setup.init_model.apply(
+      {"params": state.params}, setup.inputs(split.images / 255.0))
+  expected = float(np.mean(np.argmax(logits, -1) == split.labels))
+  assert result["accuracy"] == pytest.approx(expected, abs=1e-6)
+  counts = np.bincount(split.labels, minlength=7)
+  assert np.sum(result["confusion_matrix"], axis=1).tolist() == counts.tolist()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.num_epohcs=3", "unknown field"),
+    ("--config.batch_size=many", "expected an integer"),
+    ("--config.parallel.backend=mpi", "config.parallel.backend"),
+    ("--config.model.name=resnet50", "config.model.name"),
+    ("--config.optimizer.momentum=1.5", "config.optimizer.momentum"),
+    ("--config.checkpoint.best_metric=val/accuracy",
+     "config.checkpoint.best_metric"),
+])
+def test_bad_config_fails_before_any_work(tmp_path, override, message):
+  proc = run_cli(["train", "--config", QUICKSTART, "--workdir",
+                  str(tmp_path / "run"), override])
+  out, err = proc.communicate(timeout=60)
+  assert proc.returncode == 2
+  assert message in err
+  assert not (tmp_path / "run").exists()
+
+
+def test_batch_must_divide_over_devices(synthetic_data_dir, tmp_path):
+  config = tiny_config(synthetic_data_dir, batch_size=30)
+  with pytest.raises(ValueError, match="does not divide evenly over 4"):
+    loop.train_and_evaluate(config, tmp_path)
+
+
+def test_resume_refuses_a_different_experiment(reference_run,
+                                               synthetic_data_dir):
+  workdir, _ = reference_run
+  config = tiny_config(synthetic_data_dir, seed=1)
+  with pytest.raises(ValueError, match="different config.*seed"):
+    loop.train_and_evaluate(config, workdir)
