@@ -227,3 +227,17 @@ def test_resume_refuses_a_different_experiment(reference_run,
   config = tiny_config(synthetic_data_dir, seed=1)
   with pytest.raises(ValueError, match="different config.*seed"):
     loop.train_and_evaluate(config, workdir)
+
+
+def test_streaming_gives_the_same_run_as_in_memory(reference_run,
+                                                   synthetic_data_dir,
+                                                   tmp_path):
+  """Batches read from disk by a prefetch thread: identical numbers."""
+  workdir, results = reference_run
+  config = tiny_config(synthetic_data_dir, **{"input.pipeline": "stream"})
+  streamed = loop.train_and_evaluate(config, tmp_path)
+  assert streamed == results
+  assert without_timing(read_metrics(tmp_path)) == without_timing(
+      read_metrics(workdir))
+  manifest = json.loads((tmp_path / "manifest.json").read_text())
+  assert manifest["dataset"]["pipeline"] == "stream"

@@ -34,18 +34,35 @@ def _split_overrides(extra: Sequence[str]) -> list[str]:
   return overrides
 
 
-def _train(args: argparse.Namespace, extra: list[str]) -> int:
+def _experiment_config(args: argparse.Namespace, extra: list[str]):
+  """The validated config, with CPU devices set up before JAX starts."""
   config = config_lib.load_config(args.config)
   config = config_lib.apply_overrides(config, _split_overrides(extra))
   config_lib.validate(config)
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
+  return config
+
+
+def _train(args: argparse.Namespace, extra: list[str]) -> int:
+  config = _experiment_config(args, extra)
   from ferjax.train import loop
   results = loop.train_and_evaluate(config, args.workdir,
                                     argv=["ferjax", *sys.argv[1:]])
   for name, r in results.items():
     print(f"{name}: accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f}"
           f" loss={r['loss']:.4f} ({r['num_examples']} examples)")
+  return 0
+
+
+def _crossval(args: argparse.Namespace, extra: list[str]) -> int:
+  config = _experiment_config(args, extra)
+  from ferjax.train import crossval
+  summary = crossval.run_folds(config, args.workdir,
+                               argv=["ferjax", *sys.argv[1:]])
+  for name, m in summary["metrics"].items():
+    print(f"{name}: {m['mean']:.4f} +- {m['std']:.4f} over "
+          f"{summary['folds']} folds")
   return 0
 
 
@@ -95,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--workdir", required=True,
                      help="run directory (resumed if it holds checkpoints)")
   train.set_defaults(func=_train)
+
+  cv = sub.add_parser(
+      "crossval", help="train every fold of a kfold experiment; mean and std",
+      epilog="Any config field can be set with --config.FIELD=VALUE.")
+  cv.add_argument("--config", required=True)
+  cv.add_argument("--workdir", required=True,
+                  help="folds train in WORKDIR/fold_<i>")
+  cv.set_defaults(func=_crossval)
 
   ev = sub.add_parser("eval", help="evaluate a run's checkpoint as JSON")
   ev.add_argument("--workdir", required=True)

@@ -75,6 +75,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.mean = None  # None: computed from the train split.
   c.input.std = None
   c.input.augment = ml_collections.ConfigDict()  # See data.augment.augment.
+  c.input.pipeline = "auto"  # memory | stream | auto (by memory_limit_mb)
+  c.input.memory_limit_mb = 2048
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "lenet5"
@@ -243,6 +245,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(_is_size(inp.image_size), "input.image_size",
            "(height, width) of positive integers", inp.image_size)
   _require(inp.channels in (1, 3), "input.channels", "1 or 3", inp.channels)
+  _require(inp.get("pipeline", "memory") in ("memory", "stream", "auto"),
+           "input.pipeline", "'memory', 'stream' or 'auto'",
+           inp.get("pipeline"))
   protocol = inp.get("protocol", "official")
   _require(protocol in data_registry.PROTOCOLS, "input.protocol",
            f"one of {', '.join(data_registry.PROTOCOLS)}", protocol)

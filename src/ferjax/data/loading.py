@@ -84,6 +84,21 @@ def prepared_builder(name: str, *, data_dir: str | None = None,
   return builder
 
 
+def chunks(data: Any, size: int = 4096) -> Iterator[Split]:
+  """A Split or a data source in consecutive chunks of ``size`` examples.
+
+  Statistics accumulated over chunks are then identical for a split in
+  memory and the same split streamed from disk.
+  """
+  for start in range(0, len(data), size):
+    if isinstance(data, Split):
+      yield data.take(np.arange(start, min(start + size, len(data))))
+    else:
+      records = data.__getitems__(range(start, min(start + size, len(data))))
+      yield Split(np.stack([r["image"] for r in records]),
+                  np.asarray([r["label"] for r in records], np.int32))
+
+
 def read_split(builder: Any, split: str) -> Split:
   """Reads a whole split (TFDS slicing allowed: ``train[:10%]``) into memory."""
   if split.split("[")[0] not in builder.info.splits:

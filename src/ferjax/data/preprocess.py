@@ -1,7 +1,7 @@
 """Turns stored uint8 images into a model's input, identically in training,
 evaluation and inference (so a photo sees exactly what the test split saw)."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +38,22 @@ def to_model_input(images: jnp.ndarray, *, image_size: Sequence[int],
   return (images - mean) / std
 
 
-def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
-  """Per-channel mean and std in [0, 1] units of a uint8 NHWC array.
+def channel_stats(chunks: Iterable[np.ndarray]) -> tuple[list[float], list[float]]:
+  """Per-channel mean and std in [0, 1] units of uint8 NHWC chunks.
 
-  Accumulated in float64 over the whole split so the result does not depend on
-  how the split is batched.
+  Accumulated in float64 chunk by chunk, so a split streamed from disk and
+  the same split in memory (cut into the same chunks) give identical numbers.
   """
-  x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
-  return x.mean(axis=0).tolist(), x.std(axis=0).tolist()
+  total = total_sq = None
+  count = 0
+  for chunk in chunks:
+    x = chunk.reshape(-1, chunk.shape[-1]).astype(np.float64) / 255.0
+    s, sq = x.sum(axis=0), np.square(x).sum(axis=0)
+    total = s if total is None else total + s
+    total_sq = sq if total_sq is None else total_sq + sq
+    count += len(x)
+  if not count:
+    raise ValueError("cannot compute statistics of an empty split")
+  mean = total / count
+  std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
+  return mean.tolist(), std.tolist()

@@ -19,6 +19,9 @@ class LeNet5(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
     del train  # No dropout or BatchNorm in the review's LeNet-5.
+    if min(x.shape[1:3]) < 16:
+      raise ValueError(f"LeNet-5 needs inputs of at least 16x16, got "
+                       f"{x.shape[1]}x{x.shape[2]}")
     x = x.astype(self.dtype)
     x = nn.relu(nn.Conv(6, (5, 5), padding="VALID", dtype=self.dtype)(x))
     x = nn.max_pool(x, (2, 2), strides=(2, 2))

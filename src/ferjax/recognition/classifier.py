@@ -53,3 +53,40 @@ def classifier_from_model(model: nn.Module, variables: Any, *,
     return jax.nn.softmax(model.apply(variables, x, train=False))
 
   return Classifier(tuple(class_names), tuple(crop_shape), predict_fn)
+
+
+def load_classifier(workdir: str, checkpoint: str = "best") -> Classifier:
+  """The classifier of a training run: its best (or given) checkpoint.
+
+  Class names, the stored image format and the normalisation all come from
+  the run's own records, so inference preprocesses exactly as evaluation did.
+  """
+  import json
+  import pathlib
+
+  from ferjax.models import create_model
+  from ferjax.train import checkpoint as checkpoint_lib
+  from ferjax.train import evaluate
+
+  config = evaluate.load_run_config(workdir)
+  manifest_path = pathlib.Path(workdir) / "manifest.json"
+  if not manifest_path.is_file():
+    raise FileNotFoundError(f"{workdir}: {manifest_path} does not exist")
+  dataset = json.loads(manifest_path.read_text())["dataset"]
+  ckpt_dir = pathlib.Path(workdir) / "checkpoints"
+  if not ckpt_dir.is_dir():
+    raise FileNotFoundError(f"{workdir} holds no checkpoints ({ckpt_dir})")
+  ckpt = checkpoint_lib.Checkpoints(
+      ckpt_dir, best_metric=config.checkpoint.best_metric,
+      best_mode=config.checkpoint.best_mode, read_only=True)
+  step = evaluate.select_step(ckpt, checkpoint, workdir)
+  variables = ckpt.restore_variables(step)
+  model = create_model(
+      config.model.name, num_classes=len(dataset["class_names"]),
+      dtype=jnp.dtype(config.model.dtype),
+      **dict(config.model.get("kwargs") or {}))
+  return classifier_from_model(
+      model, variables, class_names=dataset["class_names"],
+      crop_shape=dataset["image_shape"], image_size=config.input.image_size,
+      channels=config.input.channels, mean=config.input.mean,
+      std=config.input.std)

@@ -33,7 +33,8 @@ class Checkpoints:
             preservation_policy=checkpoint_managers.AnyPreservationPolicy(
                 policies),
             read_only=read_only, create=not read_only,
-            enable_async_checkpointing=True))
+            enable_async_checkpointing=True),
+        item_handlers=ocp.StandardCheckpointHandler())
 
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
@@ -66,6 +67,19 @@ class Checkpoints:
     restored = self._manager.restore(
         step, args=ocp.args.StandardRestore(abstract))
     return jax.device_get(restored)
+
+  def restore_variables(self, step: int) -> dict[str, Any]:
+    """Just the model variables of ``step``, without building a TrainState.
+
+    Inference needs no optimizer; the saved tree is read back as plain dicts.
+    """
+    metadata = self._manager.item_metadata(step)
+    template = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype),
+                            dict(metadata))
+    restored = self._manager.restore(
+        step, args=ocp.args.StandardRestore(template))
+    return {"params": restored["params"],
+            "batch_stats": restored.get("batch_stats") or {}}
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

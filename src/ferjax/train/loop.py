@@ -23,6 +23,7 @@ from ferjax.data import loading
 from ferjax.data import preprocess
 from ferjax.models import create_model
 from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.train import input_pipeline
 from ferjax.train import manifest as manifest_lib
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import state as state_lib
@@ -39,11 +40,6 @@ log = logging.getLogger("ferjax")
 _RESUMABLE_CHANGES = ("parallel.", "input.data_dir", "input.manual_dir")
 
 
-def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-  """The epoch's example order: a function of (seed, epoch) alone."""
-  return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
-
-
 class RunSetup:
   """Data, model, optimizer and compiled steps for one resolved config."""
 
@@ -53,18 +49,38 @@ class RunSetup:
         inp.dataset, data_dir=inp.data_dir, manual_dir=inp.manual_dir,
         builder_config=inp.builder_config)
     self.info = loading.dataset_info(builder)
-    parts = loading.load_partitions(
-        builder, inp, {inp.train_split} | {ev.split
-                                           for ev in config.evals.values()})
-    self.train = parts[inp.train_split]
+    self.class_names = self.info.class_names
+    self.streaming = _streams(builder, inp)
+    names = {ev.split for ev in config.evals.values()}
+    if not self.streaming:
+      names.add(inp.train_split)
+    parts = loading.load_partitions(builder, inp, names)
     self.eval_splits = {name: parts[ev.split]
                         for name, ev in config.evals.items()}
-    if config.input.mean is None or config.input.std is None:
-      mean, std = preprocess.channel_stats(self.train.images)
-      config.input.mean, config.input.std = tuple(mean), tuple(std)
+    if self.streaming:
+      self._train_source = builder.as_data_source(split=inp.train_split)
+      self.num_train = len(self._train_source)
+      train_chunks = loading.chunks(self._train_source)
+    else:
+      self.train = parts[inp.train_split]
+      self.num_train = len(self.train)
+      train_chunks = loading.chunks(self.train)
+    self.class_counts = None
+    if (inp.mean is None or inp.std is None or
+        config.loss.class_weights == "balanced"):
+      counts = np.zeros(len(self.class_names), np.int64)
+
+      def images():
+        for chunk in train_chunks:
+          counts[:] += np.bincount(chunk.labels, minlength=len(counts))
+          yield chunk.images
+
+      mean, std = preprocess.channel_stats(images())
+      self.class_counts = counts
+      if inp.mean is None or inp.std is None:
+        inp.mean, inp.std = tuple(mean), tuple(std)
     self.config = config
     self.parallel = parallel
-    self.class_names = self.info.class_names
     self.inputs = steps.InputSpec(
         image_size=tuple(inp.image_size), channels=inp.channels,
         mean=tuple(inp.mean), std=tuple(inp.std))
@@ -75,11 +91,11 @@ class RunSetup:
       raise ValueError(
           f"config.batch_size={config.batch_size} does not divide evenly over "
           f"{n} devices; use a multiple of {n}")
-    self.steps_per_epoch = len(self.train) // config.batch_size
+    self.steps_per_epoch = self.num_train // config.batch_size
     if not self.steps_per_epoch:
       raise ValueError(
           f"config.batch_size={config.batch_size} exceeds the "
-          f"{len(self.train)} training examples")
+          f"{self.num_train} training examples")
     self.total_steps = self.steps_per_epoch * config.num_epochs
 
     model_kwargs = {"dtype": jnp.dtype(config.model.dtype)}
@@ -100,7 +116,8 @@ class RunSetup:
         per_device_batch=config.batch_size // n,
         steps_per_epoch=self.steps_per_epoch, num_classes=num_classes,
         inputs=self.inputs, label_smoothing=config.loss.label_smoothing,
-        aux_weight=config.loss.aux_weight, class_weights=class_weights)
+        aux_weight=config.loss.aux_weight, class_weights=class_weights,
+        streaming=self.streaming)
     self.train_step = parallel.map(functools.partial(
         steps.train_step, model=self.model, tx=self.tx,
         schedule=self.schedule, spec=spec, augment=self._augment_fn()),
@@ -117,8 +134,7 @@ class RunSetup:
       return None
     k = len(self.class_names)
     if setting == "balanced":
-      counts = np.bincount(self.train.labels, minlength=k).astype(np.float64)
-      weights = len(self.train) / (k * np.maximum(counts, 1))
+      weights = self.num_train / (k * np.maximum(self.class_counts, 1))
       return tuple(float(w) for w in weights)
     if len(setting) != k:
       raise ValueError(f"config.loss.class_weights: expected {k} weights "
@@ -132,10 +148,35 @@ class RunSetup:
     from ferjax.data import augment
     return functools.partial(augment.augment, cfg=cfg)
 
+  def batches(self) -> (input_pipeline.InMemoryBatches |
+                        input_pipeline.StreamingBatches):
+    """The training input, in memory or streamed."""
+    if self.streaming:
+      return input_pipeline.StreamingBatches(
+          self._train_source, seed=self.config.seed,
+          steps_per_epoch=self.steps_per_epoch,
+          batch_size=self.config.batch_size, parallel=self.parallel)
+    return input_pipeline.InMemoryBatches(
+        self.train, seed=self.config.seed,
+        steps_per_epoch=self.steps_per_epoch, parallel=self.parallel)
+
   def init_state(self) -> state_lib.TrainState:
     return state_lib.create(model=self.init_model, tx=self.tx,
                             input_shape=self.input_shape,
                             seed=self.config.seed)
+
+
+def _streams(builder: Any, inp: ml_collections.ConfigDict) -> bool:
+  """Whether the train split is streamed rather than held on the devices."""
+  pipeline = inp.get("pipeline", "memory")
+  if pipeline == "auto":
+    n = builder.info.splits[inp.train_split].num_examples
+    size = n * int(np.prod(builder.info.features["image"].shape))
+    pipeline = "stream" if size > inp.memory_limit_mb * 2**20 else "memory"
+  if pipeline == "stream" and inp.get("protocol", "official") != "official":
+    raise ValueError("config.input.pipeline='stream' reads official splits; "
+                     f"protocol {inp.protocol!r} needs pipeline='memory'")
+  return pipeline == "stream"
 
 
 def _check_resume_config(path: pathlib.Path,
@@ -202,29 +243,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       manifest_path, argv=argv if argv is not None else sys.argv,
       start_step=start_step, seed=config.seed,
       dataset={**setup.info.__dict__,
+               "pipeline": "stream" if setup.streaming else "memory",
                "split_sizes_used": {
-                   "train": len(setup.train),
+                   "train": setup.num_train,
                    **{n: len(s) for n, s in setup.eval_splits.items()}}}
   ) if is_chief else None
 
-  train_data = parallel.replicate(
-      {"images": jnp.asarray(setup.train.images),
-       "labels": jnp.asarray(setup.train.labels)})
   spe = setup.steps_per_epoch
   progress = Progress(setup.total_steps, start_step, config.batch_size)
   results: dict[str, dict[str, Any]] = {}
   pending: list[dict[str, jax.Array]] = []
-  perm, perm_epoch = None, None
   step = start_step
   t_log = time.monotonic()
   step_log = step
-  while step < setup.total_steps:
+  for data, order in setup.batches().iterate(start_step, setup.total_steps):
     epoch = step // spe
-    if perm_epoch != epoch:
-      perm = parallel.replicate(
-          epoch_permutation(config.seed, epoch, len(setup.train)))
-      perm_epoch = epoch
-    state, metrics = setup.train_step(state, train_data, perm)
+    state, metrics = setup.train_step(state, data, order)
     pending.append(metrics)
     step += 1
     epoch_end = step % spe == 0

@@ -33,12 +33,16 @@ def create(*, model: flax.linen.Module, tx: optax.GradientTransformation,
   """Initialises a state on the host for a model seeing ``input_shape`` images.
 
   The model is initialised in training mode so that training-only
-  submodules (GoogLeNet's auxiliary heads) get parameters too.
+  submodules (GoogLeNet's auxiliary heads) get parameters too. Initialisers
+  are compiled without XLA's backend optimisations: they run once, and the
+  default level spends tens of seconds compiling one kernel per parameter.
   """
   init_key, dropout_key, run_key = jax.random.split(jax.random.PRNGKey(seed), 3)
-  variables = jax.jit(lambda: model.init(
+  init = jax.jit(lambda: model.init(
       {"params": init_key, "dropout": dropout_key},
-      jnp.zeros((2, *input_shape), jnp.float32), train=True))()
+      jnp.zeros((2, *input_shape), jnp.float32), train=True),
+                 compiler_options={"xla_backend_optimization_level": 0})
+  variables = init()
   params = variables["params"]
   return jax.device_get(TrainState(
       step=np.int32(0),

@@ -51,15 +51,20 @@ class TrainSpec:
   label_smoothing: float = 0.0
   aux_weight: float = 0.3
   class_weights: tuple[float, ...] | None = None
+  streaming: bool = False
 
 
 def _device_batch_indices(perm: jnp.ndarray, step: jnp.ndarray,
                           spec: TrainSpec) -> tuple[jnp.ndarray, jnp.ndarray]:
-  """This device's slice of the global batch, and its global positions."""
-  position = ((step % spec.steps_per_epoch) * spec.global_batch +
-              lax.axis_index(AXIS) * spec.per_device_batch)
-  idx = lax.dynamic_slice_in_dim(perm, position, spec.per_device_batch)
-  return idx, position + jnp.arange(spec.per_device_batch)
+  """Rows of ``data`` for this device, and their positions in the epoch.
+
+  In memory, ``data`` is the whole split and rows come from the epoch's
+  permutation; streamed, ``data`` is already the global batch.
+  """
+  within = (lax.axis_index(AXIS) * spec.per_device_batch +
+            jnp.arange(spec.per_device_batch))
+  positions = (step % spec.steps_per_epoch) * spec.global_batch + within
+  return (within if spec.streaming else perm[positions]), positions
 
 
 def train_step(state: TrainState, data: dict[str, jnp.ndarray],
@@ -67,7 +72,10 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
                tx: optax.GradientTransformation, schedule: optax.Schedule,
                spec: TrainSpec, augment: AugmentFn | None = None
                ) -> tuple[TrainState, dict[str, jnp.ndarray]]:
-  """One SGD step on the global batch ``step`` of the epoch ``perm``.
+  """One SGD step on the global batch ``step`` of the epoch.
+
+  ``data`` and ``perm`` come from ``input_pipeline``: the split and the
+  epoch's permutation, or (streaming) the global batch and a placeholder.
 
   Augmentation keys are folded from each example's position in the global
   batch, so augmented pixels do not depend on the device count; dropout keys

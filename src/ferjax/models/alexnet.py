@@ -1,0 +1,97 @@
+"""AlexNet (Krizhevsky, Sutskever and Hinton, 2012) without channel groups."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# Below this many pixels on the shorter side the paper's stride-4 stem leaves
+# (almost) nothing to pool, so ``small_input=None`` switches geometry.
+SMALL_INPUT_SIDE = 96
+
+
+def local_response_norm(x: jnp.ndarray, *, size: int = 5, alpha: float = 1e-4,
+                        beta: float = 0.75, k: float = 2.0) -> jnp.ndarray:
+  """Normalises each activation by its ``size`` neighbours across channels.
+
+  Semantics of ``torch.nn.LocalResponseNorm`` (and Caffe's LRN):
+  ``b_c = a_c / (k + alpha / size * sum_{c'} a_{c'}^2) ** beta`` with ``c'``
+  running over ``[c - size // 2, c + (size - 1) // 2]`` and zeros beyond the
+  channel edges. Note the ``alpha / size``: the AlexNet paper's formula has a
+  bare ``alpha``, so its constants reproduced here are torch's, not the
+  paper's. Computed in float32 whatever the input dtype.
+  """
+  squares = jnp.square(x.astype(jnp.float32))
+  channels = x.shape[-1]
+  padded = jnp.pad(squares, [(0, 0)] * (x.ndim - 1)
+                   + [(size // 2, (size - 1) // 2)])
+  window_sum = sum(padded[..., i:i + channels] for i in range(size))
+  scale = (k + alpha / size * window_sum) ** beta
+  return (x.astype(jnp.float32) / scale).astype(x.dtype)
+
+
+def _overlapping_max_pool(x: jnp.ndarray, where: str) -> jnp.ndarray:
+  """The paper's 3x3 stride-2 max-pool, refusing maps it would erase."""
+  if min(x.shape[1:3]) < 3:
+    raise ValueError(
+        f"AlexNet input: the {x.shape[1]}x{x.shape[2]} map before {where} is "
+        "smaller than its 3x3 window; expected inputs of at least 15x15 with "
+        "small_input=True, or 67x67 with small_input=False")
+  return nn.max_pool(x, (3, 3), strides=(2, 2))
+
+
+class AlexNet(nn.Module):
+  """Five convolutions, LRN after the first two, three dense layers.
+
+  Paper geometry (``small_input=False``): conv 96 11x11/4 VALID, ReLU, LRN,
+  max-pool 3x3/2; conv 256 5x5, ReLU, LRN, pool; conv 384, 384, 256 3x3 each
+  with ReLU; pool; dense ``classifier_width`` twice with ReLU and dropout 0.5;
+  dense ``num_classes``. Later convolutions are SAME, so 227x227 ends at
+  6x6x256; with 3 channels, 1000 classes and the default width that is
+  62,378,344 parameters. LRN uses size 5, alpha 1e-4, beta 0.75, k 2 with
+  torch's alpha/size convention (see ``local_response_norm``).
+
+  Small geometry (``small_input=True``, or ``None`` and the shorter input side
+  under ``SMALL_INPUT_SIDE``): the first convolution becomes 5x5 stride 1
+  SAME, everything else is unchanged. 48x48 then ends at 5x5x256 and 32x32 at
+  3x3x256; the flatten size, hence the first dense layer, follows the input.
+
+  Layers are named in order (Conv_0..Conv_4, Dense_0..Dense_2) for weight
+  import. Convolutions use He initialisation so training from scratch works
+  without the paper's hand-tuned constants. The model takes whatever channel
+  count it is given.
+  """
+
+  num_classes: int = 7
+  dtype: jnp.dtype = jnp.float32
+  bn_axis_name: str | None = None  # No BatchNorm; accepted for a uniform API.
+  classifier_width: int = 4096
+  small_input: bool | None = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+    if x.ndim != 4:
+      raise ValueError(f"AlexNet input: expected NHWC, got shape {x.shape}")
+    small = self.small_input
+    if small is None:
+      small = min(x.shape[1:3]) < SMALL_INPUT_SIDE
+
+    def conv(features, kernel, **kwargs):
+      return nn.Conv(features, kernel, dtype=self.dtype,
+                     kernel_init=nn.initializers.he_normal(), **kwargs)
+
+    x = x.astype(self.dtype)
+    if small:
+      x = conv(96, (5, 5), padding="SAME")(x)
+    else:
+      x = conv(96, (11, 11), strides=(4, 4), padding="VALID")(x)
+    x = _overlapping_max_pool(local_response_norm(nn.relu(x)), "pool1")
+    x = local_response_norm(nn.relu(conv(256, (5, 5), padding="SAME")(x)))
+    x = _overlapping_max_pool(x, "pool2")
+    x = nn.relu(conv(384, (3, 3), padding="SAME")(x))
+    x = nn.relu(conv(384, (3, 3), padding="SAME")(x))
+    x = nn.relu(conv(256, (3, 3), padding="SAME")(x))
+    x = _overlapping_max_pool(x, "pool5")
+    x = x.reshape((x.shape[0], -1))
+    for _ in range(2):
+      x = nn.relu(nn.Dense(self.classifier_width, dtype=self.dtype)(x))
+      x = nn.Dropout(0.5, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)

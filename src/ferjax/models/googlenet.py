@@ -1,0 +1,180 @@
+"""GoogLeNet / Inception v1 (Szegedy et al., 2015) with its auxiliary heads."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from ferjax.models.alexnet import local_response_norm
+
+# Below this many pixels on the shorter side the paper's /32 geometry leaves
+# 4a's map too small for the auxiliary 5x5 pool, so ``small_input=None``
+# switches to the lighter stem.
+SMALL_INPUT_SIDE = 96
+
+# Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
+INCEPTION_FILTERS: dict[str, tuple[int, int, int, int, int, int]] = {
+    "3a": (64, 96, 128, 16, 32, 32),
+    "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64),
+    "4b": (160, 112, 224, 24, 64, 64),
+    "4c": (128, 128, 256, 24, 64, 64),
+    "4d": (112, 144, 288, 32, 64, 64),
+    "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128),
+    "5b": (384, 192, 384, 48, 128, 128),
+}
+
+
+def _conv(features: int, kernel: int, name: str, dtype: jnp.dtype,
+          strides: int = 1) -> nn.Conv:
+  """Every GoogLeNet convolution is SAME, biased and followed by ReLU."""
+  return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
+                 padding="SAME", dtype=dtype,
+                 kernel_init=nn.initializers.he_normal(), name=name)
+
+
+def _max_pool(x: jnp.ndarray, stride: int) -> jnp.ndarray:
+  # SAME equals the reference ceil-mode pooling: 112 -> 56 -> 28 -> 14 -> 7.
+  return nn.max_pool(x, (3, 3), strides=(stride, stride), padding="SAME")
+
+
+class Inception(nn.Module):
+  """Four parallel branches (1x1; 1x1-3x3; 1x1-5x5; pool-1x1), concatenated.
+
+  Convolutions carry the reference model's names (``1x1``, ``3x3_reduce``,
+  ``3x3``, ``5x5_reduce``, ``5x5``, ``pool_proj``) for weight import.
+  """
+
+  filters: tuple[int, int, int, int, int, int]
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    c1, c3r, c3, c5r, c5, cp = self.filters
+
+    def conv(features, kernel, name, y):
+      return nn.relu(_conv(features, kernel, name, self.dtype)(y))
+
+    branch1 = conv(c1, 1, "1x1", x)
+    branch3 = conv(c3, 3, "3x3", conv(c3r, 1, "3x3_reduce", x))
+    branch5 = conv(c5, 5, "5x5", conv(c5r, 1, "5x5_reduce", x))
+    branch_pool = conv(cp, 1, "pool_proj", _max_pool(x, 1))
+    return jnp.concatenate([branch1, branch3, branch5, branch_pool], axis=-1)
+
+
+class AuxHead(nn.Module):
+  """Training-time classifier on 4a or 4d: pool, 1x1 conv 128, 1024, classes.
+
+  Paper geometry pools 5x5 stride 3 VALID (14x14 -> 4x4, a 2048-wide
+  flatten). With ``small`` the pool is SAME and averages only real pixels, so
+  the small maps of the lighter stem still give 2x2 (48x48 and 32x32 inputs).
+  """
+
+  num_classes: int
+  small: bool
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    if self.small:
+      x = nn.avg_pool(x, (5, 5), strides=(3, 3), padding="SAME",
+                      count_include_pad=False)
+    else:
+      if min(x.shape[1:3]) < 5:
+        raise ValueError(
+            f"GoogLeNet input: the {x.shape[1]}x{x.shape[2]} map under "
+            f"{self.name} is smaller than its 5x5 pool; expected "
+            "small_input=None or True for inputs under "
+            f"{SMALL_INPUT_SIDE}x{SMALL_INPUT_SIDE}")
+      x = nn.avg_pool(x, (5, 5), strides=(3, 3), padding="VALID")
+    x = nn.relu(_conv(128, 1, "conv", self.dtype)(x))
+    x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.Dense(1024, dtype=self.dtype, name="fc")(x))
+    x = nn.Dropout(0.7, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype,
+                    name="classifier")(x).astype(jnp.float32)
+
+
+class GoogLeNet(nn.Module):
+  """Stem, nine Inception modules, global average pool, dropout 0.4, linear.
+
+  Paper geometry (``small_input=False``): conv 64 7x7/2, max-pool 3x3/2, LRN,
+  conv 64 1x1, conv 192 3x3, LRN, max-pool 3x3/2, 3a, 3b, max-pool, 4a-4e,
+  max-pool, 5a, 5b, global average pool, dropout 0.4, dense ``num_classes``.
+  At 224x224 every stage matches Table 1 (112x112x64 ... 28x28x256 after 3a,
+  14x14x528 after 4d, 7x7x1024 after 5b). LRN (``lrn=True``, as in the
+  paper's Figure 3; torchvision drops it) uses size 5, alpha 1e-4, beta 0.75,
+  k 1 like the BVLC Caffe model. LRN has no parameters, so ``lrn`` never
+  changes the parameter count.
+
+  Lighter stem (``small_input=True``, or ``None`` and the shorter side under
+  ``SMALL_INPUT_SIDE``): the first max-pool is dropped, so the network
+  downsamples /16 instead of /32: 48x48 reaches 3a at 12x12 and 5b at 3x3,
+  32x32 reaches them at 8x8 and 2x2; the auxiliary pools become SAME (see
+  ``AuxHead``). Parameters differ only in the auxiliary dense layers, whose
+  input follows the map size.
+
+  The auxiliary heads on 4a and 4d run only with ``train=True`` and sow their
+  float32 logits as ``aux_logits``/``aux1`` and ``aux2``; the returned logits
+  never include them. Their parameters are created by any ``init``, so a
+  model initialised with ``train=False`` can still train. Stage outputs are
+  sown to ``intermediates`` (``conv1``, ``pool1``, ``conv2``, ``pool2``,
+  ``3a``, ``3b``, ``pool3``, ``4a`` ... ``4e``, ``pool4``, ``5a``, ``5b``,
+  ``avgpool``: Table 1's rows) when that collection is mutable.
+
+  Layers carry the BVLC model's names for weight import: ``conv1_7x7``,
+  ``conv2_3x3_reduce``, ``conv2_3x3``, ``inception_3a`` ... ``inception_5b``
+  (see ``Inception``), ``aux1_head``/``aux2_head`` (``conv``, ``fc``,
+  ``classifier``) and ``classifier``. He initialisation lets the 22 layers
+  train from scratch without BatchNorm.
+  """
+
+  num_classes: int = 7
+  dtype: jnp.dtype = jnp.float32
+  bn_axis_name: str | None = None  # No BatchNorm; accepted for a uniform API.
+  lrn: bool = True
+  small_input: bool | None = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+    if x.ndim != 4:
+      raise ValueError(f"GoogLeNet input: expected NHWC, got shape {x.shape}")
+    small = self.small_input
+    if small is None:
+      small = min(x.shape[1:3]) < SMALL_INPUT_SIDE
+    # Sown only outside init so a later apply never appends to stale values.
+    sow_aux = train and not self.is_initializing()
+
+    x = x.astype(self.dtype)
+    x = nn.relu(_conv(64, 7, "conv1_7x7", self.dtype, strides=2)(x))
+    self.sow("intermediates", "conv1", x)
+    if not small:
+      x = _max_pool(x, 2)
+      self.sow("intermediates", "pool1", x)
+    if self.lrn:
+      x = local_response_norm(x, k=1.0)
+    x = nn.relu(_conv(64, 1, "conv2_3x3_reduce", self.dtype)(x))
+    x = nn.relu(_conv(192, 3, "conv2_3x3", self.dtype)(x))
+    self.sow("intermediates", "conv2", x)
+    if self.lrn:
+      x = local_response_norm(x, k=1.0)
+    x = _max_pool(x, 2)
+    self.sow("intermediates", "pool2", x)
+
+    for stage, filters in INCEPTION_FILTERS.items():
+      if stage in ("4a", "5a"):
+        x = _max_pool(x, 2)
+        self.sow("intermediates", f"pool{int(stage[0]) - 1}", x)
+      x = Inception(filters, dtype=self.dtype, name=f"inception_{stage}")(x)
+      self.sow("intermediates", stage, x)
+      if stage in ("4a", "4d") and (train or self.is_initializing()):
+        aux_name = "aux1" if stage == "4a" else "aux2"
+        aux = AuxHead(self.num_classes, small, dtype=self.dtype,
+                      name=f"{aux_name}_head")(x, train=train)
+        if sow_aux:
+          self.sow("aux_logits", aux_name, aux)
+
+    x = x.mean(axis=(1, 2))
+    self.sow("intermediates", "avgpool", x)
+    x = nn.Dropout(0.4, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype,
+                    name="classifier")(x).astype(jnp.float32)

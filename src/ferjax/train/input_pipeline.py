@@ -1,0 +1,111 @@
+"""Training batches for the step: from device memory, or streamed.
+
+In memory (the default for FER-sized data) the whole split lives on every
+device and the step gathers its rows from the epoch's permutation: no host
+work per step. Streaming (datasets larger than device memory) reads each
+global batch from ``tfds.data_source`` in a background thread, in the same
+permutation order, so both paths feed the step identical batches and give
+identical numbers for the same seed.
+"""
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from ferjax.data import loading
+from ferjax.train.parallel import Parallel
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  """The epoch's example order: a function of (seed, epoch) alone."""
+  return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+
+
+class InMemoryBatches:
+  """Step arguments ``(data, perm)``: the split and the epoch's order."""
+
+  streaming = False
+
+  def __init__(self, split: loading.Split, *, seed: int, steps_per_epoch: int,
+               parallel: Parallel):
+    self._data = parallel.replicate({"images": jnp.asarray(split.images),
+                                     "labels": jnp.asarray(split.labels)})
+    self._n = len(split)
+    self._seed = seed
+    self._spe = steps_per_epoch
+    self._parallel = parallel
+
+  def iterate(self, start_step: int, total_steps: int) -> Iterator[tuple]:
+    perm_epoch = None
+    for step in range(start_step, total_steps):
+      epoch = step // self._spe
+      if epoch != perm_epoch:
+        perm = self._parallel.replicate(
+            epoch_permutation(self._seed, epoch, self._n))
+        perm_epoch = epoch
+      yield self._data, perm
+
+
+class StreamingBatches:
+  """Step arguments ``(batch, unused)``: one global batch per step.
+
+  A thread reads and decodes batches ``prefetch`` steps ahead of the device,
+  so reading overlaps computation.
+  """
+
+  streaming = True
+
+  def __init__(self, source: Any, *, seed: int, steps_per_epoch: int,
+               batch_size: int, parallel: Parallel, prefetch: int = 2):
+    self._source = source
+    self._n = len(source)
+    self._seed = seed
+    self._spe = steps_per_epoch
+    self._batch = batch_size
+    self._parallel = parallel
+    self._prefetch = prefetch
+    self._unused = parallel.replicate(np.zeros((1,), np.int32))
+
+  def _read(self, perm: np.ndarray, within: int) -> dict[str, np.ndarray]:
+    rows = perm[within * self._batch:(within + 1) * self._batch]
+    records = self._source.__getitems__(rows.tolist())
+    return {"images": np.stack([r["image"] for r in records]),
+            "labels": np.asarray([r["label"] for r in records], np.int32)}
+
+  def iterate(self, start_step: int, total_steps: int) -> Iterator[tuple]:
+    q: queue.Queue = queue.Queue(maxsize=self._prefetch)
+    stop = threading.Event()
+
+    def produce():
+      perm_epoch = None
+      try:
+        for step in range(start_step, total_steps):
+          if stop.is_set():
+            return
+          epoch, within = divmod(step, self._spe)
+          if epoch != perm_epoch:
+            perm = epoch_permutation(self._seed, epoch, self._n)
+            perm_epoch = epoch
+          q.put(self._parallel.replicate(self._read(perm, within)))
+      except BaseException as e:  # Re-raised in the training thread.
+        q.put(e)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+      for _ in range(start_step, total_steps):
+        item = q.get()
+        if isinstance(item, BaseException):
+          raise item
+        yield item, self._unused
+    finally:
+      stop.set()
+      while thread.is_alive():
+        try:
+          q.get_nowait()
+        except queue.Empty:
+          thread.join(timeout=0.1)
