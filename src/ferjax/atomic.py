@@ -7,6 +7,11 @@ import tempfile
 
 def write_text(path: str | os.PathLike, text: str) -> None:
   """Writes ``text`` to ``path`` through a synced temp file and a rename."""
+  write_bytes(path, text.encode())
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  """Writes ``data`` to ``path`` through a synced temp file and a rename."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
@@ -14,9 +19,9 @@ def write_text(path: str | os.PathLike, text: str) -> None:
   try:
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename.
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
