@@ -14,30 +14,10 @@ from collections.abc import Callable, Sequence
 from ferjax import config as config_lib
 
 
-def _split_overrides(extra: Sequence[str]) -> list[str]:
-  """``--config.a.b=v`` and ``--config.a.b v`` -> ``a.b=v``."""
-  overrides, i = [], 0
-  while i < len(extra):
-    arg = extra[i]
-    if not arg.startswith("--config."):
-      raise config_lib.ConfigError(
-          f"unrecognised argument {arg!r}; config fields are set with "
-          "--config.FIELD=VALUE")
-    body = arg[len("--config."):]
-    if "=" not in body:
-      if i + 1 >= len(extra):
-        raise config_lib.ConfigError(f"{arg}: missing value")
-      body = f"{body}={extra[i + 1]}"
-      i += 1
-    overrides.append(body)
-    i += 1
-  return overrides
-
-
 def _experiment_config(args: argparse.Namespace, extra: list[str]):
   """The validated config, with CPU devices set up before JAX starts."""
   config = config_lib.load_config(args.config)
-  config = config_lib.apply_overrides(config, _split_overrides(extra))
+  config = config_lib.apply_overrides(config, config_lib.split_override_args(extra))
   config_lib.validate(config)
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
@@ -93,6 +73,9 @@ _DELEGATED = {
     ("models",): _delegated("ferjax.models.summary"),
     ("data", "prepare"): _delegated("ferjax.data.prepare"),
     ("predict",): _delegated("ferjax.recognition.predict"),
+    ("sweep",): _delegated("ferjax.experiment.sweep"),
+    ("report",): _delegated("ferjax.experiment.report"),
+    ("reproduce",): _delegated("ferjax.experiment.reproduce"),
 }
 
 
@@ -100,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="ferjax", description="Facial expression recognition in JAX.",
       epilog="Also: 'ferjax models', 'ferjax data prepare NAME', "
-      "'ferjax predict --workdir RUN IMAGE...' (each with --help).")
+      "'ferjax predict --workdir RUN IMAGE...', 'ferjax sweep --config FILE "
+      "--workdir DIR', 'ferjax report DIR...', 'ferjax reproduce RUN' "
+      "(each with --help).")
   sub = parser.add_subparsers(dest="command", required=True)
 
   train = sub.add_parser(

@@ -9,7 +9,7 @@ import ast
 import importlib.util
 import json
 import pathlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -24,6 +24,31 @@ TTA_MODES = ("none", "ten_crop")
 
 class ConfigError(ValueError):
   """A config file, argument or field that is not what ferjax expects."""
+
+
+# Fields saying where a run executes, not what it computes: they may differ
+# when a run is resumed, swept or reproduced on another machine.
+WHERE_FIELDS = ("parallel.", "input.data_dir", "input.manual_dir")
+
+
+def split_override_args(extra: Sequence[str]) -> list[str]:
+  """Command-line ``--config.a.b=v`` / ``--config.a.b v`` -> ``a.b=v``."""
+  overrides, i = [], 0
+  while i < len(extra):
+    arg = extra[i]
+    if not arg.startswith("--config."):
+      raise ConfigError(
+          f"unrecognised argument {arg!r}; config fields are set with "
+          "--config.FIELD=VALUE")
+    body = arg[len("--config."):]
+    if "=" not in body:
+      if i + 1 >= len(extra):
+        raise ConfigError(f"{arg}: missing value")
+      body = f"{body}={extra[i + 1]}"
+      i += 1
+    overrides.append(body)
+    i += 1
+  return overrides
 
 
 def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:

@@ -21,17 +21,25 @@ class Checkpoints:
                best_metric: str | None = None, best_mode: str = "max",
                read_only: bool = False):
     self.best_metric = best_metric
+    self._best_mode = best_mode
+    worst = float("-inf") if best_mode == "max" else float("inf")
+
+    def score(metrics: dict[str, float]) -> float:
+      # Mid-epoch checkpoints carry no eval metric: they rank last.
+      return metrics.get(best_metric, worst)
+
     policies = [checkpoint_managers.LatestN(n=keep)]
     if best_metric:
       policies.append(checkpoint_managers.BestN(
-          get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min",
-          n=1, keep_checkpoints_without_metrics=False))
-    self._best_mode = best_mode
+          get_metric_fn=score, reverse=best_mode == "min", n=1))
     self._manager = ocp.CheckpointManager(
         pathlib.Path(directory).absolute(),
         options=ocp.CheckpointManagerOptions(
             preservation_policy=checkpoint_managers.AnyPreservationPolicy(
                 policies),
+            # best_fn makes Orbax store each step's metrics next to it, so
+            # `best` survives a restart.
+            best_fn=score if best_metric else None, best_mode=best_mode,
             read_only=read_only, create=not read_only,
             enable_async_checkpointing=True),
         item_handlers=ocp.StandardCheckpointHandler())
@@ -58,7 +66,7 @@ class Checkpoints:
            metrics: dict[str, float] | None = None) -> None:
     """Saves asynchronously; training goes on while Orbax writes."""
     self._manager.save(step, args=ocp.args.StandardSave(state),
-                       metrics=metrics, force=True)
+                       metrics=dict(metrics or {}), force=True)
 
   def restore(self, step: int, template: Any) -> Any:
     """Restores ``step`` as host numpy arrays shaped like ``template``."""

@@ -35,9 +35,6 @@ from ferjax.train.progress import Progress
 
 log = logging.getLogger("ferjax")
 
-# Fields that may change when a run is resumed: where it runs, not what it
-# computes.
-_RESUMABLE_CHANGES = ("parallel.", "input.data_dir", "input.manual_dir")
 
 
 class RunSetup:
@@ -186,7 +183,7 @@ def _check_resume_config(path: pathlib.Path,
     return
   saved = json.loads(path.read_text())
   differing = [f for f in config_lib.differing_fields(saved, config)
-               if not f.startswith(_RESUMABLE_CHANGES)]
+               if not f.startswith(config_lib.WHERE_FIELDS)]
   if differing:
     raise ValueError(
         f"{path.parent} already holds a run with a different config "

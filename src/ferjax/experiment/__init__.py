@@ -1,0 +1,1 @@
+"""Experiments beyond one run: sweeps, reports and reproductions."""

@@ -1,0 +1,497 @@
+"""Sweeps: many ``ferjax train`` runs of one experiment, declared beside it.
+
+An experiment file may define ``get_sweep(arg)`` next to ``get_config(arg)``,
+returning its trials as override dicts, built with ``axis``, ``product`` and
+``zip_`` or written out as a plain list::
+
+  def get_sweep(arg=None):
+    return sweep.product(sweep.axis("seed", [0, 1]),
+                         sweep.axis("optimizer.learning_rate", [0.05, 0.1]))
+
+``ferjax sweep`` checks every trial before any starts, then runs each as its
+own ``ferjax train`` process in ``DIR/<its overrides>``, N at a time. The run
+directories are the sweep's state: relaunching the same command after a crash
+or ``kill -9`` skips finished trials and resumes the others from their
+checkpoints.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import fcntl
+import hashlib
+import importlib.util
+import inspect
+import itertools
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ferjax import atomic
+from ferjax import config as config_lib
+
+Overrides = dict[str, Any]
+
+SWEEP_FILE = "sweep.json"
+STATUS_FILE = "trial.json"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._,=+-]")
+_MAX_NAME = 100
+_TAIL_LINES = 30
+# Fields that say where a run executes, not what it computes; the trainer
+# accepts changes to them when it resumes, and so does the sweep.
+
+
+class SweepError(Exception):
+  """A sweep directory that another sweep process is running."""
+
+
+def axis(field: str, values: Iterable[Any]) -> list[Overrides]:
+  """One field taking each of ``values`` in turn."""
+  values = list(values)
+  if not values:
+    raise ValueError(f"axis({field!r}): expected at least one value")
+  return [{field: value} for value in values]
+
+
+def product(*axes: Sequence[Overrides]) -> list[Overrides]:
+  """Every combination of the axes' entries; the last axis varies fastest."""
+  return [_merge(combo) for combo in itertools.product(*axes)]
+
+
+def zip_(*axes: Sequence[Overrides]) -> list[Overrides]:
+  """The axes side by side: trial i combines the i-th entry of each."""
+  lengths = [len(a) for a in axes]
+  if len(set(lengths)) > 1:
+    raise ValueError(f"zip_: expected axes of equal length, got {lengths}")
+  return [_merge(combo) for combo in zip(*axes)]
+
+
+def _merge(parts: Iterable[Overrides]) -> Overrides:
+  merged = {}
+  for part in parts:
+    both = sorted(merged.keys() & part.keys())
+    if both:
+      raise ValueError(f"field(s) {', '.join(both)} set by more than one axis")
+    merged.update(part)
+  return merged
+
+
+def format_value(value: Any) -> str:
+  """An override value as it is typed after ``--config.FIELD=``.
+
+  Strings pass verbatim, exactly as on the command line; anything else as its
+  Python literal (numpy scalars and arrays as plain numbers and lists).
+  """
+  if hasattr(value, "tolist"):
+    value = value.tolist()
+  return value if isinstance(value, str) else repr(value)
+
+
+def trial_name(overrides: Mapping[str, Any]) -> str:
+  """The run directory name: the overrides, readable and filesystem-safe.
+
+  ``seed=0,optimizer.learning_rate=0.05``; a name that had to be shortened or
+  had characters replaced gets a hash of the full overrides, so distinct
+  trials never share a directory.
+  """
+  name = ",".join(f"{k}={format_value(v)}" for k, v in overrides.items())
+  return safe_name(name or "default")
+
+
+def safe_name(text: str) -> str:
+  """``text`` as a file name; with a hash of it if it had to be changed."""
+  safe = _SAFE_NAME.sub("_", text)
+  if safe != text or len(safe) > _MAX_NAME:
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    safe = f"{safe[:_MAX_NAME - 9]}-{digest}"
+  return safe
+
+
+@dataclasses.dataclass
+class Trial:
+  """One run of a sweep: its overrides and its run directory."""
+
+  name: str
+  overrides: Overrides
+  workdir: pathlib.Path
+
+  @property
+  def args(self) -> list[str]:
+    """The overrides as ``FIELD=VALUE`` (the part after ``--config.``)."""
+    return [f"{k}={format_value(v)}" for k, v in self.overrides.items()]
+
+  def read_status(self) -> dict[str, Any]:
+    path = self.workdir / STATUS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+  def write_status(self, status: dict[str, Any]) -> None:
+    atomic.write_text(self.workdir / STATUS_FILE,
+                      json.dumps(status, indent=2) + "\n")
+
+
+def load_sweep(spec: str) -> list[Overrides]:
+  """Calls ``get_sweep(arg)`` of ``path/to/experiment.py[:arg]``."""
+  path_str, _, arg = spec.partition(":")
+  path = pathlib.Path(path_str)
+  if not path.is_file():
+    raise config_lib.ConfigError(f"config file {path_str!r} does not exist")
+  module_spec = importlib.util.spec_from_file_location(
+      f"ferjax_sweep_{path.stem}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  get_sweep = getattr(module, "get_sweep", None)
+  if get_sweep is None:
+    raise config_lib.ConfigError(
+        f"{path_str} defines no get_sweep(); a sweep needs one returning a "
+        "list of override dicts")
+  try:
+    if inspect.signature(get_sweep).parameters:
+      trials = get_sweep(arg or None)
+    else:
+      trials = get_sweep()
+  except ValueError as e:
+    raise config_lib.ConfigError(f"{path_str}: get_sweep(): {e}") from None
+  if not (isinstance(trials, (list, tuple)) and trials and all(
+      isinstance(t, Mapping) and all(isinstance(k, str) for k in t)
+      for t in trials)):
+    raise config_lib.ConfigError(
+        f"{path_str}: get_sweep() must return a non-empty list of "
+        f"{{'FIELD': value}} dicts, got {trials!r:.200}")
+  return [dict(t) for t in trials]
+
+
+def plan(spec: str, common: Sequence[str],
+         workdir: str | os.PathLike) -> list[Trial]:
+  """Expands and validates every trial before any of them runs.
+
+  ``common`` overrides (``FIELD=VALUE``) apply to every trial. Raises
+  ConfigError for an unknown field or bad value in any trial, a field both
+  swept and set in ``common``, duplicate trials, or a run directory already
+  holding a different config.
+  """
+  workdir = pathlib.Path(workdir)
+  base = config_lib.apply_overrides(config_lib.load_config(spec), common)
+  common_fields = {o.partition("=")[0] for o in common}
+  trials: list[Trial] = []
+  for overrides in load_sweep(spec):
+    name = trial_name(overrides)
+    trial = Trial(name, overrides, workdir / name)
+    if any(t.name == trial.name for t in trials):
+      raise config_lib.ConfigError(
+          f"{spec}: get_sweep() lists the trial {trial.name} twice")
+    both = sorted(common_fields & overrides.keys())
+    if both:
+      raise config_lib.ConfigError(
+          f"--config.{both[0]} is set on the command line but swept by "
+          f"{spec}'s get_sweep(); drop one of them")
+    try:
+      config = config_lib.apply_overrides(base, trial.args)
+      config_lib.validate(config)
+    except config_lib.ConfigError as e:
+      raise config_lib.ConfigError(f"trial {trial.name}: {e}") from None
+    _check_existing(trial, config)
+    trials.append(trial)
+  return trials
+
+
+def _check_existing(trial: Trial, config: Any) -> None:
+  """Refuses a run directory holding another experiment, finished or not."""
+  path = trial.workdir / "config.json"
+  if not path.exists():
+    return
+  saved = json.loads(path.read_text())
+  wanted = config.to_dict()
+  for field in ("mean", "std"):  # The trainer fills these in when None.
+    if wanted["input"].get(field) is None:
+      wanted["input"][field] = saved.get("input", {}).get(field)
+  changed = [f for f in config_lib.differing_fields(saved, wanted)
+             if not f.startswith(config_lib.WHERE_FIELDS)]
+  if changed:
+    raise config_lib.ConfigError(
+        f"{trial.workdir} holds a run of a different config (fields: "
+        f"{', '.join(changed)}): the experiment or the --config overrides "
+        "changed since it ran; use a new --workdir")
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+  """Whether ``ferjax train`` completed in ``run_dir`` (its manifest says so).
+
+  The trainer sets the last session's end time only after the final
+  evaluation and checkpoint, so a killed or failed run never looks finished.
+  """
+  path = pathlib.Path(run_dir) / "manifest.json"
+  try:
+    sessions = json.loads(path.read_text())["sessions"]
+  except (FileNotFoundError, json.JSONDecodeError, KeyError):
+    return False
+  return bool(sessions) and sessions[-1].get("end_time") is not None
+
+
+def train_command(spec: str, common: Sequence[str],
+                  trial: Trial) -> list[str]:
+  """The ``ferjax train`` process of one trial."""
+  return [sys.executable, "-m", "ferjax.cli", "train", "--config", spec,
+          "--workdir", str(trial.workdir),
+          *(f"--config.{o}" for o in [*common, *trial.args])]
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds")
+
+
+def _try_lock(path: pathlib.Path) -> int | None:
+  """An exclusive lock on ``path`` as an fd, or None if another holds it."""
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    os.close(fd)
+    return None
+  return fd
+
+
+def _tail(path: pathlib.Path, offset: int) -> str:
+  with open(path, "rb") as f:
+    f.seek(offset)
+    text = f.read().decode(errors="replace")
+  return "\n".join(text.splitlines()[-_TAIL_LINES:])
+
+
+@dataclasses.dataclass
+class _Running:
+  trial: Trial
+  proc: subprocess.Popen
+  stderr_offset: int
+  started: float
+
+
+class Runner:
+  """Runs a planned sweep's unfinished trials, ``parallel`` at a time.
+
+  Each trial's ``trial.json`` (status, attempts, exit code, stderr tail) and
+  the sweep's ``sweep.json`` are rewritten atomically on every change. A
+  trial's process holds a lock on its run directory for as long as it lives,
+  even if the sweep was killed without it: a relaunch then waits for that
+  process instead of starting the trial twice.
+  """
+
+  def __init__(self, spec: str, common: Sequence[str],
+               workdir: str | os.PathLike, trials: list[Trial], *,
+               parallel: int = 1):
+    if parallel < 1:
+      raise ValueError(f"--parallel: expected a positive integer, got "
+                       f"{parallel}")
+    self.spec = spec
+    self.common = list(common)
+    self.workdir = pathlib.Path(workdir)
+    self.trials = trials
+    self.parallel = parallel
+    self.status = {t.name: t.read_status() for t in trials}
+    self._locks: dict[str, int] = {}
+
+  def run(self) -> dict[str, str]:
+    """Runs every unfinished trial; returns each trial's final status."""
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    sweep_lock = _try_lock(self.workdir / ".sweep.lock")
+    if sweep_lock is None:
+      raise SweepError(f"{self.workdir} is being swept by another process; "
+                       "wait for it or stop it, then relaunch")
+    try:
+      return self._run()
+    finally:
+      for fd in self._locks.values():
+        os.close(fd)
+      self._locks.clear()
+      os.close(sweep_lock)
+
+  def _run(self) -> dict[str, str]:
+    todo, orphaned = [], []
+    for trial in self.trials:
+      record = self.status[trial.name]
+      if is_finished(trial.workdir):
+        if record.get("status") != "finished":
+          self._update(trial, status="finished")
+        continue
+      trial.workdir.mkdir(parents=True, exist_ok=True)
+      if not record:
+        self._update(trial, status="pending", attempts=0)
+      if self._lock(trial):
+        todo.append(trial)
+      else:
+        orphaned.append(trial)
+        print(f"{trial.name}: still running in a process of an earlier "
+              "sweep; waiting for it", flush=True)
+    self._write_sweep()
+    done = len(self.trials) - len(todo) - len(orphaned)
+    print(f"sweep {self.workdir}: {len(self.trials)} trials, {done} already "
+          f"finished, {len(todo) + len(orphaned)} to run, "
+          f"{self.parallel} at a time", flush=True)
+    running: list[_Running] = []
+    try:
+      while todo or running or orphaned:
+        for trial in [t for t in orphaned if self._lock(t)]:
+          orphaned.remove(trial)
+          if is_finished(trial.workdir):
+            os.close(self._locks.pop(trial.name))
+            done += 1
+            self._update(trial, status="finished", end_time=_now())
+            self._write_sweep()
+            print(f"[{done}/{len(self.trials)}] {trial.name}: finished by "
+                  "an earlier sweep's process", flush=True)
+          else:
+            todo.append(trial)
+        while todo and len(running) + len(orphaned) < self.parallel:
+          running.append(self._start(todo.pop(0)))
+        time.sleep(0.2)
+        for r in [r for r in running if r.proc.poll() is not None]:
+          running.remove(r)
+          done += 1
+          self._finish(r, f"[{done}/{len(self.trials)}]")
+    except KeyboardInterrupt:
+      for r in running:
+        r.proc.terminate()
+      for r in running:
+        try:
+          r.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+          r.proc.kill()
+          r.proc.wait()
+        self._update(r.trial, status="interrupted",
+                     returncode=r.proc.returncode, end_time=_now())
+      self._write_sweep()
+      raise
+    self._write_sweep()
+    return {name: s["status"] for name, s in self.status.items()}
+
+  def _lock(self, trial: Trial) -> bool:
+    """Takes the trial's lock unless a live trial process still holds it."""
+    fd = _try_lock(trial.workdir / ".trial.lock")
+    if fd is not None:
+      self._locks[trial.name] = fd
+    return fd is not None
+
+  def _start(self, trial: Trial) -> _Running:
+    command = train_command(self.spec, self.common, trial)
+    stderr_path = trial.workdir / "stderr.log"
+    offset = stderr_path.stat().st_size if stderr_path.exists() else 0
+    self._update(trial, status="running", command=command,
+                 overrides={k: format_value(v)
+                            for k, v in trial.overrides.items()},
+                 attempts=self.status[trial.name].get("attempts", 0) + 1,
+                 returncode=None, stderr_tail=None, start_time=_now(),
+                 end_time=None)
+    self._write_sweep()
+    with open(trial.workdir / "stdout.log", "ab") as out, open(
+        stderr_path, "ab") as err:
+      proc = subprocess.Popen(
+          command, stdout=out, stderr=err,
+          pass_fds=(self._locks[trial.name],),
+          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return _Running(trial, proc, offset, time.monotonic())
+
+  def _finish(self, r: _Running, counter: str) -> None:
+    trial, code = r.trial, r.proc.returncode
+    os.close(self._locks.pop(trial.name))
+    ok = code == 0 and is_finished(trial.workdir)
+    tail = None if ok else _tail(trial.workdir / "stderr.log", r.stderr_offset)
+    self._update(trial, status="finished" if ok else "failed",
+                 returncode=code, stderr_tail=tail, end_time=_now())
+    self._write_sweep()
+    seconds = time.monotonic() - r.started
+    if ok:
+      print(f"{counter} {trial.name}: finished in {seconds:.0f} s", flush=True)
+    else:
+      last = (tail or "").strip().splitlines()[-1:] or ["(no stderr)"]
+      print(f"{counter} {trial.name}: FAILED (exit {code}) after "
+            f"{seconds:.0f} s: {last[0]}", flush=True)
+
+  def _update(self, trial: Trial, **fields: Any) -> None:
+    record = self.status[trial.name]
+    record.update(name=trial.name, **fields)
+    trial.write_status(record)
+
+  def _write_sweep(self) -> None:
+    statuses = [self.status[t.name].get("status", "pending")
+                for t in self.trials]
+    summary = {
+        "config": self.spec,
+        "overrides": self.common,
+        "parallel": self.parallel,
+        "updated": _now(),
+        "counts": {s: statuses.count(s) for s in sorted(set(statuses))},
+        "trials": [{
+            "name": t.name,
+            "overrides": {k: format_value(v) for k, v in t.overrides.items()},
+            "status": status,
+            "attempts": self.status[t.name].get("attempts", 0),
+            "returncode": self.status[t.name].get("returncode"),
+        } for t, status in zip(self.trials, statuses)],
+    }
+    atomic.write_text(self.workdir / SWEEP_FILE,
+                      json.dumps(summary, indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """``ferjax sweep --config FILE[:args] --workdir DIR [--parallel N] ...``."""
+  parser = argparse.ArgumentParser(
+      prog="ferjax sweep",
+      description="Run every trial of an experiment's get_sweep() as its own "
+      "'ferjax train' in DIR/<overrides>; relaunch to resume.",
+      epilog="--config.FIELD=VALUE sets a field in every trial. Each trial "
+      "uses config.parallel.cpu_devices CPU devices: with --parallel N on a "
+      "CPU host, keep N x cpu_devices near the core count.")
+  parser.add_argument("--config", required=True,
+                      help="experiment file defining get_config and "
+                      "get_sweep, optionally with :args")
+  parser.add_argument("--workdir", required=True,
+                      help="sweep directory: sweep.json and one run "
+                      "directory per trial")
+  parser.add_argument("--parallel", type=int, default=1,
+                      help="trials run at the same time (default 1)")
+  parser.add_argument("--dry-run", action="store_true",
+                      help="list the trials and their status; run nothing")
+  args, extra = parser.parse_known_args(argv)
+  try:
+    common = config_lib.split_override_args(extra)
+    trials = plan(args.config, common, args.workdir)
+    runner = Runner(args.config, common, args.workdir, trials,
+                    parallel=args.parallel)
+  except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
+    print(f"ferjax sweep: error: {e}", file=sys.stderr)
+    return 2
+  if args.dry_run:
+    for trial in trials:
+      status = ("finished" if is_finished(trial.workdir) else
+                trial.read_status().get("status", "new"))
+      print(f"{status:<12} {trial.workdir}")
+    return 0
+  previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+  try:
+    statuses = runner.run()
+  except SweepError as e:
+    print(f"ferjax sweep: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("ferjax sweep: interrupted; relaunch the same command to resume",
+          file=sys.stderr)
+    return 130
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  failed = [name for name, s in statuses.items() if s != "finished"]
+  print(f"sweep {args.workdir}: {len(statuses) - len(failed)} finished, "
+        f"{len(failed)} failed")
+  for name in failed:
+    print(f"  failed: {pathlib.Path(args.workdir) / name / STATUS_FILE}")
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

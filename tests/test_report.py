@@ -1,0 +1,161 @@
+"""`ferjax report` on hand-made run directories with known numbers."""
+
+import contextlib
+import csv
+import io
+import json
+import pathlib
+import statistics
+
+import pytest
+
+from ferjax import config as config_lib
+from ferjax.experiment import report
+
+CLASSES = ["angry", "happy", "neutral"]
+
+
+def make_run(path: pathlib.Path, *, seed: int, lr: float,
+             accuracies: list[float], finished: bool = True,
+             command: str = "train") -> None:
+  """A run directory as ``ferjax train`` leaves it, with chosen numbers.
+
+  Eval i (at step 10 * (i + 1)) has accuracy ``accuracies[i]`` and macro F1
+  half of it.
+  """
+  config = config_lib.base_config()
+  config.seed, config.optimizer.learning_rate = seed, lr
+  path.mkdir(parents=True)
+  (path / "config.json").write_text(config_lib.to_json(config))
+  session = {"start_time": "2025-01-01T00:00:00+00:00", "start_step": 0,
+             "end_time": "2025-01-01T01:00:00+00:00" if finished else None,
+             "command": ["ferjax", command], "versions": {"jax": "0.10.2"},
+             "backend": "cpu", "device_count": 1}
+  (path / "manifest.json").write_text(json.dumps(
+      {"seed": seed, "dataset": {"class_names": CLASSES},
+       "sessions": [session]}))
+  events = []
+  for i, acc in enumerate(accuracies):
+    step = 10 * (i + 1)
+    events.append({"step": step, "split": "train", "loss": 2.0 / (i + 1),
+                   "accuracy": acc, "learning_rate": lr,
+                   "images_per_second": 100.0})
+    correct = round(30 * acc)
+    events.append({
+        "step": step, "split": "test", "accuracy": acc, "loss": 1.0 - acc,
+        "macro_f1": acc / 2,
+        "per_class_accuracy": {c: acc for c in CLASSES},
+        "confusion_matrix": [[correct // 3, 10 - correct // 3, 0],
+                             [0, correct // 3, 10 - correct // 3],
+                             [10 - correct // 3, 0, correct // 3]],
+        "num_examples": 30})
+  (path / "metrics.jsonl").write_text(
+      "".join(json.dumps(e) + "\n" for e in events))
+
+
+ACCURACIES = {  # (lr, seed) -> test accuracy at each eval.
+    (0.05, 0): [0.5, 0.7, 0.6],
+    (0.05, 1): [0.4, 0.65, 0.66],
+    (0.1, 0): [0.3, 0.8, 0.75],
+    (0.1, 1): [0.2, 0.7, 0.72],
+    (0.2, 0): [0.1, 0.2, 0.3],
+}
+
+
+def make_runs(tmp_path: pathlib.Path) -> list[pathlib.Path]:
+  """A sweep tree plus another directory, with runs that must not count."""
+  sweep_dir, other = tmp_path / "sweep", tmp_path / "other"
+  for (lr, seed), accs in ACCURACIES.items():
+    make_run(sweep_dir / f"lr={lr}" / f"seed={seed}", seed=seed, lr=lr,
+             accuracies=accs)
+  make_run(sweep_dir / "lr=0.05" / "seed=2", seed=2, lr=0.05,
+           accuracies=[0.99], finished=False)
+  make_run(other / "lr=0.05,seed=0.reproduce", seed=0, lr=0.05,
+           accuracies=[0.1, 0.1, 0.1], command="reproduce")
+  return [sweep_dir, other]
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory) -> tuple[list[pathlib.Path], pathlib.Path, str]:
+  """The runs, the report's directory and what ``ferjax report`` printed."""
+  tmp_path = tmp_path_factory.mktemp("report")
+  dirs, out = make_runs(tmp_path), tmp_path / "out"
+  printed = io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    assert report.main([*map(str, dirs), "--out", str(out)]) == 0
+  return dirs, out, printed.getvalue()
+
+
+def read_csv(path: pathlib.Path) -> list[dict[str, str]]:
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def test_table_has_differing_fields_and_final_and_best(reported):
+  _, out, printed = reported
+  rows = {r["run"]: r for r in read_csv(out / "report.csv")}
+  assert len(rows) == len(ACCURACIES) + 2
+  header = list(next(iter(rows.values())))
+  assert header[:5] == ["run", "seed", "optimizer.learning_rate", "status",
+                        "step"]
+  for (lr, seed), accs in ACCURACIES.items():
+    row = rows[f"sweep/lr={lr}/seed={seed}"]
+    assert (row["seed"], float(row["optimizer.learning_rate"])) == (
+        str(seed), lr)
+    assert row["status"] == "finished" and row["step"] == str(10 * len(accs))
+    assert float(row["test/accuracy_final"]) == accs[-1]
+    assert float(row["test/accuracy_best"]) == max(accs)
+    assert float(row["test/macro_f1_best"]) == max(accs) / 2
+  assert rows["sweep/lr=0.05/seed=2"]["status"] == "unfinished"
+  assert "| sweep/lr=0.1/seed=1 | 1 | 0.1 | finished | 30 | 0.7200 |" in (
+      printed)
+
+
+def test_seed_groups_mean_and_sample_std(reported):
+  _, out, printed = reported
+  groups = {r["optimizer.learning_rate"]: r
+            for r in read_csv(out / "report_seeds.csv")}
+  assert set(groups) == {"0.05", "0.1"}  # 0.2 has one seed: no group.
+  for lr in (0.05, 0.1):
+    g = groups[str(lr)]
+    # The unfinished seed 2 and the reproduction of seed 0 do not count.
+    assert (g["n"], g["seeds"]) == ("2", "0, 1")
+    for which, pick in (("final", lambda a: a[-1]), ("best", max)):
+      values = [pick(ACCURACIES[lr, s]) for s in (0, 1)]
+      assert float(g[f"test/accuracy_{which}_mean"]) == pytest.approx(
+          statistics.mean(values))
+      assert float(g[f"test/accuracy_{which}_std"]) == pytest.approx(
+          statistics.stdev(values))  # ddof=1
+  markdown = (out / "report.md").read_text()
+  assert "ddof=1" in markdown
+  final = [ACCURACIES[0.05, s][-1] for s in (0, 1)]
+  cell = f"{statistics.mean(final):.4f} ± {statistics.stdev(final):.4f}"
+  assert cell in markdown and cell in printed
+
+
+def test_plots_are_pngs(reported):
+  _, out, _ = reported
+  plots = out / "plots"
+  names = {p.name for p in plots.iterdir()}
+  assert {"learning_curves.png", "per_class_accuracy.png"} <= names
+  assert len([n for n in names if n.startswith("confusion_")]) == 7
+  for name in names:
+    assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"(plots/{name})" in (out / "report.md").read_text()
+
+
+def test_chosen_step_for_confusion_matrices(tmp_path):
+  runs_dirs = make_runs(tmp_path / "runs")
+  report.write_report(runs_dirs, tmp_path / "a", step=30)
+  shown = {p.name for p in (tmp_path / "a" / "plots").glob("confusion_*")}
+  assert len(shown) == 6  # Every run but the unfinished one reached step 30.
+  assert "sweep/lr=0.05/seed=2: no eval confusion matrix at step 30" in (
+      tmp_path / "a" / "report.md").read_text()
+  report.write_report(runs_dirs, tmp_path / "b", eval_name="val")
+  assert not list((tmp_path / "b" / "plots").glob("confusion_*"))
+
+
+def test_no_runs_is_an_error(tmp_path, capsys):
+  (tmp_path / "empty").mkdir()
+  assert report.main([str(tmp_path / "empty")]) == 2
+  assert "no run directories" in capsys.readouterr().err

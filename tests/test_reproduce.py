@@ -1,0 +1,132 @@
+"""`ferjax reproduce`: a real tiny run reproduces exactly; differences are
+reported with the version and device changes that explain them."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+from ferjax import config as config_lib
+from ferjax.experiment import reproduce
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+QUICKSTART = str(REPO / "experiments" / "quickstart.py")
+TINY = [
+    "input.train_split=train[:512]",
+    "evals={'test': {'split': 'test[:300]', 'tta': 'none'}}",
+    "num_epochs=1", "batch_size=64", "log_every_steps=4",
+    "parallel.cpu_devices=None", "parallel.num_devices=1",
+]
+
+
+def make_run(path: pathlib.Path, *, finished: bool = True, jax: str = "0.10.2",
+             devices: int = 4, accuracy: float = 0.5, speed: float = 100.0,
+             steps: tuple[int, ...] = (10, 20)) -> None:
+  """A run directory with one train and one test event per step."""
+  path.mkdir(parents=True)
+  (path / "config.json").write_text(config_lib.to_json(
+      config_lib.base_config()))
+  session = {"start_time": "2025-01-01T00:00:00+00:00", "start_step": 0,
+             "end_time": "2025-01-01T01:00:00+00:00" if finished else None,
+             "command": ["ferjax", "train"], "python": "3.11.7",
+             "platform": "Linux", "backend": "cpu", "device_kind": "cpu",
+             "device_count": devices, "local_device_count": devices,
+             "process_count": 1, "versions": {"jax": jax, "numpy": "2.4.6"},
+             "git": {"commit": "abc", "dirty": False}}
+  (path / "manifest.json").write_text(json.dumps(
+      {"seed": 0, "dataset": {}, "sessions": [session]}))
+  events = []
+  for step in steps:
+    events.append({"step": step, "split": "train", "loss": 1.5,
+                   "images_per_second": speed})
+    events.append({"step": step, "split": "test", "accuracy": accuracy,
+                   "loss": 1.0, "confusion_matrix": [[3, 1], [0, 4]]})
+  (path / "metrics.jsonl").write_text(
+      "".join(json.dumps(e) + "\n" for e in events))
+
+
+def test_identical_runs_compare_identical(tmp_path):
+  make_run(tmp_path / "a")
+  make_run(tmp_path / "b", speed=55.0)  # Timing is not a result.
+  comparison = reproduce.compare_runs(tmp_path / "a", tmp_path / "b")
+  assert comparison.identical and comparison.events_compared == 4
+  assert not comparison.environment_changes
+  assert "REPRODUCED: identical" in reproduce.format_summary(comparison)
+
+
+def test_differences_come_with_their_explanations(tmp_path):
+  make_run(tmp_path / "a")
+  make_run(tmp_path / "b", jax="0.10.3", devices=1, accuracy=0.52,
+           steps=(10, 20, 30))
+  lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+  first_test = json.loads(lines[1])
+  first_test["accuracy"] = 0.5  # Only later evaluations differ.
+  first_test["confusion_matrix"] = [[2, 2], [0, 4]]
+  lines[1] = json.dumps(first_test)
+  (tmp_path / "b" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+  c = reproduce.compare_runs(tmp_path / "a", tmp_path / "b")
+  assert not c.identical
+  assert c.differences == [
+      "step 10 test: confusion_matrix differs (max |diff| 1)",
+      "step 20 test: accuracy 0.5 -> 0.52 (diff +0.02)"]
+  assert c.extra == ["step 30 train", "step 30 test"] and not c.missing
+  assert c.environment_changes == ["device_count: 4 -> 1",
+                                   "local_device_count: 4 -> 1",
+                                   "jax: 0.10.2 -> 0.10.3"]
+  summary = reproduce.format_summary(c)
+  assert "first run as: ferjax train\n" in summary
+  assert "metrics: 2 of 4 events differ" in summary
+  assert "environment changes that can explain them:" in summary
+  assert summary.endswith("NOT REPRODUCED: the metrics differ")
+
+
+def test_refuses_what_it_cannot_reproduce(tmp_path, capsys):
+  make_run(tmp_path / "running", finished=False)
+  make_run(tmp_path / "done")
+  (tmp_path / "taken").mkdir()
+  (tmp_path / "taken" / "file").write_text("x")
+  cases = {
+      (str(tmp_path / "running"),): "has not finished",
+      (str(tmp_path / "nothing"),): "not a ferjax run directory",
+      (str(tmp_path / "done"), "--workdir", str(tmp_path / "taken")):
+          "is not empty",
+      (str(tmp_path / "done"), "--config.optimizer.learning_rate=0.1"):
+          "may only change where it runs",
+  }
+  for argv, message in cases.items():
+    assert reproduce.main(list(argv)) == 2
+    assert message in capsys.readouterr().err
+  assert not (tmp_path / "done.reproduce").exists()
+
+
+def test_reproduces_a_tiny_run_exactly(synthetic_data_dir, tmp_path,
+                                       tmp_path_factory):
+  cache = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
+  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache),
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+  run_dir, experiment = tmp_path / "run", tmp_path / "experiment.py"
+  shutil.copy(QUICKSTART, experiment)
+  train = subprocess.run(
+      [sys.executable, "-m", "ferjax.cli", "train", "--config",
+       str(experiment),
+       "--workdir", str(run_dir), *(f"--config.{o}" for o in [
+           *TINY, f"input.data_dir={synthetic_data_dir}"])],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert train.returncode == 0, train.stderr
+  experiment.unlink()  # Reproduced from config.json, not the file.
+  proc = subprocess.run(
+      [sys.executable, "-m", "ferjax.experiment.reproduce", str(run_dir)],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert "metrics: all 3 events identical" in proc.stdout
+  assert "REPRODUCED: identical" in proc.stdout
+  new = tmp_path / "run.reproduce"
+  result = json.loads((new / reproduce.RESULT_FILE).read_text())
+  assert result["identical"] and result["events_compared"] == 3
+  manifest = json.loads((new / "manifest.json").read_text())
+  assert manifest["sessions"][0]["command"][:3] == [
+      "ferjax", "reproduce", str(run_dir)]
