@@ -12,11 +12,20 @@ PublicTest with and without ten-crop test-time augmentation. Expected on a
 arguments: ``runlocal`` (2 epochs on a slice), ``epochs=N``,
 ``protocol=review`` (the review's seeded stratified 70/30 split of
 Training+PublicTest instead of the official splits).
+
+The reproducibility study (5 seeds, see experiments/RESULTS.md):
+
+  ferjax sweep --config experiments/fer2013_lenet.py:epochs=10 \
+      --config.input.manual_dir=../shared/data/fer2013 \
+      --workdir runs/fer2013_lenet_seeds --parallel 2 \
+      --config.parallel.cpu_devices=1
+  ferjax report runs/fer2013_lenet_seeds
 """
 
 import ml_collections
 
 from ferjax import config as config_lib
+from ferjax.experiment import sweep
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -65,3 +74,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.best_metric = selection
   config.parallel.cpu_devices = 2
   return config
+
+
+def get_sweep(arg: str | None = None) -> list[dict]:
+  del arg  # Seeds are swept the same way for every variant.
+  return sweep.product(sweep.axis("seed", [0, 1, 2, 3, 4]))

@@ -1,0 +1,1 @@
+"""Datasets ferjax reads: builders, loaders and preprocessing."""
