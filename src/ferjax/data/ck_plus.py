@@ -14,11 +14,10 @@ import zipfile
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ferjax.data.fer2013 import (FileReaders, IMAGE_SUFFIXES, decode_grey,
-                                  dir_files, zip_files)
+from ferjax.data.image_files import (IMAGE_SIZE, IMAGE_SUFFIXES, FileReaders,
+                                     decode_grey, dir_files, zip_files)
 from ferjax.labels import CKPLUS_CLASSES
 
-IMAGE_SIZE = 48
 # S<subject>_<sequence>_<frame>, e.g. S010_004_00000017.png.
 FILE_NAME = re.compile(r"S(\d+)_(\d+)_(\d+)")
 

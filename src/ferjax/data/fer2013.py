@@ -7,10 +7,9 @@ file_format='array_record', so building and reading need no TensorFlow.
 """
 
 import collections
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 import csv
 import dataclasses
-import functools
 import hashlib
 import io
 import logging
@@ -19,15 +18,15 @@ from pathlib import Path, PurePosixPath
 import tarfile
 import zipfile
 
-import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ferjax.data.image_files import (IMAGE_SIZE, IMAGE_SUFFIXES, FileReaders,
+                                     decode_grey, dir_files, zip_files)
 from ferjax.labels import FER2013_CLASSES
 
 _log = logging.getLogger(__name__)
 
-IMAGE_SIZE = 48
 # The official usages, as CSV `Usage` values and image file name prefixes.
 USAGE_TO_SPLIT: dict[str, str] = {
     "Training": "train", "PublicTest": "public_test",
@@ -37,7 +36,6 @@ SPLITS: tuple[str, ...] = tuple(USAGE_TO_SPLIT.values())
 CONSTANT_STD = 1.0
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv")
 TAR_NAME = "fer2013.tar.gz"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _CSV_COLUMNS = ("emotion", "pixels", "Usage")
 
 _MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
@@ -108,47 +106,6 @@ def _parse_csv(text: io.TextIOBase, name: str) -> list[Example]:
         USAGE_TO_SPLIT[usage], f"{file_name}:{reader.line_num}",
         pixels.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE), label))
   return examples
-
-
-def decode_grey(data: bytes, where: str, size: int = IMAGE_SIZE
-                ) -> np.ndarray:
-  """Decodes an image file to (size, size) uint8, rejecting other sizes.
-
-  FER2013 and CK+48 are 48x48 by definition: another size means another
-  dataset or a re-export, so it is an error rather than silently resized.
-  Colour files are turned grey the way cv2 does (equal channels stay exact).
-  """
-  image = (cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-           if data else None)  # cv2 asserts on empty input.
-  if image is None:
-    raise ValueError(f"{where}: not a readable image")
-  if image.shape != (size, size):
-    raise ValueError(f"{where}: image is {image.shape[1]}x{image.shape[0]}, "
-                     f"expected {size}x{size}")
-  return image
-
-
-# Files by their path's parts (relative to a dir or zip), each with a reader.
-FileReaders = dict[tuple[str, ...], Callable[[], bytes]]
-
-
-def _is_ignored(parts: tuple[str, ...]) -> bool:
-  """Hidden files and macOS zip metadata are not part of any layout."""
-  return any(p.startswith(".") or p == "__MACOSX" for p in parts)
-
-
-def dir_files(root: Path) -> FileReaders:
-  """Every file below `root` but hidden ones, read only when asked."""
-  files = {p.relative_to(root).parts: p.read_bytes
-           for p in root.rglob("*") if p.is_file()}
-  return {k: v for k, v in files.items() if not _is_ignored(k)}
-
-
-def zip_files(archive: zipfile.ZipFile) -> FileReaders:
-  """Every file in an open zip but hidden ones and __MACOSX metadata."""
-  files = {PurePosixPath(n).parts: functools.partial(archive.read, n)
-           for n in archive.namelist() if not n.endswith("/")}
-  return {k: v for k, v in files.items() if not _is_ignored(k)}
 
 
 def _split_tree_root(paths: Iterable[tuple[str, ...]]

@@ -1,0 +1,58 @@
+"""Image files of the manual-download datasets, in folders or zip archives.
+
+FER2013's image-folder layout and CK+48 share these: files are listed by
+their path's parts (relative to a folder or a zip) and read only when asked,
+and each decodes to a 48x48 grey array or fails naming the file.
+"""
+
+from collections.abc import Callable
+import functools
+from pathlib import Path, PurePosixPath
+import zipfile
+
+import cv2
+import numpy as np
+
+IMAGE_SIZE = 48
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def decode_grey(data: bytes, where: str, size: int = IMAGE_SIZE
+                ) -> np.ndarray:
+  """Decodes an image file to (size, size) uint8, rejecting other sizes.
+
+  FER2013 and CK+48 are 48x48 by definition: another size means another
+  dataset or a re-export, so it is an error rather than silently resized.
+  Colour files are turned grey the way cv2 does (equal channels stay exact).
+  """
+  image = (cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+           if data else None)  # cv2 asserts on empty input.
+  if image is None:
+    raise ValueError(f"{where}: not a readable image")
+  if image.shape != (size, size):
+    raise ValueError(f"{where}: image is {image.shape[1]}x{image.shape[0]}, "
+                     f"expected {size}x{size}")
+  return image
+
+
+# Files by their path's parts (relative to a dir or zip), each with a reader.
+FileReaders = dict[tuple[str, ...], Callable[[], bytes]]
+
+
+def _is_ignored(parts: tuple[str, ...]) -> bool:
+  """Hidden files and macOS zip metadata are not part of any layout."""
+  return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def dir_files(root: Path) -> FileReaders:
+  """Every file below `root` but hidden ones, read only when asked."""
+  files = {p.relative_to(root).parts: p.read_bytes
+           for p in root.rglob("*") if p.is_file()}
+  return {k: v for k, v in files.items() if not _is_ignored(k)}
+
+
+def zip_files(archive: zipfile.ZipFile) -> FileReaders:
+  """Every file in an open zip but hidden ones and __MACOSX metadata."""
+  files = {PurePosixPath(n).parts: functools.partial(archive.read, n)
+           for n in archive.namelist() if not n.endswith("/")}
+  return {k: v for k, v in files.items() if not _is_ignored(k)}
