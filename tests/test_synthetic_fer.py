@@ -50,7 +50,7 @@ def test_builder_metadata(synthetic_data_dir):
   assert info.features["image"].np_dtype == np.uint8
   assert info.supervised_keys == ("image", "label")
   assert {s: info.splits[s].num_examples for s in info.splits} == {
-      "train": 14_000, "test": 2_800}
+      "train": 14_000, "test": 2_800} == synthetic_fer.SPLIT_SIZES
 
 
 @pytest.mark.parametrize("split,size", [("train", 14_000), ("test", 2_800)])
@@ -168,7 +168,7 @@ def test_every_expression_looks_different():
   means = faces.mean(axis=0)
   mean_rms = np.sqrt(((means[:, None] - means[None]) ** 2).mean(axis=(2, 3)))
   off_diagonal = ~np.eye(NUM_CLASSES, dtype=bool)
-  # Measured: paired >= 2.1 and mean_rms >= 1.4 grey levels.
+  # Measured: paired >= 2.2 and mean_rms >= 1.7 grey levels.
   assert paired[off_diagonal].min() > 1.5, paired
   assert mean_rms[off_diagonal].min() > 1.0, mean_rms
   # And the same face with the same expression is the same image.

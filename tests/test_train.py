@@ -75,18 +75,32 @@ def test_loss_falls_and_accuracy_beats_chance(reference_run):
   assert results["test"]["accuracy"] > 2 / 7
 
 
-@pytest.mark.parametrize("backend,num_devices", [("pmap", None),
-                                                 ("shard_map", 1)])
+@pytest.mark.parametrize("backend,num_devices,rtol,flips", [
+    ("pmap", None, 1e-5, 0),
+    ("shard_map", 1, 5e-3, 5)])
 def test_backends_and_device_counts_agree(reference_run, synthetic_data_dir,
-                                          tmp_path, backend, num_devices):
+                                          tmp_path, backend, num_devices,
+                                          rtol, flips):
+  """The same per-device program under pmap; the same batches on 1 device.
+
+  pmap runs the identical per-device computation, so it agrees to float
+  precision. One device sums the gradient in another order than a psum over
+  four: the first steps agree to float precision, and 32 SGD steps amplify
+  the difference to ~1e-3 relative, which can flip a few of the 300 test
+  predictions that sit on a decision boundary.
+  """
   workdir, results = reference_run
   config = tiny_config(synthetic_data_dir, **{
       "parallel.backend": backend, "parallel.num_devices": num_devices})
   other = loop.train_and_evaluate(config, tmp_path)
   np.testing.assert_allclose(other["test"]["loss"], results["test"]["loss"],
-                             rtol=1e-4)
-  assert abs(other["test"]["accuracy"] - results["test"]["accuracy"]) <= 1 / 300
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
+                             rtol=rtol)
+  assert abs(other["test"]["accuracy"] - results["test"]["accuracy"]) <= (
+      flips / 300 + 1e-9)
+  train = lambda d: [e["loss"] for e in read_metrics(d) if e["split"] == "train"]
+  np.testing.assert_allclose(train(tmp_path), train(workdir), rtol=rtol)
+  np.testing.assert_allclose(train(tmp_path)[0], train(workdir)[0], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=10 * rtol),
                final_params(tmp_path), final_params(workdir))
 
 

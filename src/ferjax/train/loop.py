@@ -182,7 +182,7 @@ def _check_resume_config(path: pathlib.Path,
   if not path.exists():
     return
   saved = json.loads(path.read_text())
-  differing = [f for f in config_lib.differing_fields(saved, config)
+  differing = [f for f in config_lib.differing_fields(saved, config.to_dict())
                if not f.startswith(config_lib.WHERE_FIELDS)]
   if differing:
     raise ValueError(
