@@ -255,3 +255,24 @@ def test_streaming_gives_the_same_run_as_in_memory(reference_run,
       read_metrics(workdir))
   manifest = json.loads((tmp_path / "manifest.json").read_text())
   assert manifest["dataset"]["pipeline"] == "stream"
+
+
+def test_reduce_on_plateau_follows_the_eval_metric(synthetic_data_dir,
+                                                    tmp_path):
+  """patience 0: each eval that does not improve halves the learning rate."""
+  config = tiny_config(synthetic_data_dir, **{
+      "num_epochs": 3, "optimizer.schedule": "plateau",
+      "optimizer.warmup_epochs": 0.0, "optimizer.learning_rate": 0.05,
+      "optimizer.plateau.metric": "test/loss", "optimizer.plateau.mode": "max",
+      "optimizer.plateau.patience": 0, "optimizer.plateau.factor": 0.5,
+      "checkpoint.best_metric": "test/accuracy"})
+  loop.train_and_evaluate(config, tmp_path)
+  events = read_metrics(tmp_path)
+  losses = [e["loss"] for e in events if e["split"] == "test"]
+  # The first eval sets the best; in "max" mode the falling loss of the
+  # second is no improvement, so epoch 3 trains at half the rate.
+  assert losses[1] < losses[0]
+  rates = {e["step"]: e["learning_rate"] for e in events
+           if e["split"] == "train"}
+  assert all(lr == pytest.approx(0.05) for s, lr in rates.items() if s <= 32)
+  assert all(lr == pytest.approx(0.025) for s, lr in rates.items() if s > 32)

@@ -118,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-  for noisy in ("absl", "jax._src", "orbax"):
+  for noisy in ("jax._src", "orbax"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+  # Orbax reports through absl, including a warning on every read-only open.
+  logging.getLogger("absl").setLevel(logging.ERROR)
   argv = list(sys.argv[1:] if argv is None else argv)
   for words, run in _DELEGATED.items():
     if tuple(argv[:len(words)]) == words:

@@ -1,0 +1,60 @@
+"""VGG on FER2013 with the best published single-VGG recipe.
+
+  ferjax train --config experiments/fer2013_vgg.py:depth=16,bn=True \
+      --config.input.manual_dir=../shared/data/fer2013 --workdir runs/fer2013_vgg16
+
+Recipe (Khaireddin & Chen 2021, 73.28% on PrivateTest with their VGG
+variant): SGD lr 0.01, Nesterov momentum 0.9, weight decay 1e-4,
+reduce-on-plateau x0.75 after 5 epochs without validation improvement,
+batch 64, 48x48 grey input with random resized crops, flips, rotation and
+random erasing, ten-crop test-time augmentation (40x40 crops). Arguments:
+``depth`` (11, 13, 16, 19), ``bn`` (BatchNorm), ``epochs``, ``runlocal``.
+Expected: a GPU run of VGG-16-BN for ~100 epochs should land around 0.70
+PublicTest accuracy (not measured by ferjax yet). On the 2-core CPU
+development machine one epoch of VGG-11-BN takes about 16 minutes (30
+img/s, benchmarks/README.md), so use ``:runlocal`` there for smoke tests.
+"""
+
+import ml_collections
+
+from ferjax import config as config_lib
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  args = config_lib.parse_arg(arg, depth=16, bn=True, epochs=100,
+                              runlocal=False)
+  if args.depth not in (11, 13, 16, 19):
+    raise config_lib.ConfigError(
+        f"config argument 'depth': expected 11, 13, 16 or 19, got {args.depth}")
+  config = config_lib.base_config()
+  config.num_epochs = 1 if args.runlocal else args.epochs
+  config.batch_size = 64
+
+  config.input.dataset = "fer2013"
+  config.input.builder_config = "original"
+  config.input.train_split = "train[:2048]" if args.runlocal else "train[:90%]"
+  config.input.image_size = (48, 48)
+  config.input.channels = 1
+  config.input.augment = ml_collections.ConfigDict(dict(
+      crop=dict(mode="resize", scale=(0.8, 1.0)), flip=True, rotation=10.0,
+      erasing=0.5))
+  config.evals = ml_collections.ConfigDict(dict(
+      val=dict(split="train[90%:]", tta="none"),
+      public_test=dict(split="public_test", tta="none"),
+      public_test_tencrop=dict(split="public_test", tta="ten_crop",
+                               crop_size=(40, 40))))
+
+  config.model.name = f"vgg{args.depth}{'_bn' if args.bn else ''}"
+
+  config.optimizer.learning_rate = 0.01
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = True
+  config.optimizer.weight_decay = 1e-4
+  config.optimizer.schedule = "plateau"
+  config.optimizer.plateau.metric = "val/accuracy"
+  config.optimizer.plateau.factor = 0.75
+  config.optimizer.plateau.patience = 5
+
+  config.checkpoint.best_metric = "val/accuracy"
+  config.parallel.cpu_devices = 2
+  return config
