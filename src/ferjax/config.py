@@ -9,6 +9,7 @@ import ast
 import importlib.util
 import json
 import pathlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -126,6 +127,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.plateau = ml_collections.ConfigDict(dict(
       metric="test/accuracy", mode="max", factor=0.75, patience=5,
       min_scale=1e-3))
+  # Fine-tuning: regexes matching whole '/'-joined parameter paths.
+  c.optimizer.frozen = ()  # No update and no weight decay.
+  # ((pattern, multiplier), ...): first match wins, unmatched 1.0. Pairs, not
+  # a dict, because ConfigDict keys cannot hold the '.' of a regex.
+  c.optimizer.lr_multipliers = ()
+
+  # Start from another run's variables (fresh optimizer; the classifier head
+  # is re-initialised when the class names differ). None: from scratch.
+  c.init_from = ml_collections.ConfigDict(dict(workdir=None,
+                                               checkpoint="best"))
 
   c.evals = ml_collections.ConfigDict()
   c.evals.test = ml_collections.ConfigDict(dict(split="test", tta="none"))
@@ -340,6 +351,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "a number in (0, 1)", opt.plateau.factor)
     _require(opt.plateau.patience >= 0, "optimizer.plateau.patience",
              "an integer >= 0", opt.plateau.patience)
+  frozen = opt.get("frozen", ())
+  _require(isinstance(frozen, (tuple, list)) and all(
+      _is_regex(p) for p in frozen), "optimizer.frozen",
+           "a tuple of regular expressions", frozen)
+  multipliers = opt.get("lr_multipliers", ())
+  _require(isinstance(multipliers, (tuple, list)) and all(
+      isinstance(pair, (tuple, list)) and len(pair) == 2 and
+      _is_regex(pair[0]) and _is_numbers(pair[1:]) and pair[1] >= 0
+      for pair in multipliers), "optimizer.lr_multipliers",
+           "a tuple of (regular expression, multiplier >= 0) pairs",
+           multipliers)
+
+  init_from = config.get("init_from")
+  if init_from is not None and init_from.get("workdir") is not None:
+    _require(isinstance(init_from.workdir, str) and init_from.workdir,
+             "init_from.workdir", "None or a run directory", init_from.workdir)
+    which = init_from.get("checkpoint", "best")
+    _require(which in ("best", "latest") or (
+        isinstance(which, int) and not isinstance(which, bool) and which > 0)
+             or (isinstance(which, str) and which.isdigit()),
+             "init_from.checkpoint", "'best', 'latest' or a step number",
+             which)
 
   _require(isinstance(config.evals, ml_collections.ConfigDict) and
            len(config.evals) > 0, "evals", "a dict of named evaluations",
@@ -384,6 +417,16 @@ def _check_metric_name(config: ml_collections.ConfigDict, field: str,
     ok = eval_name in config.evals
   _require(ok, field, "'<eval name>/<metric>' naming one of config.evals "
            f"({', '.join(config.evals.keys())})", value)
+
+
+def _is_regex(value: Any) -> bool:
+  if not isinstance(value, str):
+    return False
+  try:
+    re.compile(value)
+  except re.error:
+    return False
+  return True
 
 
 def _is_size(value: Any) -> bool:

@@ -23,6 +23,7 @@ from ferjax.data import loading
 from ferjax.data import preprocess
 from ferjax.models import create_model
 from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.train import init_from as init_from_lib
 from ferjax.train import input_pipeline
 from ferjax.train import manifest as manifest_lib
 from ferjax.train import optimizer as optimizer_lib
@@ -228,9 +229,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       best_mode=config.checkpoint.best_mode)
   host_state = setup.init_state()
   start_step = ckpt.latest_step() or 0
+  init_record = None
   if start_step:
+    # A resumed run continues its own state, never the source's again.
     host_state = ckpt.restore(start_step, host_state)
     log.info("resumed from step %d", start_step)
+  elif config.get("init_from") and config.init_from.get("workdir"):
+    host_state, init_record = init_from_lib.load(
+        host_state, init_from=config.init_from,
+        class_names=setup.class_names, tx=setup.tx)
+    log.info("initialised from %s step %d: %d variables loaded, %d skipped",
+             init_record["workdir"], init_record["step"],
+             init_record["loaded"], len(init_record["skipped"]))
   state = parallel.replicate(host_state)
 
   writer = MetricWriter(workdir_path, enabled=is_chief)
@@ -243,8 +253,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                "pipeline": "stream" if setup.streaming else "memory",
                "split_sizes_used": {
                    "train": setup.num_train,
-                   **{n: len(s) for n, s in setup.eval_splits.items()}}}
-  ) if is_chief else None
+                   **{n: len(s) for n, s in setup.eval_splits.items()}}},
+      init_from=init_record) if is_chief else None
 
   spe = setup.steps_per_epoch
   progress = Progress(setup.total_steps, start_step, config.batch_size)

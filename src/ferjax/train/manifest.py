@@ -73,10 +73,17 @@ def session_record(argv: list[str], start_step: int) -> dict[str, Any]:
 
 
 def start(path: pathlib.Path, *, argv: list[str], start_step: int,
-          seed: int, dataset: dict[str, Any]) -> dict[str, Any]:
-  """Creates or extends the manifest with a new session and writes it."""
+          seed: int, dataset: dict[str, Any],
+          init_from: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Creates or extends the manifest with a new session and writes it.
+
+  ``init_from`` records where a new run's starting variables came from; a
+  resumed run keeps the record of its first session.
+  """
   manifest = json.loads(path.read_text()) if path.exists() else {
       "seed": seed, "dataset": dataset, "sessions": []}
+  if init_from is not None:
+    manifest["init_from"] = init_from
   manifest["sessions"].append(session_record(argv, start_step))
   atomic.write_text(path, json.dumps(manifest, indent=2) + "\n")
   return manifest

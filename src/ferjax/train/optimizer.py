@@ -5,9 +5,19 @@ Weight decay is coupled L2, added to the gradient before momentum exactly as
 over unchanged. Reduce-on-plateau acts on an evaluation metric, which only the
 loop knows: its state lives in the TrainState and scales every update (the
 same as scaling SGD's learning rate) so that it is checkpointed with the run.
+
+Fine-tuning selects parameters by regular expressions that must match the
+whole '/'-joined path (``Conv_0/kernel``, ``aux1_head/fc/bias``): frozen ones
+get neither an update nor weight decay, and are left out of the clipping
+norm; a learning-rate multiplier scales a parameter's final update, which for
+SGD is the same as scaling its learning rate (torch's parameter groups).
 """
 
+import re
+from typing import Any
+
 import flax
+import jax
 import ml_collections
 import numpy as np
 import optax
@@ -69,7 +79,10 @@ def learning_rate_schedule(opt: ml_collections.ConfigDict, *,
 
 def make_optimizer(opt: ml_collections.ConfigDict,
                    schedule: optax.Schedule) -> optax.GradientTransformation:
-  """Clip -> coupled weight decay -> SGD (momentum, Nesterov) -> -lr."""
+  """Clip -> coupled weight decay -> SGD (momentum, Nesterov) -> -lr.
+
+  Multipliers scale the result; frozen parameters bypass the whole chain.
+  """
   parts = []
   if opt.grad_clip_norm:
     parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
@@ -77,4 +90,72 @@ def make_optimizer(opt: ml_collections.ConfigDict,
     parts.append(optax.add_decayed_weights(opt.weight_decay))
   parts.append(optax.sgd(schedule, momentum=opt.momentum or None,
                          nesterov=opt.nesterov))
-  return optax.chain(*parts)
+  multipliers = tuple((str(p), float(m))
+                      for p, m in opt.get("lr_multipliers") or ())
+  if multipliers:
+    parts.append(_scale_by_pattern(multipliers))
+  tx = optax.chain(*parts)
+  frozen = tuple(opt.get("frozen") or ())
+  if not frozen:
+    return tx
+
+  def labels(params: Any) -> Any:
+    matched = match_patterns(params, frozen, "optimizer.frozen")
+    return jax.tree.map(lambda i: "train" if i < 0 else "frozen", matched)
+
+  return optax.multi_transform(
+      {"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def path_name(path: tuple[Any, ...]) -> str:
+  """'Conv_0/kernel' for a pytree path into a variables dict."""
+  return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def match_patterns(params: Any, patterns: tuple[str, ...], field: str) -> Any:
+  """Per leaf, the index of the first pattern matching its path, or -1.
+
+  A pattern that matches no parameter is almost always a typo, so it is an
+  error rather than a silent no-op.
+  """
+  compiled = [re.compile(p) for p in patterns]
+  used = set()
+
+  def first(path: tuple[Any, ...], _: Any) -> int:
+    name = path_name(path)
+    for i, pattern in enumerate(compiled):
+      if pattern.fullmatch(name):
+        used.add(i)
+        return i
+    return -1
+
+  matched = jax.tree_util.tree_map_with_path(first, params)
+  unused = [patterns[i] for i in range(len(patterns)) if i not in used]
+  if unused:
+    names = [path_name(p) for p, _ in
+             jax.tree_util.tree_flatten_with_path(params)[0]]
+    raise ValueError(
+        f"config.{field}: pattern(s) {', '.join(map(repr, unused))} match no "
+        f"parameter; patterns must match a whole path, one of: "
+        f"{', '.join(names)}")
+  return matched
+
+
+def _scale_by_pattern(
+    multipliers: tuple[tuple[str, float], ...]) -> optax.GradientTransformation:
+  """Multiplies each update by its first matching pattern's factor (else 1)."""
+  patterns = tuple(p for p, _ in multipliers)
+
+  def update(updates: Any, state: optax.EmptyState,
+             params: Any = None) -> tuple[Any, optax.EmptyState]:
+    del params
+    matched = match_patterns(updates, patterns, "optimizer.lr_multipliers")
+    scaled = jax.tree.map(
+        lambda u, i: u if i < 0 else u * multipliers[i][1], updates, matched)
+    return scaled, state
+
+  def init(params: Any) -> optax.EmptyState:
+    match_patterns(params, patterns, "optimizer.lr_multipliers")
+    return optax.EmptyState()
+
+  return optax.GradientTransformation(init, update)

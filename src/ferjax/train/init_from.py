@@ -1,0 +1,134 @@
+"""Starting a run from another run's variables (transfer, fine-tuning).
+
+Every parameter and batch statistic whose path and shape match is copied;
+the optimizer starts fresh. When the two runs' class names differ, the
+classifier heads keep their fresh initialisation even if their shapes match,
+since output ``i`` would otherwise predict the source's class ``i``. A head is
+found without knowing the model family: every Dense (a 2-D ``kernel``) whose
+output width is ``num_classes`` -- LeNet, VGG and AlexNet's last ``Dense_*``,
+GoogLeNet's ``classifier`` and its auxiliary heads' ``aux*_head/classifier``.
+(Variable trees come back with sorted keys, so "the last Dense" cannot be told
+from the tree; no family has a hidden layer exactly ``num_classes`` wide, and
+the manifest lists every re-initialised path.)
+"""
+
+import json
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from ferjax import config as config_lib
+from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.train import optimizer as optimizer_lib
+from ferjax.train import state as state_lib
+
+
+def head_paths(params: dict[str, Any], num_classes: int) -> list[str]:
+  """'/'-joined paths of the classifier heads' parameters (see module doc)."""
+  out = []
+
+  def walk(tree: dict[str, Any], prefix: str) -> None:
+    for k, v in tree.items():
+      if not isinstance(v, dict):
+        continue
+      kernel = v.get("kernel")
+      if np.ndim(kernel) == 2 and np.shape(kernel)[-1] == num_classes:
+        out.extend(f"{prefix}{k}/{leaf}" for leaf in v)
+      else:
+        walk(v, f"{prefix}{k}/")
+
+  walk(params, "")
+  return sorted(out)
+
+
+def _flat(tree: Any) -> dict[str, Any]:
+  return {optimizer_lib.path_name(p): v
+          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _source_step(workdir: pathlib.Path, which: str | int) -> tuple[
+    checkpoint_lib.Checkpoints, int]:
+  """Opens the source run's checkpoints and resolves ``which`` in them."""
+  # evaluate imports loop, which imports this module: import it lazily.
+  from ferjax.train import evaluate  # pylint: disable=g-import-not-at-top
+  config_path = workdir / "config.json"
+  if not config_path.is_file():
+    raise FileNotFoundError(
+        f"config.init_from.workdir: {workdir} is not a ferjax run directory "
+        f"({config_path} does not exist)")
+  source = config_lib.from_json(config_path.read_text())
+  if not (workdir / "checkpoints").is_dir():
+    raise FileNotFoundError(
+        f"config.init_from.workdir: {workdir} holds no checkpoints directory")
+  ckpt = checkpoint_lib.Checkpoints(
+      workdir / "checkpoints", read_only=True,
+      best_metric=source.checkpoint.best_metric,
+      best_mode=source.checkpoint.best_mode)
+  try:
+    step = evaluate.select_step(ckpt, str(which), workdir)
+  except FileNotFoundError as e:
+    ckpt.close()
+    raise FileNotFoundError(f"config.init_from.checkpoint={which!r}: {e}") from e
+  return ckpt, step
+
+
+def _source_class_names(workdir: pathlib.Path) -> list[str]:
+  path = workdir / "manifest.json"
+  if not path.is_file():
+    raise FileNotFoundError(
+        f"config.init_from.workdir: {path} does not exist; the source run's "
+        "class names are needed to decide whether to keep its classifier")
+  return list(json.loads(path.read_text())["dataset"]["class_names"])
+
+
+def load(state: state_lib.TrainState, *, init_from: ml_collections.ConfigDict,
+         class_names: tuple[str, ...] | list[str],
+         tx: optax.GradientTransformation) -> tuple[state_lib.TrainState,
+                                                    dict[str, Any]]:
+  """``state`` with the source run's matching variables and a fresh optimizer.
+
+  Returns the new state and the record the manifest keeps of the import.
+  """
+  workdir = pathlib.Path(init_from.workdir)
+  ckpt, step = _source_step(workdir, init_from.get("checkpoint", "best"))
+  try:
+    variables = ckpt.restore_variables(step)
+  finally:
+    ckpt.close()
+  reinit_head = _source_class_names(workdir) != list(class_names)
+  keep_fresh = set(head_paths(state.params, len(class_names))
+                   if reinit_head else ())
+  loaded, skipped = 0, []
+  merged = {}
+  for collection in ("params", "batch_stats"):
+    source = _flat(variables[collection])
+
+    def pick(path: tuple[Any, ...], ours: Any, collection=collection,
+             source=source) -> Any:
+      nonlocal loaded
+      name = optimizer_lib.path_name(path)
+      theirs = source.get(name)
+      if theirs is None:
+        skipped.append(f"{collection}/{name}: not in the source run")
+      elif np.shape(theirs) != np.shape(ours):
+        skipped.append(f"{collection}/{name}: source shape "
+                       f"{np.shape(theirs)}, ours {np.shape(ours)}")
+      elif collection == "params" and name in keep_fresh:
+        skipped.append(f"{collection}/{name}: head re-initialised")
+      else:
+        loaded += 1
+        return np.asarray(theirs, np.asarray(ours).dtype)
+      return ours
+
+    merged[collection] = jax.tree_util.tree_map_with_path(
+        pick, getattr(state, collection))
+  record = {"workdir": str(workdir.absolute()), "step": step,
+            "loaded": loaded, "skipped": skipped,
+            "head_reinitialised": reinit_head}
+  return state.replace(params=merged["params"],
+                       batch_stats=merged["batch_stats"],
+                       opt_state=tx.init(merged["params"])), record
