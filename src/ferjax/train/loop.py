@@ -294,9 +294,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         state = state.replace(plateau=parallel.replicate(new))
       log.info("step %d: %s", step, ", ".join(
           f"{n}/accuracy={r['accuracy']:.4f}" for n, r in results.items()))
+    # Every evaluation, and so the last step, falls on an epoch end.
     every = config.checkpoint.every_steps
-    if evaluate_now or epoch_end or (every and step % every == 0) or (
-        step == setup.total_steps):
+    if epoch_end or (every and step % every == 0):
       ckpt.save(step, parallel.unreplicate(state),
                 _scalar_metrics(results) if evaluate_now else None)
   progress.close()
