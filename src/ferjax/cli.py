@@ -1,7 +1,8 @@
 """The ``ferjax`` command: train, eval, models, data, predict.
 
-Heavy imports happen inside each command so that config errors are reported
-before JAX initialises (CPU device counts must be set before that).
+Heavy imports happen inside each command, and nothing touches a device
+before the config is read: CPU device counts and ``jax.distributed`` must be
+set up before JAX initialises its backends.
 """
 
 import argparse
@@ -11,7 +12,10 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+import jax
+
 from ferjax import config as config_lib
+from ferjax.train import distributed
 
 
 def _experiment_config(args: argparse.Namespace, extra: list[str]):
@@ -21,7 +25,14 @@ def _experiment_config(args: argparse.Namespace, extra: list[str]):
   config_lib.validate(config)
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
+  if distributed.initialize(args) and jax.process_index():
+    # Process 0 speaks for the job; the others report only problems.
+    logging.getLogger("ferjax").setLevel(logging.WARNING)
   return config
+
+
+def _is_chief() -> bool:
+  return jax.process_index() == 0
 
 
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
@@ -29,6 +40,8 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
   from ferjax.train import loop
   results = loop.train_and_evaluate(config, args.workdir,
                                     argv=["ferjax", *sys.argv[1:]])
+  if not _is_chief():
+    return 0
   for name, r in results.items():
     print(f"{name}: accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f}"
           f" loss={r['loss']:.4f} ({r['num_examples']} examples)")
@@ -40,6 +53,8 @@ def _crossval(args: argparse.Namespace, extra: list[str]) -> int:
   from ferjax.train import crossval
   summary = crossval.run_folds(config, args.workdir,
                                argv=["ferjax", *sys.argv[1:]])
+  if not _is_chief():
+    return 0
   for name, m in summary["metrics"].items():
     print(f"{name}: {m['mean']:.4f} +- {m['std']:.4f} over "
           f"{summary['folds']} folds")
@@ -97,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--workdir", required=True,
                      help="run directory (resumed if it holds checkpoints)")
   train.set_defaults(func=_train)
+  distributed.add_flags(train)
 
   cv = sub.add_parser(
       "crossval", help="train every fold of a kfold experiment; mean and std",
@@ -105,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
   cv.add_argument("--workdir", required=True,
                   help="folds train in WORKDIR/fold_<i>")
   cv.set_defaults(func=_crossval)
+  distributed.add_flags(cv)
 
   ev = sub.add_parser("eval", help="evaluate a run's checkpoint as JSON")
   ev.add_argument("--workdir", required=True)

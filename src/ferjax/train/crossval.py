@@ -9,6 +9,7 @@ import json
 import pathlib
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -45,6 +46,7 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
         fold_config, str(pathlib.Path(workdir) / f"fold_{fold}"), argv=argv)
     per_fold.append(results)
   summary = {"folds": config.input.folds, "metrics": aggregate(per_fold)}
-  atomic.write_text(pathlib.Path(workdir) / "crossval.json",
-                    json.dumps(summary, indent=2) + "\n")
+  if jax.process_index() == 0:
+    atomic.write_text(pathlib.Path(workdir) / "crossval.json",
+                      json.dumps(summary, indent=2) + "\n")
   return summary

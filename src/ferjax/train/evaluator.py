@@ -5,7 +5,6 @@ import math
 from typing import Any
 
 import flax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -38,8 +37,7 @@ class Evaluator:
     images = np.zeros((padded, *split.images.shape[1:]), np.uint8)
     labels = np.zeros((padded,), np.int32)
     images[:n], labels[:n] = split.images, split.labels
-    self._data = parallel.replicate(
-        {"images": jnp.asarray(images), "labels": jnp.asarray(labels)})
+    self._data = parallel.replicate({"images": images, "labels": labels})
     self._parallel = parallel
     spec = steps.EvalSpec(
         num_examples=n, num_batches=num_batches, per_device_batch=per_device,

@@ -5,7 +5,8 @@ device and the step gathers its rows from the epoch's permutation: no host
 work per step. Streaming (datasets larger than device memory) reads each
 global batch from ``tfds.data_source`` in a background thread, in the same
 permutation order, so both paths feed the step identical batches and give
-identical numbers for the same seed.
+identical numbers for the same seed. Each process reads only the rows of its
+own devices, so several hosts share the reading.
 """
 
 import queue
@@ -13,7 +14,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
 from ferjax.data import loading
@@ -32,8 +32,8 @@ class InMemoryBatches:
 
   def __init__(self, split: loading.Split, *, seed: int, steps_per_epoch: int,
                parallel: Parallel):
-    self._data = parallel.replicate({"images": jnp.asarray(split.images),
-                                     "labels": jnp.asarray(split.labels)})
+    self._data = parallel.replicate({"images": np.asarray(split.images),
+                                     "labels": np.asarray(split.labels)})
     self._n = len(split)
     self._seed = seed
     self._spe = steps_per_epoch
@@ -51,7 +51,7 @@ class InMemoryBatches:
 
 
 class StreamingBatches:
-  """Step arguments ``(batch, unused)``: one global batch per step.
+  """Step arguments ``(batch, unused)``: one global batch per step, sharded.
 
   A thread reads and decodes batches ``prefetch`` steps ahead of the device,
   so reading overlaps computation.
@@ -69,9 +69,10 @@ class StreamingBatches:
     self._parallel = parallel
     self._prefetch = prefetch
     self._unused = parallel.replicate(np.zeros((1,), np.int32))
+    self._mine = parallel.local_positions(batch_size)
 
   def _read(self, perm: np.ndarray, within: int) -> dict[str, np.ndarray]:
-    rows = perm[within * self._batch:(within + 1) * self._batch]
+    rows = perm[within * self._batch:(within + 1) * self._batch][self._mine]
     records = self._source.__getitems__(rows.tolist())
     return {"images": np.stack([r["image"] for r in records]),
             "labels": np.asarray([r["label"] for r in records], np.int32)}
@@ -90,7 +91,7 @@ class StreamingBatches:
           if epoch != perm_epoch:
             perm = epoch_permutation(self._seed, epoch, self._n)
             perm_epoch = epoch
-          q.put(self._parallel.replicate(self._read(perm, within)))
+          q.put(self._parallel.shard(self._read(perm, within), self._batch))
       except BaseException as e:  # Re-raised in the training thread.
         q.put(e)
 

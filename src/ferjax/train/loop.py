@@ -37,7 +37,6 @@ from ferjax.train.progress import Progress
 log = logging.getLogger("ferjax")
 
 
-
 class RunSetup:
   """Data, model, optimizer and compiled steps for one resolved config."""
 
@@ -119,7 +118,7 @@ class RunSetup:
     self.train_step = parallel.map(functools.partial(
         steps.train_step, model=self.model, tx=self.tx,
         schedule=self.schedule, spec=spec, augment=self._augment_fn()),
-        donate_argnums=(0,))
+        donate_argnums=(0,), sharded_argnums=(1,) if self.streaming else ())
     self.evaluators = {
         name: Evaluator(name, self.eval_splits[name], eval_config=ev,
                         batch_size=ev.get("batch_size", config.batch_size),
@@ -257,7 +256,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       init_from=init_record) if is_chief else None
 
   spe = setup.steps_per_epoch
-  progress = Progress(setup.total_steps, start_step, config.batch_size)
+  progress = Progress(setup.total_steps, start_step, config.batch_size,
+                      enabled=is_chief)
   results: dict[str, dict[str, Any]] = {}
   pending: list[dict[str, jax.Array]] = []
   step = start_step

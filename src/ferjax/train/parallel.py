@@ -1,9 +1,15 @@
 """One device, many devices, one API: the step runs per device on axis 'batch'.
 
-The default backend is ``jax.jit`` over ``jax.shard_map`` on a 1-D mesh: its
-arrays are global, so Orbax and several hosts need no conversion. The
-``pmap`` backend runs the very same per-device function through ``jax.pmap``
-(state carries a leading device axis) and must give the same numbers.
+The default backend is ``jax.jit`` over ``jax.shard_map`` on a 1-D mesh of
+every device of every process: its arrays are global, so Orbax and several
+hosts need no conversion. The ``pmap`` backend runs the very same per-device
+function through ``jax.pmap`` (state carries a leading device axis) and must
+give the same numbers; it is single-process only.
+
+Arguments are replicated (every device sees the whole array) unless a map
+names them as sharded: then device ``i`` of the mesh sees rows
+``[i * per_device, (i + 1) * per_device)`` of the global batch, and each
+process only ever holds the rows of its own devices.
 """
 
 import os
@@ -48,7 +54,20 @@ class Parallel:
       raise ValueError(f"unknown parallel backend {backend!r}")
     self.backend = backend
     self.devices = list(devices if devices is not None else jax.devices())
+    if jax.process_count() > 1:
+      if backend == "pmap":
+        raise ValueError(
+            "config.parallel.backend='pmap' runs in one process; with "
+            f"{jax.process_count()} processes use 'shard_map'")
+      if len(self.devices) != jax.device_count():
+        raise ValueError(
+            f"config.parallel.num_devices: with {jax.process_count()} "
+            f"processes every one of the {jax.device_count()} devices takes "
+            f"part, got {len(self.devices)}")
     self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
+    here = jax.process_index()
+    self._local = [(i, d) for i, d in enumerate(self.devices)
+                   if d.process_index == here]
 
   @classmethod
   def from_config(cls, parallel: Any) -> "Parallel":
@@ -70,7 +89,15 @@ class Parallel:
   def replicate(self, tree: Any) -> Any:
     """A copy of ``tree`` on every device, in the layout the backend wants."""
     if self.backend == "shard_map":
-      return jax.device_put(tree, NamedSharding(self.mesh, P()))
+      sharding = NamedSharding(self.mesh, P())
+      if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+      # device_put would all-gather every array to check the processes agree;
+      # they do by construction (same config, seed and data).
+      return jax.tree.map(
+          lambda x: jax.make_array_from_callback(
+              np.shape(x), sharding, lambda index, x=np.asarray(x): x[index]),
+          jax.device_get(tree))
     stacked = jax.tree.map(
         lambda x: np.broadcast_to(np.asarray(x), (self.num_devices,) +
                                   np.shape(x)), jax.device_get(tree))
@@ -82,19 +109,64 @@ class Parallel:
       return tree
     return jax.tree.map(lambda x: x[0], tree)
 
-  def map(self, fn: Callable[..., Any], *,
-          donate_argnums: tuple[int, ...] = ()) -> Callable[..., Any]:
-    """Compiles a per-device function whose arguments are all replicated.
+  def local_positions(self, global_batch: int) -> np.ndarray:
+    """Rows of a global batch that this process's devices hold, in order."""
+    per = self._per_device(global_batch)
+    return np.concatenate([np.arange(i * per, (i + 1) * per)
+                           for i, _ in self._local])
 
-    ``fn`` sees the device's index through ``lax.axis_index(AXIS)`` and must
-    return values that are equal on every device (psum/pmean-reduced).
+  def shard(self, local: Any, global_batch: int) -> Any:
+    """Global arrays split over the devices, from this process's rows.
+
+    ``local`` holds the rows ``local_positions(global_batch)``, in that
+    order; pass the result as a sharded argument of a ``map``.
+    """
+    per = self._per_device(global_batch)
+    if self.backend == "pmap":
+      return jax.device_put(
+          jax.tree.map(lambda x: np.reshape(x, (-1, per) + x.shape[1:]),
+                       local), NamedSharding(self.mesh, P(AXIS)))
+    sharding = NamedSharding(self.mesh, P(AXIS))
+
+    def place(x: np.ndarray) -> jax.Array:
+      return jax.make_array_from_single_device_arrays(
+          (global_batch,) + x.shape[1:], sharding,
+          [jax.device_put(x[k * per:(k + 1) * per], d)
+           for k, (_, d) in enumerate(self._local)])
+
+    return jax.tree.map(place, local)
+
+  def _per_device(self, global_batch: int) -> int:
+    if global_batch % self.num_devices:
+      raise ValueError(f"a global batch of {global_batch} does not divide "
+                       f"over {self.num_devices} devices")
+    return global_batch // self.num_devices
+
+  def map(self, fn: Callable[..., Any], *,
+          donate_argnums: tuple[int, ...] = (),
+          sharded_argnums: tuple[int, ...] = ()) -> Callable[..., Any]:
+    """Compiles a per-device function of replicated and sharded arguments.
+
+    ``fn`` sees the device's index through ``lax.axis_index(AXIS)``, its own
+    rows of the arguments in ``sharded_argnums`` (placed by ``shard``), and
+    must return values that are equal on every device (psum/pmean-reduced).
     """
     if self.backend == "pmap":
       return jax.pmap(fn, axis_name=AXIS, devices=self.devices,
                       donate_argnums=donate_argnums)
-    mapped = jax.jit(
-        jax.shard_map(fn, mesh=self.mesh, in_specs=P(), out_specs=P(),
-                      check_vma=False), donate_argnums=donate_argnums)
+    by_arity: dict[int, Callable[..., Any]] = {}
+
+    def mapped(*args):
+      # shard_map wants one spec per positional argument.
+      if len(args) not in by_arity:
+        in_specs = tuple(P(AXIS) if i in sharded_argnums else P()
+                         for i in range(len(args)))
+        by_arity[len(args)] = jax.jit(
+            jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs,
+                          out_specs=P(), check_vma=False),
+            donate_argnums=donate_argnums)
+      return by_arity[len(args)](*args)
+
     if self.num_devices == 1 or self.devices[0].platform != "cpu":
       return mapped
 

@@ -7,11 +7,12 @@ import time
 class Progress:
   """A one-line progress bar with step rate and ETA, on terminals only."""
 
-  def __init__(self, total_steps: int, start_step: int, batch_size: int):
+  def __init__(self, total_steps: int, start_step: int, batch_size: int, *,
+               enabled: bool = True):
     self.total = total_steps
     self.start = start_step
     self.batch_size = batch_size
-    self.enabled = sys.stderr.isatty()
+    self.enabled = enabled and sys.stderr.isatty()
     self._t0 = time.monotonic()
 
   def update(self, step: int, note: str = "") -> None:

@@ -59,12 +59,13 @@ def _device_batch_indices(perm: jnp.ndarray, step: jnp.ndarray,
   """Rows of ``data`` for this device, and their positions in the epoch.
 
   In memory, ``data`` is the whole split and rows come from the epoch's
-  permutation; streamed, ``data`` is already the global batch.
+  permutation; streamed, ``data`` is already this device's share of the
+  global batch (a sharded argument).
   """
-  within = (lax.axis_index(AXIS) * spec.per_device_batch +
-            jnp.arange(spec.per_device_batch))
+  rows = jnp.arange(spec.per_device_batch)
+  within = lax.axis_index(AXIS) * spec.per_device_batch + rows
   positions = (step % spec.steps_per_epoch) * spec.global_batch + within
-  return (within if spec.streaming else perm[positions]), positions
+  return (rows if spec.streaming else perm[positions]), positions
 
 
 def train_step(state: TrainState, data: dict[str, jnp.ndarray],
@@ -75,7 +76,7 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
   """One SGD step on the global batch ``step`` of the epoch.
 
   ``data`` and ``perm`` come from ``input_pipeline``: the split and the
-  epoch's permutation, or (streaming) the global batch and a placeholder.
+  epoch's permutation, or (streaming) the device's rows and a placeholder.
 
   Augmentation keys are folded from each example's position in the global
   batch, so augmented pixels do not depend on the device count; dropout keys

@@ -1,0 +1,230 @@
+"""Several processes: two local processes with two CPU devices each (gloo).
+
+Every multi-process run here is real: ``ferjax train`` launched twice with
+``--coordinator/--num-processes/--process-id``, joined by
+``jax.distributed`` over localhost, collectives through gloo. They are
+compared with one process holding four devices (this test session).
+
+The two layouts compute the same numbers up to float32 rounding, not bit for
+bit: already at step 1 the first convolution's gradient differs by ~1e-8
+(XLA:CPU's kernels and gloo's all-reduce add in other orders than one
+process with four devices), and SGD carries that along. Runs of one layout
+are bit-identical between themselves. The tolerances below say so.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from ferjax.train import loop
+from ferjax.train.parallel import AXIS, Parallel
+from ferjax.train.metric_writer import read_metrics
+from test_train import QUICKSTART, final_params, tiny_config, tiny_overrides
+
+TIMEOUT = 240
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def launch(workdir: pathlib.Path, overrides: list[str], *,
+           heartbeat: int = 60) -> list[subprocess.Popen]:
+  """Starts process 0 and 1 of a two-process ``ferjax train`` job."""
+  env = {**os.environ,
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  port = free_port()
+  procs = []
+  for pid in range(2):
+    cmd = [sys.executable, "-m", "ferjax.cli", "train", "--config",
+           QUICKSTART, "--workdir", str(workdir),
+           *(f"--config.{o}" for o in overrides),
+           "--coordinator", f"localhost:{port}", "--num-processes", "2",
+           "--process-id", str(pid), "--heartbeat-timeout", str(heartbeat),
+           "--init-timeout", "60"]
+    procs.append(subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True))
+  return procs
+
+
+def finish(procs: list[subprocess.Popen]) -> list[tuple[str, str]]:
+  outputs = []
+  for p in procs:
+    try:
+      out, err = p.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+      for q in procs:
+        q.kill()
+      raise
+    outputs.append((out, err))
+    assert p.returncode == 0, err[-3000:]
+  return outputs
+
+
+def run_two_processes(workdir: pathlib.Path, overrides: list[str]) -> str:
+  """Process 0's stdout of a completed two-process run."""
+  return finish(launch(workdir, overrides))[0][0]
+
+
+def assert_same_runs(a: pathlib.Path, b: pathlib.Path, *,
+                     resumed: bool = False) -> None:
+  """The same parameters and metric events, to float32 rounding.
+
+  A resumed run's first train event averages only the steps since the
+  resumption, so only its evaluation events are compared.
+  """
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-4,
+                                                       atol=2e-6),
+               final_params(a), final_params(b))
+  events_a, events_b = (read_metrics(run) for run in (a, b))
+  if resumed:
+    events_a, events_b = ([e for e in events if e["split"] != "train"]
+                          for events in (events_a, events_b))
+  assert [(e["step"], e["split"]) for e in events_a] == [
+      (e["step"], e["split"]) for e in events_b]
+  for x, y in zip(events_a, events_b):
+    assert x["accuracy"] == pytest.approx(y["accuracy"], abs=0.01)
+    assert x["loss"] == pytest.approx(y["loss"], rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def one_process(synthetic_data_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("one_process")
+  results = loop.train_and_evaluate(tiny_config(synthetic_data_dir), workdir)
+  return workdir, results
+
+
+@pytest.fixture(scope="module")
+def two_processes(synthetic_data_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("two_processes")
+  stdout = run_two_processes(workdir, tiny_overrides(synthetic_data_dir))
+  return workdir, stdout
+
+
+def test_two_processes_match_one_process_with_four_devices(one_process,
+                                                           two_processes):
+  (one, results), (two, stdout) = one_process, two_processes
+  assert_same_runs(two, one)
+  assert f"test: accuracy={results['test']['accuracy']:.4f}" in stdout
+  session = json.loads((two / "manifest.json").read_text())["sessions"][-1]
+  assert (session["process_count"], session["device_count"],
+          session["local_device_count"]) == (2, 4, 2)
+
+
+def test_only_process_zero_writes(two_processes, one_process):
+  two, stdout = two_processes
+  # One copy of every event, and process 1 printed no results.
+  assert len(read_metrics(two)) == len(read_metrics(one_process[0]))
+  assert stdout.count("test: accuracy=") == 1
+
+
+def test_streamed_input_across_two_processes(synthetic_data_dir, one_process,
+                                             tmp_path):
+  """Each process reads only its devices' rows; the run is unchanged."""
+  run_two_processes(tmp_path, tiny_overrides(
+      synthetic_data_dir, **{"input.pipeline": "stream"}))
+  assert_same_runs(tmp_path, one_process[0])
+
+
+def drop_last_checkpoint(workdir: pathlib.Path) -> int:
+  """Leaves the run as if it had stopped at its second-to-last checkpoint."""
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()
+                 if p.name.isdigit())
+  shutil.rmtree(workdir / "checkpoints" / str(steps[-1]))
+  return steps[-2]
+
+
+def test_two_process_checkpoint_resumes_in_one_process(
+    synthetic_data_dir, two_processes, tmp_path):
+  resumed = tmp_path / "run"
+  shutil.copytree(two_processes[0], resumed)
+  assert drop_last_checkpoint(resumed) > 0
+  loop.train_and_evaluate(tiny_config(synthetic_data_dir), resumed)
+  assert_same_runs(resumed, two_processes[0], resumed=True)
+
+
+def test_one_process_checkpoint_resumes_in_two_processes(
+    synthetic_data_dir, one_process, tmp_path):
+  resumed = tmp_path / "run"
+  shutil.copytree(one_process[0], resumed)
+  step = drop_last_checkpoint(resumed)
+  run_two_processes(resumed, tiny_overrides(synthetic_data_dir))
+  sessions = json.loads((resumed / "manifest.json").read_text())["sessions"]
+  assert sessions[-1]["start_step"] == step
+  assert sessions[-1]["process_count"] == 2
+  assert_same_runs(resumed, one_process[0], resumed=True)
+
+
+def test_a_killed_process_stops_the_other_and_the_job_resumes(
+    synthetic_data_dir, tmp_path):
+  overrides = tiny_overrides(synthetic_data_dir, num_epochs=12)
+  procs = launch(tmp_path, overrides, heartbeat=5)
+  checkpoints = tmp_path / "checkpoints"
+  deadline = time.monotonic() + TIMEOUT
+  while not (checkpoints.is_dir() and
+             any(p.name.isdigit() for p in checkpoints.iterdir())):
+    assert time.monotonic() < deadline, "no checkpoint was written"
+    assert procs[0].poll() is None, procs[0].communicate()[1][-3000:]
+    time.sleep(0.2)
+  procs[1].send_signal(signal.SIGKILL)
+  killed_at = time.monotonic()
+  try:
+    _, err = procs[0].communicate(timeout=120)
+  finally:
+    for p in procs:
+      p.kill()
+      p.communicate()
+  assert procs[0].returncode != 0
+  # The heartbeat timeout (5 s) plus the coordination service's polling.
+  assert time.monotonic() - killed_at < 60
+  assert "unhealthy" in err or "died" in err, err[-3000:]
+  saved = sorted(int(p.name) for p in checkpoints.iterdir()
+                 if p.name.isdigit())
+  assert saved and saved[-1] < 12 * 16
+
+  # The same command again continues from the last checkpoint.
+  out = run_two_processes(tmp_path, overrides)
+  assert "test: accuracy=" in out
+  sessions = json.loads((tmp_path / "manifest.json").read_text())["sessions"]
+  assert sessions[-1]["start_step"] >= saved[-1] > 0
+  assert sessions[-1]["end_step"] == 12 * 16
+
+
+@pytest.mark.parametrize("backend", ["shard_map", "pmap"])
+def test_device_i_gets_rows_i_of_the_global_batch(backend):
+  parallel = Parallel(backend)
+  batch = np.arange(16 * 3, dtype=np.float32).reshape(16, 3)
+  rows = parallel.local_positions(16)
+  np.testing.assert_array_equal(rows, np.arange(16))  # One process: all.
+
+  def own_rows(x):
+    return jax.lax.all_gather(x, AXIS, tiled=True)
+
+  gathered = parallel.unreplicate(parallel.map(own_rows, sharded_argnums=(0,))(
+      parallel.shard(batch[rows], 16)))
+  np.testing.assert_array_equal(np.asarray(gathered), batch)
+  with pytest.raises(ValueError, match="does not divide over 4 devices"):
+    parallel.shard(batch[:10], 10)
+
+
+def test_incomplete_launch_flags_are_named(tmp_path, capsys):
+  from ferjax import cli
+  code = cli.main(["train", "--config", QUICKSTART, "--workdir",
+                   str(tmp_path), "--num-processes", "2"])
+  err = capsys.readouterr().err
+  assert code == 2
+  assert "--coordinator, --process-id: needed" in err
+  assert not any(tmp_path.iterdir())
