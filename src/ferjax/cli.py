@@ -91,6 +91,7 @@ _DELEGATED = {
     ("sweep",): _delegated("ferjax.experiment.sweep"),
     ("report",): _delegated("ferjax.experiment.report"),
     ("reproduce",): _delegated("ferjax.experiment.reproduce"),
+    ("convert", "torchvision"): _delegated("ferjax.models.torchvision_vgg"),
 }
 
 
@@ -111,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "experiments/quickstart.py:runlocal")
   train.add_argument("--workdir", required=True,
                      help="run directory (resumed if it holds checkpoints)")
-  train.set_defaults(func=_train)
   distributed.add_flags(train)
+  train.set_defaults(func=_train)
 
   cv = sub.add_parser(
       "crossval", help="train every fold of a kfold experiment; mean and std",
@@ -120,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
   cv.add_argument("--config", required=True)
   cv.add_argument("--workdir", required=True,
                   help="folds train in WORKDIR/fold_<i>")
-  cv.set_defaults(func=_crossval)
   distributed.add_flags(cv)
+  cv.set_defaults(func=_crossval)
 
   ev = sub.add_parser("eval", help="evaluate a run's checkpoint as JSON")
   ev.add_argument("--workdir", required=True)

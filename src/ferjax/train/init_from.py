@@ -1,15 +1,16 @@
 """Starting a run from another run's variables (transfer, fine-tuning).
 
-Every parameter and batch statistic whose path and shape match is copied;
-the optimizer starts fresh. When the two runs' class names differ, the
-classifier heads keep their fresh initialisation even if their shapes match,
-since output ``i`` would otherwise predict the source's class ``i``. A head is
-found without knowing the model family: every Dense (a 2-D ``kernel``) whose
-output width is ``num_classes`` -- LeNet, VGG and AlexNet's last ``Dense_*``,
-GoogLeNet's ``classifier`` and its auxiliary heads' ``aux*_head/classifier``.
-(Variable trees come back with sorted keys, so "the last Dense" cannot be told
-from the tree; no family has a hidden layer exactly ``num_classes`` wide, and
-the manifest lists every re-initialised path.)
+Every layer whose variables all match in path and shape is copied (a layer
+is taken whole or not at all); the optimizer starts fresh. When the two runs'
+class names differ, the classifier heads keep their fresh initialisation even
+if their shapes match, since output ``i`` would otherwise predict the
+source's class ``i``. A head is found without knowing the model family:
+every Dense (a 2-D ``kernel``) whose output width is ``num_classes`` -- LeNet,
+VGG and AlexNet's last ``Dense_*``, GoogLeNet's ``classifier`` and its
+auxiliary heads' ``aux*_head/classifier``. (Variable trees come back with
+sorted keys, so "the last Dense" cannot be told from the tree; no family has
+a hidden layer exactly ``num_classes`` wide, and the manifest lists every
+re-initialised path.)
 """
 
 import json
@@ -48,6 +49,11 @@ def head_paths(params: dict[str, Any], num_classes: int) -> list[str]:
 def _flat(tree: Any) -> dict[str, Any]:
   return {optimizer_lib.path_name(p): v
           for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _layer(name: str) -> str:
+  """'Dense_0' of 'Dense_0/kernel': the module a variable belongs to."""
+  return name.rpartition("/")[0]
 
 
 def _source_step(workdir: pathlib.Path, which: str | int) -> tuple[
@@ -106,23 +112,32 @@ def load(state: state_lib.TrainState, *, init_from: ml_collections.ConfigDict,
   merged = {}
   for collection in ("params", "batch_stats"):
     source = _flat(variables[collection])
-
-    def pick(path: tuple[Any, ...], ours: Any, collection=collection,
-             source=source) -> Any:
-      nonlocal loaded
-      name = optimizer_lib.path_name(path)
+    ours = _flat(getattr(state, collection))
+    reasons = {}
+    for name, value in ours.items():
       theirs = source.get(name)
       if theirs is None:
-        skipped.append(f"{collection}/{name}: not in the source run")
-      elif np.shape(theirs) != np.shape(ours):
-        skipped.append(f"{collection}/{name}: source shape "
-                       f"{np.shape(theirs)}, ours {np.shape(ours)}")
+        reasons[name] = "not in the source run"
+      elif np.shape(theirs) != np.shape(value):
+        reasons[name] = (f"source shape {np.shape(theirs)}, ours "
+                         f"{np.shape(value)}")
       elif collection == "params" and name in keep_fresh:
-        skipped.append(f"{collection}/{name}: head re-initialised")
-      else:
-        loaded += 1
-        return np.asarray(theirs, np.asarray(ours).dtype)
-      return ours
+        reasons[name] = "head re-initialised"
+    # A layer is taken whole or not at all: a bias copied next to a fresh
+    # kernel (Dense_0 when the input size differs) is noise, not transfer.
+    partial = {_layer(name) for name in reasons}
+    for name in ours:
+      if name not in reasons and _layer(name) in partial:
+        reasons[name] = f"the rest of {_layer(name)} is not loaded"
+    skipped += [f"{collection}/{name}: {why}" for name, why in reasons.items()]
+    loaded += len(ours) - len(reasons)
+
+    def pick(path: tuple[Any, ...], value: Any, source=source,
+             reasons=reasons) -> Any:
+      name = optimizer_lib.path_name(path)
+      if name in reasons:
+        return value
+      return np.asarray(source[name], np.asarray(value).dtype)
 
     merged[collection] = jax.tree_util.tree_map_with_path(
         pick, getattr(state, collection))
