@@ -165,3 +165,23 @@ def test_missing_source_is_an_error(source_run, synthetic_data_dir, tmp_path):
   with pytest.raises(FileNotFoundError,
                      match="config.init_from.checkpoint='999'.*step 999"):
     loop.train_and_evaluate(config, tmp_path / "run2")
+
+
+@pytest.mark.parametrize("hold", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_frozen_batchnorm_keeps_its_statistics(synthetic_data_dir, tmp_path,
+                                               hold):
+  """BatchNorm_0 frozen: its running statistics stay put unless asked."""
+  config = tiny_config(synthetic_data_dir, **{
+      "input.train_split": "train[:128]", "num_epochs": 1,
+      "evals": "{'test': {'split': 'test[:64]', 'tta': 'none'}}",
+      "model.name": "vgg11_bn", "model.kwargs": "{'classifier_width': 16}",
+      "optimizer.frozen": "('(Conv|BatchNorm)_0/.*',)",
+      "optimizer.freeze_batch_stats": hold})
+  setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
+  initial = flat(setup.init_state().batch_stats)
+  loop.train_and_evaluate(config, tmp_path)
+  final = flat(best_variables(tmp_path)["batch_stats"])
+  for name in ("BatchNorm_0/mean", "BatchNorm_0/var"):
+    assert np.array_equal(final[name], initial[name]) == hold, name
+  for name in ("BatchNorm_1/mean", "BatchNorm_1/var"):
+    assert not np.array_equal(final[name], initial[name]), name

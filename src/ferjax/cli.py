@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
       prog="ferjax", description="Facial expression recognition in JAX.",
       epilog="Also: 'ferjax models', 'ferjax data prepare NAME', "
       "'ferjax predict --workdir RUN IMAGE...', 'ferjax sweep --config FILE "
-      "--workdir DIR', 'ferjax report DIR...', 'ferjax reproduce RUN' "
+      "--workdir DIR', 'ferjax report DIR...', 'ferjax reproduce RUN', "
+      "'ferjax convert torchvision VGG_PTH OUT' "
       "(each with --help).")
   sub = parser.add_subparsers(dest="command", required=True)
 

@@ -129,6 +129,9 @@ def base_config() -> ml_collections.ConfigDict:
       min_scale=1e-3))
   # Fine-tuning: regexes matching whole '/'-joined parameter paths.
   c.optimizer.frozen = ()  # No update and no weight decay.
+  # BatchNorm layers whose parameters are all frozen keep their running
+  # statistics too; False lets them adapt to the new data.
+  c.optimizer.freeze_batch_stats = True
   # ((pattern, multiplier), ...): first match wins, unmatched 1.0. Pairs, not
   # a dict, because ConfigDict keys cannot hold the '.' of a regex.
   c.optimizer.lr_multipliers = ()
@@ -355,6 +358,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(isinstance(frozen, (tuple, list)) and all(
       _is_regex(p) for p in frozen), "optimizer.frozen",
            "a tuple of regular expressions", frozen)
+  _require(isinstance(opt.get("freeze_batch_stats", True), bool),
+           "optimizer.freeze_batch_stats", "True or False",
+           opt.get("freeze_batch_stats"))
   multipliers = opt.get("lr_multipliers", ())
   _require(isinstance(multipliers, (tuple, list)) and all(
       isinstance(pair, (tuple, list)) and len(pair) == 2 and

@@ -114,7 +114,10 @@ class RunSetup:
         steps_per_epoch=self.steps_per_epoch, num_classes=num_classes,
         inputs=self.inputs, label_smoothing=config.loss.label_smoothing,
         aux_weight=config.loss.aux_weight, class_weights=class_weights,
-        streaming=self.streaming)
+        streaming=self.streaming,
+        frozen_statistics=(tuple(config.optimizer.frozen or ())
+                           if config.optimizer.get("freeze_batch_stats", True)
+                           else ()))
     self.train_step = parallel.map(functools.partial(
         steps.train_step, model=self.model, tx=self.tx,
         schedule=self.schedule, spec=spec, augment=self._augment_fn()),

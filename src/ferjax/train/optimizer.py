@@ -141,6 +141,28 @@ def match_patterns(params: Any, patterns: tuple[str, ...], field: str) -> Any:
   return matched
 
 
+def hold_frozen_statistics(params: Any, old: Any, new: Any,
+                           frozen: tuple[str, ...]) -> Any:
+  """``new`` batch statistics, except ``old`` for layers entirely frozen.
+
+  A BatchNorm layer whose scale and bias are frozen would otherwise keep
+  moving its running mean and variance toward the new data, changing what
+  the frozen layer computes at test time.
+  """
+  compiled = [re.compile(p) for p in frozen]
+  by_layer: dict[str, list[bool]] = {}
+  for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = path_name(path)
+    by_layer.setdefault(name.rpartition("/")[0], []).append(
+        any(p.fullmatch(name) for p in compiled))
+
+  def pick(path: tuple[Any, ...], o: Any, n: Any) -> Any:
+    layer = path_name(path).rpartition("/")[0]
+    return o if all(by_layer.get(layer, [False])) else n
+
+  return jax.tree_util.tree_map_with_path(pick, old, new)
+
+
 def _scale_by_pattern(
     multipliers: tuple[tuple[str, float], ...]) -> optax.GradientTransformation:
   """Multiplies each update by its first matching pattern's factor (else 1)."""

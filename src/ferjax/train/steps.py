@@ -17,6 +17,7 @@ from jax import lax
 
 from ferjax.data import preprocess
 from ferjax.train import losses
+from ferjax.train import optimizer
 from ferjax.train.parallel import AXIS
 from ferjax.train.state import TrainState
 
@@ -52,6 +53,8 @@ class TrainSpec:
   aux_weight: float = 0.3
   class_weights: tuple[float, ...] | None = None
   streaming: bool = False
+  # optimizer.frozen when its BatchNorm statistics stay fixed too.
+  frozen_statistics: tuple[str, ...] = ()
 
 
 def _device_batch_indices(perm: jnp.ndarray, step: jnp.ndarray,
@@ -114,6 +117,9 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
   grads = lax.psum(grads, AXIS)
+  if spec.frozen_statistics:
+    batch_stats = optimizer.hold_frozen_statistics(
+        state.params, state.batch_stats, batch_stats, spec.frozen_statistics)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   updates = jax.tree.map(lambda u: u * state.plateau.scale, updates)
   new_state = state.replace(
