@@ -5,11 +5,13 @@ Every multi-process run here is real: ``ferjax train`` launched twice with
 ``jax.distributed`` over localhost, collectives through gloo. They are
 compared with one process holding four devices (this test session).
 
-The two layouts compute the same numbers up to float32 rounding, not bit for
-bit: already at step 1 the first convolution's gradient differs by ~1e-8
-(XLA:CPU's kernels and gloo's all-reduce add in other orders than one
-process with four devices), and SGD carries that along. Runs of one layout
-are bit-identical between themselves. The tolerances below say so.
+The two layouts run the same computation but not bit for bit: already at
+step 1 the first convolution's gradient differs by ~1e-8 (XLA:CPU's kernels
+and gloo's all-reduce add in other orders than one process with four
+devices), and SGD amplifies that over a run, to about 1e-4 in some biases
+after 32 steps. So the early steps are compared tightly (a wrong row, a
+missing reduction or a skipped process shows there at once) and the end of
+the run loosely. Runs of one layout are bit-identical between themselves.
 """
 
 import json
@@ -81,13 +83,13 @@ def run_two_processes(workdir: pathlib.Path, overrides: list[str]) -> str:
 
 def assert_same_runs(a: pathlib.Path, b: pathlib.Path, *,
                      resumed: bool = False) -> None:
-  """The same parameters and metric events, to float32 rounding.
+  """The same run up to float32 rounding amplified by training.
 
-  A resumed run's first train event averages only the steps since the
-  resumption, so only its evaluation events are compared.
+  A resumed run's train events are not compared: its first one averages
+  only the steps since the resumption.
   """
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-4,
-                                                       atol=2e-6),
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-2,
+                                                       atol=1e-3),
                final_params(a), final_params(b))
   events_a, events_b = (read_metrics(run) for run in (a, b))
   if resumed:
@@ -95,9 +97,12 @@ def assert_same_runs(a: pathlib.Path, b: pathlib.Path, *,
                           for events in (events_a, events_b))
   assert [(e["step"], e["split"]) for e in events_a] == [
       (e["step"], e["split"]) for e in events_b]
+  first_eval = min(e["step"] for e in events_a if e["split"] != "train")
   for x, y in zip(events_a, events_b):
-    assert x["accuracy"] == pytest.approx(y["accuracy"], abs=0.01)
-    assert x["loss"] == pytest.approx(y["loss"], rel=1e-4)
+    early = x["step"] < first_eval
+    assert x["loss"] == pytest.approx(y["loss"], rel=1e-5 if early else 2e-2)
+    assert x["accuracy"] == pytest.approx(y["accuracy"],
+                                          abs=1e-9 if early else 0.03)
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +121,10 @@ def two_processes(synthetic_data_dir, tmp_path_factory):
 
 def test_two_processes_match_one_process_with_four_devices(one_process,
                                                            two_processes):
-  (one, results), (two, stdout) = one_process, two_processes
+  (one, _), (two, stdout) = one_process, two_processes
   assert_same_runs(two, one)
-  assert f"test: accuracy={results['test']['accuracy']:.4f}" in stdout
+  final = [e for e in read_metrics(two) if e["split"] == "test"][-1]
+  assert f"test: accuracy={final['accuracy']:.4f}" in stdout
   session = json.loads((two / "manifest.json").read_text())["sessions"][-1]
   assert (session["process_count"], session["device_count"],
           session["local_device_count"]) == (2, 4, 2)
