@@ -14,6 +14,7 @@ import pytest
 from ferjax import models
 from ferjax.models import summary
 from ferjax.models.alexnet import local_response_norm
+from ferjax.models.lowering import max_pool
 
 
 _NUM_CLASSES = 7
@@ -263,6 +264,37 @@ def test_local_response_norm_has_torch_semantics(size, alpha, beta, k):
 def test_local_response_norm_keeps_dtype():
   x = jnp.ones((1, 2, 2, 6), jnp.bfloat16)
   assert local_response_norm(x).dtype == jnp.bfloat16
+
+
+# Every pooling the families use, at the map sizes they meet (odd sides too).
+_POOLS = [((2, 2), (2, 2), "VALID", 28), ((2, 2), (2, 2), "VALID", 9),
+          ((2, 2), (2, 2), "SAME", 48), ((2, 2), (2, 2), "SAME", 3),
+          ((3, 3), (2, 2), "VALID", 23), ((3, 3), (2, 2), "SAME", 24),
+          ((3, 3), (2, 2), "SAME", 3), ((3, 3), (1, 1), "SAME", 6)]
+
+
+@pytest.mark.parametrize("window, strides, padding, side", _POOLS)
+def test_max_pool_lowering_equals_flax_values_and_gradients(
+    window, strides, padding, side):
+  # Continuous random inputs have no ties, where the two gradients may differ.
+  x = jax.random.normal(jax.random.key(side), (2, side, side + 1, 3))
+  ref = functools.partial(nn.max_pool, window_shape=window, strides=strides,
+                          padding=padding)
+  ours = functools.partial(max_pool, window_shape=window, strides=strides,
+                           padding=padding)
+  np.testing.assert_array_equal(ours(x), ref(x))
+  cotangent = jax.random.normal(jax.random.key(1), ref(x).shape)
+
+  def grad(pool):
+    return jax.grad(lambda v: (pool(v) * cotangent).sum())(x)
+
+  np.testing.assert_allclose(grad(ours), grad(ref), rtol=0, atol=1e-6)
+
+
+def test_max_pool_lowering_keeps_dtype():
+  x = jnp.ones((1, 4, 4, 2), jnp.bfloat16)
+  assert max_pool(x, (3, 3), strides=(2, 2), padding="SAME").dtype == (
+      jnp.bfloat16)
 
 
 # --- behaviour ------------------------------------------------------------

@@ -3,6 +3,8 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ferjax.models import lowering
+
 # Below this many pixels on the shorter side the paper's stride-4 stem leaves
 # (almost) nothing to pool, so ``small_input=None`` switches geometry.
 SMALL_INPUT_SIDE = 96
@@ -35,7 +37,7 @@ def _overlapping_max_pool(x: jnp.ndarray, where: str) -> jnp.ndarray:
         f"AlexNet input: the {x.shape[1]}x{x.shape[2]} map before {where} is "
         "smaller than its 3x3 window; expected inputs of at least 15x15 with "
         "small_input=True, or 67x67 with small_input=False")
-  return nn.max_pool(x, (3, 3), strides=(2, 2))
+  return lowering.max_pool(x, (3, 3), strides=(2, 2))
 
 
 class AlexNet(nn.Module):

@@ -3,6 +3,7 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ferjax.models import lowering
 from ferjax.models.alexnet import local_response_norm
 
 # Below this many pixels on the shorter side the paper's /32 geometry leaves
@@ -34,7 +35,8 @@ def _conv(features: int, kernel: int, name: str, dtype: jnp.dtype,
 
 def _max_pool(x: jnp.ndarray, stride: int) -> jnp.ndarray:
   # SAME equals the reference ceil-mode pooling: 112 -> 56 -> 28 -> 14 -> 7.
-  return nn.max_pool(x, (3, 3), strides=(stride, stride), padding="SAME")
+  return lowering.max_pool(x, (3, 3), strides=(stride, stride),
+                           padding="SAME")
 
 
 class Inception(nn.Module):

@@ -3,6 +3,8 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ferjax.models import lowering
+
 
 class LeNet5(nn.Module):
   """conv6 5x5 -> pool 2/2 -> conv16 5x5 -> pool 2/2 -> dense 120 -> classes.
@@ -24,9 +26,9 @@ class LeNet5(nn.Module):
                        f"{x.shape[1]}x{x.shape[2]}")
     x = x.astype(self.dtype)
     x = nn.relu(nn.Conv(6, (5, 5), padding="VALID", dtype=self.dtype)(x))
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = lowering.max_pool(x, (2, 2), strides=(2, 2))
     x = nn.relu(nn.Conv(16, (5, 5), padding="VALID", dtype=self.dtype)(x))
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = lowering.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(120, dtype=self.dtype)(x))
     return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)

@@ -3,6 +3,8 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ferjax.models import lowering
+
 # Weight layers -> convolution widths per stage; each stage ends in a max-pool.
 _STAGES: dict[int, tuple[tuple[int, ...], ...]] = {
     11: ((64,), (128,), (256, 256), (512, 512), (512, 512)),
@@ -60,7 +62,7 @@ class VGG(nn.Module):
                            axis_name=self.bn_axis_name, momentum=0.9,
                            epsilon=1e-5, dtype=self.dtype)(x)
         x = nn.relu(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+      x = lowering.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
     x = x.reshape((x.shape[0], -1))
     for _ in range(2):
       x = nn.relu(nn.Dense(self.classifier_width, dtype=self.dtype)(x))
