@@ -5,11 +5,12 @@ Every multi-process run here is real: ``ferjax train`` launched twice with
 ``jax.distributed`` over localhost, collectives through gloo. They are
 compared with one process holding four devices (this test session).
 
-The two layouts run the same computation but not bit for bit: already at
-step 1 the first convolution's gradient differs by ~1e-8 (XLA:CPU's kernels
-and gloo's all-reduce add in other orders than one process with four
-devices), and SGD amplifies that over a run, to about 1e-4 in some biases
-after 32 steps. So the early steps are compared tightly (a wrong row, a
+The two layouts run the same computation but not bit for bit: XLA:CPU
+partitions a kernel's work by how many devices share the process, so the
+same single-device gradient of LeNet-5's first convolution differs by ~4e-8
+between a process with four CPU devices and one with one or two (and gloo's
+all-reduce adds in another order than the in-process one). SGD amplifies
+that over a run, to about 1e-4 in some biases after 32 steps. So the early steps are compared tightly (a wrong row, a
 missing reduction or a skipped process shows there at once) and the end of
 the run loosely. Runs of one layout are bit-identical between themselves.
 """
