@@ -1,4 +1,4 @@
-"""Session-wide test setup: 4 simulated CPU devices and synthetic_fer built once.
+"""Session-wide setup: 4 simulated CPU devices; synthetic_fer and a run, once.
 
 The device count must be in ``XLA_FLAGS`` before anything imports JAX, so it
 is set here, at the very top, before any import that could pull JAX in.
@@ -30,3 +30,19 @@ def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
   builder = SyntheticFer(data_dir=str(data_dir), file_format="array_record")
   builder.download_and_prepare()
   return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def reference_run(synthetic_data_dir: str,
+                  tmp_path_factory: pytest.TempPathFactory):
+  """The uninterrupted tiny quickstart run (shard_map over all 4 devices).
+
+  Shared read-only by the training-core and multi-process tests, which
+  compare other runs with it; trained once per session.
+  """
+  from ferjax.train import loop  # pylint: disable=g-import-not-at-top
+  from test_train import tiny_config  # pylint: disable=g-import-not-at-top
+
+  workdir = tmp_path_factory.mktemp("reference")
+  results = loop.train_and_evaluate(tiny_config(synthetic_data_dir), workdir)
+  return workdir, results

@@ -112,22 +112,15 @@ def assert_same_runs(a: pathlib.Path, b: pathlib.Path, *,
 
 
 @pytest.fixture(scope="module")
-def one_process(synthetic_data_dir, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("one_process")
-  results = loop.train_and_evaluate(tiny_config(synthetic_data_dir), workdir)
-  return workdir, results
-
-
-@pytest.fixture(scope="module")
 def two_processes(synthetic_data_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("two_processes")
   stdout = run_two_processes(workdir, tiny_overrides(synthetic_data_dir))
   return workdir, stdout
 
 
-def test_two_processes_match_one_process_with_four_devices(one_process,
-                                                           two_processes):
-  (one, _), (two, stdout) = one_process, two_processes
+def test_two_processes_match_one_process_with_four_devices(
+    reference_run, two_processes):
+  (one, _), (two, stdout) = reference_run, two_processes
   assert_same_runs(two, one)
   final = [e for e in read_metrics(two) if e["split"] == "test"][-1]
   assert f"test: accuracy={final['accuracy']:.4f}" in stdout
@@ -136,19 +129,19 @@ def test_two_processes_match_one_process_with_four_devices(one_process,
           session["local_device_count"]) == (2, 4, 2)
 
 
-def test_only_process_zero_writes(two_processes, one_process):
+def test_only_process_zero_writes(two_processes, reference_run):
   two, stdout = two_processes
   # One copy of every event, and process 1 printed no results.
-  assert len(read_metrics(two)) == len(read_metrics(one_process[0]))
+  assert len(read_metrics(two)) == len(read_metrics(reference_run[0]))
   assert stdout.count("test: accuracy=") == 1
 
 
-def test_streamed_input_across_two_processes(synthetic_data_dir, one_process,
-                                             tmp_path):
+def test_streamed_input_across_two_processes(
+    synthetic_data_dir, reference_run, tmp_path):
   """Each process reads only its devices' rows; the run is unchanged."""
   run_two_processes(tmp_path, tiny_overrides(
       synthetic_data_dir, **{"input.pipeline": "stream"}))
-  assert_same_runs(tmp_path, one_process[0])
+  assert_same_runs(tmp_path, reference_run[0])
 
 
 def test_two_processes_of_one_device_equal_one_process_of_two_bit_for_bit(
@@ -182,15 +175,15 @@ def test_two_process_checkpoint_resumes_in_one_process(
 
 
 def test_one_process_checkpoint_resumes_in_two_processes(
-    synthetic_data_dir, one_process, tmp_path):
+    synthetic_data_dir, reference_run, tmp_path):
   resumed = tmp_path / "run"
-  shutil.copytree(one_process[0], resumed)
+  shutil.copytree(reference_run[0], resumed)
   step = drop_last_checkpoint(resumed)
   run_two_processes(resumed, tiny_overrides(synthetic_data_dir))
   sessions = json.loads((resumed / "manifest.json").read_text())["sessions"]
   assert sessions[-1]["start_step"] == step
   assert sessions[-1]["process_count"] == 2
-  assert_same_runs(resumed, one_process[0], resumed=True)
+  assert_same_runs(resumed, reference_run[0], resumed=True)
 
 
 def test_a_killed_process_stops_the_other_and_the_job_resumes(

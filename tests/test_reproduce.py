@@ -10,15 +10,9 @@ import sys
 
 from ferjax import config as config_lib
 from ferjax.experiment import reproduce
+from test_sweep import TINY
+from test_train import QUICKSTART, REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-QUICKSTART = str(REPO / "experiments" / "quickstart.py")
-TINY = [
-    "input.train_split=train[:512]",
-    "evals={'test': {'split': 'test[:300]', 'tta': 'none'}}",
-    "num_epochs=1", "batch_size=64", "log_every_steps=4",
-    "parallel.cpu_devices=None", "parallel.num_devices=1",
-]
 
 
 def make_run(path: pathlib.Path, *, finished: bool = True, jax: str = "0.10.2",

@@ -18,9 +18,8 @@ import pytest
 from ferjax import config as config_lib
 from ferjax.experiment import report
 from ferjax.experiment import sweep
+from test_train import QUICKSTART, REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-QUICKSTART = str(REPO / "experiments" / "quickstart.py")
 # One epoch of 8 steps on one device: seconds per trial.
 TINY = [
     "input.train_split=train[:512]",

@@ -56,14 +56,6 @@ def without_timing(events: list[dict]) -> list[dict]:
           for e in events]
 
 
-@pytest.fixture(scope="module")
-def reference_run(synthetic_data_dir, tmp_path_factory):
-  """The uninterrupted default run (shard_map over all 4 devices)."""
-  workdir = tmp_path_factory.mktemp("reference")
-  results = loop.train_and_evaluate(tiny_config(synthetic_data_dir), workdir)
-  return workdir, results
-
-
 def test_four_simulated_devices():
   assert jax.device_count() == 4
 
