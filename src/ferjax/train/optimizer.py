@@ -149,12 +149,11 @@ def hold_frozen_statistics(params: Any, old: Any, new: Any,
   moving its running mean and variance toward the new data, changing what
   the frozen layer computes at test time.
   """
-  compiled = [re.compile(p) for p in frozen]
+  matched = match_patterns(params, frozen, "optimizer.frozen")
   by_layer: dict[str, list[bool]] = {}
-  for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
-    name = path_name(path)
-    by_layer.setdefault(name.rpartition("/")[0], []).append(
-        any(p.fullmatch(name) for p in compiled))
+  for path, index in jax.tree_util.tree_flatten_with_path(matched)[0]:
+    by_layer.setdefault(path_name(path).rpartition("/")[0], []).append(
+        index >= 0)
 
   def pick(path: tuple[Any, ...], o: Any, n: Any) -> Any:
     layer = path_name(path).rpartition("/")[0]
