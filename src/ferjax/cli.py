@@ -21,7 +21,11 @@ from ferjax.train import distributed
 def _experiment_config(args: argparse.Namespace, extra: list[str]):
   """The validated config, with CPU devices set up before JAX starts."""
   config = config_lib.load_config(args.config)
-  config = config_lib.apply_overrides(config, config_lib.split_override_args(extra))
+  shortcuts = [f"--config.input.{field}={value}"
+               for field, value in (("manual_dir", args.manual_dir),
+                                    ("data_dir", args.data_dir)) if value]
+  config = config_lib.apply_overrides(
+      config, config_lib.split_override_args([*shortcuts, *extra]))
   config_lib.validate(config)
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
@@ -83,55 +87,100 @@ def _delegated(module: str) -> Callable[[list[str]], int]:
   return run
 
 
-# Commands with their own parsers: `ferjax <command> ...` -> module.main(...).
+# Commands with their own parsers: `ferjax <command> ...` -> module.main(...),
+# with the one-line help that `ferjax --help` lists.
 _DELEGATED = {
-    ("models",): _delegated("ferjax.models.summary"),
-    ("data", "prepare"): _delegated("ferjax.data.prepare"),
-    ("predict",): _delegated("ferjax.recognition.predict"),
-    ("sweep",): _delegated("ferjax.experiment.sweep"),
-    ("report",): _delegated("ferjax.experiment.report"),
-    ("reproduce",): _delegated("ferjax.experiment.reproduce"),
-    ("convert", "torchvision"): _delegated("ferjax.models.torchvision_vgg"),
+    ("models",): ("list every model with parameters and FLOPs",
+                  "ferjax.models.summary"),
+    ("data", "prepare"): ("build a dataset once (synthetic_fer, fer2013, "
+                          "ck_plus) and print its split sizes",
+                          "ferjax.data.prepare"),
+    ("sweep",): ("run every trial of an experiment's get_sweep(); "
+                 "relaunch to resume", "ferjax.experiment.sweep"),
+    ("report",): ("tables and plots over runs and sweeps",
+                  "ferjax.experiment.report"),
+    ("reproduce",): ("rerun a run from its manifest and compare the metrics",
+                     "ferjax.experiment.reproduce"),
+    ("predict",): ("detect faces in photos and label their expressions",
+                   "ferjax.recognition.predict"),
+    ("convert", "torchvision"): ("import torchvision weights as a run "
+                                 "directory", "ferjax.models.torchvision_vgg"),
 }
+
+# What the first word of a two-word command groups.
+_GROUPS = {"data": "datasets: 'ferjax data prepare NAME'",
+           "convert": "weights from other frameworks: "
+                      "'ferjax convert torchvision PTH OUT'"}
+
+
+class _Version(argparse.Action):
+  """--version: ferjax's version and the backend JAX would use."""
+
+  def __init__(self, option_strings, dest, **kwargs):
+    super().__init__(option_strings, dest, nargs=0,
+                     help="print the version and JAX backend, then exit")
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    from ferjax import __version__  # pylint: disable=g-import-not-at-top
+    print(f"ferjax {__version__} (jax {jax.__version__}, "
+          f"backend {jax.default_backend()}, "
+          f"{jax.device_count()} device(s))")
+    parser.exit()
+
+
+def _add_experiment_flags(parser: argparse.ArgumentParser,
+                          workdir_help: str) -> None:
+  """--config, --workdir and the data-path shortcuts of train and crossval."""
+  parser.add_argument("--config", required=True,
+                      help="experiment file, optionally with :args, e.g. "
+                      "experiments/quickstart.py:runlocal")
+  parser.add_argument("--workdir", required=True, help=workdir_help)
+  parser.add_argument("--manual-dir", metavar="DIR",
+                      help="where a manually downloaded dataset lies; same "
+                      "as --config.input.manual_dir=DIR")
+  parser.add_argument("--data-dir", metavar="DIR",
+                      help="TFDS data dir of the prepared dataset; same as "
+                      "--config.input.data_dir=DIR")
+  distributed.add_flags(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="ferjax", description="Facial expression recognition in JAX.",
-      epilog="Also: 'ferjax models', 'ferjax data prepare NAME', "
-      "'ferjax predict --workdir RUN IMAGE...', 'ferjax sweep --config FILE "
-      "--workdir DIR', 'ferjax report DIR...', 'ferjax reproduce RUN', "
-      "'ferjax convert torchvision VGG_PTH OUT' "
-      "(each with --help).")
-  sub = parser.add_subparsers(dest="command", required=True)
+      epilog="'ferjax COMMAND --help' describes each command.")
+  parser.add_argument("--version", action=_Version)
+  sub = parser.add_subparsers(dest="command", required=True,
+                              metavar="COMMAND")
+  overrides = "Any config field can be set with --config.FIELD=VALUE."
 
-  train = sub.add_parser(
-      "train", help="train an experiment config",
-      epilog="Any config field can be set with --config.FIELD=VALUE.")
-  train.add_argument("--config", required=True,
-                     help="experiment file, optionally with :args, e.g. "
-                     "experiments/quickstart.py:runlocal")
-  train.add_argument("--workdir", required=True,
-                     help="run directory (resumed if it holds checkpoints)")
-  distributed.add_flags(train)
+  train = sub.add_parser("train", help="train an experiment config",
+                         epilog=overrides)
+  _add_experiment_flags(
+      train, "run directory (resumed if it holds checkpoints)")
   train.set_defaults(func=_train)
 
-  cv = sub.add_parser(
-      "crossval", help="train every fold of a kfold experiment; mean and std",
-      epilog="Any config field can be set with --config.FIELD=VALUE.")
-  cv.add_argument("--config", required=True)
-  cv.add_argument("--workdir", required=True,
-                  help="folds train in WORKDIR/fold_<i>")
-  distributed.add_flags(cv)
-  cv.set_defaults(func=_crossval)
-
-  ev = sub.add_parser("eval", help="evaluate a run's checkpoint as JSON")
-  ev.add_argument("--workdir", required=True)
+  ev = sub.add_parser("eval", help="evaluate a run's checkpoint")
+  ev.add_argument("--workdir", required=True,
+                  help="run directory written by 'ferjax train'")
   ev.add_argument("--split", default=None,
                   help="dataset split (default: the run's own evals)")
   ev.add_argument("--checkpoint", default="best",
                   help="best, latest or a step number")
   ev.set_defaults(func=_eval)
+
+  cv = sub.add_parser(
+      "crossval", help="train every fold of a kfold experiment; mean and std",
+      epilog=overrides)
+  _add_experiment_flags(cv, "folds train in WORKDIR/fold_<i>")
+  cv.set_defaults(func=_crossval)
+
+  for words, (help_text, _) in _DELEGATED.items():
+    if len(words) == 1:
+      sub.add_parser(words[0], help=help_text, add_help=False)
+    else:
+      group = sub.add_parser(words[0], help=_GROUPS[words[0]])
+      group.add_subparsers(required=True, metavar="SUBCOMMAND").add_parser(
+          words[1], help=help_text)
   return parser
 
 
@@ -142,9 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   # Orbax reports through absl, including a warning on every read-only open.
   logging.getLogger("absl").setLevel(logging.ERROR)
   argv = list(sys.argv[1:] if argv is None else argv)
-  for words, run in _DELEGATED.items():
+  for words, (_, module) in _DELEGATED.items():
     if tuple(argv[:len(words)]) == words:
-      return run(argv[len(words):])
+      return _delegated(module)(argv[len(words):])
   args, extra = build_parser().parse_known_args(argv)
   try:
     return args.func(args, extra)

@@ -116,12 +116,19 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--manual-dir", help="where the downloaded files are")
   parser.add_argument("--data-dir", help="TFDS data dir to build into "
                       "(default: TFDS's, ~/tensorflow_datasets)")
-  parser.add_argument("--config", help="builder config, e.g. original|clean "
-                      "for fer2013")
+  parser.add_argument("--builder-config", metavar="NAME",
+                      help="the dataset's variant, e.g. original|clean for "
+                      "fer2013 (the experiment's input.builder_config)")
+  parser.add_argument("--config", dest="old_config", metavar="NAME",
+                      help="deprecated spelling of --builder-config")
   args = parser.parse_args(argv)
+  if args.old_config:
+    print("ferjax data prepare: --config is deprecated here (it names the "
+          "experiment file elsewhere); use --builder-config", file=sys.stderr)
+    args.builder_config = args.builder_config or args.old_config
   try:
     summary = prepare(args.name, manual_dir=args.manual_dir,
-                      data_dir=args.data_dir, config=args.config)
+                      data_dir=args.data_dir, config=args.builder_config)
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

@@ -33,8 +33,11 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                      "from the environment or JAX's cluster detection")
   group.add_argument("--coordinator", metavar="HOST:PORT",
                      help="address of process 0's coordination service")
-  group.add_argument("--num-processes", type=int, metavar="N")
-  group.add_argument("--process-id", type=int, metavar="I")
+  group.add_argument("--num-processes", type=int, metavar="N",
+                     help="how many processes the job has")
+  group.add_argument("--process-id", type=int, metavar="I",
+                     help="this process's index, 0 to N-1 (0 writes the "
+                     "run directory)")
   group.add_argument("--heartbeat-timeout", type=int, default=60,
                      metavar="SECONDS",
                      help="abort when another process is silent this long "
