@@ -1,6 +1,8 @@
 """Tests of the CK+48 builder and subject-independent folds over it."""
 
 from pathlib import Path
+import subprocess
+import sys
 import zipfile
 
 import cv2
@@ -141,3 +143,16 @@ def test_prepare_counts_classes(tmp_path):
   assert summary["class_counts"]["train"] == {
       name: labels.count(i) for i, name in enumerate(CKPLUS_CLASSES)}
   assert Path(summary["data_dir"]).is_dir()
+
+
+def test_prepare_cli_output_is_clean_in_a_log_file(tmp_path):
+  """Off a terminal: no TFDS bars (carriage returns), no "Unknown size"."""
+  _write_ck(tmp_path / "m", n_subjects=3, seed=4)
+  out = subprocess.run(
+      [sys.executable, "-m", "ferjax.cli", "data", "prepare", "ck_plus",
+       "--manual-dir", str(tmp_path / "m"), "--data-dir",
+       str(tmp_path / "data")], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  both = out.stdout + out.stderr
+  assert "\r" not in both and "Unknown size" not in both
+  assert "building dataset ck_plus (first use)" in out.stderr

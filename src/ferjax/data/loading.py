@@ -8,8 +8,12 @@ it on the devices.
 import contextlib
 import dataclasses
 import fcntl
+import io
+import logging
 import os
 import pathlib
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +21,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ferjax.data import registry
+
+log = logging.getLogger("ferjax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,10 +84,23 @@ def prepared_builder(name: str, *, data_dir: str | None = None,
     builder = registry.make_builder(name, data_dir=data_dir,
                                     builder_config=builder_config)
     if not builder.is_prepared():
-      download_config = tfds.download.DownloadConfig(
-          manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
-      builder.download_and_prepare(download_config=download_config)
+      _build(builder, manual_dir)
   return builder
+
+
+def _build(builder: Any, manual_dir: str | None) -> None:
+  """Builds quietly: TFDS's "downloading Unknown size" misleads (nothing is
+  downloaded), and its bars are carriage-return noise in a log file."""
+  log.info("building dataset %s (first use) in %s", builder.name,
+           builder.data_dir)
+  start = time.monotonic()
+  download_config = tfds.download.DownloadConfig(
+      manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
+  tfds.display_progress_bar(sys.stderr.isatty())
+  with contextlib.redirect_stdout(io.StringIO()):
+    builder.download_and_prepare(download_config=download_config)
+  log.info("built dataset %s in %.1f s", builder.name,
+           time.monotonic() - start)
 
 
 def chunks(data: Any, size: int = 4096) -> Iterator[Split]:

@@ -19,7 +19,6 @@ import numpy as np
 from ferjax.data import loading
 from ferjax.data import registry
 
-_log = logging.getLogger(__name__)
 
 
 def _class_counts(builder: Any, split: str) -> dict[str, int]:
@@ -72,8 +71,6 @@ def prepare(name: str, *, manual_dir: str | None = None,
       "class_counts": {s: _class_counts(builder, s) for s in splits},
       "metadata": dict(builder.info.metadata or {}),
   }
-  _log.info("%s: %s in %.1f s", builder.name,
-            "built" if built else "already built", seconds)
   return summary
 
 
