@@ -156,3 +156,18 @@ def test_prepare_cli_output_is_clean_in_a_log_file(tmp_path):
   both = out.stdout + out.stderr
   assert "\r" not in both and "Unknown size" not in both
   assert "building dataset ck_plus (first use)" in out.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "crossval"])
+def test_missing_manual_files_give_one_paragraph(tmp_path, command):
+  repo = Path(__file__).resolve().parents[1]
+  out = subprocess.run(
+      [sys.executable, "-m", "ferjax.cli", command, "--config",
+       str(repo / "experiments" / "ckplus_lenet.py"), "--workdir",
+       str(tmp_path / "run"), "--data-dir", str(tmp_path / "data")],
+      capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2
+  assert "Traceback" not in out.stderr
+  assert "dataset ck_plus is not prepared" in out.stderr
+  assert (f"ferjax data prepare ck_plus --manual-dir DIR --data-dir "
+          f"{tmp_path / 'data'}") in out.stderr

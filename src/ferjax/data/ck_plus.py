@@ -22,6 +22,9 @@ from ferjax.labels import CKPLUS_CLASSES
 FILE_NAME = re.compile(r"S(\d+)_(\d+)_(\d+)")
 
 _MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+CK+ (Lucey et al., 2010) is licensed by its authors on request (the Extended
+Cohn-Kanade page of the University of Pittsburgh's Affect Analysis Group);
+CK+48 is the common 48x48 crop of its peak frames (e.g. Kaggle's "CK+48").
 Put the CK+48 crops in the manual dir (`--manual-dir`): class folders
 {', '.join(CKPLUS_CLASSES)} holding 48x48 grey images named
 S<subject>_<sequence>_<frame>.png, either directly in the dir, one folder down

@@ -84,8 +84,41 @@ def prepared_builder(name: str, *, data_dir: str | None = None,
     builder = registry.make_builder(name, data_dir=data_dir,
                                     builder_config=builder_config)
     if not builder.is_prepared():
+      _check_manual_files(builder, manual_dir)
       _build(builder, manual_dir)
   return builder
+
+
+class DatasetNotPrepared(FileNotFoundError):
+  """A manually downloaded dataset whose files are not where ferjax looked."""
+
+
+def _check_manual_files(builder: Any, manual_dir: str | None) -> None:
+  """One paragraph, before TFDS's traceback: what is missing and the fix."""
+  instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
+  if not instructions:
+    return
+  given = manual_dir is not None
+  where = (pathlib.Path(os.path.expanduser(manual_dir)) if given else
+           pathlib.Path(builder.data_dir_root) / "downloads" / "manual")
+  if where.is_dir() and any(where.iterdir()):
+    return
+  if where.is_file():
+    found = f"the manual dir {where} is a file, not a directory"
+  elif where.is_dir():
+    found = f"the manual dir {where} is empty"
+  else:
+    found = f"the manual dir {where} does not exist"
+  if not given:
+    found += " (no manual dir was given)"
+  data_dir = f" --data-dir {builder.data_dir_root}"
+  raise DatasetNotPrepared(
+      f"dataset {builder.name} is not prepared in {builder.data_dir_root} "
+      f"and must be downloaded by hand: {found}.\n{instructions.rstrip()}\n"
+      f"Then prepare it once:\n"
+      f"  ferjax data prepare {builder.name} --manual-dir DIR{data_dir}\n"
+      "or pass --manual-dir DIR to 'ferjax train' or 'ferjax crossval' "
+      "(the same as --config.input.manual_dir=DIR).")
 
 
 def _build(builder: Any, manual_dir: str | None) -> None:
