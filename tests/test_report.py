@@ -159,3 +159,52 @@ def test_no_runs_is_an_error(tmp_path, capsys):
   (tmp_path / "empty").mkdir()
   assert report.main([str(tmp_path / "empty")]) == 2
   assert "no run directories" in capsys.readouterr().err
+
+
+def _overlaps(fig, legend, axes) -> list[str]:
+  """Titles of axes whose drawn box intersects the legend's."""
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  box = legend.get_window_extent(renderer)
+  return [ax.get_title() for ax in axes
+          if box.overlaps(ax.get_window_extent(renderer))]
+
+
+def test_learning_curves_band_per_seed_group_and_legend_outside(tmp_path):
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  runs = report.load_runs(make_runs(tmp_path))
+  fields = report.varying_fields([r.config for r in runs])
+  fig = report.plot_learning_curves(runs, fields)
+  FigureCanvasAgg(fig)
+  test_ax = [ax for ax in fig.axes if ax.get_title() == "test accuracy"][0]
+  labels = [line.get_label() for line in test_ax.lines
+            if not line.get_label().startswith("_")]
+  # One line per learning rate, the mean of its finished seeds (the
+  # unfinished seed is drawn thin, the reproduction left out).
+  assert labels == ["learning_rate=0.05 (n=2)", "learning_rate=0.1 (n=2)",
+                    "learning_rate=0.2"]
+  line = test_ax.lines[[l.get_label() for l in test_ax.lines].index(
+      "learning_rate=0.1 (n=2)")]
+  expected = [statistics.mean(ACCURACIES[0.1, s][i] for s in (0, 1))
+              for i in range(3)]
+  assert list(line.get_ydata()) == pytest.approx(expected)
+  assert len(test_ax.collections) == 2  # ± std bands of the two groups
+  assert _overlaps(fig, fig.legends[0], fig.axes) == []
+
+
+def test_one_epoch_run_is_a_curve_per_step(tmp_path):
+  make_run(tmp_path / "r", seed=0, lr=0.1, accuracies=[0.3, 0.4, 0.5, 0.6])
+  runs = report.load_runs([tmp_path / "r"])
+  fig = report.plot_learning_curves(runs, [])
+  train_ax = [ax for ax in fig.axes if ax.get_title() == "Training loss"][0]
+  assert len(train_ax.lines[0].get_xdata()) == 4
+
+
+def test_per_class_legend_beside_the_bars(tmp_path):
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  runs = report.load_runs(make_runs(tmp_path))
+  fields = report.varying_fields([r.config for r in runs])
+  selected = [(r, e) for r in runs if (e := report._selected_event(r, None, None))]
+  fig = report.plot_per_class(selected, fields)
+  FigureCanvasAgg(fig)
+  assert _overlaps(fig, fig.legends[0], fig.axes) == []

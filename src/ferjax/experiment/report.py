@@ -247,28 +247,75 @@ def _class_names(run: Run, event: dict[str, Any]) -> list[str]:
   return names or [str(i) for i in range(len(event["confusion_matrix"]))]
 
 
-def plot_learning_curves(runs: Sequence[Run], path: pathlib.Path) -> None:
-  """Train loss and eval accuracy against step, one line per run."""
-  fig = Figure(figsize=(12, 4.5), layout="constrained")
-  ax_loss, ax_acc = fig.subplots(1, 2)
-  for i, run in enumerate(runs):
-    color = f"C{i % 10}"  # The same run in the same colour on both sides.
-    train = [(e["step"], e["loss"]) for e in run.events
-             if e["split"] == "train" and "loss" in e]
-    if train:
-      ax_loss.plot(*zip(*train), color=color, label=run.name)
-    for ev, marker in zip(run.eval_names, "os^vD<>ph*"):
-      points = [(e["step"], e["accuracy"]) for e in run.eval_events(ev)
-                if "accuracy" in e]
-      label = run.name if len(run.eval_names) == 1 else f"{run.name} ({ev})"
-      if points:
-        ax_acc.plot(*zip(*points), color=color, marker=marker, label=label)
-  ax_loss.set(xlabel="step", ylabel="loss", title="Training loss")
-  ax_acc.set(xlabel="step", ylabel="accuracy", title="Evaluation accuracy")
-  for ax in (ax_loss, ax_acc):
+def short_label(config: dict[str, Any], fields: Sequence[str]) -> str:
+  """``lr=0.05,depth=11``: the last part of each dotted field, for legends."""
+  return ",".join(f"{f.rsplit('.', 1)[-1]}={field_value(config, f)}"
+                  for f in fields) or "all runs"
+
+
+def _curve(run: Run, split: str, metric: str) -> dict[int, float]:
+  return {e["step"]: float(e[metric]) for e in run.events
+          if e["split"] == split and metric in e}
+
+
+def _plot_group(ax: Any, members: Sequence[Run], split: str, metric: str,
+                color: str, label: str, marker: str | None) -> None:
+  """Mean over the group's runs with a ± std band; each run thin beneath.
+
+  The mean is over the finished runs (as the report's seed statistics are)
+  when there are any, at the steps all of them logged.
+  """
+  finished = [r for r in members if r.status == "finished"] or members
+  every = [c for run in members if (c := _curve(run, split, metric))]
+  curves = [c for run in finished if (c := _curve(run, split, metric))]
+  if not curves:
+    return
+  if len(every) > 1:
+    for c in every:
+      ax.plot(*zip(*sorted(c.items())), color=color, alpha=0.25, lw=0.6)
+  steps = sorted(set.intersection(*(set(c) for c in curves)))
+  values = np.array([[c[s] for s in steps] for c in curves])
+  mean = values.mean(axis=0)
+  n = f" (n={len(curves)})" if len(curves) > 1 else ""
+  ax.plot(steps, mean, color=color, marker=marker, ms=4, label=label + n)
+  if len(curves) > 1:
+    std = values.std(axis=0, ddof=1)
+    ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2,
+                    lw=0)
+
+
+def plot_learning_curves(runs: Sequence[Run],
+                         fields: Sequence[str]) -> Figure:
+  """Training loss and accuracy per logged step, and each eval's accuracy.
+
+  Runs that differ only in ``seed`` are one line (mean, ± std band, the
+  single runs thin); the legend sits below the axes, never on the data.
+  Train curves are per logged step, so a one-epoch run is a curve too.
+  """
+  others = [f for f in fields if f != "seed"]
+  groups: dict[str, list[Run]] = {}
+  for run in runs:
+    if not run.is_reproduction:
+      groups.setdefault(short_label(run.config, others), []).append(run)
+  evals = list(dict.fromkeys(n for r in runs for n in r.eval_names))[:3]
+  panels = [("train", "loss", "Training loss"),
+            ("train", "accuracy", "Training accuracy")]
+  panels += [(ev, "accuracy", f"{ev} accuracy") for ev in evals]
+  fig = Figure(figsize=(4.2 * len(panels), 4.2), layout="constrained")
+  axes = fig.subplots(1, len(panels), squeeze=False)[0]
+  for ax, (split, metric, title) in zip(axes, panels):
+    for i, (label, members) in enumerate(groups.items()):
+      _plot_group(ax, members, split, metric, f"C{i % 10}", label,
+                  None if split == "train" else "o")
+    ax.set(xlabel="step", ylabel=metric, title=title)
     ax.grid(alpha=0.3)
-  ax_acc.legend(fontsize="x-small")
-  _save_png(fig, path)
+  handles, labels = axes[-1].get_legend_handles_labels()
+  if not handles:
+    handles, labels = axes[0].get_legend_handles_labels()
+  if handles:
+    fig.legend(handles, labels, loc="outside lower center",
+               ncols=min(len(labels), 4), fontsize="small")
+  return fig
 
 
 def plot_confusion(run: Run, event: dict[str, Any],
@@ -295,25 +342,31 @@ def plot_confusion(run: Run, event: dict[str, Any],
 
 
 def plot_per_class(selected: Sequence[tuple[Run, dict[str, Any]]],
-                   path: pathlib.Path) -> None:
-  """Per-class accuracy, one bar per run in each class."""
+                   fields: Sequence[str]) -> Figure:
+  """Per-class accuracy, one bar per run in each class; legend at the side."""
   names = list(dict.fromkeys(
       c for run, event in selected for c in _class_names(run, event)))
   x = np.arange(len(names))
   width = 0.8 / len(selected)
-  fig = Figure(figsize=(max(8, 0.25 * len(names) * len(selected) + 3), 4.5),
-               layout="constrained")
+  splits = {event["split"] for _, event in selected}
+  fig = Figure(figsize=(max(8, 0.25 * len(names) * len(selected) + 3) + 3,
+                        4.5), layout="constrained")
   ax = fig.subplots()
   for i, (run, event) in enumerate(selected):
     acc = event.get("per_class_accuracy", {})
+    where = (f"step {event['step']}" if len(splits) == 1 else
+             f"{event['split']}, step {event['step']}")
     ax.bar(x - 0.4 + (i + 0.5) * width,
            [acc.get(c, math.nan) for c in names], width,
-           label=f"{run.name} ({event['split']}, step {event['step']})")
+           label=f"{short_label(run.config, fields)} ({where})")
   ax.set_xticks(x, labels=names)
-  ax.set(ylabel="accuracy", ylim=(0, 1), title="Per-class accuracy")
+  title = "Per-class accuracy"
+  if len(splits) == 1:
+    title += f" on {splits.pop()}"
+  ax.set(ylabel="accuracy", ylim=(0, 1), title=title)
   ax.grid(axis="y", alpha=0.3)
-  ax.legend(fontsize="x-small")
-  _save_png(fig, path)
+  fig.legend(loc="outside right upper", fontsize="small")
+  return fig
 
 
 def _failed_trials(dirs: Sequence[str | os.PathLike]) -> list[str]:
@@ -383,12 +436,13 @@ def write_report(dirs: Sequence[str | os.PathLike],
                           columns, out)
 
   plots = out / "plots"
-  plot_learning_curves(runs, plots / "learning_curves.png")
+  _save_png(plot_learning_curves(runs, fields), plots / "learning_curves.png")
   images = ["![Learning curves](plots/learning_curves.png)"]
   selected = [(run, event) for run in runs
               if (event := _selected_event(run, eval_name, step))]
   if selected:
-    plot_per_class(selected, plots / "per_class_accuracy.png")
+    _save_png(plot_per_class(selected, fields),
+              plots / "per_class_accuracy.png")
     images.append("![Per-class accuracy](plots/per_class_accuracy.png)")
   for run, event in selected:
     file = f"confusion_{sweep_lib.safe_name(run.name)}.png"
