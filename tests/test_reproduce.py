@@ -124,3 +124,17 @@ def test_reproduces_a_tiny_run_exactly(synthetic_data_dir, tmp_path,
   manifest = json.loads((new / "manifest.json").read_text())
   assert manifest["sessions"][0]["command"][:3] == [
       "ferjax", "reproduce", str(run_dir)]
+
+
+def test_default_rerun_lies_outside_the_sweep(tmp_path):
+  sweep_dir = tmp_path / "sweep"
+  (sweep_dir / "seed=0").mkdir(parents=True)
+  (sweep_dir / "sweep.json").write_text("{}")
+  assert reproduce._new_workdir(sweep_dir / "seed=0") == (
+      tmp_path / "sweep.reproduce" / "seed=0")
+  (tmp_path / "sweep.reproduce" / "seed=0").mkdir(parents=True)
+  assert reproduce._new_workdir(sweep_dir / "seed=0") == (
+      tmp_path / "sweep.reproduce2" / "seed=0")
+  (tmp_path / "lone").mkdir()
+  assert reproduce._new_workdir(tmp_path / "lone") == (
+      tmp_path / "lone.reproduce")

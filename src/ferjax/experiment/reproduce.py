@@ -212,10 +212,19 @@ def format_summary(c: Comparison) -> str:
 
 
 def _new_workdir(run_dir: pathlib.Path) -> pathlib.Path:
-  """``RUN.reproduce``, or ``RUN.reproduce2``... if that exists."""
+  """Where a reproduction goes by default: never inside a sweep.
+
+  A sweep trial ``SWEEP/TRIAL`` is rerun in ``SWEEP.reproduce/TRIAL``, so
+  that the sweep's reports see no extra run; a lone run ``RUN`` in
+  ``RUN.reproduce``. Numbered (``.reproduce2``...) when taken.
+  """
+  run_dir = run_dir.resolve()
+  sweep = next((p for p in run_dir.parents
+                if (p / sweep_lib.SWEEP_FILE).is_file()), None)
   for i in range(1, 1000):
-    path = run_dir.with_name(
-        f"{run_dir.name}.reproduce{'' if i == 1 else i}")
+    suffix = f".reproduce{'' if i == 1 else i}"
+    path = (sweep.with_name(sweep.name + suffix) / run_dir.relative_to(sweep)
+            if sweep else run_dir.with_name(run_dir.name + suffix))
     if not path.exists():
       return path
   raise FileExistsError(f"{run_dir}: too many reproductions; use --workdir")
@@ -274,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       "points the reproduction at another machine's data.")
   parser.add_argument("run_dir", metavar="RUN_DIR")
   parser.add_argument("--workdir", help="new run directory (default: "
-                      "RUN_DIR.reproduce, numbered if taken)")
+                      "RUN_DIR.reproduce, or SWEEP.reproduce/TRIAL for a "
+                      "sweep's trial, numbered if taken)")
   args, extra = parser.parse_known_args(argv)
   run_dir = pathlib.Path(args.run_dir)
   try:
