@@ -537,6 +537,7 @@ def upgrade(saved: Mapping[str, Any]) -> tuple[dict[str, Any],
       continue
     if node is not None and not isinstance(node, dict):
       continue  # A section replaced by a value: validation names it.
+    value = json.loads(json.dumps(value))  # As read back from JSON.
     set_field(upgraded, dotted, value)
     added[dotted] = value
   return upgraded, added
