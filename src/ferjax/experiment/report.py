@@ -133,7 +133,8 @@ def load_all(dirs: Sequence[str | os.PathLike]
       unreadable.append(Unreadable(name, path, str(e)))
   if not runs:
     raise FileNotFoundError(
-        f"no readable run directories under {', '.join(map(str, dirs))}"
+        f"no run directories{' that can be read' if unreadable else ''} "
+        f"under {', '.join(map(str, dirs))}"
         + "".join(f"\n  {u.path}: {u.reason}" for u in unreadable))
   return runs, unreadable
 
