@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -25,7 +24,7 @@ from ferjax.train import checkpoint as checkpoint_lib
 from ferjax.train import crossval
 from ferjax.train import loop
 from test_report import make_run
-from test_train import QUICKSTART, REPO, run_cli, tiny_config, tiny_overrides
+from test_train import QUICKSTART, run_cli, tiny_config, tiny_overrides
 from test_train import without_timing
 
 OLD_CONFIG = pathlib.Path(__file__).parent / "data" / "config_8ad864e.json"
@@ -136,6 +135,10 @@ def test_corrupt_checkpoint_fails_eval_and_predict_clearly(reference_run,
   assert_one_clean_error(proc, f"checkpoints/{best}", damaged.name, "damaged")
   with pytest.raises(checkpoint_lib.CorruptCheckpoint, match=damaged.name):
     load_classifier(str(workdir))
+  proc = cli("predict", "--workdir", str(workdir), str(tmp_path / "x.png"))
+  assert proc.returncode == 2 and damaged.name in proc.stderr, proc.stderr
+  assert "Traceback" not in proc.stderr and len(
+      proc.stderr.strip().splitlines()) == 1, proc.stderr
   # Another step still evaluates.
   assert cli("eval", "--workdir", str(workdir), "--checkpoint",
              str(other)).returncode == 0
@@ -148,6 +151,11 @@ def test_truncated_checkpoint_gives_one_message(reference_run, tmp_path):
   damaged.write_bytes(damaged.read_bytes()[:16])
   assert_one_clean_error(cli("eval", "--workdir", str(workdir)),
                          "checkpoints/32")
+  metadata = workdir / "checkpoints" / "30" / "default" / "_METADATA"
+  metadata.write_text("{")
+  assert_one_clean_error(cli("eval", "--workdir", str(workdir),
+                             "--checkpoint", "30"),
+                         "checkpoints/30", "default/_METADATA", "valid JSON")
 
 
 def test_resume_falls_back_past_a_corrupt_checkpoint_exactly(

@@ -44,6 +44,25 @@ def _file_hashes(step_dir: pathlib.Path) -> dict[str, str]:
           for p in sorted(step_dir.rglob("*")) if p.is_file()}
 
 
+def _unreadable(step_dir: pathlib.Path, error: Exception) -> CorruptCheckpoint:
+  """The error for a step Orbax could not read, naming a damaged JSON file.
+
+  Orbax's own errors for a damaged ``_METADATA`` do not say which file.
+  """
+  for path in sorted(step_dir.rglob("*")):
+    if path.is_file() and (path.name.startswith("_") or
+                           path.parent.name == "metrics"):
+      try:
+        json.loads(path.read_bytes())
+      except (json.JSONDecodeError, UnicodeDecodeError):
+        return CorruptCheckpoint(
+            f"checkpoint {step_dir}: {path.relative_to(step_dir)} is not "
+            "valid JSON (the file is damaged)")
+  first = str(error).splitlines()[0] if str(error) else ""
+  return CorruptCheckpoint(f"checkpoint {step_dir} cannot be read "
+                           f"({type(error).__name__}: {first})")
+
+
 class Checkpoints:
   """The run's checkpoint directory."""
 
@@ -171,10 +190,7 @@ class Checkpoints:
       return self._manager.restore(
           step, args=ocp.args.StandardRestore(template))
     except Exception as e:  # Orbax raises many types for unreadable files.
-      raise CorruptCheckpoint(
-          f"checkpoint {self.directory / str(step)} cannot be read "
-          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-      ) from None
+      raise _unreadable(self.directory / str(step), e) from None
 
   def restore(self, step: int, template: Any) -> Any:
     """Restores ``step`` as host numpy arrays shaped like ``template``."""
@@ -191,9 +207,7 @@ class Checkpoints:
     try:
       metadata = self._manager.item_metadata(step)
     except Exception as e:  # A damaged _METADATA, in any of Orbax's ways.
-      raise CorruptCheckpoint(
-          f"checkpoint {self.directory / str(step)}: its metadata cannot be "
-          f"read ({type(e).__name__})") from None
+      raise _unreadable(self.directory / str(step), e) from None
     template = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype),
                             dict(metadata))
     restored = self._restore(step, template)
