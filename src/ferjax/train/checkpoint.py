@@ -14,6 +14,7 @@ import hashlib
 import json
 import pathlib
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -44,20 +45,52 @@ def _file_hashes(step_dir: pathlib.Path) -> dict[str, str]:
           for p in sorted(step_dir.rglob("*")) if p.is_file()}
 
 
-def _unreadable(step_dir: pathlib.Path, error: Exception) -> CorruptCheckpoint:
-  """The error for a step Orbax could not read, naming a damaged JSON file.
+_JSON_FILES = ("_CHECKPOINT_METADATA", "_METADATA", "_sharding", "metrics")
 
-  Orbax's own errors for a damaged ``_METADATA`` do not say which file.
+
+def _damaged_json(step_dir: pathlib.Path) -> CorruptCheckpoint | None:
+  """The error for the first of Orbax's JSON files in a step that is damaged.
+
+  Checked before Orbax reads a step without checksums: Orbax's own errors
+  for these do not name the file, and a failed read can leave its
+  background threads to print tracebacks at exit.
   """
   for path in sorted(step_dir.rglob("*")):
-    if path.is_file() and (path.name.startswith("_") or
-                           path.parent.name == "metrics"):
+    if path.is_file() and (path.name in _JSON_FILES or
+                           path.parent.name == "array_metadatas"):
       try:
         json.loads(path.read_bytes())
       except (json.JSONDecodeError, UnicodeDecodeError):
         return CorruptCheckpoint(
             f"checkpoint {step_dir}: {path.relative_to(step_dir)} is not "
             "valid JSON (the file is damaged)")
+  return None
+
+
+def _quiet_late_reads() -> None:
+  """Drops the 'Event loop is closed' reports that follow a failed restore.
+
+  When one read of a damaged step fails, Orbax's event loop closes while the
+  step's other tensorstore reads are in flight; each reports the closed loop
+  through ``sys.unraisablehook`` as it completes, after the real error was
+  raised. Everything else still reaches the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "ferjax_quiet", False):
+    return
+
+  def hook(unraisable: Any) -> None:
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and
+            str(error) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.ferjax_quiet = True
+  sys.unraisablehook = hook
+
+
+def _unreadable(step_dir: pathlib.Path, error: Exception) -> CorruptCheckpoint:
+  _quiet_late_reads()
   first = str(error).splitlines()[0] if str(error) else ""
   return CorruptCheckpoint(f"checkpoint {step_dir} cannot be read "
                            f"({type(error).__name__}: {first})")
@@ -171,10 +204,14 @@ class Checkpoints:
 
   def verify(self, step: int) -> None:
     """Raises CorruptCheckpoint if a file of ``step`` changed since saved."""
+    step_dir = self.directory / str(step)
     recorded = (self._read_checksums() or {}).get(str(step))
     if recorded is None:
-      return  # Saved before checksums existed, or killed before recording.
-    step_dir = self.directory / str(step)
+      # Saved before checksums existed, or killed before recording them.
+      damaged = _damaged_json(step_dir)
+      if damaged is not None:
+        raise damaged
+      return
     actual = _file_hashes(step_dir)
     for name, digest in recorded.items():
       if name not in actual:
