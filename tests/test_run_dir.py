@@ -13,14 +13,18 @@ import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
 import pytest
 
 from ferjax import config as config_lib
+from ferjax.data import preprocess
 from ferjax.experiment import report
 from ferjax.experiment import reproduce
 from ferjax.experiment import sweep
+from ferjax.models import create_model
 from ferjax.recognition.classifier import load_classifier
-from ferjax.run_dir import RunDir, RunDirBusy, RunDirError
+from ferjax.run_dir import RunDir, RunDirBusy, RunDirError, write_imported
 from ferjax.train import checkpoint as checkpoint_lib
 from ferjax.train import crossval
 from ferjax.train import loop
@@ -300,3 +304,36 @@ def test_report_lists_unreadable_runs_and_reports_the_rest(tmp_path, capsys):
   assert "lr=0.2/seed=0: not reported, unreadable:" in md
   assert "manifest.json: not valid JSON" in md
   assert "Not reported" in printed
+
+
+def test_imported_weights_are_a_run_directory(tmp_path):
+  """What a converter writes reads back like a trained run, atomically."""
+  model = create_model("lenet5", num_classes=3)
+  variables = jax.device_get(model.init(jax.random.PRNGKey(0),
+                                        np.zeros((1, 32, 32, 3))))
+  variables = {"params": variables["params"], "batch_stats": {}}
+  config = config_lib.base_config()
+  config.input.image_size, config.input.channels = (32, 32), 3
+  config.input.mean, config.input.std = (0.5,), (0.25,)
+  source = tmp_path / "weights.bin"
+  source.write_bytes(b"weights")
+  out = write_imported(tmp_path / "imported", config, variables,
+                       class_names=["a", "b", "c"], image_shape=(48, 48, 1),
+                       source_file=source, source={"format": "test"},
+                       argv=["convert"])
+  run = RunDir(out)
+  assert run.is_finished()
+  manifest = run.read_manifest()
+  assert manifest["converted_from"]["format"] == "test"
+  assert manifest["converted_from"]["bytes"] == 7
+  classifier = load_classifier(str(out))
+  crops = np.random.default_rng(0).integers(0, 255, (2, 48, 48, 1), np.uint8)
+  expected = jax.nn.softmax(model.apply(variables, preprocess.to_model_input(
+      crops / 255.0, image_size=(32, 32), channels=3, mean=(0.5,),
+      std=(0.25,))))
+  np.testing.assert_allclose(classifier.predict(crops), expected, atol=1e-5)
+  with pytest.raises(FileExistsError, match="never overwrites"):
+    write_imported(out, config, variables, class_names=["a", "b", "c"],
+                   image_shape=(48, 48, 1), source_file=source,
+                   source={"format": "test"}, argv=["convert"])
+  assert {p.name for p in tmp_path.iterdir()} == {"weights.bin", "imported"}
