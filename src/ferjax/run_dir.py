@@ -133,18 +133,19 @@ class RunDir:
 
   def resumable_config(self, config: ml_collections.ConfigDict
                        ) -> ml_collections.ConfigDict:
-    """``config`` for resuming this run; raises if it is another experiment.
+    """``config`` completed for training here; raises if another experiment.
 
-    Fields that say where a run executes may change; fields the trainer
+    Fields ``config`` lacks (an experiment file written for an earlier
+    ferjax) get their legacy values. When the directory already holds a
+    run: fields that say where a run executes may change; fields the trainer
     resolved are taken from the run when ``config`` leaves them None; fields
-    the run's ferjax version did not have keep their legacy values (the run
-    continues as it started). Returns ``config`` unchanged for a new run.
+    the run's own ferjax version did not have keep their legacy values (the
+    run continues as it started); any other difference is refused.
     """
+    wanted, _ = config_lib.upgrade(config.to_dict())
     if not self.has_config():
-      return config
-    saved = self.read_config_dict()
-    upgraded, legacy = config_lib.upgrade(saved)
-    wanted = config.to_dict()
+      return config_lib.from_dict(wanted)
+    upgraded, legacy = config_lib.upgrade(self.read_config_dict())
     for field in RESOLVED_FIELDS:
       if _leaf(wanted, field) is None:
         config_lib.set_field(wanted, field, _leaf(upgraded, field))

@@ -87,8 +87,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   is_chief = jax.process_index() == 0
   with run.lock(argv) if is_chief else contextlib.nullcontext():
     legacy = run.legacy_fields()
-    config = run.resumable_config(
-        config_lib.from_dict(config_lib.upgrade(config.to_dict())[0]))
+    config = run.resumable_config(config)
     parallel = Parallel.from_config(config.parallel)
     training = setup_lib.training(config, parallel)
     if is_chief:
