@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from ferjax import config as config_lib
 from ferjax.models import create_model
 from ferjax.train import losses
 from ferjax.train import state as state_lib
@@ -145,3 +146,16 @@ def test_ohem_loss_is_the_mean_over_the_hardest(num_devices, fraction):
   assert loss == pytest.approx(expected, rel=1e-5)
   if fraction < 1:
     assert expected > ce.mean() + 1e-3  # Mining changed the objective.
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("name", "hinge", "loss.name: expected one of cross_entropy, focal"),
+    ("focal_gamma", -1.0, "loss.focal_gamma"),
+    ("ohem_fraction", 0.0, "loss.ohem_fraction"),
+    ("ohem_fraction", 1.5, "loss.ohem_fraction"),
+])
+def test_bad_loss_settings_are_config_errors(field, value, message):
+  config = config_lib.base_config()
+  config.loss[field] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(config)

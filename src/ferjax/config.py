@@ -17,6 +17,7 @@ import ml_collections
 
 from ferjax.data import registry as data_registry
 from ferjax.models import MODEL_NAMES
+from ferjax.train.losses import LOSSES
 
 BACKENDS = ("shard_map", "pmap")
 SCHEDULES = ("constant", "piecewise", "cosine", "plateau")
@@ -26,8 +27,6 @@ TTA_MODES = ("none", "ten_crop")
 class ConfigError(ValueError):
   """A config file, argument or field that is not what ferjax expects."""
 
-
-LOSSES = ("cross_entropy", "focal")  # See train.losses.
 
 # Fields saying where and how a run executes, not what it computes: they may
 # differ when a run is resumed, swept or reproduced on another machine (the

@@ -1,8 +1,8 @@
 """Classification losses: a registry chosen by ``loss.name``, one objective.
 
 A loss is a per-example function of logits and (possibly smoothed) one-hot
-targets; registering one is a function and a line in ``LOSSES`` (and its
-name in ``config.LOSSES``). Everything around it is written once, here, for
+targets; registering one is a function and a line in ``LOSSES`` (configs are
+validated against it). Everything around it is written once, here, for
 every loss: class weights, label smoothing, GoogLeNet's auxiliary heads,
 online hard example mining, and the evaluation loss.
 
