@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from ferjax.models import create_model
+from ferjax.train import losses
 from ferjax.train import state as state_lib
 from ferjax.train import steps
 from ferjax.train.parallel import AXIS, Parallel
@@ -84,8 +85,8 @@ def train_spec(batch: int, input_shape: tuple[int, int, int],
                            std=(0.25,))
   return steps.TrainSpec(global_batch=batch,
                          per_device_batch=batch // parallel.num_devices,
-                         steps_per_epoch=DATASET_BATCHES,
-                         num_classes=NUM_CLASSES, inputs=inputs)
+                         steps_per_epoch=DATASET_BATCHES, inputs=inputs,
+                         loss=losses.LossSpec(num_classes=NUM_CLASSES))
 
 
 def build(name: str, *, batch: int, input_shape: tuple[int, int, int],

@@ -16,8 +16,8 @@ crops are 48x48 grey like FER2013's, so the input is the source's and every
 shape matches. ``depth`` and ``bn`` must be the source's (fer2013_vgg.py's
 defaults: 16, True). SGD at a tenth of fer2013_vgg.py's rate, the new
 classifier at 10x that, cosine decay; ``freeze=N`` keeps the first N of
-the five convolution stages fixed (their BatchNorm running statistics still
-adapt to CK+). Folds, split seed and augmentation are ``ckplus_lenet.py``'s.
+the five convolution stages fixed, BatchNorm running statistics included
+(``--config.optimizer.freeze_batch_stats=False`` lets those adapt to CK+). Folds, split seed and augmentation are ``ckplus_lenet.py``'s.
 Arguments: ``source`` (required), ``depth``, ``bn``, ``freeze`` (0-5),
 ``epochs``, ``folds``, ``runlocal`` (3 folds of 2 epochs).
 

@@ -5,7 +5,8 @@
       --config.input.manual_dir=../shared/data/fer2013 --workdir runs/fer2013_lenet
 
 Trains on the official Training split less a 10% validation slice (model
-selection and the plateau schedule use it, never PublicTest), and reports
+selection uses it, never PublicTest; so would the plateau schedule with
+``--config.optimizer.schedule=plateau``; the default is cosine), and reports
 PublicTest with and without ten-crop test-time augmentation. Expected on a
 2-core CPU machine: about 15 minutes, PublicTest accuracy about 0.45-0.50
 (measured figures and the 5-seed study in experiments/RESULTS.md). Config

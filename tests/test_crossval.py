@@ -10,7 +10,7 @@ import pytest
 from ferjax import config as config_lib
 from ferjax.labels import CKPLUS_CLASSES
 from ferjax.train import crossval
-from ferjax.train.metric_writer import read_metrics
+from ferjax.run_dir import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

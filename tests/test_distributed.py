@@ -33,7 +33,7 @@ import pytest
 
 from ferjax.train import loop
 from ferjax.train.parallel import AXIS, Parallel
-from ferjax.train.metric_writer import read_metrics
+from ferjax.run_dir import read_metrics
 from test_train import (QUICKSTART, final_params, tiny_config, tiny_overrides,
                         without_timing)
 

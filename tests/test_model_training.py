@@ -9,7 +9,7 @@ import pytest
 
 from ferjax import config as config_lib
 from ferjax.train import loop
-from ferjax.train.metric_writer import read_metrics
+from ferjax.run_dir import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

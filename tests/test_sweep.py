@@ -16,8 +16,10 @@ import time
 import pytest
 
 from ferjax import config as config_lib
+from ferjax import filelock
 from ferjax.experiment import report
 from ferjax.experiment import sweep
+from ferjax.run_dir import RunDir
 from test_train import QUICKSTART, REPO
 
 # One epoch of 8 steps on one device: seconds per trial.
@@ -186,7 +188,7 @@ def test_four_trial_sweep_completes(grid_sweep):
   assert summary["counts"] == {"finished": 4}
   for name in names:
     run_dir = workdir / name
-    assert sweep.is_finished(run_dir)
+    assert RunDir(run_dir).is_finished()
     assert status(run_dir)["attempts"] == 1
     saved = json.loads((run_dir / "config.json").read_text())
     assert (saved["seed"], saved["optimizer"]["learning_rate"]) == tuple(
@@ -240,7 +242,7 @@ def test_a_running_sweep_directory_is_locked(tmp_path):
   config = sweep_file(tmp_path, "[{'seed': 0}]")
   trials = sweep.plan(config, [], tmp_path / "sw")
   (tmp_path / "sw").mkdir()
-  holder = sweep._try_lock(tmp_path / "sw" / ".sweep.lock")
+  holder = filelock.try_lock(tmp_path / "sw" / ".sweep.lock")
   try:
     with pytest.raises(sweep.SweepError, match="another process"):
       sweep.Runner(config, [], tmp_path / "sw", trials).run()
@@ -254,7 +256,7 @@ def test_relaunch_waits_for_a_trial_still_running_elsewhere(tmp_path):
   config = sweep_file(tmp_path, "[{'seed': 5}]")
   [trial] = sweep.plan(config, [], tmp_path / "sw")
   trial.workdir.mkdir(parents=True)
-  orphan = sweep._try_lock(trial.workdir / ".trial.lock")
+  orphan = RunDir(trial.workdir).try_lock()
 
   def orphan_finishes():
     (trial.workdir / "manifest.json").write_text(json.dumps(
@@ -292,7 +294,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
   trials = sorted(workdir.glob("seed=*"))
   assert len(trials) == 4
   finished = [d for d in trials if status(d)["status"] == "finished"]
-  unfinished = [d for d in trials if not sweep.is_finished(d)]
+  unfinished = [d for d in trials if not RunDir(d).is_finished()]
   assert finished and unfinished
   before = {d: (mtimes(d), status(d)["attempts"]) for d in trials}
 
@@ -307,4 +309,4 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
     assert status(d)["attempts"] == 1
   for d in unfinished:
     assert status(d)["attempts"] == before[d][1] + 1
-    assert sweep.is_finished(d)
+    assert RunDir(d).is_finished()

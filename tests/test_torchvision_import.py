@@ -15,8 +15,7 @@ from ferjax import cli  # noqa: E402  (after the skip on purpose)
 from ferjax.models import create_model  # noqa: E402
 from ferjax.models import torchvision_vgg  # noqa: E402
 from ferjax.recognition.classifier import load_classifier  # noqa: E402
-from ferjax.train import checkpoint as checkpoint_lib  # noqa: E402
-from ferjax.train import evaluate  # noqa: E402
+from ferjax.run_dir import RunDir  # noqa: E402
 from ferjax.train import loop  # noqa: E402
 from test_train import final_params, tiny_config  # noqa: E402
 from test_transfer import flat  # noqa: E402
@@ -62,17 +61,11 @@ def convert(model: "torch.nn.Module", tmp: pathlib.Path) -> pathlib.Path:
 
 def load_converted(workdir: pathlib.Path) -> tuple[object, dict, dict]:
   """(model, variables, manifest), read as init_from reads a source run."""
-  config = evaluate.load_run_config(workdir)
-  manifest = json.loads((workdir / "manifest.json").read_text())
-  ckpt = checkpoint_lib.Checkpoints(
-      workdir / "checkpoints", read_only=True,
-      best_metric=config.checkpoint.best_metric,
-      best_mode=config.checkpoint.best_mode)
-  try:
-    variables = ckpt.restore_variables(evaluate.select_step(ckpt, "best",
-                                                            workdir))
-  finally:
-    ckpt.close()
+  run = RunDir(workdir)
+  config = run.read_config()
+  manifest = run.read_manifest()
+  with run.checkpoints(config) as ckpt:
+    variables = ckpt.restore_variables(run.resolve_step(ckpt, "best"))
   model = create_model(config.model.name,
                        num_classes=len(manifest["dataset"]["class_names"]),
                        **dict(config.model.kwargs))

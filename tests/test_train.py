@@ -14,9 +14,10 @@ import pytest
 
 from ferjax import config as config_lib
 from ferjax.data import loading
+from ferjax.run_dir import read_metrics
 from ferjax.train import checkpoint as checkpoint_lib
 from ferjax.train import loop
-from ferjax.train.metric_writer import read_metrics
+from ferjax.train import setup as setup_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "experiments" / "quickstart.py")
@@ -46,7 +47,8 @@ def tiny_config(data_dir: str, **extra: object):
 def final_params(workdir: pathlib.Path) -> dict:
   config = config_lib.from_json((workdir / "config.json").read_text())
   ckpt = checkpoint_lib.Checkpoints(workdir / "checkpoints", read_only=True)
-  setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
+  setup = setup_lib.training(config,
+                             loop.Parallel.from_config(config.parallel))
   state = ckpt.restore(ckpt.latest_step(), setup.init_state())
   return jax.device_get(state.params)
 
@@ -183,7 +185,8 @@ def test_eval_counts_every_example_once(synthetic_data_dir):
   """37 examples over 4 devices x 8: padded and masked, never dropped."""
   from ferjax.train.evaluator import Evaluator
   config = tiny_config(synthetic_data_dir)
-  setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
+  setup = setup_lib.training(config,
+                             loop.Parallel.from_config(config.parallel))
   builder = loading.prepared_builder("synthetic_fer",
                                      data_dir=synthetic_data_dir)
   split = loading.read_split(builder, "test[:37]")
@@ -191,8 +194,9 @@ def test_eval_counts_every_example_once(synthetic_data_dir):
   evaluator = Evaluator(
       "few", split, eval_config=config.evals.test, batch_size=32,
       parallel=setup.parallel, model=setup.model, inputs=setup.inputs,
-      class_names=setup.class_names)
-  result = evaluator(setup.parallel.replicate(state))
+      class_names=setup.class_names,
+      loss=setup_lib.eval_loss(setup.config, len(setup.class_names)))
+  result = evaluator(setup.parallel.replicate(loop.variables(state)))
   assert result["num_examples"] == 37
   assert np.sum(result["confusion_matrix"]) == 37
   logits = setup.init_model.apply(

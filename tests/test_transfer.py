@@ -11,6 +11,7 @@ import pytest
 from ferjax.train import checkpoint as checkpoint_lib
 from ferjax.train import init_from
 from ferjax.train import loop
+from ferjax.train import setup as setup_lib
 from test_train import final_params, tiny_config
 
 HEAD = "Dense_1"  # LeNet-5's classifier: the only Dense num_classes wide.
@@ -58,7 +59,8 @@ def frozen_run(source_run, synthetic_data_dir, tmp_path_factory):
 
 
 def loaded_state(config, source: pathlib.Path, class_names=None):
-  setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
+  setup = setup_lib.training(config,
+                             loop.Parallel.from_config(config.parallel))
   fresh = setup.init_state()
   config.init_from.workdir = str(source)
   state, record = init_from.load(
@@ -177,7 +179,8 @@ def test_frozen_batchnorm_keeps_its_statistics(synthetic_data_dir, tmp_path,
       "model.name": "vgg11_bn", "model.kwargs": "{'classifier_width': 16}",
       "optimizer.frozen": "('(Conv|BatchNorm)_0/.*',)",
       "optimizer.freeze_batch_stats": hold})
-  setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
+  setup = setup_lib.training(config,
+                             loop.Parallel.from_config(config.parallel))
   initial = flat(setup.init_state().batch_stats)
   loop.train_and_evaluate(config, tmp_path)
   final = flat(best_variables(tmp_path)["batch_stats"])

@@ -42,13 +42,14 @@ def _is_chief() -> bool:
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
   config = _experiment_config(args, extra)
   from ferjax.train import loop
+  from ferjax.train import metrics
   results = loop.train_and_evaluate(config, args.workdir,
                                     argv=["ferjax", *sys.argv[1:]])
   if not _is_chief():
     return 0
   for name, r in results.items():
-    print(f"{name}: accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f}"
-          f" loss={r['loss']:.4f} ({r['num_examples']} examples)")
+    shown = " ".join(f"{m}={r[m]:.4f}" for m in (*metrics.HEADLINE, "loss"))
+    print(f"{name}: {shown} ({r['num_examples']} examples)")
   return 0
 
 
@@ -68,10 +69,11 @@ def _crossval(args: argparse.Namespace, extra: list[str]) -> int:
 def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   if extra:
     raise config_lib.ConfigError(f"unrecognised arguments: {' '.join(extra)}")
-  from ferjax.train import evaluate
-  config = evaluate.load_run_config(args.workdir)
+  from ferjax.run_dir import RunDir
+  config = RunDir(args.workdir).read_config()
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
+  from ferjax.train import evaluate
   result = evaluate.evaluate_run(args.workdir, split=args.split,
                                  checkpoint=args.checkpoint)
   print(json.dumps(result))

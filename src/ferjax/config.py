@@ -17,6 +17,7 @@ import ml_collections
 
 from ferjax.data import registry as data_registry
 from ferjax.models import MODEL_NAMES
+from ferjax.train.losses import LOSSES
 
 BACKENDS = ("shard_map", "pmap")
 SCHEDULES = ("constant", "piecewise", "cosine", "plateau")
@@ -27,9 +28,36 @@ class ConfigError(ValueError):
   """A config file, argument or field that is not what ferjax expects."""
 
 
-# Fields saying where a run executes, not what it computes: they may differ
-# when a run is resumed, swept or reproduced on another machine.
-WHERE_FIELDS = ("parallel.", "input.data_dir", "input.manual_dir")
+# Fields saying where and how a run executes, not what it computes: they may
+# differ when a run is resumed, swept or reproduced on another machine (the
+# streamed and in-memory pipelines give identical numbers).
+WHERE_FIELDS = ("parallel.", "input.data_dir", "input.manual_dir",
+                "input.pipeline", "input.memory_limit_mb")
+
+# Every field added after the first release, with the value that reproduces
+# the behaviour of a ferjax that did not have it. A run config written by an
+# earlier version is completed with these (and the manifest says so), so old
+# runs resume, evaluate and predict. A new field needs an entry here.
+LEGACY_VALUES: dict[str, Any] = {
+    "input.protocol": "official",
+    "input.pool_splits": None,
+    "input.split_seed": 0,
+    "input.folds": 10,
+    "input.fold": 0,
+    "input.pipeline": "memory",  # Streaming came later.
+    "input.memory_limit_mb": 2048,
+    "model.kwargs": {},
+    "loss.name": "cross_entropy",
+    "loss.focal_gamma": 2.0,
+    "loss.ohem_fraction": 1.0,
+    "optimizer.frozen": (),
+    # Before it existed, frozen BatchNorm layers' statistics kept adapting.
+    "optimizer.freeze_batch_stats": False,
+    "optimizer.lr_multipliers": (),
+    "init_from.workdir": None,
+    "init_from.checkpoint": "best",
+    "parallel.num_devices": None,
+}
 
 
 def split_override_args(extra: Sequence[str]) -> list[str]:
@@ -110,6 +138,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.kwargs = ml_collections.ConfigDict()
 
   c.loss = ml_collections.ConfigDict()
+  c.loss.name = "cross_entropy"  # cross_entropy | focal (train.losses)
+  c.loss.focal_gamma = 2.0  # focal: (1 - p)^gamma down-weights easy examples.
+  # Online hard example mining: only this fraction of each global batch, the
+  # examples with the highest loss, contributes; 1.0 keeps every example.
+  c.loss.ohem_fraction = 1.0
   c.loss.label_smoothing = 0.0
   c.loss.class_weights = None  # None | 'balanced' | one weight per class.
   c.loss.aux_weight = 0.3  # GoogLeNet's auxiliary heads.
@@ -157,8 +190,8 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """Loads ``path/to/config.py[:arg]`` by calling its ``get_config(arg)``."""
+def load_experiment(spec: str) -> tuple[Any, str | None]:
+  """The module of ``path/to/experiment.py[:arg]`` and its ``arg``."""
   path_str, _, arg = spec.partition(":")
   path = pathlib.Path(path_str)
   if not path.is_file():
@@ -167,9 +200,16 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
       f"ferjax_experiment_{path.stem}", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
+  return module, arg or None
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads ``path/to/config.py[:arg]`` by calling its ``get_config(arg)``."""
+  module, arg = load_experiment(spec)
+  path_str = spec.partition(":")[0]
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file {path_str!r} defines no get_config()")
-  config = module.get_config(arg or None) if arg else _call_without_arg(module)
+  config = module.get_config(arg) if arg else _call_without_arg(module)
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(
         f"{path_str}: get_config() must return an ml_collections.ConfigDict")
@@ -284,7 +324,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(_is_size(inp.image_size), "input.image_size",
            "(height, width) of positive integers", inp.image_size)
   _require(inp.channels in (1, 3), "input.channels", "1 or 3", inp.channels)
-  _require(inp.get("pipeline", "memory") in ("memory", "stream", "auto"),
+  _require(inp.get("pipeline", LEGACY_VALUES["input.pipeline"]) in (
+      "memory", "stream", "auto"),
            "input.pipeline", "'memory', 'stream' or 'auto'",
            inp.get("pipeline"))
   protocol = inp.get("protocol", "official")
@@ -322,6 +363,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
            loss.class_weights)
   _require(loss.aux_weight >= 0, "loss.aux_weight", "a number >= 0",
            loss.aux_weight)
+  name = loss.get("name", LEGACY_VALUES["loss.name"])
+  _require(name in LOSSES, "loss.name", f"one of {', '.join(LOSSES)}", name)
+  gamma = loss.get("focal_gamma", LEGACY_VALUES["loss.focal_gamma"])
+  _require(_is_numbers([gamma]) and gamma >= 0, "loss.focal_gamma",
+           "a number >= 0", gamma)
+  fraction = loss.get("ohem_fraction", LEGACY_VALUES["loss.ohem_fraction"])
+  _require(_is_numbers([fraction]) and 0 < fraction <= 1,
+           "loss.ohem_fraction", "a number in (0, 1] (1: every example)",
+           fraction)
 
   opt = config.optimizer
   _require(opt.learning_rate > 0, "optimizer.learning_rate", "a number > 0",
@@ -452,7 +502,44 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 def from_json(text: str) -> ml_collections.ConfigDict:
   """Reads a config written by ``to_json`` (tuples come back as tuples)."""
-  return ml_collections.ConfigDict(_tuples(json.loads(text)))
+  return from_dict(json.loads(text))
+
+
+def from_dict(value: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """A ConfigDict of plain (JSON) data, lists read back as tuples."""
+  return ml_collections.ConfigDict(_tuples(dict(value)))
+
+
+def set_field(tree: dict[str, Any], dotted: str, value: Any) -> None:
+  """Sets ``a.b.c`` in nested dicts, creating the sections on the way."""
+  *parents, leaf = dotted.split(".")
+  for part in parents:
+    tree = tree.setdefault(part, {})
+  tree[leaf] = value
+
+
+def upgrade(saved: Mapping[str, Any]) -> tuple[dict[str, Any],
+                                                dict[str, Any]]:
+  """A config written by an earlier ferjax, completed with LEGACY_VALUES.
+
+  Returns the completed dict and the fields that were added. A section the
+  old config lacks entirely (``init_from``) is added too.
+  """
+  upgraded = json.loads(json.dumps(dict(saved), default=list))
+  added = {}
+  for dotted, value in LEGACY_VALUES.items():
+    node: Any = upgraded
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+      node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and leaf in node:
+      continue
+    if node is not None and not isinstance(node, dict):
+      continue  # A section replaced by a value: validation names it.
+    value = json.loads(json.dumps(value))  # As read back from JSON.
+    set_field(upgraded, dotted, value)
+    added[dotted] = value
+  return upgraded, added
 
 
 def _tuples(value: Any) -> Any:

@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ferjax.data.image_files import (IMAGE_SIZE, IMAGE_SUFFIXES, FileReaders,
-                                     decode_grey, dir_files, zip_files)
+                                     decode_grey, dir_files, tree_root,
+                                     zip_files)
 from ferjax.labels import CKPLUS_CLASSES
 
 # S<subject>_<sequence>_<frame>, e.g. S010_004_00000017.png.
@@ -59,12 +60,8 @@ def _parse(path: str, data: bytes, where: str) -> dict:
 def _class_tree_root(paths: Iterable[tuple[str, ...]]
                      ) -> tuple[str, ...] | None:
   """The folders (none or one) above the class folders, if there are any."""
-  for depth in (0, 1):
-    roots = [p[:depth] for p in paths
-             if len(p) == depth + 2 and p[depth].lower() in CKPLUS_CLASSES]
-    if roots:
-      return min(roots)
-  return None
+  return tree_root(paths, is_top=lambda name: name.lower() in CKPLUS_CLASSES,
+                   levels=1)
 
 
 def _read_tree(files: FileReaders, root: tuple[str, ...], where: str

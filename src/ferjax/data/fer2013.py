@@ -22,7 +22,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ferjax.data.image_files import (IMAGE_SIZE, IMAGE_SUFFIXES, FileReaders,
-                                     decode_grey, dir_files, zip_files)
+                                     decode_grey, dir_files, tree_root,
+                                     zip_files)
 from ferjax.labels import FER2013_CLASSES
 
 _log = logging.getLogger(__name__)
@@ -111,12 +112,8 @@ def _parse_csv(text: io.TextIOBase, name: str) -> list[Example]:
 def _split_tree_root(paths: Iterable[tuple[str, ...]]
                      ) -> tuple[str, ...] | None:
   """The folders (none or one) above train/ and test/, if there are any."""
-  for depth in (0, 1):
-    roots = [p[:depth] for p in paths
-             if len(p) == depth + 3 and p[depth] in ("train", "test")]
-    if roots:
-      return min(roots)
-  return None
+  return tree_root(paths, is_top=lambda name: name in ("train", "test"),
+                   levels=2)
 
 
 def _read_image_tree(files: FileReaders, root: tuple[str, ...],

@@ -5,7 +5,7 @@ their path's parts (relative to a folder or a zip) and read only when asked,
 and each decodes to a 48x48 grey array or fails naming the file.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 import functools
 from pathlib import Path, PurePosixPath
 import zipfile
@@ -37,6 +37,23 @@ def decode_grey(data: bytes, where: str, size: int = IMAGE_SIZE
 
 # Files by their path's parts (relative to a dir or zip), each with a reader.
 FileReaders = dict[tuple[str, ...], Callable[[], bytes]]
+
+
+def tree_root(paths: Iterable[tuple[str, ...]], *,
+              is_top: Callable[[str], bool],
+              levels: int) -> tuple[str, ...] | None:
+  """The folders (none or one) above a layout's top folders, if any.
+
+  A top folder is one ``is_top`` accepts with files ``levels`` folders down
+  (FER2013: ``train/<class>/<file>``; CK+: ``<class>/<file>``). Archives
+  often wrap the layout in one folder; the first such root is taken.
+  """
+  for depth in (0, 1):
+    roots = [p[:depth] for p in paths
+             if len(p) == depth + levels + 1 and is_top(p[depth])]
+    if roots:
+      return min(roots)
+  return None
 
 
 def _is_ignored(parts: tuple[str, ...]) -> bool:

@@ -7,7 +7,6 @@ it on the devices.
 
 import contextlib
 import dataclasses
-import fcntl
 import io
 import logging
 import os
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ferjax import filelock
 from ferjax.data import registry
 
 log = logging.getLogger("ferjax")
@@ -62,16 +62,10 @@ class DatasetInfo:
   data_dir: str
 
 
-@contextlib.contextmanager
-def _lock(data_dir: pathlib.Path, name: str) -> Iterator[None]:
+def _lock(data_dir: pathlib.Path,
+          name: str) -> contextlib.AbstractContextManager[None]:
   """Serialises preparation so parallel trials never race on one cache."""
-  data_dir.mkdir(parents=True, exist_ok=True)
-  with open(data_dir / f".{name}.lock", "w") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+  return filelock.held(data_dir / f".{name}.lock")
 
 
 def prepared_builder(name: str, *, data_dir: str | None = None,

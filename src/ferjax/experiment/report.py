@@ -1,7 +1,8 @@
 """``ferjax report``: one table and a few plots for a set of run directories.
 
-Reads only what runs leave behind (config.json, manifest.json, metrics.jsonl),
-so it works on finished, running and copied runs alike. The table shows the
+Reads only what runs leave behind (through ``ferjax.run_dir``), so it works
+on finished, running and copied runs alike; a run it cannot read is listed
+with the reason, and the rest are still reported. The table shows the
 config fields that differ between runs, so a sweep's table is its axes; runs
 that differ only in ``seed`` are also summarised as mean and sample standard
 deviation over seeds, the number a paper reports.
@@ -10,7 +11,6 @@ deviation over seeds, the number a paper reports.
 import argparse
 import csv
 import dataclasses
-import datetime
 import io
 import json
 import math
@@ -26,9 +26,11 @@ from matplotlib.figure import Figure
 from ferjax import atomic
 from ferjax import config as config_lib
 from ferjax.experiment import sweep as sweep_lib
+from ferjax.run_dir import RunDir, RunDirError, read_json
+from ferjax.train.manifest import now
+from ferjax.train.metrics import HEADLINE as METRICS
 
-METRICS = ("accuracy", "macro_f1")
-_SKIP_DIRS = ("checkpoints", "tensorboard", "plots")
+_SKIP_DIRS = ("checkpoints", "tensorboard", "plots", "corrupt_checkpoints")
 
 
 @dataclasses.dataclass
@@ -43,12 +45,15 @@ class Run:
 
   @property
   def status(self) -> str:
-    if sweep_lib.is_finished(self.path):
-      return "finished"
+    """The run's own state; for an unfinished trial, what its sweep says."""
+    status = RunDir(self.path).status()
     trial = self.path / sweep_lib.STATUS_FILE
-    if trial.exists():
-      return json.loads(trial.read_text()).get("status", "unfinished")
-    return "unfinished"
+    if status == "unfinished" and trial.exists():
+      try:
+        return read_json(trial).get("status", status)
+      except (RunDirError, AttributeError):
+        return status
+    return status
 
   @property
   def is_reproduction(self) -> bool:
@@ -80,7 +85,7 @@ class Run:
 
 
 def find_runs(dirs: Iterable[str | os.PathLike]) -> list[pathlib.Path]:
-  """Run directories (holding config.json and manifest.json) under ``dirs``."""
+  """Run directories (holding any record a run writes) under ``dirs``."""
   found = []
   for top in dirs:
     top = pathlib.Path(top)
@@ -88,36 +93,55 @@ def find_runs(dirs: Iterable[str | os.PathLike]) -> list[pathlib.Path]:
       raise FileNotFoundError(f"{top} is not a directory")
     for root, subdirs, files in os.walk(top):
       subdirs[:] = sorted(d for d in subdirs if d not in _SKIP_DIRS)
-      if "config.json" in files and "manifest.json" in files:
+      if RunDir(root).is_run() or sweep_lib.STATUS_FILE in files:
         found.append(pathlib.Path(root).resolve())
   return list(dict.fromkeys(found))
 
 
-def load_runs(dirs: Sequence[str | os.PathLike]) -> list[Run]:
-  """Every run under ``dirs``, named by its path below their common parent."""
+@dataclasses.dataclass
+class Unreadable:
+  """A run directory the report could not read, and why."""
+
+  name: str
+  path: pathlib.Path
+  reason: str
+
+
+def read_run(name: str, path: pathlib.Path) -> Run:
+  """A run's records; RunDirError or FileNotFoundError saying what is wrong."""
+  run_dir = RunDir(path)
+  config, _ = config_lib.upgrade(run_dir.read_config_dict())
+  return Run(name=name, path=path, config=config,
+             manifest=run_dir.read_manifest(), events=run_dir.events())
+
+
+def load_all(dirs: Sequence[str | os.PathLike]
+             ) -> tuple[list[Run], list[Unreadable]]:
+  """Every run under ``dirs`` that can be read, and those that cannot.
+
+  Runs are named by their path below the directories' common parent.
+  """
   paths = find_runs(dirs)
-  if not paths:
-    raise FileNotFoundError(
-        f"no run directories (with config.json and manifest.json) under "
-        f"{', '.join(map(str, dirs))}")
   base = pathlib.Path(os.path.commonpath(
       [pathlib.Path(d).resolve() for d in dirs]))
-  runs = []
+  runs, unreadable = [], []
   for path in paths:
     name = str(path.relative_to(base)) if path != base else path.name
-    events = []
-    metrics = path / "metrics.jsonl"
-    if metrics.exists():
-      for line in metrics.read_text().splitlines():
-        try:
-          events.append(json.loads(line))
-        except json.JSONDecodeError:
-          continue  # A line torn by a kill; the trainer drops it on resume.
-    runs.append(Run(name=name, path=path,
-                    config=json.loads((path / "config.json").read_text()),
-                    manifest=json.loads((path / "manifest.json").read_text()),
-                    events=events))
-  return runs
+    try:
+      runs.append(read_run(name, path))
+    except (RunDirError, FileNotFoundError) as e:
+      unreadable.append(Unreadable(name, path, str(e)))
+  if not runs:
+    raise FileNotFoundError(
+        f"no run directories{' that can be read' if unreadable else ''} "
+        f"under {', '.join(map(str, dirs))}"
+        + "".join(f"\n  {u.path}: {u.reason}" for u in unreadable))
+  return runs, unreadable
+
+
+def load_runs(dirs: Sequence[str | os.PathLike]) -> list[Run]:
+  """Every readable run under ``dirs`` (see ``load_all``)."""
+  return load_all(dirs)[0]
 
 
 def varying_fields(configs: Sequence[dict[str, Any]]) -> list[str]:
@@ -374,8 +398,13 @@ def _failed_trials(dirs: Sequence[str | os.PathLike]) -> list[str]:
   out = []
   for top in dirs:
     for path in sorted(pathlib.Path(top).rglob(sweep_lib.SWEEP_FILE)):
-      for trial in json.loads(path.read_text()).get("trials", []):
-        if trial["status"] != "finished":
+      try:
+        trials = read_json(path).get("trials", [])
+      except (RunDirError, AttributeError) as e:
+        out.append(f"{path}: unreadable ({e})")
+        continue
+      for trial in trials:
+        if trial.get("status") != "finished":
           out.append(f"{path.parent / trial['name']}: {trial['status']} "
                      f"(exit {trial.get('returncode')}; see its "
                      f"{sweep_lib.STATUS_FILE})")
@@ -416,7 +445,7 @@ def write_report(dirs: Sequence[str | os.PathLike],
   matrices and per-class accuracy (default: each run's checkpoint-selecting
   eval at its final step).
   """
-  runs = load_runs(dirs)
+  runs, unreadable = load_all(dirs)
   out = pathlib.Path(out if out is not None else dirs[0])
   fields = varying_fields([r.config for r in runs])
   columns = metric_columns(runs)
@@ -450,20 +479,25 @@ def write_report(dirs: Sequence[str | os.PathLike],
     images.append(f"![Confusion matrix of {run.name}](plots/{file})")
   missing = [r.name for r in runs if all(r is not s for s, _ in selected)]
 
-  notes = [f"- {line}" for line in _failed_trials(dirs)]
+  notes = [f"- {u.name}: not reported, unreadable: {u.reason}"
+           for u in unreadable]
+  notes += [f"- {line}" for line in _failed_trials(dirs)]
   notes += [f"- {name}: no {eval_name or 'eval'} confusion matrix"
             f"{f' at step {step}' if step is not None else ''}"
             for name in missing]
-  now = datetime.datetime.now(datetime.timezone.utc).isoformat(
-      timespec="seconds")
   markdown = (
       f"# ferjax report\n\n{len(runs)} runs under "
-      f"{', '.join(f'`{d}`' for d in dirs)}, {now}. Columns: the config "
+      f"{', '.join(f'`{d}`' for d in dirs)}, {now()}"
+      f"{f' ({len(unreadable)} unreadable: see Notes)' if unreadable else ''}"
+      ". Columns: the config "
       "fields that differ between runs; final (last logged) and best value "
       "of each evaluation's metrics.\n\n" + tables +
       ("\n## Notes\n\n" + "\n".join(notes) + "\n" if notes else "") +
       "\n## Plots\n\n" + "\n\n".join(images) + "\n")
   atomic.write_text(out / "report.md", markdown)
+  if unreadable:
+    tables += "\n## Not reported (unreadable)\n\n" + "".join(
+        f"- {u.path}: {u.reason}\n" for u in unreadable)
   return tables
 
 

@@ -1,6 +1,6 @@
 """``ferjax reproduce``: train a finished run again and compare every number.
 
-The new run is trained from the old one's resolved config.json (so an edited
+The new run is trained from the old one's resolved config (so an edited
 experiment file does not matter) on as many CPU devices as the original had.
 Every metric event is compared exactly, except images per second (a
 timing). On the same machine and versions the numbers must be identical;
@@ -22,7 +22,7 @@ import numpy as np
 
 from ferjax import atomic
 from ferjax import config as config_lib
-from ferjax.experiment import sweep as sweep_lib
+from ferjax.run_dir import RunDir
 
 RESULT_FILE = "reproduction.json"
 TIMING_FIELDS = ("images_per_second",)
@@ -53,16 +53,9 @@ class Comparison:
 
 
 def _read_run(run_dir: pathlib.Path) -> tuple[dict, dict, list[dict]]:
-  for name in ("config.json", "manifest.json"):
-    if not (run_dir / name).is_file():
-      raise FileNotFoundError(
-          f"{run_dir} is not a ferjax run directory: {name} is missing")
-  config = json.loads((run_dir / "config.json").read_text())
-  manifest = json.loads((run_dir / "manifest.json").read_text())
-  metrics = run_dir / "metrics.jsonl"
-  events = [json.loads(line) for line in metrics.read_text().splitlines()
-            if line] if metrics.exists() else []
-  return config, manifest, events
+  run = RunDir(run_dir)
+  config, _ = config_lib.upgrade(run.read_config_dict())
+  return config, run.read_manifest(), run.events()
 
 
 def _numbers(value: Any) -> list[float]:
@@ -127,11 +120,6 @@ def environment_changes(original: dict, reproduction: dict) -> list[str]:
 def _notes(original: dict, reproduction: dict) -> list[str]:
   notes = []
   sessions = original["sessions"]
-  if len(sessions) > 1:
-    steps = ", ".join(str(s.get("start_step")) for s in sessions[1:])
-    notes.append(
-        f"the original was resumed at step {steps}: the train event of a "
-        "logging window that contains a resumption averages fewer steps")
   changing = [f for f in (*_SESSION_FIELDS, "versions")
               if len({json.dumps(s.get(f), sort_keys=True)
                       for s in sessions}) > 1]
@@ -241,7 +229,7 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
   """
   run_dir, workdir = pathlib.Path(run_dir), pathlib.Path(workdir)
   _, manifest, _ = _read_run(run_dir)
-  if not sweep_lib.is_finished(run_dir):
+  if not RunDir(run_dir).is_finished():
     raise ValueError(f"{run_dir} has not finished (its manifest's last "
                      "session has no end time); reproduce a finished run")
   if workdir.exists() and any(workdir.iterdir()):
@@ -252,8 +240,8 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
     raise config_lib.ConfigError(
         f"--config.{bad[0]}: a reproduction may only change where it runs "
         f"({', '.join(config_lib.WHERE_FIELDS)}*)")
-  config = config_lib.from_json((run_dir / "config.json").read_text())
-  config = config_lib.apply_overrides(config, overrides)
+  config = config_lib.apply_overrides(RunDir(run_dir).read_config(),
+                                      overrides)
   config_lib.validate(config)
   original = manifest["sessions"][-1]
   cpu_devices = config.parallel.cpu_devices
@@ -276,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   parser = argparse.ArgumentParser(
       prog="ferjax reproduce",
-      description="Train a finished run again from its config.json into a "
+      description="Train a finished run again from its saved config into a "
       "new directory and compare every metric event. Exit status 0 when "
       "identical, 1 when not.",
       epilog="--config.input.data_dir=... (or parallel.*, input.manual_dir) "

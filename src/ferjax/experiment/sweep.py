@@ -12,15 +12,14 @@ returning its trials as override dicts, built with ``axis``, ``product`` and
 own ``ferjax train`` process in ``DIR/<its overrides>``, N at a time. The run
 directories are the sweep's state: relaunching the same command after a crash
 or ``kill -9`` skips finished trials and resumes the others from their
-checkpoints.
+checkpoints. Each trial's run directory is locked (``run_dir.RunDir.lock``)
+from the moment the sweep takes it until its ``ferjax train`` process ends,
+so a ``ferjax train`` into a trial the sweep owns is refused.
 """
 
 import argparse
 import dataclasses
-import datetime
-import fcntl
 import hashlib
-import importlib.util
 import inspect
 import itertools
 import json
@@ -36,6 +35,9 @@ from typing import Any
 
 from ferjax import atomic
 from ferjax import config as config_lib
+from ferjax import filelock
+from ferjax.run_dir import LOCK_FD_ENV, RunDir, RunDirError, read_json
+from ferjax.train.manifest import now
 
 Overrides = dict[str, Any]
 
@@ -44,8 +46,6 @@ STATUS_FILE = "trial.json"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._,=+-]")
 _MAX_NAME = 100
 _TAIL_LINES = 30
-# Fields that say where a run executes, not what it computes; the trainer
-# accepts changes to them when it resumes, and so does the sweep.
 
 
 class SweepError(Exception):
@@ -128,8 +128,16 @@ class Trial:
     return [f"{k}={format_value(v)}" for k, v in self.overrides.items()]
 
   def read_status(self) -> dict[str, Any]:
+    """The trial's record; a damaged one (named on stderr) starts afresh."""
     path = self.workdir / STATUS_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+      return {}
+    try:
+      status = read_json(path)
+    except RunDirError as e:
+      print(f"ferjax sweep: warning: {e}; rewriting it", file=sys.stderr)
+      return {}
+    return status if isinstance(status, dict) else {}
 
   def write_status(self, status: dict[str, Any]) -> None:
     atomic.write_text(self.workdir / STATUS_FILE,
@@ -138,14 +146,8 @@ class Trial:
 
 def load_sweep(spec: str) -> list[Overrides]:
   """Calls ``get_sweep(arg)`` of ``path/to/experiment.py[:arg]``."""
-  path_str, _, arg = spec.partition(":")
-  path = pathlib.Path(path_str)
-  if not path.is_file():
-    raise config_lib.ConfigError(f"config file {path_str!r} does not exist")
-  module_spec = importlib.util.spec_from_file_location(
-      f"ferjax_sweep_{path.stem}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module, arg = config_lib.load_experiment(spec)
+  path_str = spec.partition(":")[0]
   get_sweep = getattr(module, "get_sweep", None)
   if get_sweep is None:
     raise config_lib.ConfigError(
@@ -153,7 +155,7 @@ def load_sweep(spec: str) -> list[Overrides]:
         "list of override dicts")
   try:
     if inspect.signature(get_sweep).parameters:
-      trials = get_sweep(arg or None)
+      trials = get_sweep(arg)
     else:
       trials = get_sweep()
   except ValueError as e:
@@ -203,35 +205,12 @@ def plan(spec: str, common: Sequence[str],
 
 def _check_existing(trial: Trial, config: Any) -> None:
   """Refuses a run directory holding another experiment, finished or not."""
-  path = trial.workdir / "config.json"
-  if not path.exists():
-    return
-  saved = json.loads(path.read_text())
-  wanted = config.to_dict()
-  for field in ("mean", "std"):  # The trainer fills these in when None.
-    if wanted["input"].get(field) is None:
-      wanted["input"][field] = saved.get("input", {}).get(field)
-  changed = [f for f in config_lib.differing_fields(saved, wanted)
-             if not f.startswith(config_lib.WHERE_FIELDS)]
-  if changed:
-    raise config_lib.ConfigError(
-        f"{trial.workdir} holds a run of a different config (fields: "
-        f"{', '.join(changed)}): the experiment or the --config overrides "
-        "changed since it ran; use a new --workdir")
-
-
-def is_finished(run_dir: str | os.PathLike) -> bool:
-  """Whether ``ferjax train`` completed in ``run_dir`` (its manifest says so).
-
-  The trainer sets the last session's end time only after the final
-  evaluation and checkpoint, so a killed or failed run never looks finished.
-  """
-  path = pathlib.Path(run_dir) / "manifest.json"
   try:
-    sessions = json.loads(path.read_text())["sessions"]
-  except (FileNotFoundError, json.JSONDecodeError, KeyError):
-    return False
-  return bool(sessions) and sessions[-1].get("end_time") is not None
+    RunDir(trial.workdir).resumable_config(config)
+  except RunDirError as e:
+    raise config_lib.ConfigError(
+        f"{e} (the experiment or the --config overrides changed since it "
+        "ran)") from None
 
 
 def train_command(spec: str, common: Sequence[str],
@@ -240,22 +219,6 @@ def train_command(spec: str, common: Sequence[str],
   return [sys.executable, "-m", "ferjax.cli", "train", "--config", spec,
           "--workdir", str(trial.workdir),
           *(f"--config.{o}" for o in [*common, *trial.args])]
-
-
-def _now() -> str:
-  return datetime.datetime.now(datetime.timezone.utc).isoformat(
-      timespec="seconds")
-
-
-def _try_lock(path: pathlib.Path) -> int | None:
-  """An exclusive lock on ``path`` as an fd, or None if another holds it."""
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except BlockingIOError:
-    os.close(fd)
-    return None
-  return fd
 
 
 def _tail(path: pathlib.Path, offset: int) -> str:
@@ -300,7 +263,7 @@ class Runner:
   def run(self) -> dict[str, str]:
     """Runs every unfinished trial; returns each trial's final status."""
     self.workdir.mkdir(parents=True, exist_ok=True)
-    sweep_lock = _try_lock(self.workdir / ".sweep.lock")
+    sweep_lock = filelock.try_lock(self.workdir / ".sweep.lock")
     if sweep_lock is None:
       raise SweepError(f"{self.workdir} is being swept by another process; "
                        "wait for it or stop it, then relaunch")
@@ -316,7 +279,7 @@ class Runner:
     todo, orphaned = [], []
     for trial in self.trials:
       record = self.status[trial.name]
-      if is_finished(trial.workdir):
+      if RunDir(trial.workdir).is_finished():
         if record.get("status") != "finished":
           self._update(trial, status="finished")
         continue
@@ -327,8 +290,9 @@ class Runner:
         todo.append(trial)
       else:
         orphaned.append(trial)
-        print(f"{trial.name}: still running in a process of an earlier "
-              "sweep; waiting for it", flush=True)
+        print(f"{trial.name}: in use by "
+              f"{RunDir(trial.workdir).holder() or 'another process'}; "
+              "waiting for it", flush=True)
     self._write_sweep()
     done = len(self.trials) - len(todo) - len(orphaned)
     print(f"sweep {self.workdir}: {len(self.trials)} trials, {done} already "
@@ -339,10 +303,10 @@ class Runner:
       while todo or running or orphaned:
         for trial in [t for t in orphaned if self._lock(t)]:
           orphaned.remove(trial)
-          if is_finished(trial.workdir):
+          if RunDir(trial.workdir).is_finished():
             os.close(self._locks.pop(trial.name))
             done += 1
-            self._update(trial, status="finished", end_time=_now())
+            self._update(trial, status="finished", end_time=now())
             self._write_sweep()
             print(f"[{done}/{len(self.trials)}] {trial.name}: finished by "
                   "an earlier sweep's process", flush=True)
@@ -365,15 +329,15 @@ class Runner:
           r.proc.kill()
           r.proc.wait()
         self._update(r.trial, status="interrupted",
-                     returncode=r.proc.returncode, end_time=_now())
+                     returncode=r.proc.returncode, end_time=now())
       self._write_sweep()
       raise
     self._write_sweep()
     return {name: s["status"] for name, s in self.status.items()}
 
   def _lock(self, trial: Trial) -> bool:
-    """Takes the trial's lock unless a live trial process still holds it."""
-    fd = _try_lock(trial.workdir / ".trial.lock")
+    """Takes the trial's lock unless a live process still holds it."""
+    fd = RunDir(trial.workdir).try_lock()
     if fd is not None:
       self._locks[trial.name] = fd
     return fd is not None
@@ -386,7 +350,7 @@ class Runner:
                  overrides={k: format_value(v)
                             for k, v in trial.overrides.items()},
                  attempts=self.status[trial.name].get("attempts", 0) + 1,
-                 returncode=None, stderr_tail=None, start_time=_now(),
+                 returncode=None, stderr_tail=None, start_time=now(),
                  end_time=None)
     self._write_sweep()
     with open(trial.workdir / "stdout.log", "ab") as out, open(
@@ -394,16 +358,17 @@ class Runner:
       proc = subprocess.Popen(
           command, stdout=out, stderr=err,
           pass_fds=(self._locks[trial.name],),
-          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+          env={**os.environ, "PYTHONUNBUFFERED": "1",
+               LOCK_FD_ENV: str(self._locks[trial.name])})
     return _Running(trial, proc, offset, time.monotonic())
 
   def _finish(self, r: _Running, counter: str) -> None:
     trial, code = r.trial, r.proc.returncode
     os.close(self._locks.pop(trial.name))
-    ok = code == 0 and is_finished(trial.workdir)
+    ok = code == 0 and RunDir(trial.workdir).is_finished()
     tail = None if ok else _tail(trial.workdir / "stderr.log", r.stderr_offset)
     self._update(trial, status="finished" if ok else "failed",
-                 returncode=code, stderr_tail=tail, end_time=_now())
+                 returncode=code, stderr_tail=tail, end_time=now())
     self._write_sweep()
     seconds = time.monotonic() - r.started
     if ok:
@@ -425,7 +390,7 @@ class Runner:
         "config": self.spec,
         "overrides": self.common,
         "parallel": self.parallel,
-        "updated": _now(),
+        "updated": now(),
         "counts": {s: statuses.count(s) for s in sorted(set(statuses))},
         "trials": [{
             "name": t.name,
@@ -469,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   if args.dry_run:
     for trial in trials:
-      status = ("finished" if is_finished(trial.workdir) else
+      status = ("finished" if RunDir(trial.workdir).is_finished() else
                 trial.read_status().get("status", "new"))
       print(f"{status:<12} {trial.workdir}")
     return 0

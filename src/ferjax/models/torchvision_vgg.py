@@ -4,10 +4,12 @@
   ferjax train --config experiments/fer2013_vgg.py \
       --config.init_from.workdir=runs/imagenet_vgg16_bn ...
 
-The output is a minimal run directory -- ``config.json``, ``manifest.json``
-and one checkpoint (step 0) of ``params`` and ``batch_stats`` -- so that
-``config.init_from`` and ``ferjax predict`` read it through the same code as
-a trained run. Its dataset is ImageNet (1000 placeholder class names, 224x224
+The output is a minimal run directory, written by
+``ferjax.run_dir.write_imported`` (the function every converter calls): a
+config, a manifest recording the source file, and one checkpoint (step 0) of
+``params`` and ``batch_stats``, so that ``config.init_from`` and
+``ferjax predict`` read it through the same code as a trained run. This
+module only maps weights. Its dataset is ImageNet (1000 placeholder class names, 224x224
 RGB, ImageNet's mean and std); there is no ImageNet builder, so it cannot be
 trained further or evaluated with ``ferjax eval``.
 
@@ -17,14 +19,10 @@ state dict is refused with the key that does not fit.
 """
 
 import argparse
-import hashlib
-import json
 import os
 import pathlib
 import pickle
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -32,11 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ferjax import atomic
 from ferjax import config as config_lib
+from ferjax import run_dir
 from ferjax.models import create_model
-from ferjax.train import checkpoint as checkpoint_lib
-from ferjax.train import manifest as manifest_lib
 
 IMAGE_SIZE = (224, 224)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -202,14 +198,6 @@ def to_variables(state: Mapping[str, np.ndarray],
   return name, variables, num_classes
 
 
-def _sha256(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  with path.open("rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def convert(pth: str | os.PathLike, out: str | os.PathLike,
             *, argv: Sequence[str] | None = None) -> pathlib.Path:
   """Writes the run directory ``out`` for the torchvision VGG file ``pth``.
@@ -236,42 +224,12 @@ def convert(pth: str | os.PathLike, out: str | os.PathLike,
   if width != 4096:
     config.model.kwargs.classifier_width = width
   prefix = "imagenet" if num_classes == 1000 else "class"
-  session = manifest_lib.session_record(
-      list(argv) if argv is not None else ["ferjax", *sys.argv[1:]], 0)
-  session.update(end_time=session["start_time"], end_step=0)
-  manifest = {
-      "dataset": {
-          "name": "imagenet", "version": None, "builder_config": None,
-          "class_names": [f"{prefix}_{i:03d}" for i in range(num_classes)],
-          "image_shape": [*IMAGE_SIZE, 3], "split_sizes": {},
-          "data_dir": None},
-      "converted_from": {"format": "torchvision", "model": name,
-                         "path": str(pth.absolute()), "sha256": _sha256(pth),
-                         "bytes": pth.stat().st_size},
-      "sessions": [session]}
-
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.",
-                                      suffix=".tmp"))
-  try:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename.
-    atomic.write_text(tmp / "config.json", config_lib.to_json(config) + "\n")
-    atomic.write_text(tmp / "manifest.json", json.dumps(manifest, indent=2) +
-                      "\n")
-    ckpt = checkpoint_lib.Checkpoints(
-        tmp / "checkpoints", keep=1,
-        best_metric=config.checkpoint.best_metric,
-        best_mode=config.checkpoint.best_mode)
-    ckpt.save(0, variables)
-    ckpt.wait()
-    ckpt.close()
-    os.rename(tmp, out)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  return out
+  return run_dir.write_imported(
+      out, config, variables,
+      class_names=[f"{prefix}_{i:03d}" for i in range(num_classes)],
+      image_shape=(*IMAGE_SIZE, 3),
+      source_file=pth, source={"format": "torchvision", "model": name},
+      argv=list(argv) if argv is not None else ["ferjax", *sys.argv[1:]])
 
 
 def main(argv: Sequence[str]) -> int:

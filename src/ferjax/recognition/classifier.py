@@ -60,31 +60,19 @@ def load_classifier(workdir: str, checkpoint: str = "best") -> Classifier:
 
   Class names, the stored image format and the normalisation all come from
   the run's own records, so inference preprocesses exactly as evaluation did.
+  Reads the run directory and the checkpoint only: no dataset, no optimizer.
   """
-  import json
-  import pathlib
-
   from ferjax.models import create_model
-  from ferjax.train import checkpoint as checkpoint_lib
-  from ferjax.train import evaluate
+  from ferjax.run_dir import RunDir
 
-  config = evaluate.load_run_config(workdir)
-  manifest_path = pathlib.Path(workdir) / "manifest.json"
-  if not manifest_path.is_file():
-    raise FileNotFoundError(f"{workdir}: {manifest_path} does not exist")
-  dataset = json.loads(manifest_path.read_text())["dataset"]
-  ckpt_dir = pathlib.Path(workdir) / "checkpoints"
-  if not ckpt_dir.is_dir():
-    raise FileNotFoundError(f"{workdir} holds no checkpoints ({ckpt_dir})")
-  ckpt = checkpoint_lib.Checkpoints(
-      ckpt_dir, best_metric=config.checkpoint.best_metric,
-      best_mode=config.checkpoint.best_mode, read_only=True)
-  step = evaluate.select_step(ckpt, checkpoint, workdir)
-  variables = ckpt.restore_variables(step)
+  run = RunDir(workdir)
+  config = run.read_config()
+  dataset = run.read_manifest()["dataset"]
+  with run.checkpoints(config) as ckpt:
+    variables = ckpt.restore_variables(run.resolve_step(ckpt, checkpoint))
   model = create_model(
       config.model.name, num_classes=len(dataset["class_names"]),
-      dtype=jnp.dtype(config.model.dtype),
-      **dict(config.model.get("kwargs") or {}))
+      dtype=jnp.dtype(config.model.dtype), **dict(config.model.kwargs or {}))
   return classifier_from_model(
       model, variables, class_names=dataset["class_names"],
       crop_shape=dataset["image_shape"], image_size=config.input.image_size,

@@ -2,16 +2,98 @@
 
 Orbax writes each step to a temporary directory and renames it when
 complete, so a ``kill -9`` during a save leaves the previous checkpoints
-intact and the half-written one invisible.
+intact and the half-written one invisible. What Orbax does not see is a
+checkpoint damaged later (a flipped bit, a truncated copy): restoring it can
+give silently wrong numbers. So the SHA-256 of every file of every step is
+recorded once its save completes (``checksums.json``) and verified before
+a restore; a damaged step is refused with the file that does not match.
+Runs saved before checksums existed restore unverified.
 """
 
+import hashlib
+import json
 import pathlib
+import shutil
+import sys
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
+
+from ferjax import atomic
+
+_CHECKSUMS = "checksums.json"
+
+
+class CorruptCheckpoint(ValueError):
+  """A saved step whose files do not match their checksums or cannot be read."""
+
+
+def sha256(path: pathlib.Path) -> str:
+  """The SHA-256 of a file, read in blocks (checkpoints can be large)."""
+  digest = hashlib.sha256()
+  with path.open("rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _file_hashes(step_dir: pathlib.Path) -> dict[str, str]:
+  return {str(p.relative_to(step_dir)): sha256(p)
+          for p in sorted(step_dir.rglob("*")) if p.is_file()}
+
+
+_JSON_FILES = ("_CHECKPOINT_METADATA", "_METADATA", "_sharding", "metrics")
+
+
+def _damaged_json(step_dir: pathlib.Path) -> CorruptCheckpoint | None:
+  """The error for the first of Orbax's JSON files in a step that is damaged.
+
+  Checked before Orbax reads a step without checksums: Orbax's own errors
+  for these do not name the file, and a failed read can leave its
+  background threads to print tracebacks at exit.
+  """
+  for path in sorted(step_dir.rglob("*")):
+    if path.is_file() and (path.name in _JSON_FILES or
+                           path.parent.name == "array_metadatas"):
+      try:
+        json.loads(path.read_bytes())
+      except (json.JSONDecodeError, UnicodeDecodeError):
+        return CorruptCheckpoint(
+            f"checkpoint {step_dir}: {path.relative_to(step_dir)} is not "
+            "valid JSON (the file is damaged)")
+  return None
+
+
+def _quiet_late_reads() -> None:
+  """Drops the 'Event loop is closed' reports that follow a failed restore.
+
+  When one read of a damaged step fails, Orbax's event loop closes while the
+  step's other tensorstore reads are in flight; each reports the closed loop
+  through ``sys.unraisablehook`` as it completes, after the real error was
+  raised. Everything else still reaches the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "ferjax_quiet", False):
+    return
+
+  def hook(unraisable: Any) -> None:
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and
+            str(error) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.ferjax_quiet = True
+  sys.unraisablehook = hook
+
+
+def _unreadable(step_dir: pathlib.Path, error: Exception) -> CorruptCheckpoint:
+  _quiet_late_reads()
+  first = str(error).splitlines()[0] if str(error) else ""
+  return CorruptCheckpoint(f"checkpoint {step_dir} cannot be read "
+                           f"({type(error).__name__}: {first})")
 
 
 class Checkpoints:
@@ -20,11 +102,13 @@ class Checkpoints:
   def __init__(self, directory: str | pathlib.Path, *, keep: int = 2,
                best_metric: str | None = None, best_mode: str = "max",
                read_only: bool = False):
+    self.directory = pathlib.Path(directory).absolute()
     self.best_metric = best_metric
     self._best_mode = best_mode
+    self._read_only = read_only
     worst = float("-inf") if best_mode == "max" else float("inf")
 
-    def score(metrics: dict[str, float]) -> float:
+    def score(metrics: dict[str, Any]) -> float:
       # Mid-epoch checkpoints carry no eval metric: they rank last.
       return metrics.get(best_metric, worst)
 
@@ -33,7 +117,7 @@ class Checkpoints:
       policies.append(checkpoint_managers.BestN(
           get_metric_fn=score, reverse=best_mode == "min", n=1))
     self._manager = ocp.CheckpointManager(
-        pathlib.Path(directory).absolute(),
+        self.directory,
         options=ocp.CheckpointManagerOptions(
             preservation_policy=checkpoint_managers.AnyPreservationPolicy(
                 policies),
@@ -44,18 +128,31 @@ class Checkpoints:
             enable_async_checkpointing=True),
         item_handlers=ocp.StandardCheckpointHandler())
 
+  def __enter__(self) -> "Checkpoints":
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    self.close()
+
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def metrics(self, step: int) -> dict[str, Any]:
+    """What was saved with ``step`` (eval scalars, the train window)."""
+    try:
+      return dict(self._manager.metrics(step) or {})
+    except (ValueError, OSError, TypeError):
+      return {}
+
   def best_step(self) -> int | None:
     """The step with the best ``best_metric``; the latest if none has one."""
     scored = []
     for step in self._manager.all_steps():
-      metrics = self._manager.metrics(step)
-      if metrics and self.best_metric in metrics:
+      metrics = self.metrics(step)
+      if self.best_metric in metrics:
         scored.append((float(metrics[self.best_metric]), step))
     if not scored:
       return self.latest_step()
@@ -63,34 +160,112 @@ class Checkpoints:
     return max(scored, key=lambda t: (sign * t[0], -t[1]))[1]
 
   def save(self, step: int, state: Any,
-           metrics: dict[str, float] | None = None) -> None:
-    """Saves asynchronously; training goes on while Orbax writes."""
+           metrics: dict[str, Any] | None = None) -> None:
+    """Saves asynchronously; training goes on while Orbax writes.
+
+    The previous save's checksums are recorded first (it has normally long
+    finished by then).
+    """
+    self._record_checksums()
     self._manager.save(step, args=ocp.args.StandardSave(state),
                        metrics=dict(metrics or {}), force=True)
+
+  def _checksums_path(self) -> pathlib.Path:
+    return self.directory / _CHECKSUMS
+
+  def _read_checksums(self) -> dict[str, dict[str, str]] | None:
+    """Recorded checksums by step; None for a run saved before them."""
+    path = self._checksums_path()
+    if not path.exists():
+      return None
+    try:
+      recorded = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      raise CorruptCheckpoint(
+          f"{path}: not valid JSON ({e}); the checkpoints cannot be "
+          "verified") from None
+    return recorded if isinstance(recorded, dict) else {}
+
+  def _record_checksums(self) -> None:
+    """Hashes every completed step not hashed yet; drops deleted steps."""
+    if self._read_only:
+      return
+    self._manager.wait_until_finished()
+    if jax.process_index():
+      return
+    recorded = self._read_checksums() or {}
+    steps = {str(s) for s in self._manager.all_steps()}
+    updated = {s: h for s, h in recorded.items() if s in steps}
+    for step in steps - updated.keys():
+      updated[step] = _file_hashes(self.directory / step)
+    if updated != recorded or not self._checksums_path().exists():
+      atomic.write_text(self._checksums_path(),
+                        json.dumps(updated, indent=1, sort_keys=True) + "\n")
+
+  def verify(self, step: int) -> None:
+    """Raises CorruptCheckpoint if a file of ``step`` changed since saved."""
+    step_dir = self.directory / str(step)
+    recorded = (self._read_checksums() or {}).get(str(step))
+    if recorded is None:
+      # Saved before checksums existed, or killed before recording them.
+      damaged = _damaged_json(step_dir)
+      if damaged is not None:
+        raise damaged
+      return
+    actual = _file_hashes(step_dir)
+    for name, digest in recorded.items():
+      if name not in actual:
+        raise CorruptCheckpoint(f"checkpoint {step_dir}: {name} is missing")
+      if actual[name] != digest:
+        raise CorruptCheckpoint(
+            f"checkpoint {step_dir}: {name} does not match the checksum "
+            "recorded when it was saved (the file is damaged)")
+
+  def _restore(self, step: int, template: Any) -> Any:
+    self.verify(step)
+    try:
+      return self._manager.restore(
+          step, args=ocp.args.StandardRestore(template))
+    except Exception as e:  # Orbax raises many types for unreadable files.
+      raise _unreadable(self.directory / str(step), e) from None
 
   def restore(self, step: int, template: Any) -> Any:
     """Restores ``step`` as host numpy arrays shaped like ``template``."""
     abstract = jax.tree.map(
         lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), template)
-    restored = self._manager.restore(
-        step, args=ocp.args.StandardRestore(abstract))
-    return jax.device_get(restored)
+    return jax.device_get(self._restore(step, abstract))
 
   def restore_variables(self, step: int) -> dict[str, Any]:
     """Just the model variables of ``step``, without building a TrainState.
 
     Inference needs no optimizer; the saved tree is read back as plain dicts.
     """
-    metadata = self._manager.item_metadata(step)
+    self.verify(step)
+    try:
+      metadata = self._manager.item_metadata(step)
+    except Exception as e:  # A damaged _METADATA, in any of Orbax's ways.
+      raise _unreadable(self.directory / str(step), e) from None
     template = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype),
                             dict(metadata))
-    restored = self._manager.restore(
-        step, args=ocp.args.StandardRestore(template))
+    restored = self._restore(step, template)
     return {"params": restored["params"],
             "batch_stats": restored.get("batch_stats") or {}}
 
+  def set_aside(self, step: int, where: pathlib.Path) -> pathlib.Path:
+    """Moves a damaged step out of the checkpoints (kept for inspection)."""
+    where.mkdir(parents=True, exist_ok=True)
+    target = where / str(step)
+    for i in range(2, 1000):
+      if not target.exists():
+        break
+      target = where / f"{step}.{i}"
+    shutil.move(str(self.directory / str(step)), target)
+    self._manager.reload()
+    return target
+
   def wait(self) -> None:
     self._manager.wait_until_finished()
+    self._record_checksums()
 
   def close(self) -> None:
     self._manager.close()

@@ -2,9 +2,12 @@
 
 CK+ has no official split; results are reported over subject-grouped folds
 (``input.protocol = 'kfold'``). Each fold trains in ``WORKDIR/fold_<i>``, so
-an interrupted cross-validation resumes fold by fold like any run.
+an interrupted cross-validation resumes fold by fold like any run. The
+cross-validation directory is locked for its whole life (each fold's run
+directory too, by the trainer), so a second crossval there is refused.
 """
 
+import contextlib
 import json
 import pathlib
 from typing import Any
@@ -14,16 +17,16 @@ import ml_collections
 import numpy as np
 
 from ferjax import atomic
+from ferjax.run_dir import RunDir
 from ferjax.train import loop
-
-_METRICS = ("accuracy", "macro_f1")
+from ferjax.train import metrics
 
 
 def aggregate(per_fold: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
   """Mean and sample std (ddof=1) over folds of each eval's metrics."""
   summary: dict[str, Any] = {}
   for name in per_fold[0]:
-    for metric in _METRICS:
+    for metric in metrics.HEADLINE:
       values = np.array([fold[name][metric] for fold in per_fold])
       summary[f"{name}/{metric}"] = {
           "mean": float(values.mean()),
@@ -38,15 +41,18 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
   if config.input.get("protocol") != "kfold":
     raise ValueError("config.input.protocol: cross-validation needs 'kfold', "
                      f"got {config.input.get('protocol')!r}")
-  per_fold = []
-  for fold in range(config.input.folds):
-    fold_config = ml_collections.ConfigDict(config.to_dict())
-    fold_config.input.fold = fold
-    results = loop.train_and_evaluate(
-        fold_config, str(pathlib.Path(workdir) / f"fold_{fold}"), argv=argv)
-    per_fold.append(results)
-  summary = {"folds": config.input.folds, "metrics": aggregate(per_fold)}
-  if jax.process_index() == 0:
-    atomic.write_text(pathlib.Path(workdir) / "crossval.json",
-                      json.dumps(summary, indent=2) + "\n")
+  is_chief = jax.process_index() == 0
+  with (RunDir(workdir).lock(argv) if is_chief
+        else contextlib.nullcontext()):
+    per_fold = []
+    for fold in range(config.input.folds):
+      fold_config = ml_collections.ConfigDict(config.to_dict())
+      fold_config.input.fold = fold
+      results = loop.train_and_evaluate(
+          fold_config, str(pathlib.Path(workdir) / f"fold_{fold}"), argv=argv)
+      per_fold.append(results)
+    summary = {"folds": config.input.folds, "metrics": aggregate(per_fold)}
+    if is_chief:
+      atomic.write_text(pathlib.Path(workdir) / "crossval.json",
+                        json.dumps(summary, indent=2) + "\n")
   return summary

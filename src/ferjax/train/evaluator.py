@@ -9,10 +9,10 @@ import ml_collections
 import numpy as np
 
 from ferjax.data import loading
+from ferjax.train import losses
 from ferjax.train import metrics as metrics_lib
 from ferjax.train import steps
 from ferjax.train.parallel import Parallel
-from ferjax.train.state import TrainState
 
 
 def ten_crop_fn(crop_size: tuple[int, int]) -> steps.TenCropFn:
@@ -26,7 +26,8 @@ class Evaluator:
   def __init__(self, name: str, split: loading.Split, *,
                eval_config: ml_collections.ConfigDict, batch_size: int,
                parallel: Parallel, model: flax.linen.Module,
-               inputs: steps.InputSpec, class_names: tuple[str, ...]):
+               inputs: steps.InputSpec, class_names: tuple[str, ...],
+               loss: losses.LossSpec):
     self.name = name
     self.class_names = class_names
     n = len(split)
@@ -42,13 +43,14 @@ class Evaluator:
     spec = steps.EvalSpec(
         num_examples=n, num_batches=num_batches, per_device_batch=per_device,
         num_devices=parallel.num_devices, num_classes=len(class_names),
-        inputs=inputs)
+        inputs=inputs, loss=loss)
     tta = eval_config.get("tta", "none")
     ten_crop = (ten_crop_fn(eval_config.crop_size) if tta == "ten_crop"
                 else None)
     self._fn = parallel.map(functools.partial(
         steps.eval_split, model=model, spec=spec, ten_crop=ten_crop))
 
-  def __call__(self, state: TrainState) -> dict[str, Any]:
-    totals = self._parallel.unreplicate(self._fn(state, self._data))
+  def __call__(self, variables: dict[str, Any]) -> dict[str, Any]:
+    """Metrics of the model ``variables`` (params, batch_stats), replicated."""
+    totals = self._parallel.unreplicate(self._fn(variables, self._data))
     return metrics_lib.summarize(totals, self.class_names)

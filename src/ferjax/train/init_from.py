@@ -13,7 +13,6 @@ a hidden layer exactly ``num_classes`` wide, and the manifest lists every
 re-initialised path.)
 """
 
-import json
 import pathlib
 from typing import Any
 
@@ -22,7 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ferjax import config as config_lib
+from ferjax.run_dir import RunDir
 from ferjax.train import checkpoint as checkpoint_lib
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import state as state_lib
@@ -59,23 +58,14 @@ def _layer(name: str) -> str:
 def _source_step(workdir: pathlib.Path, which: str | int) -> tuple[
     checkpoint_lib.Checkpoints, int]:
   """Opens the source run's checkpoints and resolves ``which`` in them."""
-  # evaluate imports loop, which imports this module: import it lazily.
-  from ferjax.train import evaluate  # pylint: disable=g-import-not-at-top
-  config_path = workdir / "config.json"
-  if not config_path.is_file():
-    raise FileNotFoundError(
-        f"config.init_from.workdir: {workdir} is not a ferjax run directory "
-        f"({config_path} does not exist)")
-  source = config_lib.from_json(config_path.read_text())
-  if not (workdir / "checkpoints").is_dir():
-    raise FileNotFoundError(
-        f"config.init_from.workdir: {workdir} holds no checkpoints directory")
-  ckpt = checkpoint_lib.Checkpoints(
-      workdir / "checkpoints", read_only=True,
-      best_metric=source.checkpoint.best_metric,
-      best_mode=source.checkpoint.best_mode)
+  run = RunDir(workdir)
   try:
-    step = evaluate.select_step(ckpt, str(which), workdir)
+    source = run.read_config()
+    ckpt = run.checkpoints(source)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"config.init_from.workdir: {e}") from None
+  try:
+    step = run.resolve_step(ckpt, which)
   except FileNotFoundError as e:
     ckpt.close()
     raise FileNotFoundError(f"config.init_from.checkpoint={which!r}: {e}") from e
@@ -83,12 +73,13 @@ def _source_step(workdir: pathlib.Path, which: str | int) -> tuple[
 
 
 def _source_class_names(workdir: pathlib.Path) -> list[str]:
-  path = workdir / "manifest.json"
-  if not path.is_file():
+  try:
+    manifest = RunDir(workdir).read_manifest()
+  except FileNotFoundError as e:
     raise FileNotFoundError(
-        f"config.init_from.workdir: {path} does not exist; the source run's "
-        "class names are needed to decide whether to keep its classifier")
-  return list(json.loads(path.read_text())["dataset"]["class_names"])
+        f"config.init_from.workdir: {e}; the source run's class names are "
+        "needed to decide whether to keep its classifier") from None
+  return list(manifest["dataset"]["class_names"])
 
 
 def load(state: state_lib.TrainState, *, init_from: ml_collections.ConfigDict,

@@ -1,196 +1,41 @@
 """The imperative shell: data on devices, the step loop, evals, checkpoints.
 
-Everything numeric happens in the pure functions of ``steps``; this module
-decides when to call them and where the results go.
+Everything numeric happens in the pure functions of ``steps`` and
+``losses``; ``setup`` builds them from the config, ``run_dir`` owns what the
+run leaves on disk; this module decides when to call them and where the
+results go.
 """
 
-import functools
-import json
+import contextlib
 import logging
-import pathlib
 import sys
 import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ferjax import atomic
 from ferjax import config as config_lib
-from ferjax.data import loading
-from ferjax.data import preprocess
-from ferjax.models import create_model
+from ferjax.run_dir import RunDir
 from ferjax.train import checkpoint as checkpoint_lib
 from ferjax.train import init_from as init_from_lib
-from ferjax.train import input_pipeline
-from ferjax.train import manifest as manifest_lib
 from ferjax.train import optimizer as optimizer_lib
-from ferjax.train import state as state_lib
-from ferjax.train import steps
-from ferjax.train.evaluator import Evaluator
-from ferjax.train.metric_writer import MetricWriter
-from ferjax.train.parallel import AXIS, Parallel
+from ferjax.train import setup as setup_lib
+from ferjax.train.parallel import Parallel
 from ferjax.train.progress import Progress
 
 log = logging.getLogger("ferjax")
 
-
-class RunSetup:
-  """Data, model, optimizer and compiled steps for one resolved config."""
-
-  def __init__(self, config: ml_collections.ConfigDict, parallel: Parallel):
-    inp = config.input
-    builder = loading.prepared_builder(
-        inp.dataset, data_dir=inp.data_dir, manual_dir=inp.manual_dir,
-        builder_config=inp.builder_config)
-    self.info = loading.dataset_info(builder)
-    self.class_names = self.info.class_names
-    self.streaming = _streams(builder, inp)
-    names = {ev.split for ev in config.evals.values()}
-    if not self.streaming:
-      names.add(inp.train_split)
-    parts = loading.load_partitions(builder, inp, names)
-    self.eval_splits = {name: parts[ev.split]
-                        for name, ev in config.evals.items()}
-    if self.streaming:
-      self._train_source = builder.as_data_source(split=inp.train_split)
-      self.num_train = len(self._train_source)
-      train_chunks = loading.chunks(self._train_source)
-    else:
-      self.train = parts[inp.train_split]
-      self.num_train = len(self.train)
-      train_chunks = loading.chunks(self.train)
-    self.class_counts = None
-    if (inp.mean is None or inp.std is None or
-        config.loss.class_weights == "balanced"):
-      counts = np.zeros(len(self.class_names), np.int64)
-
-      def images():
-        for chunk in train_chunks:
-          counts[:] += np.bincount(chunk.labels, minlength=len(counts))
-          yield chunk.images
-
-      mean, std = preprocess.channel_stats(images())
-      self.class_counts = counts
-      if inp.mean is None or inp.std is None:
-        inp.mean, inp.std = tuple(mean), tuple(std)
-    self.config = config
-    self.parallel = parallel
-    self.inputs = steps.InputSpec(
-        image_size=tuple(inp.image_size), channels=inp.channels,
-        mean=tuple(inp.mean), std=tuple(inp.std))
-    self.input_shape = (*inp.image_size, inp.channels)
-
-    n = parallel.num_devices
-    if config.batch_size % n:
-      raise ValueError(
-          f"config.batch_size={config.batch_size} does not divide evenly over "
-          f"{n} devices; use a multiple of {n}")
-    self.steps_per_epoch = self.num_train // config.batch_size
-    if not self.steps_per_epoch:
-      raise ValueError(
-          f"config.batch_size={config.batch_size} exceeds the "
-          f"{self.num_train} training examples")
-    self.total_steps = self.steps_per_epoch * config.num_epochs
-
-    model_kwargs = {"dtype": jnp.dtype(config.model.dtype)}
-    model_kwargs.update(dict(config.model.get("kwargs") or {}))
-    num_classes = len(self.class_names)
-    self.init_model = create_model(config.model.name, num_classes=num_classes,
-                                   **model_kwargs)
-    self.model = create_model(config.model.name, num_classes=num_classes,
-                              bn_axis_name=AXIS, **model_kwargs)
-    self.schedule = optimizer_lib.learning_rate_schedule(
-        config.optimizer, steps_per_epoch=self.steps_per_epoch,
-        total_steps=self.total_steps)
-    self.tx = optimizer_lib.make_optimizer(config.optimizer, self.schedule)
-
-    class_weights = self._class_weights(config.loss.class_weights)
-    spec = steps.TrainSpec(
-        global_batch=config.batch_size,
-        per_device_batch=config.batch_size // n,
-        steps_per_epoch=self.steps_per_epoch, num_classes=num_classes,
-        inputs=self.inputs, label_smoothing=config.loss.label_smoothing,
-        aux_weight=config.loss.aux_weight, class_weights=class_weights,
-        streaming=self.streaming,
-        frozen_statistics=(tuple(config.optimizer.frozen or ())
-                           if config.optimizer.get("freeze_batch_stats", True)
-                           else ()))
-    self.train_step = parallel.map(functools.partial(
-        steps.train_step, model=self.model, tx=self.tx,
-        schedule=self.schedule, spec=spec, augment=self._augment_fn()),
-        donate_argnums=(0,), sharded_argnums=(1,) if self.streaming else ())
-    self.evaluators = {
-        name: Evaluator(name, self.eval_splits[name], eval_config=ev,
-                        batch_size=ev.get("batch_size", config.batch_size),
-                        parallel=parallel, model=self.model,
-                        inputs=self.inputs, class_names=self.class_names)
-        for name, ev in config.evals.items()}
-
-  def _class_weights(self, setting: Any) -> tuple[float, ...] | None:
-    if setting is None:
-      return None
-    k = len(self.class_names)
-    if setting == "balanced":
-      weights = self.num_train / (k * np.maximum(self.class_counts, 1))
-      return tuple(float(w) for w in weights)
-    if len(setting) != k:
-      raise ValueError(f"config.loss.class_weights: expected {k} weights "
-                       f"({', '.join(self.class_names)}), got {len(setting)}")
-    return tuple(float(w) for w in setting)
-
-  def _augment_fn(self) -> steps.AugmentFn | None:
-    cfg = self.config.input.get("augment")
-    if not cfg:
-      return None
-    from ferjax.data import augment
-    return functools.partial(augment.augment, cfg=cfg)
-
-  def batches(self) -> (input_pipeline.InMemoryBatches |
-                        input_pipeline.StreamingBatches):
-    """The training input, in memory or streamed."""
-    if self.streaming:
-      return input_pipeline.StreamingBatches(
-          self._train_source, seed=self.config.seed,
-          steps_per_epoch=self.steps_per_epoch,
-          batch_size=self.config.batch_size, parallel=self.parallel)
-    return input_pipeline.InMemoryBatches(
-        self.train, seed=self.config.seed,
-        steps_per_epoch=self.steps_per_epoch, parallel=self.parallel)
-
-  def init_state(self) -> state_lib.TrainState:
-    return state_lib.create(model=self.init_model, tx=self.tx,
-                            input_shape=self.input_shape,
-                            seed=self.config.seed)
+# Saved with each checkpoint: the train metrics of the logging window so
+# far, so that a resumed run logs the same window averages as an
+# uninterrupted one.
+_WINDOW = "train_window"
 
 
-def _streams(builder: Any, inp: ml_collections.ConfigDict) -> bool:
-  """Whether the train split is streamed rather than held on the devices."""
-  pipeline = inp.get("pipeline", "memory")
-  if pipeline == "auto":
-    n = builder.info.splits[inp.train_split].num_examples
-    size = n * int(np.prod(builder.info.features["image"].shape))
-    pipeline = "stream" if size > inp.memory_limit_mb * 2**20 else "memory"
-  if pipeline == "stream" and inp.get("protocol", "official") != "official":
-    raise ValueError("config.input.pipeline='stream' reads official splits; "
-                     f"protocol {inp.protocol!r} needs pipeline='memory'")
-  return pipeline == "stream"
-
-
-def _check_resume_config(path: pathlib.Path,
-                         config: ml_collections.ConfigDict) -> None:
-  """Refuses to resume a run directory with a different experiment in it."""
-  if not path.exists():
-    return
-  saved = json.loads(path.read_text())
-  differing = [f for f in config_lib.differing_fields(saved, config.to_dict())
-               if not f.startswith(config_lib.WHERE_FIELDS)]
-  if differing:
-    raise ValueError(
-        f"{path.parent} already holds a run with a different config "
-        f"(fields: {', '.join(differing)}); use a new --workdir")
+def variables(state: Any) -> dict[str, Any]:
+  """The model variables of a train state: what evaluation needs."""
+  return {"params": state.params, "batch_stats": state.batch_stats}
 
 
 def _plateau_value(config: ml_collections.ConfigDict,
@@ -206,85 +51,142 @@ def _scalar_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
           for k, v in r.items() if isinstance(v, (int, float))}
 
 
+def _restore_newest_intact(run: RunDir, ckpt: checkpoint_lib.Checkpoints,
+                           template: Any) -> tuple[int, Any]:
+  """The newest checkpoint that verifies; damaged ones are set aside.
+
+  Returns (0, template) when none is left.
+  """
+  for step in sorted(ckpt.all_steps(), reverse=True):
+    try:
+      return step, ckpt.restore(step, template)
+    except checkpoint_lib.CorruptCheckpoint as e:
+      moved = ckpt.set_aside(step, run.path / "corrupt_checkpoints")
+      log.warning("%s; moved to %s, resuming from an earlier checkpoint",
+                  e, moved)
+  return 0, template
+
+
+def _window(ckpt: checkpoint_lib.Checkpoints, step: int) -> list[dict]:
+  """The train metrics saved with ``step`` since its last train event."""
+  saved = ckpt.metrics(step).get(_WINDOW) or {}
+  n = len(next(iter(saved.values()), []))
+  return [{k: np.float32(v[i]) for k, v in saved.items()} for i in range(n)]
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        *, argv: list[str] | None = None) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint).
 
-  Returns the final evaluation results by eval name.
+  Returns the final evaluation results by eval name. The chief process
+  holds the run directory's lock throughout: a second writer is refused.
   """
   config_lib.validate(config)
-  config = ml_collections.ConfigDict(config)
-  workdir_path = pathlib.Path(workdir)
-  parallel = Parallel.from_config(config.parallel)
-  setup = RunSetup(config, parallel)
-  config = setup.config
+  run = RunDir(workdir)
+  argv = argv if argv is not None else sys.argv
   is_chief = jax.process_index() == 0
+  with run.lock(argv) if is_chief else contextlib.nullcontext():
+    legacy = run.legacy_fields()
+    config = run.resumable_config(config)
+    parallel = Parallel.from_config(config.parallel)
+    training = setup_lib.training(config, parallel)
+    if is_chief:
+      run.write_config(training.config)
+    with run.checkpoints(training.config, read_only=False) as ckpt:
+      return _train(training, run, ckpt, argv=argv, legacy=legacy,
+                    is_chief=is_chief)
 
-  config_path = workdir_path / "config.json"
-  _check_resume_config(config_path, config)
-  if is_chief:
-    atomic.write_text(config_path, config_lib.to_json(config) + "\n")
 
-  ckpt = checkpoint_lib.Checkpoints(
-      workdir_path / "checkpoints", keep=config.checkpoint.keep,
-      best_metric=config.checkpoint.best_metric,
-      best_mode=config.checkpoint.best_mode)
-  host_state = setup.init_state()
-  start_step = ckpt.latest_step() or 0
+def _train(training: setup_lib.Training, run: RunDir,
+           ckpt: checkpoint_lib.Checkpoints, *, argv: list[str],
+           legacy: dict[str, Any], is_chief: bool) -> dict[str, Any]:
+  config, parallel = training.config, training.parallel
+  host_state = training.init_state()
+  start_step, host_state = _restore_newest_intact(run, ckpt, host_state)
   init_record = None
+  pending = []
   if start_step:
     # A resumed run continues its own state, never the source's again.
-    host_state = ckpt.restore(start_step, host_state)
     log.info("resumed from step %d", start_step)
-  elif config.get("init_from") and config.init_from.get("workdir"):
+    pending = _window(ckpt, start_step)
+  elif config.init_from.workdir:
     host_state, init_record = init_from_lib.load(
         host_state, init_from=config.init_from,
-        class_names=setup.class_names, tx=setup.tx)
+        class_names=training.class_names, tx=training.tx)
     log.info("initialised from %s step %d: %d variables loaded, %d skipped",
              init_record["workdir"], init_record["step"],
              init_record["loaded"], len(init_record["skipped"]))
   state = parallel.replicate(host_state)
 
-  writer = MetricWriter(workdir_path, enabled=is_chief)
+  writer = run.metric_writer(enabled=is_chief)
   writer.truncate_after(start_step)
-  manifest_path = workdir_path / "manifest.json"
-  manifest = manifest_lib.start(
-      manifest_path, argv=argv if argv is not None else sys.argv,
-      start_step=start_step, seed=config.seed,
-      dataset={**setup.info.__dict__,
-               "pipeline": "stream" if setup.streaming else "memory",
+  data = training.data
+  manifest = run.start_session(
+      argv=argv, start_step=start_step, seed=config.seed,
+      dataset={**data.info.__dict__,
+               "pipeline": "stream" if data.streaming else "memory",
                "split_sizes_used": {
-                   "train": setup.num_train,
-                   **{n: len(s) for n, s in setup.eval_splits.items()}}},
-      init_from=init_record) if is_chief else None
+                   "train": data.num_train,
+                   **{n: len(s) for n, s in data.eval_splits.items()}}},
+      init_from=init_record, legacy=legacy) if is_chief else None
+  step = start_step
+  try:
+    results = _steps(training, ckpt, writer, state, start_step, pending,
+                     is_chief)
+    step = training.total_steps
+  except BaseException as e:
+    writer.close()
+    if is_chief:
+      run.finish_session(manifest, end_step=ckpt.latest_step() or 0,
+                         error=f"{type(e).__name__}: {e}")
+    raise
+  writer.close()
+  if is_chief:
+    run.finish_session(manifest, end_step=step)
+  return results
 
-  spe = setup.steps_per_epoch
-  progress = Progress(setup.total_steps, start_step, config.batch_size,
+
+def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
+           writer: Any, state: Any, start_step: int, pending: list[dict],
+           is_chief: bool) -> dict[str, Any]:
+  """The step loop from ``start_step``; returns the final evaluation."""
+  config, parallel = training.config, training.parallel
+  spe = training.steps_per_epoch
+  progress = Progress(training.total_steps, start_step, config.batch_size,
                       enabled=is_chief)
   results: dict[str, dict[str, Any]] = {}
-  pending: list[dict[str, jax.Array]] = []
+  window: list[dict[str, Any]] = list(pending)  # On the host.
+  pending_device: list[dict[str, jax.Array]] = []
   step = start_step
   t_log = time.monotonic()
   step_log = step
-  for data, order in setup.batches().iterate(start_step, setup.total_steps):
+  for data, order in training.batches().iterate(start_step,
+                                                training.total_steps):
     epoch = step // spe
-    state, metrics = setup.train_step(state, data, order)
-    pending.append(metrics)
+    state, metrics = training.train_step(state, data, order)
+    pending_device.append(metrics)
     step += 1
     epoch_end = step % spe == 0
-    if step % config.log_every_steps == 0 or step == setup.total_steps:
-      host = jax.device_get(parallel.unreplicate(pending))
+    every = config.checkpoint.every_steps
+    save_now = epoch_end or (every and step % every == 0)
+    if step % config.log_every_steps == 0 or step == training.total_steps:
+      window += jax.device_get(parallel.unreplicate(pending_device))
       elapsed = time.monotonic() - t_log
-      summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+      summary = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
       summary["images_per_second"] = (
           (step - step_log) * config.batch_size / elapsed if elapsed else 0.0)
       writer.write(step, "train", summary)
-      pending, t_log, step_log = [], time.monotonic(), step
+      pending_device, window = [], []
+      t_log, step_log = time.monotonic(), step
+    elif save_now:
+      window += jax.device_get(parallel.unreplicate(pending_device))
+      pending_device = []
     progress.update(step, f"epoch {epoch + 1}/{config.num_epochs}")
     evaluate_now = epoch_end and ((epoch + 1) % config.eval_every_epochs == 0
-                                  or step == setup.total_steps)
+                                  or step == training.total_steps)
     if evaluate_now:
-      results = {name: ev(state) for name, ev in setup.evaluators.items()}
+      results = {name: ev(variables(state))
+                 for name, ev in training.evaluators.items()}
       for name, r in results.items():
         writer.write(step, name, r)
       value = _plateau_value(config, results)
@@ -298,16 +200,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       log.info("step %d: %s", step, ", ".join(
           f"{n}/accuracy={r['accuracy']:.4f}" for n, r in results.items()))
     # Every evaluation, and so the last step, falls on an epoch end.
-    every = config.checkpoint.every_steps
-    if epoch_end or (every and step % every == 0):
-      ckpt.save(step, parallel.unreplicate(state),
-                _scalar_metrics(results) if evaluate_now else None)
+    if save_now:
+      saved = _scalar_metrics(results) if evaluate_now else {}
+      if window:
+        saved[_WINDOW] = {k: [float(m[k]) for m in window] for k in window[0]}
+      ckpt.save(step, parallel.unreplicate(state), saved)
   progress.close()
   ckpt.wait()
   if not results:
-    results = {name: ev(state) for name, ev in setup.evaluators.items()}
-  ckpt.close()
-  writer.close()
-  if is_chief:
-    manifest_lib.finish(manifest_path, manifest, end_step=step)
+    results = {name: ev(variables(state))
+               for name, ev in training.evaluators.items()}
   return results

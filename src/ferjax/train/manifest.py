@@ -1,13 +1,13 @@
-"""The run manifest: what a reproducibility study needs to rebuild a number.
+"""What a run's manifest records: a session per process that trained it.
 
-Written next to the checkpoints at start and completed at the end; each
-resumption of the run appends a session, so the record shows every machine
-and version the run touched.
+The run directory (``ferjax.run_dir``) writes the manifest at start and
+completes it at the end; each resumption of the run appends a session, so
+the record shows every machine and version the run touched -- what a
+reproducibility study needs to rebuild a number.
 """
 
 import datetime
 import importlib.metadata
-import json
 import pathlib
 import platform
 import subprocess
@@ -16,13 +16,12 @@ from typing import Any
 
 import jax
 
-from ferjax import atomic
-
 _PACKAGES = ("ferjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
              "tensorflow-datasets", "array-record", "numpy", "ml-collections")
 
 
-def _now() -> str:
+def now() -> str:
+  """UTC time to the second, as every ferjax record writes it."""
   return datetime.datetime.now(datetime.timezone.utc).isoformat(
       timespec="seconds")
 
@@ -56,7 +55,7 @@ def session_record(argv: list[str], start_step: int) -> dict[str, Any]:
   """Where and how this process (re)started the run."""
   devices = jax.devices()
   return {
-      "start_time": _now(),
+      "start_time": now(),
       "end_time": None,
       "start_step": start_step,
       "command": argv,
@@ -70,28 +69,3 @@ def session_record(argv: list[str], start_step: int) -> dict[str, Any]:
       "local_device_count": jax.local_device_count(),
       "process_count": jax.process_count(),
   }
-
-
-def start(path: pathlib.Path, *, argv: list[str], start_step: int,
-          seed: int, dataset: dict[str, Any],
-          init_from: dict[str, Any] | None = None) -> dict[str, Any]:
-  """Creates or extends the manifest with a new session and writes it.
-
-  ``init_from`` records where a new run's starting variables came from; a
-  resumed run keeps the record of its first session.
-  """
-  manifest = json.loads(path.read_text()) if path.exists() else {
-      "seed": seed, "dataset": dataset, "sessions": []}
-  if init_from is not None:
-    manifest["init_from"] = init_from
-  manifest["sessions"].append(session_record(argv, start_step))
-  atomic.write_text(path, json.dumps(manifest, indent=2) + "\n")
-  return manifest
-
-
-def finish(path: pathlib.Path, manifest: dict[str, Any], *,
-           end_step: int) -> None:
-  session = manifest["sessions"][-1]
-  session["end_time"] = _now()
-  session["end_step"] = end_step
-  atomic.write_text(path, json.dumps(manifest, indent=2) + "\n")

@@ -1,9 +1,9 @@
-"""Writes metrics where researchers read them: metrics.jsonl and TensorBoard.
+"""Writes metrics where researchers read them: JSON lines and TensorBoard.
 
-``metrics.jsonl`` holds one JSON object per event, e.g.
-``{"step": 400, "split": "test", "accuracy": 0.93, ...}``. Scalars also go to
-TensorBoard under ``<split>/<name>``; structured values (confusion matrix,
-per-class accuracy) stay in the JSON lines.
+The run's metrics file (``ferjax.run_dir``) holds one JSON object per event,
+e.g. ``{"step": 400, "split": "test", "accuracy": 0.93, ...}``. Scalars also
+go to TensorBoard under ``<split>/<name>``; structured values (confusion
+matrix, per-class accuracy) stay in the JSON lines.
 """
 
 import json
@@ -19,13 +19,14 @@ from ferjax import atomic
 class MetricWriter:
   """Appends metric events; only the process that owns the run writes."""
 
-  def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True):
-    self.path = pathlib.Path(workdir) / "metrics.jsonl"
+  def __init__(self, path: str | pathlib.Path,
+               tensorboard_dir: str | pathlib.Path, *, enabled: bool = True):
+    self.path = pathlib.Path(path)
     self.enabled = enabled
     self._tb = None
     if enabled:
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+      self._tb = SummaryWriter(str(tensorboard_dir))
 
   def truncate_after(self, step: int) -> None:
     """Drops events after ``step``: a resumed run logs them again.
@@ -60,12 +61,3 @@ class MetricWriter:
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
-
-
-def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
-  """All events of a run directory's metrics.jsonl, in order."""
-  path = pathlib.Path(workdir) / "metrics.jsonl"
-  if not path.exists():
-    return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line]
-

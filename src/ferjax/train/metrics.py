@@ -1,31 +1,89 @@
-"""Evaluation metrics computed on the host from summed device results."""
+"""Evaluation metrics, defined once: name, computation, headline or not.
 
+Devices sum a split's confusion matrix, loss and count (``steps.eval_split``);
+every metric is computed here on the host from those sums. Headline metrics
+are the ones the CLI prints, cross-validation aggregates over folds and
+reports tabulate; a new metric is a function and a line in ``METRICS``.
+"""
+
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 
+@dataclasses.dataclass(frozen=True)
+class Sums:
+  """A split's evaluation sums, as float64 on the host."""
+
+  confusion: np.ndarray  # [true, predicted] counts.
+  loss_sum: float
+  count: float
+  class_names: tuple[str, ...]
+
+  @property
+  def recall(self) -> np.ndarray:
+    hits, true = np.diag(self.confusion), self.confusion.sum(axis=1)
+    return np.divide(hits, true, out=np.zeros_like(hits), where=true > 0)
+
+  @property
+  def precision(self) -> np.ndarray:
+    hits, predicted = np.diag(self.confusion), self.confusion.sum(axis=0)
+    return np.divide(hits, predicted, out=np.zeros_like(hits),
+                     where=predicted > 0)
+
+
+def _accuracy(s: Sums) -> float:
+  return float(np.diag(s.confusion).sum() / s.count) if s.count else 0.0
+
+
+def _loss(s: Sums) -> float:
+  return s.loss_sum / s.count if s.count else 0.0
+
+
+def _macro_f1(s: Sums) -> float:
+  """F1 averaged over the classes present in the split."""
+  p, r = s.precision, s.recall
+  f1 = np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=p + r > 0)
+  present = s.confusion.sum(axis=1) > 0
+  return float(f1[present].mean()) if present.any() else 0.0
+
+
+def _per_class_accuracy(s: Sums) -> dict[str, float]:
+  return {c: float(r) for c, r in zip(s.class_names, s.recall)}
+
+
+def _confusion_matrix(s: Sums) -> list[list[int]]:
+  return s.confusion.astype(int).tolist()
+
+
+def _num_examples(s: Sums) -> int:
+  return int(round(s.count))
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  name: str
+  compute: Callable[[Sums], Any]
+  headline: bool = False  # Printed, aggregated over folds, tabulated.
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("accuracy", _accuracy, headline=True),
+    Metric("loss", _loss),
+    Metric("macro_f1", _macro_f1, headline=True),
+    Metric("per_class_accuracy", _per_class_accuracy),
+    Metric("confusion_matrix", _confusion_matrix),
+    Metric("num_examples", _num_examples),
+)
+HEADLINE: tuple[str, ...] = tuple(m.name for m in METRICS if m.headline)
+
+
 def summarize(totals: dict[str, Any],
               class_names: tuple[str, ...]) -> dict[str, Any]:
-  """Host-side metrics from eval sums: accuracy, per-class, macro F1."""
-  confusion = np.asarray(totals["confusion"], np.float64)
-  count = float(totals["count"])
-  true_per_class = confusion.sum(axis=1)
-  predicted_per_class = confusion.sum(axis=0)
-  hits = np.diag(confusion)
-  recall = np.divide(hits, true_per_class, out=np.zeros_like(hits),
-                     where=true_per_class > 0)
-  precision = np.divide(hits, predicted_per_class, out=np.zeros_like(hits),
-                        where=predicted_per_class > 0)
-  denom = precision + recall
-  f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(hits),
-                 where=denom > 0)
-  present = true_per_class > 0
-  return {
-      "accuracy": float(hits.sum() / count) if count else 0.0,
-      "loss": float(totals["loss_sum"]) / count if count else 0.0,
-      "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-      "per_class_accuracy": {c: float(r) for c, r in zip(class_names, recall)},
-      "confusion_matrix": confusion.astype(int).tolist(),
-      "num_examples": int(round(count)),
-  }
+  """Every metric of ``METRICS`` from a split's summed device results."""
+  sums = Sums(np.asarray(totals["confusion"], np.float64),
+              float(totals["loss_sum"]), float(totals["count"]),
+              tuple(class_names))
+  return {m.name: m.compute(sums) for m in METRICS}

@@ -9,6 +9,8 @@ device count.
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -47,11 +49,8 @@ class TrainSpec:
   global_batch: int
   per_device_batch: int
   steps_per_epoch: int
-  num_classes: int
   inputs: InputSpec
-  label_smoothing: float = 0.0
-  aux_weight: float = 0.3
-  class_weights: tuple[float, ...] | None = None
+  loss: losses.LossSpec
   streaming: bool = False
   # optimizer.frozen when its BatchNorm statistics stay fixed too.
   frozen_statistics: tuple[str, ...] = ()
@@ -96,22 +95,13 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
   x = spec.inputs(images)
   dropout_key = jax.random.fold_in(dropout_key, lax.axis_index(AXIS))
 
-  weights = losses.example_weights(labels, spec.class_weights)
-  total_weight = lax.psum(weights.sum(), AXIS)
-
   def loss_fn(params):
     logits, new_vars = model.apply(
         {"params": params, "batch_stats": state.batch_stats}, x, train=True,
         rngs={"dropout": dropout_key}, mutable=["batch_stats", "aux_logits"])
-    ce = losses.cross_entropy_terms(
-        logits, labels, num_classes=spec.num_classes,
-        label_smoothing=spec.label_smoothing)
-    loss = (weights * ce).sum() / total_weight
-    for aux in jax.tree.leaves(new_vars.get("aux_logits", {})):
-      aux_ce = losses.cross_entropy_terms(
-          aux, labels, num_classes=spec.num_classes,
-          label_smoothing=spec.label_smoothing)
-      loss += spec.aux_weight * (weights * aux_ce).sum() / total_weight
+    loss = losses.device_loss(
+        logits, jax.tree.leaves(new_vars.get("aux_logits", {})), labels,
+        spec.loss)
     return loss, (logits, new_vars.get("batch_stats", {}))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(
@@ -146,41 +136,44 @@ class EvalSpec:
   num_devices: int
   num_classes: int
   inputs: InputSpec
+  loss: losses.LossSpec
 
 
-def eval_split(state: TrainState, data: dict[str, jnp.ndarray], *,
+def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
                model: flax.linen.Module, spec: EvalSpec,
                ten_crop: TenCropFn | None = None) -> dict[str, jnp.ndarray]:
   """Sums over a whole split: confusion matrix, loss and example count.
 
-  ``data`` is padded to ``num_batches`` global batches; padding is masked
-  out, so every example counts exactly once. With ``ten_crop`` the class
-  probabilities are the mean over the crops, as in the best FER2013 results.
+  ``variables`` are the model's (``params``, ``batch_stats``): evaluation
+  needs no optimizer. ``data`` is padded to ``num_batches`` global batches;
+  padding is masked out, so every example counts exactly once. With
+  ``ten_crop`` the class probabilities are the mean over the crops, as in
+  the best FER2013 results. The loss is the run's own (``losses``).
   """
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
   global_batch = spec.per_device_batch * spec.num_devices
 
-  def probabilities(images: jnp.ndarray) -> jnp.ndarray:
+  def log_probabilities(images: jnp.ndarray) -> jnp.ndarray:
     if ten_crop is None:
-      return jax.nn.softmax(model.apply(variables, spec.inputs(images)))
+      return jax.nn.log_softmax(model.apply(variables, spec.inputs(images)))
     crops = ten_crop(images)
     flat = crops.reshape((-1,) + crops.shape[2:])
     probs = jax.nn.softmax(model.apply(variables, spec.inputs(flat)))
-    return probs.reshape(crops.shape[:2] + probs.shape[1:]).mean(axis=0)
+    mean = probs.reshape(crops.shape[:2] + probs.shape[1:]).mean(axis=0)
+    return jnp.log(jnp.maximum(mean, jnp.finfo(jnp.float32).tiny))
 
   def body(i, totals):
     position = i * global_batch + lax.axis_index(AXIS) * spec.per_device_batch
     idx = position + jnp.arange(spec.per_device_batch)
     mask = (idx < spec.num_examples).astype(jnp.float32)
     labels = data["labels"][idx]
-    probs = probabilities(preprocess.to_unit_float(data["images"][idx]))
-    nll = -jnp.log(jnp.take_along_axis(probs, labels[:, None], 1)[:, 0] +
-                   1e-12)
+    log_probs = log_probabilities(
+        preprocess.to_unit_float(data["images"][idx]))
+    loss = losses.eval_losses(log_probs, labels, spec.loss)
     confusion = jnp.einsum(
         "n,ni,nj->ij", mask, jax.nn.one_hot(labels, spec.num_classes),
-        jax.nn.one_hot(probs.argmax(-1), spec.num_classes))
+        jax.nn.one_hot(log_probs.argmax(-1), spec.num_classes))
     return {"confusion": totals["confusion"] + confusion,
-            "loss_sum": totals["loss_sum"] + (mask * nll).sum(),
+            "loss_sum": totals["loss_sum"] + (mask * loss).sum(),
             "count": totals["count"] + mask.sum()}
 
   zeros = {"confusion": jnp.zeros((spec.num_classes,) * 2, jnp.float32),

@@ -1,0 +1,397 @@
+"""The run directory: the one module that knows what a run leaves on disk.
+
+  config.json     the resolved config: what the user wrote plus the fields
+                  the trainer resolved (``input.mean``/``std``)
+  manifest.json   seed, dataset and one record per session (train.manifest)
+  metrics.jsonl   one JSON event per line, ``{"step", "split", ...}``
+  tensorboard/    the same scalars for TensorBoard
+  checkpoints/    Orbax steps with their checksums (train.checkpoint)
+  .lock           held (``flock``) by the one process writing the run
+
+Training, evaluation, inference, transfer, sweeps, reports, reproductions
+and the torchvision converters all read and write runs through ``RunDir``;
+no other module names these files. Every file read names itself in its
+error, so a corrupt run is reported, never a bare ``json`` message.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import ml_collections
+
+from ferjax import atomic
+from ferjax import config as config_lib
+from ferjax import filelock
+from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.train import manifest as manifest_lib
+from ferjax.train.metric_writer import MetricWriter
+
+_CONFIG = "config.json"
+_MANIFEST = "manifest.json"
+_METRICS = "metrics.jsonl"
+_LOCK = ".lock"
+# A process that inherits a run's lock (a sweep's trial) finds its fd here.
+LOCK_FD_ENV = "FERJAX_RUN_LOCK_FD"
+# Fields the trainer fills in when the config leaves them None.
+RESOLVED_FIELDS = ("input.mean", "input.std")
+
+
+class RunDirError(ValueError):
+  """A run directory file that is missing, unreadable or not what ferjax wrote."""
+
+
+class RunDirBusy(RunDirError):
+  """Another live process is writing the run directory."""
+
+
+def read_json(path: str | os.PathLike) -> Any:
+  """A JSON file's content; errors name the file and what is wrong with it."""
+  path = pathlib.Path(path)
+  try:
+    return json.loads(path.read_text())
+  except FileNotFoundError:
+    raise
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise RunDirError(f"{path}: not valid JSON ({e}); the file is corrupt"
+                      ) from None
+  except OSError as e:
+    raise RunDirError(f"{path}: cannot be read ({e.strerror})") from None
+
+
+def _leaf(tree: Mapping[str, Any], dotted: str) -> Any:
+  for part in dotted.split("."):
+    if not isinstance(tree, Mapping):
+      return None
+    tree = tree.get(part)
+  return tree
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+  """A run directory (which need not exist yet)."""
+
+  path: pathlib.Path
+
+  def __init__(self, path: str | os.PathLike):
+    object.__setattr__(self, "path", pathlib.Path(path))
+
+  @property
+  def checkpoints_path(self) -> pathlib.Path:
+    return self.path / "checkpoints"
+
+  @property
+  def tensorboard_path(self) -> pathlib.Path:
+    return self.path / "tensorboard"
+
+  def has_config(self) -> bool:
+    return (self.path / _CONFIG).is_file()
+
+  def is_run(self) -> bool:
+    """Whether the directory holds any record a run writes."""
+    return any((self.path / name).exists()
+               for name in (_CONFIG, _MANIFEST, _METRICS, "checkpoints"))
+
+  def _require(self, name: str) -> pathlib.Path:
+    path = self.path / name
+    if not path.is_file():
+      raise FileNotFoundError(
+          f"{self.path} is not a ferjax run directory: {path} does not exist")
+    return path
+
+  # The config.
+
+  def read_config_dict(self) -> dict[str, Any]:
+    """config.json as written, without the fields of later ferjax versions."""
+    saved = read_json(self._require(_CONFIG))
+    if not isinstance(saved, dict):
+      raise RunDirError(f"{self.path / _CONFIG}: expected a JSON object")
+    return saved
+
+  def read_config(self) -> ml_collections.ConfigDict:
+    """The run's config, completed for this ferjax version.
+
+    A run written by an earlier version lacks the fields added since; they
+    get the values that reproduce that version's behaviour
+    (``config.LEGACY_VALUES``), so old runs resume, evaluate and predict.
+    """
+    upgraded, _ = config_lib.upgrade(self.read_config_dict())
+    return config_lib.from_dict(upgraded)
+
+  def legacy_fields(self) -> dict[str, Any]:
+    """Fields config.json lacks, with the values they are read with."""
+    if not self.has_config():
+      return {}
+    return config_lib.upgrade(self.read_config_dict())[1]
+
+  def write_config(self, config: ml_collections.ConfigDict) -> None:
+    atomic.write_text(self.path / _CONFIG, config_lib.to_json(config) + "\n")
+
+  def resumable_config(self, config: ml_collections.ConfigDict
+                       ) -> ml_collections.ConfigDict:
+    """``config`` completed for training here; raises if another experiment.
+
+    Fields ``config`` lacks (an experiment file written for an earlier
+    ferjax) get their legacy values. When the directory already holds a
+    run: fields that say where a run executes may change; fields the trainer
+    resolved are taken from the run when ``config`` leaves them None; fields
+    the run's own ferjax version did not have keep their legacy values (the
+    run continues as it started); any other difference is refused.
+    """
+    wanted, _ = config_lib.upgrade(config.to_dict())
+    if not self.has_config():
+      return config_lib.from_dict(wanted)
+    upgraded, legacy = config_lib.upgrade(self.read_config_dict())
+    for field in RESOLVED_FIELDS:
+      if _leaf(wanted, field) is None:
+        config_lib.set_field(wanted, field, _leaf(upgraded, field))
+    for field, value in legacy.items():
+      config_lib.set_field(wanted, field, value)
+    differing = [f for f in config_lib.differing_fields(upgraded, wanted)
+                 if not f.startswith(config_lib.WHERE_FIELDS)]
+    if differing:
+      raise RunDirError(
+          f"{self.path} already holds a run with a different config "
+          f"(fields: {', '.join(differing)}); use a new --workdir")
+    return config_lib.from_dict(wanted)
+
+  # The manifest: one session per process that trained the run.
+
+  def read_manifest(self) -> dict[str, Any]:
+    manifest = read_json(self._require(_MANIFEST))
+    if not isinstance(manifest, dict) or not isinstance(
+        manifest.get("sessions"), list):
+      raise RunDirError(f"{self.path / _MANIFEST}: expected a JSON object "
+                        "with a list of sessions")
+    return manifest
+
+  def start_session(self, *, argv: list[str], start_step: int, seed: int,
+                    dataset: dict[str, Any],
+                    init_from: dict[str, Any] | None = None,
+                    legacy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Creates or extends the manifest with this process's session.
+
+    ``init_from`` records where a new run's starting variables came from (a
+    resumed run keeps its first session's record); ``legacy`` the config
+    fields this run's config.json lacked and the values used for them.
+    """
+    manifest = (self.read_manifest() if (self.path / _MANIFEST).exists()
+                else {"seed": seed, "dataset": dataset, "sessions": []})
+    if init_from is not None:
+      manifest["init_from"] = init_from
+    if legacy:
+      manifest["legacy_fields"] = {**manifest.get("legacy_fields", {}),
+                                   **legacy}
+    manifest["sessions"].append(manifest_lib.session_record(argv, start_step))
+    self._write_manifest(manifest)
+    return manifest
+
+  def finish_session(self, manifest: dict[str, Any], *, end_step: int,
+                     error: str | None = None) -> None:
+    """Closes the session: finished, or failed with ``error``."""
+    session = manifest["sessions"][-1]
+    session["end_time"] = manifest_lib.now()
+    session["end_step"] = end_step
+    if error is not None:
+      session["error"] = error
+    self._write_manifest(manifest)
+
+  def _write_manifest(self, manifest: dict[str, Any]) -> None:
+    atomic.write_text(self.path / _MANIFEST,
+                      json.dumps(manifest, indent=2) + "\n")
+
+  def status(self) -> str:
+    """'finished', 'failed', 'running' or 'unfinished' (killed, or new)."""
+    if self.holder() is not None:
+      return "running"
+    return self._ended()
+
+  def _ended(self) -> str:
+    """'finished', 'failed' or 'unfinished', from the last session.
+
+    The trainer closes a session only after the final evaluation and
+    checkpoint (or with the error that stopped it), so a killed run never
+    looks finished.
+    """
+    try:
+      sessions = self.read_manifest()["sessions"]
+    except (FileNotFoundError, RunDirError):
+      return "unfinished"
+    last = sessions[-1] if sessions else {}
+    if last.get("end_time") is None:
+      return "unfinished"
+    return "failed" if last.get("error") else "finished"
+
+  def is_finished(self) -> bool:
+    return self._ended() == "finished"
+
+  # Metrics.
+
+  def metric_writer(self, *, enabled: bool = True) -> MetricWriter:
+    return MetricWriter(self.path / _METRICS, self.tensorboard_path,
+                        enabled=enabled)
+
+  def events(self) -> list[dict[str, Any]]:
+    """Every metric event in order; a line torn by a kill is skipped."""
+    path = self.path / _METRICS
+    if not path.exists():
+      return []
+    events = []
+    for line in path.read_text().splitlines():
+      try:
+        event = json.loads(line)
+      except json.JSONDecodeError:
+        continue  # Torn by a kill; the trainer drops it on resume.
+      if isinstance(event, dict):
+        events.append(event)
+    return events
+
+  # Checkpoints.
+
+  def checkpoints(self, config: ml_collections.ConfigDict | None = None, *,
+                  read_only: bool = True) -> checkpoint_lib.Checkpoints:
+    """The run's checkpoints, ranked for 'best' as ``config`` says."""
+    if read_only and not self.checkpoints_path.is_dir():
+      raise FileNotFoundError(
+          f"{self.path} holds no checkpoints ({self.checkpoints_path})")
+    ckpt = config.checkpoint if config is not None else None
+    return checkpoint_lib.Checkpoints(
+        self.checkpoints_path, keep=ckpt.keep if ckpt else 2,
+        best_metric=ckpt.best_metric if ckpt else None,
+        best_mode=ckpt.best_mode if ckpt else "max", read_only=read_only)
+
+  def resolve_step(self, ckpt: checkpoint_lib.Checkpoints,
+                   which: str | int) -> int:
+    """'best', 'latest' or a step number, resolved to a saved step."""
+    which = str(which)
+    if which == "best":
+      step = ckpt.best_step()
+    elif which == "latest":
+      step = ckpt.latest_step()
+    elif which.isdigit():
+      step = int(which)
+      if step not in ckpt.all_steps():
+        raise FileNotFoundError(
+            f"{self.path}: no checkpoint at step {step}; saved steps: "
+            f"{', '.join(map(str, ckpt.all_steps())) or 'none'}")
+    else:
+      raise ValueError(f"--checkpoint: expected best, latest or a step "
+                       f"number, got {which!r}")
+    if step is None:
+      raise FileNotFoundError(f"{self.path} holds no checkpoint yet")
+    return step
+
+  # The writer's lock.
+
+  def holder(self) -> str | None:
+    """Who holds the run's lock ('process 123 (ferjax train ...)'), or None."""
+    path = self.path / _LOCK
+    if not path.exists():
+      return None
+    fd = filelock.try_lock(path)
+    if fd is not None:
+      os.close(fd)
+      return None
+    try:
+      text = path.read_text().strip()
+    except OSError:
+      text = ""
+    return text or "another process"
+
+  def try_lock(self) -> int | None:
+    """The run's lock as an fd, or None when a live process holds it."""
+    self.path.mkdir(parents=True, exist_ok=True)
+    return filelock.try_lock(self.path / _LOCK)
+
+  @contextlib.contextmanager
+  def lock(self, argv: list[str] | None = None) -> Iterator[None]:
+    """Holds the run's lock for the block: one writer per run directory.
+
+    The lock is an ``flock``, released by the OS when the process dies, so a
+    ``kill -9`` leaves nothing stale. A sweep takes its trials' locks and
+    hands each to its ``ferjax train`` process (``LOCK_FD_ENV``).
+    """
+    path = self.path / _LOCK
+    fd = self._inherited_lock(path)
+    if fd is None:
+      fd = self.try_lock()
+    if fd is None:
+      raise RunDirBusy(
+          f"{self.path} is in use by {self.holder() or 'another process'}; "
+          "one process writes a run directory at a time: wait for it to "
+          "finish or stop it, or use another --workdir")
+    try:
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, f"process {os.getpid()} ({' '.join(argv or [])})\n"
+                .encode(), 0)
+      yield
+    finally:
+      os.close(fd)
+
+  @staticmethod
+  def _inherited_lock(path: pathlib.Path) -> int | None:
+    value = os.environ.get(LOCK_FD_ENV)
+    if not value or not value.isdigit() or not path.exists():
+      return None
+    try:
+      ours, theirs = os.fstat(int(value)), path.stat()
+    except OSError:
+      return None
+    if (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino):
+      return None
+    return os.dup(int(value))
+
+
+def write_imported(out: str | os.PathLike, config: ml_collections.ConfigDict,
+                   variables: dict[str, Any], *, class_names: list[str],
+                   image_shape: tuple[int, int, int],
+                   source_file: pathlib.Path, source: dict[str, Any],
+                   argv: list[str]) -> pathlib.Path:
+  """Writes imported weights as a run directory, complete or not at all.
+
+  For converters of other frameworks' weights (``models/torchvision_*``):
+  ``variables`` (``params`` and ``batch_stats``) become checkpoint step 0,
+  ``config`` says how to build and feed the model, and the manifest records
+  ``source`` (format, model) with the file's path, size and SHA-256 as
+  ``converted_from``. ``config.init_from``
+  and ``ferjax predict`` then read it like a trained run. Never overwrites.
+  """
+  out = pathlib.Path(out)
+  if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    raise FileExistsError(
+        f"{out}: already exists and is not an empty directory; converting "
+        "never overwrites, choose a new OUT")
+  session = manifest_lib.session_record(argv, 0)
+  session.update(end_time=session["start_time"], end_step=0)
+  manifest = {
+      "seed": config.seed,
+      "dataset": {
+          "name": config.input.dataset, "version": None,
+          "builder_config": None, "class_names": list(class_names),
+          "image_shape": list(image_shape), "split_sizes": {},
+          "data_dir": None},
+      "converted_from": {
+          **source, "path": str(source_file.absolute()),
+          "sha256": checkpoint_lib.sha256(source_file),
+          "bytes": source_file.stat().st_size},
+      "sessions": [session]}
+  with atomic.directory(out) as tmp:
+    run = RunDir(tmp)
+    run.write_config(config)
+    run._write_manifest(manifest)  # pylint: disable=protected-access
+    ckpt = run.checkpoints(config, read_only=False)
+    try:
+      ckpt.save(0, variables)
+      ckpt.wait()
+    finally:
+      ckpt.close()
+  return out
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+  """The metric events of the run at ``path`` (for notebooks and scripts)."""
+  return RunDir(path).events()

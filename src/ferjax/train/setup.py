@@ -1,0 +1,269 @@
+"""Building a run from its config: small functions that return values.
+
+  data -> input statistics -> resolved config -> models, optimizer, loss
+       -> compiled train step, evaluators
+
+``ferjax train`` composes all of them (``training``); ``ferjax eval`` loads
+only its eval splits and builds only the model and the evaluators. The
+config is never written into: statistics are returned, and ``resolve``
+returns a new config with them as explicit fields.
+"""
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ferjax.data import loading
+from ferjax.data import preprocess
+from ferjax.models import create_model
+from ferjax.train import input_pipeline
+from ferjax.train import losses
+from ferjax.train import optimizer as optimizer_lib
+from ferjax.train import state as state_lib
+from ferjax.train import steps
+from ferjax.train.evaluator import Evaluator
+from ferjax.train.parallel import AXIS, Parallel
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """A run's splits: evals in memory; train in memory or as a data source."""
+
+  info: loading.DatasetInfo
+  streaming: bool
+  eval_splits: dict[str, loading.Split]
+  train: loading.Split | None = None
+  train_source: Any = None  # Streaming: the TFDS data source.
+
+  @property
+  def num_train(self) -> int:
+    return len(self.train if self.train is not None else self.train_source)
+
+  def train_chunks(self):
+    return loading.chunks(self.train if self.train is not None
+                          else self.train_source)
+
+
+def _streams(builder: Any, inp: ml_collections.ConfigDict) -> bool:
+  """Whether the train split is streamed rather than held on the devices."""
+  pipeline = inp.pipeline
+  if pipeline == "auto":
+    n = builder.info.splits[inp.train_split].num_examples
+    size = n * int(np.prod(builder.info.features["image"].shape))
+    pipeline = "stream" if size > inp.memory_limit_mb * 2**20 else "memory"
+  if pipeline == "stream" and inp.protocol != "official":
+    raise ValueError("config.input.pipeline='stream' reads official splits; "
+                     f"protocol {inp.protocol!r} needs pipeline='memory'")
+  return pipeline == "stream"
+
+
+def load_data(config: ml_collections.ConfigDict, *,
+              with_train: bool = True) -> Data:
+  """The splits of ``config.evals`` and (``with_train``) the train split."""
+  inp = config.input
+  builder = loading.prepared_builder(
+      inp.dataset, data_dir=inp.data_dir, manual_dir=inp.manual_dir,
+      builder_config=inp.builder_config)
+  streaming = with_train and _streams(builder, inp)
+  names = {ev.split for ev in config.evals.values()}
+  if with_train and not streaming:
+    names.add(inp.train_split)
+  parts = loading.load_partitions(builder, inp, names)
+  eval_splits = {name: parts[ev.split] for name, ev in config.evals.items()}
+  info = loading.dataset_info(builder)
+  if not with_train:
+    return Data(info, False, eval_splits)
+  if streaming:
+    return Data(info, True, eval_splits,
+                train_source=builder.as_data_source(split=inp.train_split))
+  return Data(info, False, eval_splits, train=parts[inp.train_split])
+
+
+@dataclasses.dataclass(frozen=True)
+class Statistics:
+  """What the train split says about itself."""
+
+  mean: tuple[float, ...] | None
+  std: tuple[float, ...] | None
+  class_counts: np.ndarray | None
+
+
+def input_statistics(config: ml_collections.ConfigDict,
+                     data: Data) -> Statistics:
+  """Channel mean/std and class counts of the train split, when needed.
+
+  One pass over the split, only if the config leaves mean or std to be
+  computed or asks for balanced class weights.
+  """
+  inp = config.input
+  if (inp.mean is not None and inp.std is not None and
+      config.loss.class_weights != "balanced"):
+    return Statistics(None, None, None)
+  counts = np.zeros(len(data.info.class_names), np.int64)
+
+  def images():
+    for chunk in data.train_chunks():
+      counts[:] += np.bincount(chunk.labels, minlength=len(counts))
+      yield chunk.images
+
+  mean, std = preprocess.channel_stats(images())
+  return Statistics(tuple(mean), tuple(std), counts)
+
+
+def resolve(config: ml_collections.ConfigDict,
+            stats: Statistics) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with mean and std filled in from ``stats``."""
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  if resolved.input.mean is None or resolved.input.std is None:
+    resolved.input.mean, resolved.input.std = stats.mean, stats.std
+  return resolved
+
+
+def input_spec(config: ml_collections.ConfigDict) -> steps.InputSpec:
+  inp = config.input
+  return steps.InputSpec(image_size=tuple(inp.image_size),
+                         channels=inp.channels, mean=tuple(inp.mean),
+                         std=tuple(inp.std))
+
+
+def models(config: ml_collections.ConfigDict,
+           num_classes: int) -> tuple[Any, Any]:
+  """(model to initialise, model for the steps with synchronised BN)."""
+  kwargs = {"dtype": jnp.dtype(config.model.dtype),
+            **dict(config.model.kwargs or {})}
+  return (create_model(config.model.name, num_classes=num_classes, **kwargs),
+          create_model(config.model.name, num_classes=num_classes,
+                       bn_axis_name=AXIS, **kwargs))
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict, num_train: int,
+                    num_devices: int) -> int:
+  if config.batch_size % num_devices:
+    raise ValueError(
+        f"config.batch_size={config.batch_size} does not divide evenly over "
+        f"{num_devices} devices; use a multiple of {num_devices}")
+  spe = num_train // config.batch_size
+  if not spe:
+    raise ValueError(f"config.batch_size={config.batch_size} exceeds the "
+                     f"{num_train} training examples")
+  return spe
+
+
+def class_weights(setting: Any, class_names: tuple[str, ...],
+                  stats: Statistics,
+                  num_train: int) -> tuple[float, ...] | None:
+  if setting is None:
+    return None
+  k = len(class_names)
+  if setting == "balanced":
+    weights = num_train / (k * np.maximum(stats.class_counts, 1))
+    return tuple(float(w) for w in weights)
+  if len(setting) != k:
+    raise ValueError(f"config.loss.class_weights: expected {k} weights "
+                     f"({', '.join(class_names)}), got {len(setting)}")
+  return tuple(float(w) for w in setting)
+
+
+def eval_loss(config: ml_collections.ConfigDict,
+              num_classes: int) -> losses.LossSpec:
+  """The loss definition evaluations use (weights play no part there)."""
+  return losses.LossSpec.from_config(config.loss, num_classes=num_classes,
+                                     class_weights=None)
+
+
+def evaluators(config: ml_collections.ConfigDict,
+               eval_splits: dict[str, loading.Split], *, parallel: Parallel,
+               model: Any, class_names: tuple[str, ...]
+               ) -> dict[str, Evaluator]:
+  inputs = input_spec(config)
+  loss = eval_loss(config, len(class_names))
+  return {name: Evaluator(name, eval_splits[name], eval_config=ev,
+                          batch_size=ev.get("batch_size", config.batch_size),
+                          parallel=parallel, model=model, inputs=inputs,
+                          class_names=class_names, loss=loss)
+          for name, ev in config.evals.items()}
+
+
+def _augment_fn(config: ml_collections.ConfigDict) -> steps.AugmentFn | None:
+  cfg = config.input.get("augment")
+  if not cfg:
+    return None
+  from ferjax.data import augment  # Only runs that augment pay the import.
+  return functools.partial(augment.augment, cfg=cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+  """Everything ``train_and_evaluate`` runs, built by ``training``."""
+
+  config: ml_collections.ConfigDict  # Resolved: mean and std filled in.
+  data: Data
+  parallel: Parallel
+  class_names: tuple[str, ...]
+  inputs: steps.InputSpec
+  init_model: Any
+  model: Any
+  tx: Any
+  steps_per_epoch: int
+  total_steps: int
+  train_step: Any
+  evaluators: dict[str, Evaluator]
+
+  def batches(self) -> (input_pipeline.InMemoryBatches |
+                        input_pipeline.StreamingBatches):
+    """The training input, in memory or streamed."""
+    if self.data.streaming:
+      return input_pipeline.StreamingBatches(
+          self.data.train_source, seed=self.config.seed,
+          steps_per_epoch=self.steps_per_epoch,
+          batch_size=self.config.batch_size, parallel=self.parallel)
+    return input_pipeline.InMemoryBatches(
+        self.data.train, seed=self.config.seed,
+        steps_per_epoch=self.steps_per_epoch, parallel=self.parallel)
+
+  def init_state(self) -> state_lib.TrainState:
+    return state_lib.create(model=self.init_model, tx=self.tx,
+                            input_shape=(*self.config.input.image_size,
+                                         self.config.input.channels),
+                            seed=self.config.seed)
+
+
+def training(config: ml_collections.ConfigDict, parallel: Parallel,
+             data: Data | None = None) -> Training:
+  """Data, statistics, models, optimizer, loss, step and evaluators."""
+  data = data or load_data(config)
+  stats = input_statistics(config, data)
+  config = resolve(config, stats)
+  class_names = data.info.class_names
+  spe = steps_per_epoch(config, data.num_train, parallel.num_devices)
+  total = spe * config.num_epochs
+  init_model, model = models(config, len(class_names))
+  schedule = optimizer_lib.learning_rate_schedule(
+      config.optimizer, steps_per_epoch=spe, total_steps=total)
+  tx = optimizer_lib.make_optimizer(config.optimizer, schedule)
+  loss = losses.LossSpec.from_config(
+      config.loss, num_classes=len(class_names),
+      class_weights=class_weights(config.loss.class_weights, class_names,
+                                  stats, data.num_train))
+  opt = config.optimizer
+  spec = steps.TrainSpec(
+      global_batch=config.batch_size,
+      per_device_batch=config.batch_size // parallel.num_devices,
+      steps_per_epoch=spe, inputs=input_spec(config), loss=loss,
+      streaming=data.streaming,
+      frozen_statistics=(tuple(opt.frozen) if opt.freeze_batch_stats
+                         else ()))
+  train_step = parallel.map(functools.partial(
+      steps.train_step, model=model, tx=tx, schedule=schedule, spec=spec,
+      augment=_augment_fn(config)),
+      donate_argnums=(0,), sharded_argnums=(1,) if data.streaming else ())
+  return Training(
+      config=config, data=data, parallel=parallel, class_names=class_names,
+      inputs=spec.inputs, init_model=init_model, model=model, tx=tx,
+      steps_per_epoch=spe, total_steps=total, train_step=train_step,
+      evaluators=evaluators(config, data.eval_splits, parallel=parallel,
+                            model=model, class_names=class_names))
