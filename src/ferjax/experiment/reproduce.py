@@ -22,6 +22,7 @@ import numpy as np
 
 from ferjax import atomic
 from ferjax import config as config_lib
+from ferjax.experiment import sweep as sweep_lib
 from ferjax.run_dir import RunDir
 
 RESULT_FILE = "reproduction.json"
