@@ -224,7 +224,8 @@ def test_an_old_run_evaluates_predicts_and_resumes(reference_run,
   assert legacy["optimizer.freeze_batch_stats"] is False
   assert legacy["input.pipeline"] == "memory"
 
-  proc = cli("eval", "--workdir", str(workdir), "--checkpoint", "latest")
+  proc = cli("eval", "--workdir", str(workdir), "--checkpoint", "latest",
+             "--json")
   assert proc.returncode == 0, proc.stderr
   printed = json.loads(proc.stdout.strip().splitlines()[-1])["results"]
   final = reference_run[1]["test"]

@@ -155,7 +155,7 @@ def test_kill_9_then_resume_is_bit_identical(reference_run,
 
 def test_cli_eval_prints_json_metrics(reference_run):
   workdir, results = reference_run
-  proc = run_cli(["eval", "--workdir", str(workdir)])
+  proc = run_cli(["eval", "--workdir", str(workdir), "--json"])
   out, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err
   printed = json.loads(out.strip().splitlines()[-1])

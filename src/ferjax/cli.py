@@ -66,17 +66,36 @@ def _crossval(args: argparse.Namespace, extra: list[str]) -> int:
   return 0
 
 
+def _crop_size(text: str) -> tuple[int, int]:
+  try:
+    height, width = (int(v) for v in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"expected H,W in pixels, e.g. 40,40; got {text!r}") from None
+  return height, width
+
+
 def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   if extra:
     raise config_lib.ConfigError(f"unrecognised arguments: {' '.join(extra)}")
+  if len(args.workdir) > 1 and args.split is None:
+    raise config_lib.ConfigError(
+        "an ensemble (several --workdir) is evaluated on one --split")
   from ferjax.run_dir import RunDir
-  config = RunDir(args.workdir).read_config()
+  config = RunDir(args.workdir[0]).read_config()
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
   from ferjax.train import evaluate
-  result = evaluate.evaluate_run(args.workdir, split=args.split,
-                                 checkpoint=args.checkpoint)
-  print(json.dumps(result))
+  options = dict(split=args.split, checkpoint=args.checkpoint, tta=args.tta,
+                 crop_size=args.crop_size)
+  if len(args.workdir) > 1:
+    result = evaluate.evaluate_ensemble(args.workdir, **options)
+  else:
+    result = evaluate.evaluate_run(args.workdir[0], **options)
+  if args.json:
+    print(json.dumps(result))
+  else:
+    print(evaluate.format_results(result, per_class=args.per_class))
   return 0
 
 
@@ -161,13 +180,30 @@ def build_parser() -> argparse.ArgumentParser:
       train, "run directory (resumed if it holds checkpoints)")
   train.set_defaults(func=_train)
 
-  ev = sub.add_parser("eval", help="evaluate a run's checkpoint")
-  ev.add_argument("--workdir", required=True,
-                  help="run directory written by 'ferjax train'")
+  ev = sub.add_parser(
+      "eval", help="evaluate a run's checkpoint, or an ensemble of runs",
+      description="Metrics of a run's checkpoint on its evals or on --split; "
+      "with several --workdir, each member's and their ensemble's (the mean "
+      "of their softmax, each member with its own preprocessing).")
+  ev.add_argument("--workdir", required=True, action="append",
+                  help="run directory written by 'ferjax train'; repeat it "
+                  "to evaluate an ensemble (needs --split)")
   ev.add_argument("--split", default=None,
-                  help="dataset split (default: the run's own evals)")
+                  help="dataset split, TFDS slicing allowed (default: the "
+                  "run's own evals)")
   ev.add_argument("--checkpoint", default="best",
                   help="best, latest or a step number")
+  ev.add_argument("--tta", choices=("none", "ten_crop"),
+                  help="test-time augmentation for every eval (default: "
+                  "each eval's own)")
+  ev.add_argument("--crop-size", type=_crop_size, metavar="H,W",
+                  help="ten-crop size in pixels of the stored image "
+                  "(default: the eval's own, else 90%% of the image)")
+  ev.add_argument("--per-class", action="store_true",
+                  help="also print per-class accuracy")
+  ev.add_argument("--json", action="store_true",
+                  help="print the full result (confusion matrices included) "
+                  "as JSON instead of tables")
   ev.set_defaults(func=_eval)
 
   cv = sub.add_parser(

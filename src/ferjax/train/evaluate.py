@@ -1,29 +1,67 @@
-"""Evaluates a finished (or running) run's checkpoint on any split.
+"""Evaluates a run's checkpoint, or an ensemble of runs, on any split.
 
 Builds only what evaluation needs: the eval splits (never the training
 split), the model and the evaluators; the checkpoint is read as model
-variables, without an optimizer.
+variables, without an optimizer. An ensemble averages its members' class
+probabilities, each member with its own preprocessing and test-time
+augmentation, as the review's "combining models" does.
 """
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from ferjax.run_dir import RunDir
+from ferjax.train import metrics as metrics_lib
 from ferjax.train import setup
+from ferjax.train.evaluator import Evaluator
 from ferjax.train.parallel import Parallel
 
+TTA = ("none", "ten_crop")
 
-def evaluate_run(workdir: str, *, split: str | None = None,
-                 checkpoint: str = "best") -> dict[str, Any]:
-  """Metrics of a run's checkpoint on ``split`` (default: its evals)."""
+
+def _eval_configs(config: ml_collections.ConfigDict, split: str | None,
+                  tta: str | None,
+                  crop_size: tuple[int, int] | None
+                  ) -> ml_collections.ConfigDict:
+  """The run's evals, or one on ``split``; ``tta`` overrides each one's."""
+  evals = ml_collections.ConfigDict(config.evals.to_dict())
+  if split is not None:
+    matching = [ev for ev in evals.values() if ev.split == split]
+    evals = ml_collections.ConfigDict({split: (
+        matching[0].to_dict() if matching else {"split": split,
+                                                "tta": "none"})})
+  if tta is not None:
+    if tta not in TTA:
+      raise ValueError(f"--tta: expected one of {', '.join(TTA)}, got {tta!r}")
+    height, width = config.input.image_size
+    for ev in evals.values():
+      ev.tta = tta
+      if tta == "ten_crop" and (crop_size or not ev.get("crop_size")):
+        ev.crop_size = tuple(crop_size or (round(0.9 * height),
+                                           round(0.9 * width)))
+  return evals
+
+
+@dataclasses.dataclass(frozen=True)
+class _Member:
+  """One run ready to evaluate: its checkpoint and its evaluators."""
+
+  workdir: str
+  step: int
+  selected_by: str | None  # The metric that ranks 'best'.
+  variables: Any  # Replicated over the devices.
+  evaluators: dict[str, Evaluator]
+
+
+def _member(workdir: str, *, split: str | None, checkpoint: str,
+            tta: str | None, crop_size: tuple[int, int] | None) -> _Member:
   run = RunDir(workdir)
   config = run.read_config()
-  if split is not None:
-    matching = [ev for ev in config.evals.values() if ev.split == split]
-    eval_cfg = matching[0] if matching else ml_collections.ConfigDict(
-        {"split": split, "tta": "none"})
-    config.evals = ml_collections.ConfigDict({split: eval_cfg})
+  config.evals = _eval_configs(config, split, tta, crop_size)
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)
     restored = ckpt.restore_variables(step)
@@ -33,7 +71,108 @@ def evaluate_run(workdir: str, *, split: str | None = None,
   evaluators = setup.evaluators(config, data.eval_splits, parallel=parallel,
                                 model=model,
                                 class_names=data.info.class_names)
-  replicated = parallel.replicate(restored)
-  results = {name: ev(replicated) for name, ev in evaluators.items()}
-  return {"workdir": str(workdir), "step": step, "checkpoint": checkpoint,
+  return _Member(str(workdir), step, config.checkpoint.best_metric,
+                 parallel.replicate(restored), evaluators)
+
+
+def evaluate_run(workdir: str, *, split: str | None = None,
+                 checkpoint: str = "best", tta: str | None = None,
+                 crop_size: tuple[int, int] | None = None) -> dict[str, Any]:
+  """Metrics of a run's checkpoint on ``split`` (default: its evals).
+
+  ``tta`` ('none' or 'ten_crop', with ``crop_size`` in pixels of the stored
+  image) replaces each evaluation's test-time augmentation.
+  """
+  member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
+                   crop_size=crop_size)
+  results = {name: ev(member.variables)
+             for name, ev in member.evaluators.items()}
+  return {"workdir": str(workdir), "step": member.step,
+          "checkpoint": checkpoint, "selected_by": member.selected_by,
           "results": results}
+
+
+def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
+                      checkpoint: str = "best", tta: str | None = None,
+                      crop_size: tuple[int, int] | None = None
+                      ) -> dict[str, Any]:
+  """Each member's metrics on ``split`` and those of their mean softmax.
+
+  Members must classify the same labels on the same examples: the same class
+  names, and the same split of the same dataset (checked label by label).
+  """
+  if len(workdirs) < 2:
+    raise ValueError("an ensemble needs at least two --workdir")
+  members, probabilities = [], []
+  first: Evaluator | None = None
+  for workdir in workdirs:
+    member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
+                     crop_size=crop_size)
+    (ev,) = member.evaluators.values()
+    if first is None:
+      first = ev
+    elif ev.class_names != first.class_names:
+      raise ValueError(
+          f"ensemble members classify different labels: {workdirs[0]} has "
+          f"{', '.join(first.class_names)}; {workdir} has "
+          f"{', '.join(ev.class_names)}")
+    elif not np.array_equal(ev.labels, first.labels):
+      raise ValueError(
+          f"ensemble members see different examples in split {split!r}: "
+          f"{workdirs[0]} ({len(first.labels)} examples) and {workdir} "
+          f"({len(ev.labels)}) do not read the same dataset split")
+    members.append({"workdir": str(workdir), "step": member.step,
+                    "selected_by": member.selected_by,
+                    "results": {split: ev(member.variables)}})
+    probabilities.append(ev.probabilities(member.variables))
+  ensemble = metrics_lib.from_probabilities(
+      np.mean(probabilities, axis=0), first.labels, first.class_names)
+  return {"members": members, "checkpoint": checkpoint,
+          "ensemble": {"results": {split: ensemble}}}
+
+
+def _rows_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+  """Left-aligned first column, right-aligned numbers."""
+  cells = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+           for row in rows]
+  widths = [max(len(str(h)), *(len(r[i]) for r in cells))
+            for i, h in enumerate(header)]
+  lines = ["  ".join(str(h).ljust(w) if i == 0 else str(h).rjust(w)
+                     for i, (h, w) in enumerate(zip(header, widths)))]
+  lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                      for i, (c, w) in enumerate(zip(row, widths)))
+            for row in cells]
+  return "\n".join(lines)
+
+
+def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
+  """``evaluate_run`` or ``evaluate_ensemble`` output as readable tables."""
+  columns = (*metrics_lib.HEADLINE, "loss", "num_examples")
+  header = [*columns[:-1], "examples"]
+  if "members" in result:
+    named = [(f"{m['workdir']} (step {m['step']})", m["results"])
+             for m in result["members"]]
+    named.append(("ensemble (mean softmax)", result["ensemble"]["results"]))
+    (split,) = result["ensemble"]["results"]
+    title = (f"ensemble of {len(result['members'])} runs on {split}, "
+             f"checkpoint {result['checkpoint']}")
+    rows = [(name, *(r[split][c] for c in columns)) for name, r in named]
+    per_class_columns = [(name, r[split]) for name, r in named]
+    text = [title, _rows_table(["model", *header], rows)]
+  else:
+    which = result["checkpoint"]
+    why = (f", selected by {result['selected_by']}"
+           if which == "best" and result.get("selected_by") else "")
+    title = f"{result['workdir']}: checkpoint {which} (step {result['step']}{why})"
+    rows = [(name, *(r[c] for c in columns))
+            for name, r in result["results"].items()]
+    per_class_columns = list(result["results"].items())
+    text = [title, _rows_table(["eval", *header], rows)]
+  if per_class:
+    classes = list(per_class_columns[0][1]["per_class_accuracy"])
+    text.append("per-class accuracy:")
+    text.append(_rows_table(
+        ["class", *(name for name, _ in per_class_columns)],
+        [(c, *(float(r["per_class_accuracy"][c]) for _, r in per_class_columns))
+         for c in classes]))
+  return "\n".join(text)

@@ -49,8 +49,16 @@ class Evaluator:
                 else None)
     self._fn = parallel.map(functools.partial(
         steps.eval_split, model=model, spec=spec, ten_crop=ten_crop))
+    self._probabilities = functools.partial(
+        steps.split_probabilities, model=model, spec=spec, ten_crop=ten_crop)
+    self.labels = split.labels
 
   def __call__(self, variables: dict[str, Any]) -> dict[str, Any]:
     """Metrics of the model ``variables`` (params, batch_stats), replicated."""
     totals = self._parallel.unreplicate(self._fn(variables, self._data))
     return metrics_lib.summarize(totals, self.class_names)
+
+  def probabilities(self, variables: dict[str, Any]) -> np.ndarray:
+    """(examples, classes) class probabilities, in the split's order."""
+    fn = self._parallel.map(self._probabilities)
+    return np.asarray(self._parallel.unreplicate(fn(variables, self._data)))

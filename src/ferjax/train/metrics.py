@@ -87,3 +87,20 @@ def summarize(totals: dict[str, Any],
               float(totals["loss_sum"]), float(totals["count"]),
               tuple(class_names))
   return {m.name: m.compute(sums) for m in METRICS}
+
+
+def from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
+                       class_names: tuple[str, ...]) -> dict[str, Any]:
+  """Every metric of an ensemble's averaged class probabilities.
+
+  Its loss is the cross-entropy of the averaged probabilities: the members'
+  own losses may differ (focal, smoothing) and do not average meaningfully.
+  """
+  labels = np.asarray(labels, np.int64)
+  k = len(class_names)
+  confusion = np.zeros((k, k), np.float64)
+  np.add.at(confusion, (labels, probabilities.argmax(-1)), 1)
+  picked = probabilities[np.arange(len(labels)), labels]
+  loss_sum = -np.log(np.maximum(picked, np.finfo(np.float32).tiny)).sum()
+  return summarize({"confusion": confusion, "loss_sum": loss_sum,
+                    "count": len(labels)}, class_names)

@@ -139,6 +139,27 @@ class EvalSpec:
   loss: losses.LossSpec
 
 
+def _log_probabilities(variables: dict[str, Any], images: jnp.ndarray, *,
+                       model: flax.linen.Module, spec: EvalSpec,
+                       ten_crop: TenCropFn | None) -> jnp.ndarray:
+  """Class log-probabilities of unit-float images; with ``ten_crop`` the
+  probabilities are the mean over the crops, as in the best FER2013 results."""
+  if ten_crop is None:
+    return jax.nn.log_softmax(model.apply(variables, spec.inputs(images)))
+  crops = ten_crop(images)
+  flat = crops.reshape((-1,) + crops.shape[2:])
+  probs = jax.nn.softmax(model.apply(variables, spec.inputs(flat)))
+  mean = probs.reshape(crops.shape[:2] + probs.shape[1:]).mean(axis=0)
+  return jnp.log(jnp.maximum(mean, jnp.finfo(jnp.float32).tiny))
+
+
+def _device_rows(i: jnp.ndarray, spec: EvalSpec) -> jnp.ndarray:
+  """This device's rows of padded global batch ``i``."""
+  global_batch = spec.per_device_batch * spec.num_devices
+  position = i * global_batch + lax.axis_index(AXIS) * spec.per_device_batch
+  return position + jnp.arange(spec.per_device_batch)
+
+
 def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
                model: flax.linen.Module, spec: EvalSpec,
                ten_crop: TenCropFn | None = None) -> dict[str, jnp.ndarray]:
@@ -146,28 +167,17 @@ def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
 
   ``variables`` are the model's (``params``, ``batch_stats``): evaluation
   needs no optimizer. ``data`` is padded to ``num_batches`` global batches;
-  padding is masked out, so every example counts exactly once. With
-  ``ten_crop`` the class probabilities are the mean over the crops, as in
-  the best FER2013 results. The loss is the run's own (``losses``).
+  padding is masked out, so every example counts exactly once. The loss is
+  the run's own (``losses``).
   """
-  global_batch = spec.per_device_batch * spec.num_devices
-
-  def log_probabilities(images: jnp.ndarray) -> jnp.ndarray:
-    if ten_crop is None:
-      return jax.nn.log_softmax(model.apply(variables, spec.inputs(images)))
-    crops = ten_crop(images)
-    flat = crops.reshape((-1,) + crops.shape[2:])
-    probs = jax.nn.softmax(model.apply(variables, spec.inputs(flat)))
-    mean = probs.reshape(crops.shape[:2] + probs.shape[1:]).mean(axis=0)
-    return jnp.log(jnp.maximum(mean, jnp.finfo(jnp.float32).tiny))
 
   def body(i, totals):
-    position = i * global_batch + lax.axis_index(AXIS) * spec.per_device_batch
-    idx = position + jnp.arange(spec.per_device_batch)
+    idx = _device_rows(i, spec)
     mask = (idx < spec.num_examples).astype(jnp.float32)
     labels = data["labels"][idx]
-    log_probs = log_probabilities(
-        preprocess.to_unit_float(data["images"][idx]))
+    log_probs = _log_probabilities(
+        variables, preprocess.to_unit_float(data["images"][idx]),
+        model=model, spec=spec, ten_crop=ten_crop)
     loss = losses.eval_losses(log_probs, labels, spec.loss)
     confusion = jnp.einsum(
         "n,ni,nj->ij", mask, jax.nn.one_hot(labels, spec.num_classes),
@@ -180,4 +190,27 @@ def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
            "loss_sum": jnp.float32(0), "count": jnp.float32(0)}
   totals = lax.fori_loop(0, spec.num_batches, body, zeros)
   return lax.psum(totals, AXIS)
+
+
+def split_probabilities(variables: dict[str, Any],
+                        data: dict[str, jnp.ndarray], *,
+                        model: flax.linen.Module, spec: EvalSpec,
+                        ten_crop: TenCropFn | None = None) -> jnp.ndarray:
+  """Every example's class probabilities, in the split's order.
+
+  What ensembles average. Each device fills its own rows and a ``psum``
+  assembles the whole (small) table on every device.
+  """
+  padded = spec.num_batches * spec.per_device_batch * spec.num_devices
+
+  def body(i, table):
+    idx = _device_rows(i, spec)
+    probs = jnp.exp(_log_probabilities(
+        variables, preprocess.to_unit_float(data["images"][idx]),
+        model=model, spec=spec, ten_crop=ten_crop))
+    return lax.dynamic_update_slice(table, probs, (idx[0], 0))
+
+  table = lax.fori_loop(0, spec.num_batches, body,
+                        jnp.zeros((padded, spec.num_classes), jnp.float32))
+  return lax.psum(table, AXIS)[:spec.num_examples]
 

@@ -1,0 +1,96 @@
+"""`ferjax eval`: tables, any split with ten-crop, and ensembles of runs."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ferjax.run_dir import RunDir
+from ferjax.train import evaluate
+from test_run_dir import cli
+
+
+def _earlier_copy(reference_run, path):
+  """The reference run without its last checkpoint: 'latest' is earlier."""
+  shutil.copytree(reference_run[0], path)
+  run = RunDir(path)
+  with run.checkpoints(run.read_config()) as ckpt:
+    last = ckpt.latest_step()
+  shutil.rmtree(path / "checkpoints" / str(last))
+  return path
+
+
+def test_eval_prints_a_table_by_default(reference_run):
+  workdir, results = reference_run
+  proc = cli("eval", "--workdir", str(workdir), "--per-class")
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert "checkpoint best (step" in lines[0]
+  assert "selected by test/accuracy" in lines[0]
+  assert lines[1].split() == ["eval", "accuracy", "macro_f1", "loss",
+                              "examples"]
+  best = evaluate.evaluate_run(str(workdir))["results"]["test"]
+  assert lines[2].split() == ["test", f"{best['accuracy']:.4f}",
+                              f"{best['macro_f1']:.4f}", f"{best['loss']:.4f}",
+                              str(best["num_examples"])]
+  assert "per-class accuracy:" in lines
+  assert any(line.split()[0] == "happy" for line in lines)
+
+
+def test_ten_crop_on_any_split(reference_run):
+  workdir, _ = reference_run
+  plain = evaluate.evaluate_run(str(workdir), split="test[:200]")
+  tta = evaluate.evaluate_run(str(workdir), split="test[:200]",
+                              tta="ten_crop", crop_size=(40, 40))
+  assert plain["results"]["test[:200]"]["num_examples"] == 200
+  assert tta["results"]["test[:200]"]["num_examples"] == 200
+  assert tta["results"]["test[:200]"]["loss"] != pytest.approx(
+      plain["results"]["test[:200]"]["loss"], rel=1e-6)
+  with pytest.raises(ValueError, match="--tta"):
+    evaluate.evaluate_run(str(workdir), tta="five_crop")
+
+
+def test_probabilities_agree_with_the_evaluator_on_every_row(reference_run):
+  """Row order over 4 devices and padding: argmax equals the confusion."""
+  workdir, _ = reference_run
+  member = evaluate._member(str(workdir), split="test[:203]",
+                            checkpoint="best", tta=None, crop_size=None)
+  (ev,) = member.evaluators.values()
+  probs = ev.probabilities(member.variables)
+  assert probs.shape == (203, 7)
+  np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+  confusion = np.zeros((7, 7), int)
+  np.add.at(confusion, (ev.labels, probs.argmax(-1)), 1)
+  assert confusion.tolist() == ev(member.variables)["confusion_matrix"]
+
+
+def test_ensemble_of_three_runs(reference_run, tmp_path):
+  a = str(reference_run[0])
+  b = str(_earlier_copy(reference_run, tmp_path / "b"))
+  proc = cli("eval", "--workdir", a, "--workdir", b, "--workdir", a,
+             "--split", "test[:300]", "--checkpoint", "latest")
+  assert proc.returncode == 0, proc.stderr
+  rows = [line.split()[0] for line in proc.stdout.splitlines()[2:]]
+  assert rows == [a, b, a, "ensemble"]
+  result = evaluate.evaluate_ensemble([a, b, a], split="test[:300]",
+                                      checkpoint="latest")
+  for member, workdir in zip(result["members"], (a, b, a)):
+    alone = evaluate.evaluate_run(workdir, split="test[:300]",
+                                  checkpoint="latest")
+    assert member["results"] == json.loads(json.dumps(alone["results"]))
+  assert result["members"][0]["step"] > result["members"][1]["step"]
+  # An ensemble of one model repeated is that model.
+  same = evaluate.evaluate_ensemble([a, a], split="test[:300]",
+                                    checkpoint="latest")
+  ensemble = same["ensemble"]["results"]["test[:300]"]
+  single = same["members"][0]["results"]["test[:300]"]
+  assert ensemble["confusion_matrix"] == single["confusion_matrix"]
+  assert ensemble["loss"] == pytest.approx(single["loss"], rel=1e-4)
+
+
+def test_ensemble_needs_a_split(reference_run):
+  a = str(reference_run[0])
+  proc = cli("eval", "--workdir", a, "--workdir", a)
+  assert proc.returncode == 2 and "--split" in proc.stderr
+  assert "Traceback" not in proc.stderr
