@@ -111,6 +111,13 @@ def test_reproduces_a_tiny_run_exactly(synthetic_data_dir, tmp_path,
            *TINY, f"input.data_dir={synthetic_data_dir}"])],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert train.returncode == 0, train.stderr
+  # The output explains itself: the final step's and the best checkpoint's
+  # metrics, and what the silent first step was doing.
+  assert train.stdout.startswith("final step ")
+  assert "best checkpoint: step" in train.stdout
+  assert "selected by test/accuracy" in train.stdout
+  assert "compiling the train step (first step only)" in train.stderr
+  assert "\r" not in train.stderr  # Not a terminal: no progress bar.
   experiment.unlink()  # Reproduced from config.json, not the file.
   proc = subprocess.run(
       [sys.executable, "-m", "ferjax.experiment.reproduce", str(run_dir)],

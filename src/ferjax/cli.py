@@ -47,9 +47,17 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
                                     argv=["ferjax", *sys.argv[1:]])
   if not _is_chief():
     return 0
+  from ferjax.run_dir import RunDir
+  step, by, best = RunDir(args.workdir).best_checkpoint()
+  print(f"final step {step['final']}:")
   for name, r in results.items():
     shown = " ".join(f"{m}={r[m]:.4f}" for m in (*metrics.HEADLINE, "loss"))
-    print(f"{name}: {shown} ({r['num_examples']} examples)")
+    print(f"  {name}: {shown} ({r['num_examples']} examples)")
+  if by and best:
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(best.items())
+                      if k.rsplit("/", 1)[-1] in metrics.HEADLINE)
+    print(f"best checkpoint: step {step['best']}, selected by {by}: {shown}"
+          f"\n  ('ferjax eval --workdir {args.workdir}' evaluates it)")
   return 0
 
 

@@ -285,6 +285,21 @@ class RunDir:
       raise FileNotFoundError(f"{self.path} holds no checkpoint yet")
     return step
 
+  def best_checkpoint(self) -> tuple[dict[str, int | None], str | None,
+                                     dict[str, float]]:
+    """({'final', 'best'} steps, the selecting metric, the best's metrics).
+
+    The metrics are those saved with the best step: its evaluations' scalars.
+    """
+    config = self.read_config()
+    with self.checkpoints(config) as ckpt:
+      best = ckpt.best_step()
+      saved = ckpt.metrics(best) if best is not None else {}
+      steps = {"final": ckpt.latest_step(), "best": best}
+    scalars = {k: float(v) for k, v in saved.items()
+               if isinstance(v, (int, float))}
+    return steps, config.checkpoint.best_metric or None, scalars
+
   # The writer's lock.
 
   def holder(self) -> str | None:

@@ -163,7 +163,13 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
   for data, order in training.batches().iterate(start_step,
                                                 training.total_steps):
     epoch = step // spe
+    if step == start_step:
+      log.info("compiling the train step (first step only)")
+      compile_start = time.monotonic()
     state, metrics = training.train_step(state, data, order)
+    if step == start_step:
+      log.info("train step compiled and dispatched in %.1f s",
+               time.monotonic() - compile_start)
     pending_device.append(metrics)
     step += 1
     epoch_end = step % spe == 0
@@ -185,6 +191,9 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
     evaluate_now = epoch_end and ((epoch + 1) % config.eval_every_epochs == 0
                                   or step == training.total_steps)
     if evaluate_now:
+      if not results:
+        log.info("evaluating %s (the first evaluation compiles)",
+                 ", ".join(training.evaluators))
       results = {name: ev(variables(state))
                  for name, ev in training.evaluators.items()}
       for name, r in results.items():
