@@ -35,11 +35,14 @@ _NMS_PNET_SCALE = 0.5
 _NMS_PNET_ALL = 0.7
 _NMS_RNET = 0.7
 _NMS_ONET = 0.7
-# P-Net runs on square tiles giving _TILE_OUT x _TILE_OUT outputs each: its
-# 12-pixel window moves 2 pixels per output, so they need 2 * 63 + 12 pixels.
-_TILE_OUT = 64
-_TILE_IN = _PNET_STRIDE * (_TILE_OUT - 1) + _PNET_CELL
-# Fixed batch sizes, so that each net compiles once.
+# P-Net runs on square tiles giving T x T outputs each, T one of _TILE_OUTS:
+# its 12-pixel window moves 2 pixels per output, so they need 2 (T - 1) + 12
+# pixels. A pyramid level that fits one small tile gets the smallest that
+# fits; larger levels are cut into tiles of the largest size.
+_TILE_OUTS = (16, 32, 64)
+# Largest batch of each net; smaller batches are padded to a power of four,
+# so that each net compiles for at most three batch sizes (per tile size)
+# whatever the image.
 _BATCH = {"pnet": 16, "rnet": 64, "onet": 16}
 
 
@@ -316,21 +319,29 @@ def _pnet_out(size: int) -> int:
   return -(-(size - 2) // 2) - 4
 
 
-def pnet_tiles(image: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                           list[tuple[int, int]]]:
+def tile_size(height: int, width: int) -> int:
+  """Outputs per side of the P-Net tiles for an image of this size."""
+  longest = max(_pnet_out(height), _pnet_out(width))
+  return next((t for t in _TILE_OUTS if longest <= t), _TILE_OUTS[-1])
+
+
+def pnet_tiles(image: np.ndarray, tile_out: int = _TILE_OUTS[-1]) -> tuple[
+    np.ndarray, np.ndarray, list[tuple[int, int]]]:
   """Cuts an image into overlapping P-Net tiles of one fixed shape.
 
-  Returns the zero-padded tiles (N, _TILE_IN, _TILE_IN, C), each tile's
-  valid first-feature-map extent for ``PNet(valid=...)`` and the (row, col)
-  of its first output in the image's output map. A tile yields
-  _TILE_OUT x _TILE_OUT outputs, exactly those of the whole image there.
+  Returns the zero-padded tiles (N, S, S, C) with S = 2 (tile_out - 1) + 12,
+  each tile's valid first-feature-map extent for ``PNet(valid=...)`` and the
+  (row, col) of its first output in the image's output map. A tile yields
+  ``tile_out`` x ``tile_out`` outputs, exactly those of the whole image
+  there.
   """
   h, w = image.shape[:2]
+  tile_in = _PNET_STRIDE * (tile_out - 1) + _PNET_CELL
   tiles, valid, origins = [], [], []
-  for oy in range(0, max(_pnet_out(h), 0), _TILE_OUT):
-    for ox in range(0, max(_pnet_out(w), 0), _TILE_OUT):
-      part = image[2 * oy:2 * oy + _TILE_IN, 2 * ox:2 * ox + _TILE_IN]
-      tile = np.zeros((_TILE_IN, _TILE_IN, image.shape[2]), np.float32)
+  for oy in range(0, max(_pnet_out(h), 0), tile_out):
+    for ox in range(0, max(_pnet_out(w), 0), tile_out):
+      part = image[2 * oy:2 * oy + tile_in, 2 * ox:2 * ox + tile_in]
+      tile = np.zeros((tile_in, tile_in, image.shape[2]), np.float32)
       tile[:part.shape[0], :part.shape[1]] = part
       tiles.append(tile)
       valid.append((part.shape[0] - 2, part.shape[1] - 2))
@@ -373,13 +384,17 @@ class MTCNN:
                   "onet": jax.jit(ONet().apply)}
 
   def _run(self, net: str, *inputs: np.ndarray) -> list[np.ndarray]:
-    """Runs ``net`` over the batch in chunks of its fixed batch size."""
+    """Runs ``net`` over the batch in chunks of at most its batch size, the
+    last one padded to a power of four."""
     n, chunk = len(inputs[0]), _BATCH[net]
     results = []
     for start in range(0, n, chunk):
-      padded = [np.zeros((chunk, *x.shape[1:]), x.dtype) for x in inputs]
+      size = 1
+      while size < min(chunk, n - start):
+        size *= 4
+      padded = [np.zeros((size, *x.shape[1:]), x.dtype) for x in inputs]
       for p, x in zip(padded, inputs, strict=True):
-        p[:min(chunk, n - start)] = x[start:start + chunk]
+        p[:min(size, n - start)] = x[start:start + size]
       results.append(self._nets[net](self._variables[net], *padded))
     return [np.concatenate([np.asarray(r[i]) for r in results])[:n]
             .astype(np.float64) for i in range(len(results[0]))]
@@ -387,19 +402,27 @@ class MTCNN:
   def pnet_maps(self, levels: Sequence[np.ndarray]) -> list[tuple[np.ndarray,
                                                                    np.ndarray]]:
     """P-Net's offset (h, w, 4) and face-probability (h, w) maps of each
-    normalised pyramid level, computed tile by tile in fixed-size batches."""
-    cut = [pnet_tiles(level) for level in levels]
-    offsets, probs = self._run("pnet", np.concatenate([c[0] for c in cut]),
-                               np.concatenate([c[1] for c in cut]))
-    maps, i = [], 0
-    for level, (_, _, origins) in zip(levels, cut, strict=True):
+    normalised pyramid level, computed tile by tile, each tile size in one
+    run of batches."""
+    sizes = [tile_size(*level.shape[:2]) for level in levels]
+    cut = [pnet_tiles(level, size) for level, size in zip(levels, sizes,
+                                                          strict=True)]
+    outputs = {}
+    for size in sorted(set(sizes)):
+      mine = [c for c, s in zip(cut, sizes, strict=True) if s == size]
+      outputs[size] = self._run("pnet", np.concatenate([c[0] for c in mine]),
+                                np.concatenate([c[1] for c in mine]))
+    maps, used = [], dict.fromkeys(outputs, 0)
+    for level, size, (_, _, origins) in zip(levels, sizes, cut, strict=True):
+      offsets, probs = outputs[size]
       oh, ow = _pnet_out(level.shape[0]), _pnet_out(level.shape[1])
       level_offsets, level_probs = np.zeros((oh, ow, 4)), np.zeros((oh, ow))
       for oy, ox in origins:
-        th, tw = min(_TILE_OUT, oh - oy), min(_TILE_OUT, ow - ox)
+        i = used[size]
+        th, tw = min(size, oh - oy), min(size, ow - ox)
         level_offsets[oy:oy + th, ox:ox + tw] = offsets[i, :th, :tw]
         level_probs[oy:oy + th, ox:ox + tw] = probs[i, :th, :tw, 1]
-        i += 1
+        used[size] += 1
       maps.append((level_offsets, level_probs))
     return maps
 
@@ -455,15 +478,34 @@ class MTCNN:
       boxes = self._refine(normalized, boxes)
     if len(boxes):
       boxes = self._output(normalized, boxes)
-    height, width = image.shape[:2]
-    faces = []
-    for row in boxes:
-      # Boxes are clipped to the image as the reference does by default;
-      # landmarks are not.
-      x1, x2 = np.clip(row[[0, 2]], 0, width - 1)
-      y1, y2 = np.clip(row[[1, 3]], 0, height - 1)
-      landmarks = {name: (float(row[5 + i]), float(row[10 + i]))
-                   for i, name in enumerate(LANDMARK_NAMES)}
-      faces.append(Face((float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
-                        float(row[4]), landmarks))
-    return faces
+    return _to_faces(boxes, *image.shape[:2])
+
+  def follow(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
+    """The faces near ``faces`` (found in the previous frame) in ``image``.
+
+    Runs only the last stage, O-Net, on the previous boxes made square, as
+    the full cascade does on R-Net's: a few 48x48 patches instead of a
+    pyramid. A face that moved by more than about half its size, or is no
+    longer a face by O-Net's threshold, is lost until the next detection.
+    """
+    _check_image(image)
+    if not faces:
+      return []
+    boxes = np.asarray([(x, y, x + w, y + h, 1.0)
+                        for x, y, w, h in (f.box for f in faces)], np.float64)
+    boxes = self._output(_normalize(image), square(boxes))
+    return _to_faces(boxes, *image.shape[:2])
+
+
+def _to_faces(boxes: np.ndarray, height: int, width: int) -> list[Face]:
+  faces = []
+  for row in boxes:
+    # Boxes are clipped to the image as the reference does by default;
+    # landmarks are not.
+    x1, x2 = np.clip(row[[0, 2]], 0, width - 1)
+    y1, y2 = np.clip(row[[1, 3]], 0, height - 1)
+    landmarks = {name: (float(row[5 + i]), float(row[10 + i]))
+                 for i, name in enumerate(LANDMARK_NAMES)}
+    faces.append(Face((float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
+                      float(row[4]), landmarks))
+  return faces
