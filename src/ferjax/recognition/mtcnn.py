@@ -44,6 +44,11 @@ _TILE_OUTS = (16, 32, 64)
 # so that each net compiles for at most three batch sizes (per tile size)
 # whatever the image.
 _BATCH = {"pnet": 16, "rnet": 64, "onet": 16}
+# Proposals around a face of the previous frame (MTCNN.follow): sizes as
+# multiples of its longer side, and centre shifts in units of the size.
+_FOLLOW_SCALES = (0.85, 1.0, 1.2)
+_FOLLOW_SHIFTS = ((0.0, 0.0), (-0.15, 0.0), (0.15, 0.0), (0.0, -0.15),
+                  (0.0, 0.15))
 
 
 class PReLU(nn.Module):
@@ -483,17 +488,28 @@ class MTCNN:
   def follow(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
     """The faces near ``faces`` (found in the previous frame) in ``image``.
 
-    Runs only the last stage, O-Net, on the previous boxes made square, as
-    the full cascade does on R-Net's: a few 48x48 patches instead of a
-    pyramid. A face that moved by more than about half its size, or is no
-    longer a face by O-Net's threshold, is lost until the next detection.
+    Replaces P-Net's proposals with a few square boxes around each previous
+    face (three sizes, five positions) and runs the cascade's last two
+    stages on them: a batch of 24x24 and 48x48 patches instead of a
+    pyramid. A face that moved by more than about a fifth of its size, or
+    is no longer a face by R-/O-Net's thresholds, is lost until the next
+    detection.
     """
     _check_image(image)
     if not faces:
       return []
-    boxes = np.asarray([(x, y, x + w, y + h, 1.0)
-                        for x, y, w, h in (f.box for f in faces)], np.float64)
-    boxes = self._output(_normalize(image), square(boxes))
+    proposals = []
+    for x, y, w, h in (f.box for f in faces):
+      for scale in _FOLLOW_SCALES:
+        side = max(w, h) * scale
+        for dx, dy in _FOLLOW_SHIFTS:
+          x1 = x + w / 2 + dx * side - side / 2
+          y1 = y + h / 2 + dy * side - side / 2
+          proposals.append((x1, y1, x1 + side, y1 + side, 1.0))
+    normalized = _normalize(image)
+    boxes = self._refine(normalized, np.asarray(proposals, np.float64))
+    if len(boxes):
+      boxes = self._output(normalized, boxes)
     return _to_faces(boxes, *image.shape[:2])
 
 

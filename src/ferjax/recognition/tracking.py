@@ -122,6 +122,10 @@ class Tracker:
     self.tracks = kept
     return ids
 
+  def end_all(self) -> None:
+    """Ends every track (a scene cut): later faces get new ids."""
+    self.tracks = []
+
   def smooth(self, ids: Sequence[int], scores: np.ndarray) -> np.ndarray:
     """The smoothed scores (N, C) of tracks ``ids`` after this frame's
     ``scores`` (N, C)."""
