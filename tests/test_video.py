@@ -278,8 +278,8 @@ def _moving_photo_video(path: Path, n: int) -> list[tuple[int, int]]:
   patch = photo[20:220, 140:310]
   frames, offsets = [], []
   for i in range(n):
-    frame = np.full((360, 640, 3), 90, np.uint8)
-    x, y = 100 + 6 * i, 80 + 2 * i
+    frame = np.full((300, 400, 3), 90, np.uint8)
+    x, y = 60 + 8 * i, 40 + 3 * i
     frame[y:y + patch.shape[0], x:x + patch.shape[1]] = patch
     frames.append(frame)
     offsets.append((x - 140, y - 20))
@@ -291,11 +291,11 @@ def test_mtcnn_follows_a_real_face_between_detections(classifier, tmp_path):
   if not PHOTOS.is_dir():
     pytest.skip(f"{PHOTOS} not present")
   path = tmp_path / "face.mp4"
-  offsets = _moving_photo_video(path, 10)
+  offsets = _moving_photo_video(path, 6)
   every = list(stream.recognize_stream(video.read_frames(path), classifier,
                                        "mtcnn", detect_every=1))
   followed = list(stream.recognize_stream(video.read_frames(path), classifier,
-                                          "mtcnn", detect_every=5))
+                                          "mtcnn", detect_every=4))
   # The astronaut's face, (180, 65, 85, 105) in the photo, moved along.
   for r, f, (dx, dy) in zip(every, followed, offsets, strict=True):
     truth = (180 + dx, 65 + dy, 85, 105)
@@ -303,8 +303,8 @@ def test_mtcnn_follows_a_real_face_between_detections(classifier, tmp_path):
     assert pipeline.iou(r.faces[0].box, truth) > 0.5
     assert pipeline.iou(f.faces[0].box, r.faces[0].box) > 0.8
     assert f.faces[0].track == 0 and f.faces[0].landmarks is not None
-  assert [f.detected for f in followed] == [True] + [False] * 4 + [True] + [
-      False] * 4
+  assert [f.detected for f in followed] == [True, False, False, False, True,
+                                           False]
 
 
 # `ferjax predict` on videos.
@@ -420,3 +420,27 @@ def test_a_second_process_reads_the_compiled_program_from_the_cache(
   # Every program compiled by the first process is read by the second.
   assert second == ["28.0", misses, "0"]
   assert any((tmp_path / "cache").iterdir())
+
+
+def test_predict_never_writes_the_annotated_video_over_its_input(
+    classifier, squares, tmp_path):
+  source = tmp_path / "squares.avi"
+  source.write_bytes(squares[0].read_bytes())
+  records = list(predict.predict_video(source, classifier, DarkSquares(),
+                                       tmp_path))
+  assert records == [{"path": str(source), "error": f"{source}: --out "
+                      f"{tmp_path} would overwrite this input with its "
+                      "annotated copy"}]
+  assert source.read_bytes() == squares[0].read_bytes()
+
+
+def test_the_command_runs_a_video_with_a_trained_run(reference_run, squares,
+                                                     tmp_path, capsys):
+  workdir, _ = reference_run
+  code = predict.main(["--workdir", str(workdir), str(squares[0]), "--out",
+                       str(tmp_path), "--max-frames", "3", "--detector",
+                       "haar", "--no-compile-cache"])
+  assert code == 0
+  lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+  assert [r["frame"] for r in lines] == [0, 1, 2]
+  assert count_frames(tmp_path / "squares.avi")[0] == 3

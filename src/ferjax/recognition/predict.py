@@ -29,8 +29,8 @@ from ferjax import atomic, compilation_cache
 from ferjax.recognition.classifier import Classifier, load_classifier
 from ferjax.recognition.pipeline import DETECTORS, FaceResult, recognize
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH, FaceStream
-from ferjax.recognition.video import (VideoError, VideoSource, VideoWriter,
-                                      is_video)
+from ferjax.recognition.video import (WRITABLE_SUFFIXES, VideoError,
+                                      VideoSource, VideoWriter, is_video)
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
@@ -164,34 +164,20 @@ def _warn(message: str) -> None:
   print(f"ferjax predict: warning: {message}", file=sys.stderr, flush=True)
 
 
-class _Window:
-  """An OpenCV window for --show, or nothing (with a warning) where no
-  display or no GUI support exists."""
-
-  def __init__(self, title: str):
-    self.title = None
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-      _warn("--show: no display (DISPLAY is not set); running headless")
-      return
-    try:
-      cv2.namedWindow(title, cv2.WINDOW_NORMAL)
-    except cv2.error:
-      _warn("--show: this OpenCV has no GUI support (opencv-python-headless);"
-            " running headless")
-      return
-    self.title = title
-
-  def show(self, bgr: np.ndarray) -> bool:
-    """Shows a frame; False once the user pressed q or Esc."""
-    if self.title is None:
-      return True
-    cv2.imshow(self.title, bgr)
-    return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
-
-  def close(self) -> None:
-    if self.title is not None:
-      cv2.destroyWindow(self.title)
+def _open_window(title: str) -> str | None:
+  """The title of a new OpenCV window for --show, or None (with a warning)
+  where no display or no GUI support exists."""
+  if sys.platform.startswith("linux") and not (
+      os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    _warn("--show: no display (DISPLAY is not set); running headless")
+    return None
+  try:
+    cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+  except cv2.error:
+    _warn("--show: this OpenCV has no GUI support (opencv-python-headless); "
+          "running headless")
+    return None
+  return title
 
 
 def predict_video(source: str | Path | int, classifier: Classifier,
@@ -218,12 +204,18 @@ def predict_video(source: str | Path | int, classifier: Classifier,
     stack.enter_context(video)
     if out_dir is not None:
       stem = Path(f"camera{source}.mp4" if isinstance(source, int) else source)
-      path = _annotated_path(Path(out_dir), stem, set() if used is None else used,
-                             (".avi", ".m4v", ".mkv", ".mov", ".mp4"), ".mp4")
+      path = _annotated_path(Path(out_dir), stem,
+                             set() if used is None else used,
+                             WRITABLE_SUFFIXES, ".mp4")
+      if not isinstance(source, int) and path.resolve() == stem.resolve():
+        yield {"path": name, "error": f"{name}: --out {out_dir} would "
+               "overwrite this input with its annotated copy"}
+        return
       writer = stack.enter_context(VideoWriter(path, video.fps))
     if show:
-      window = _Window(f"ferjax predict: {name}")
-      stack.callback(window.close)
+      window = _open_window(f"ferjax predict: {name}")
+      if window is not None:
+        stack.callback(cv2.destroyWindow, window)
     stream = FaceStream(classifier, detector, detect_every=detect_every,
                         smooth=smooth)
     frames = 0
@@ -235,8 +227,10 @@ def predict_video(source: str | Path | int, classifier: Classifier,
           annotated = annotate(frame.image, result.faces)
           if writer is not None:
             writer.write(annotated)
-          if window is not None and not window.show(annotated):
-            break
+          if window is not None:
+            cv2.imshow(window, annotated)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):  # q or Esc quits
+              break
         frames += 1
         yield {"path": name, **result.to_json()}
     except (VideoError, OSError, ValueError, cv2.error) as e:
@@ -290,10 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   if not args.images and args.camera is None:
     parser.error("give image or video files, directories, or --camera N")
-  for flag, value, low in (("--start", args.start, 0), ("--max-frames",
-                           args.max_frames, 1), ("--detect-every",
-                           args.detect_every, 1), ("--smooth", args.smooth, 0),
-                           ("--camera", args.camera, 0)):
+  minimums = [("--start", args.start, 0), ("--max-frames", args.max_frames, 1),
+              ("--detect-every", args.detect_every, 1),
+              ("--smooth", args.smooth, 0), ("--camera", args.camera, 0)]
+  for flag, value, low in minimums:
     if value is not None and value < low:
       parser.error(f"{flag} must be >= {low}, got {value:g}")
   if args.end is not None and args.end <= args.start:

@@ -31,6 +31,9 @@ VIDEO_SUFFIXES: tuple[str, ...] = (
 _FOURCC = {".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v", ".mp4": "mp4v",
            ".m4v": "mp4v"}
 
+# What VideoWriter can write.
+WRITABLE_SUFFIXES: tuple[str, ...] = tuple(sorted(_FOURCC))
+
 # Frame rate written for sources that do not report one (most cameras).
 DEFAULT_FPS = 30.0
 
