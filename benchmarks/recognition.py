@@ -214,8 +214,10 @@ def main() -> None:
                          "smooth": stream.SMOOTH}}
 
   def emit(key, value):
-    if not args.json:
-      print(key, json.dumps(value), flush=True)
+    # Each part as it is measured (stderr under --json), so that a long run
+    # cut short keeps what it measured.
+    print(key, json.dumps(value), flush=True,
+          file=sys.stderr if args.json else sys.stdout)
 
   if "video" not in skip:
     report["video"] = []
