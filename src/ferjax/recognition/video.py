@@ -61,8 +61,11 @@ def is_video(path: str | Path) -> bool:
 
 
 def _quiet_opencv() -> None:
-  # OpenCV prints its own warnings for a missing camera or a bad file; the
-  # errors raised here say it in one line instead.
+  # OpenCV and FFmpeg print their own messages for a missing camera or a bad
+  # file; the errors and warnings here say it in one line instead. FFmpeg's
+  # level is read when OpenCV first opens a video (-8: quiet); a level the
+  # user set is kept.
+  os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
   cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
