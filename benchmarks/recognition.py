@@ -52,13 +52,13 @@ from mtcnn import MTCNN
 frames = np.load(sys.argv[1])
 detector = MTCNN()
 detector.detect_faces(frames[0])
-times, faces = [], 0
+times, faces, cpu = [], 0, time.process_time()
 for frame in frames:
   start = time.perf_counter()
   faces += len(detector.detect_faces(frame))
   times.append(time.perf_counter() - start)
-print(json.dumps({"times": times, "faces": faces,
-                  "cpu": time.process_time() / len(frames)}))
+cpu = (time.process_time() - cpu) / len(frames)
+print(json.dumps({"times": times, "faces": faces, "cpu": cpu}))
 """
 
 
@@ -173,7 +173,8 @@ def original_mtcnn(python: str, path: Path, frames_used: int) -> dict:
           "original_s_per_frame": round(original_s, 4),
           "speedup": round(original_s / ferjax_s, 2),
           "ferjax_cpu_s_per_frame": round(cpu, 4),
-          "original_cpu_s_per_frame_incl_startup": round(original["cpu"], 4),
+          "original_cpu_s_per_frame": round(original["cpu"], 4),
+          "speedup_cpu": round(original["cpu"] / cpu, 2),
           "faces": {"ferjax": faces, "original": original["faces"]},
           "load": _load()}
 
