@@ -37,12 +37,12 @@ _NMS_RNET = 0.7
 _NMS_ONET = 0.7
 # P-Net runs on square tiles giving T x T outputs each, T one of _TILE_OUTS:
 # its 12-pixel window moves 2 pixels per output, so they need 2 (T - 1) + 12
-# pixels. A pyramid level that fits one small tile gets the smallest that
-# fits; larger levels are cut into tiles of the largest size.
+# pixels. Each pyramid level gets the tile size that covers it with the
+# fewest multiply-adds (see tile_size).
 _TILE_OUTS = (16, 32, 64)
-# Largest batch of each net; smaller batches are padded to a power of four,
-# so that each net compiles for at most three batch sizes (per tile size)
-# whatever the image.
+# Largest batch of each net; a remainder runs in batches of powers of four,
+# padded up only when that wastes little, so that each net compiles for at
+# most three batch sizes (per tile size) whatever the image.
 _BATCH = {"pnet": 16, "rnet": 64, "onet": 16}
 # Proposals around a face of the previous frame (MTCNN.follow): sizes as
 # multiples of its longer side, and centre shifts in units of the size.
@@ -324,10 +324,36 @@ def _pnet_out(size: int) -> int:
   return -(-(size - 2) // 2) - 4
 
 
+def _tile_cost(tile_out: int) -> int:
+  # P-Net's multiply-adds on one tile: conv1 (3 -> 10) on 2T + 8 squared,
+  # conv2 (10 -> 16) on T + 2, conv3 (16 -> 32) and the heads (32 -> 6) on T.
+  return ((2 * tile_out + 8) ** 2 * 27 * 10 + (tile_out + 2) ** 2 * 90 * 16
+          + tile_out ** 2 * (144 * 32 + 32 * 6))
+
+
 def tile_size(height: int, width: int) -> int:
-  """Outputs per side of the P-Net tiles for an image of this size."""
-  longest = max(_pnet_out(height), _pnet_out(width))
-  return next((t for t in _TILE_OUTS if longest <= t), _TILE_OUTS[-1])
+  """Outputs per side of the P-Net tiles for an image of this size: the
+  size whose tiles cover its output map with the least work (the larger
+  size on a tie, for fewer calls)."""
+  oh, ow = max(1, _pnet_out(height)), max(1, _pnet_out(width))
+  return min(_TILE_OUTS[::-1], key=lambda t: -(-oh // t) * -(-ow // t)
+             * _tile_cost(t))
+
+
+def _chunks(n: int, largest: int) -> list[tuple[int, int]]:
+  """(count, batch size) runs covering ``n`` items: full batches of
+  ``largest``, then powers of four, rounding a remainder up to the next
+  one when at most a quarter of that batch would be padding."""
+  runs, left = [], n
+  while left:
+    size = 1
+    while size * 4 <= min(left, largest):
+      size *= 4
+    if size < largest and size * 4 - left <= size:
+      size *= 4
+    runs.append((min(size, left), size))
+    left -= min(size, left)
+  return runs
 
 
 def pnet_tiles(image: np.ndarray, tile_out: int = _TILE_OUTS[-1]) -> tuple[
@@ -389,20 +415,16 @@ class MTCNN:
                   "onet": jax.jit(ONet().apply)}
 
   def _run(self, net: str, *inputs: np.ndarray) -> list[np.ndarray]:
-    """Runs ``net`` over the batch in chunks of at most its batch size, the
-    last one padded to a power of four."""
-    n, chunk = len(inputs[0]), _BATCH[net]
-    results = []
-    for start in range(0, n, chunk):
-      size = 1
-      while size < min(chunk, n - start):
-        size *= 4
+    """Runs ``net`` over the batch in the batch sizes of ``_chunks``."""
+    results, start = [], 0
+    for count, size in _chunks(len(inputs[0]), _BATCH[net]):
       padded = [np.zeros((size, *x.shape[1:]), x.dtype) for x in inputs]
       for p, x in zip(padded, inputs, strict=True):
-        p[:min(size, n - start)] = x[start:start + size]
-      results.append(self._nets[net](self._variables[net], *padded))
-    return [np.concatenate([np.asarray(r[i]) for r in results])[:n]
-            .astype(np.float64) for i in range(len(results[0]))]
+        p[:count] = x[start:start + count]
+      results.append((count, self._nets[net](self._variables[net], *padded)))
+      start += count
+    return [np.concatenate([np.asarray(r[i])[:count] for count, r in results])
+            .astype(np.float64) for i in range(len(results[0][1]))]
 
   def pnet_maps(self, levels: Sequence[np.ndarray]) -> list[tuple[np.ndarray,
                                                                    np.ndarray]]:
