@@ -106,10 +106,12 @@ def test_crop_and_resize_samples_like_tensorflow():
   assert (outside[0, 0] == 0).all() and (outside[0, -1, -1] > 0).all()
 
 
-def test_tiled_pnet_equals_pnet_on_the_whole_image(detector):
-  # Odd sizes exercise the 'SAME' pooling edge that tiles must reproduce.
+@pytest.mark.parametrize("shape", [(151, 203), (70, 49), (251, 250)])
+def test_tiled_pnet_equals_pnet_on_the_whole_image(detector, shape):
+  # Odd sizes exercise the 'SAME' pooling edge that tiles must reproduce;
+  # the shapes use the 16-, 32- and 64-output tiles.
   rng = np.random.default_rng(1)
-  level = rng.uniform(-1, 1, (151, 203, 3)).astype(np.float32)
+  level = rng.uniform(-1, 1, (*shape, 3)).astype(np.float32)
   (offsets, probs), = detector.pnet_maps([level])
   variables = mtcnn.load_variables("pnet")
   whole_offsets, whole_probs = jax.jit(mtcnn.PNet().apply)(variables,
@@ -117,6 +119,31 @@ def test_tiled_pnet_equals_pnet_on_the_whole_image(detector):
   assert probs.shape == whole_probs.shape[1:3]
   np.testing.assert_allclose(probs, whole_probs[0, :, :, 1], atol=1e-5)
   np.testing.assert_allclose(offsets, whole_offsets[0], atol=1e-5)
+
+
+def test_pnet_tiles_fit_the_level_and_batches_pad_to_powers_of_four():
+  # One 16-tile; one 32-tile (cheaper than four 16-tiles); a 71 x 97
+  # output map in 16-tiles (35 of them cost less than four 64-tiles); four
+  # 64-tiles for 121 x 121 (sixteen 32-tiles would cost a little more).
+  assert [mtcnn.tile_size(h, w) for h, w in
+          ((41, 30), (70, 49), (151, 203), (251, 250))] == [16, 32, 16, 64]
+  assert mtcnn._chunks(9, 16) == [(4, 4), (4, 4), (1, 1)]
+  assert mtcnn._chunks(15, 16) == [(15, 16)]
+  assert mtcnn._chunks(40, 16) == [(16, 16), (16, 16), (4, 4), (4, 4)]
+  assert mtcnn._chunks(3, 64) == [(3, 4)]
+  tiles, valid, origins = mtcnn.pnet_tiles(np.ones((151, 203, 3)), 64)
+  assert tiles.shape == (4, 138, 138, 3) and len(origins) == 4
+  assert valid.tolist() == [[136, 136], [136, 73], [21, 136], [21, 73]]
+
+
+def test_nets_run_any_batch_in_a_few_shapes(detector):
+  detector._nets["onet"]._clear_cache()
+  for n in (1, 3, 5, 16, 17, 40):
+    offsets, marks, probs = detector._run(
+        "onet", np.zeros((n, 48, 48, 3), np.float32))
+    assert offsets.shape == (n, 4) and probs.shape == (n, 2)
+  # Batches of 1, 4 and 16 only.
+  assert detector._nets["onet"]._cache_size() == 3
 
 
 def test_load_variables_fits_the_modules():

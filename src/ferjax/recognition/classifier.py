@@ -32,9 +32,20 @@ class Classifier:
       raise ValueError(
           f"crops must be uint8 of shape (N, {', '.join(map(str, self.crop_shape))}),"
           f" got {crops.dtype} {crops.shape}")
-    if not len(crops):
+    n = len(crops)
+    if not n:
       return np.zeros((0, len(self.class_names)), np.float32)
-    return np.asarray(self.predict_fn(jnp.asarray(crops)), np.float32)
+    # Padded to a few batch sizes, so that a new face count does not
+    # compile the model again.
+    padded = np.zeros((batch_bucket(n), *self.crop_shape), np.uint8)
+    padded[:n] = crops
+    return np.asarray(self.predict_fn(jnp.asarray(padded)), np.float32)[:n]
+
+
+def batch_bucket(n: int) -> int:
+  """The batch size ``n`` crops are padded to: the next power of two up to
+  64, then the next multiple of 64."""
+  return 1 << max(0, n - 1).bit_length() if n <= 64 else -(-n // 64) * 64
 
 
 def classifier_from_model(model: nn.Module, variables: Any, *,

@@ -35,12 +35,20 @@ _NMS_PNET_SCALE = 0.5
 _NMS_PNET_ALL = 0.7
 _NMS_RNET = 0.7
 _NMS_ONET = 0.7
-# P-Net runs on square tiles giving _TILE_OUT x _TILE_OUT outputs each: its
-# 12-pixel window moves 2 pixels per output, so they need 2 * 63 + 12 pixels.
-_TILE_OUT = 64
-_TILE_IN = _PNET_STRIDE * (_TILE_OUT - 1) + _PNET_CELL
-# Fixed batch sizes, so that each net compiles once.
+# P-Net runs on square tiles giving T x T outputs each, T one of _TILE_OUTS:
+# its 12-pixel window moves 2 pixels per output, so they need 2 (T - 1) + 12
+# pixels. Each pyramid level gets the tile size that covers it with the
+# fewest multiply-adds (see tile_size).
+_TILE_OUTS = (16, 32, 64)
+# Largest batch of each net; a remainder runs in batches of powers of four,
+# padded up only when that wastes little, so that each net compiles for at
+# most three batch sizes (per tile size) whatever the image.
 _BATCH = {"pnet": 16, "rnet": 64, "onet": 16}
+# Proposals around a face of the previous frame (MTCNN.follow): sizes as
+# multiples of its longer side, and centre shifts in units of the size.
+_FOLLOW_SCALES = (0.85, 1.0, 1.2)
+_FOLLOW_SHIFTS = ((0.0, 0.0), (-0.15, 0.0), (0.15, 0.0), (0.0, -0.15),
+                  (0.0, 0.15))
 
 
 class PReLU(nn.Module):
@@ -316,21 +324,55 @@ def _pnet_out(size: int) -> int:
   return -(-(size - 2) // 2) - 4
 
 
-def pnet_tiles(image: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                           list[tuple[int, int]]]:
+def _tile_cost(tile_out: int) -> int:
+  # P-Net's multiply-adds on one tile: conv1 (3 -> 10) on 2T + 8 squared,
+  # conv2 (10 -> 16) on T + 2, conv3 (16 -> 32) and the heads (32 -> 6) on T.
+  return ((2 * tile_out + 8) ** 2 * 27 * 10 + (tile_out + 2) ** 2 * 90 * 16
+          + tile_out ** 2 * (144 * 32 + 32 * 6))
+
+
+def tile_size(height: int, width: int) -> int:
+  """Outputs per side of the P-Net tiles for an image of this size: the
+  size whose tiles cover its output map with the least work (the larger
+  size on a tie, for fewer calls)."""
+  oh, ow = max(1, _pnet_out(height)), max(1, _pnet_out(width))
+  return min(_TILE_OUTS[::-1], key=lambda t: -(-oh // t) * -(-ow // t)
+             * _tile_cost(t))
+
+
+def _chunks(n: int, largest: int) -> list[tuple[int, int]]:
+  """(count, batch size) runs covering ``n`` items: full batches of
+  ``largest``, then powers of four, rounding a remainder up to the next
+  one when at most a quarter of that batch would be padding."""
+  runs, left = [], n
+  while left:
+    size = 1
+    while size * 4 <= min(left, largest):
+      size *= 4
+    if size < largest and size * 4 - left <= size:
+      size *= 4
+    runs.append((min(size, left), size))
+    left -= min(size, left)
+  return runs
+
+
+def pnet_tiles(image: np.ndarray, tile_out: int = _TILE_OUTS[-1]) -> tuple[
+    np.ndarray, np.ndarray, list[tuple[int, int]]]:
   """Cuts an image into overlapping P-Net tiles of one fixed shape.
 
-  Returns the zero-padded tiles (N, _TILE_IN, _TILE_IN, C), each tile's
-  valid first-feature-map extent for ``PNet(valid=...)`` and the (row, col)
-  of its first output in the image's output map. A tile yields
-  _TILE_OUT x _TILE_OUT outputs, exactly those of the whole image there.
+  Returns the zero-padded tiles (N, S, S, C) with S = 2 (tile_out - 1) + 12,
+  each tile's valid first-feature-map extent for ``PNet(valid=...)`` and the
+  (row, col) of its first output in the image's output map. A tile yields
+  ``tile_out`` x ``tile_out`` outputs, exactly those of the whole image
+  there.
   """
   h, w = image.shape[:2]
+  tile_in = _PNET_STRIDE * (tile_out - 1) + _PNET_CELL
   tiles, valid, origins = [], [], []
-  for oy in range(0, max(_pnet_out(h), 0), _TILE_OUT):
-    for ox in range(0, max(_pnet_out(w), 0), _TILE_OUT):
-      part = image[2 * oy:2 * oy + _TILE_IN, 2 * ox:2 * ox + _TILE_IN]
-      tile = np.zeros((_TILE_IN, _TILE_IN, image.shape[2]), np.float32)
+  for oy in range(0, max(_pnet_out(h), 0), tile_out):
+    for ox in range(0, max(_pnet_out(w), 0), tile_out):
+      part = image[2 * oy:2 * oy + tile_in, 2 * ox:2 * ox + tile_in]
+      tile = np.zeros((tile_in, tile_in, image.shape[2]), np.float32)
       tile[:part.shape[0], :part.shape[1]] = part
       tiles.append(tile)
       valid.append((part.shape[0] - 2, part.shape[1] - 2))
@@ -373,33 +415,41 @@ class MTCNN:
                   "onet": jax.jit(ONet().apply)}
 
   def _run(self, net: str, *inputs: np.ndarray) -> list[np.ndarray]:
-    """Runs ``net`` over the batch in chunks of its fixed batch size."""
-    n, chunk = len(inputs[0]), _BATCH[net]
-    results = []
-    for start in range(0, n, chunk):
-      padded = [np.zeros((chunk, *x.shape[1:]), x.dtype) for x in inputs]
+    """Runs ``net`` over the batch in the batch sizes of ``_chunks``."""
+    results, start = [], 0
+    for count, size in _chunks(len(inputs[0]), _BATCH[net]):
+      padded = [np.zeros((size, *x.shape[1:]), x.dtype) for x in inputs]
       for p, x in zip(padded, inputs, strict=True):
-        p[:min(chunk, n - start)] = x[start:start + chunk]
-      results.append(self._nets[net](self._variables[net], *padded))
-    return [np.concatenate([np.asarray(r[i]) for r in results])[:n]
-            .astype(np.float64) for i in range(len(results[0]))]
+        p[:count] = x[start:start + count]
+      results.append((count, self._nets[net](self._variables[net], *padded)))
+      start += count
+    return [np.concatenate([np.asarray(r[i])[:count] for count, r in results])
+            .astype(np.float64) for i in range(len(results[0][1]))]
 
   def pnet_maps(self, levels: Sequence[np.ndarray]) -> list[tuple[np.ndarray,
                                                                    np.ndarray]]:
     """P-Net's offset (h, w, 4) and face-probability (h, w) maps of each
-    normalised pyramid level, computed tile by tile in fixed-size batches."""
-    cut = [pnet_tiles(level) for level in levels]
-    offsets, probs = self._run("pnet", np.concatenate([c[0] for c in cut]),
-                               np.concatenate([c[1] for c in cut]))
-    maps, i = [], 0
-    for level, (_, _, origins) in zip(levels, cut, strict=True):
+    normalised pyramid level, computed tile by tile, each tile size in one
+    run of batches."""
+    sizes = [tile_size(*level.shape[:2]) for level in levels]
+    cut = [pnet_tiles(level, size) for level, size in zip(levels, sizes,
+                                                          strict=True)]
+    outputs = {}
+    for size in sorted(set(sizes)):
+      mine = [c for c, s in zip(cut, sizes, strict=True) if s == size]
+      outputs[size] = self._run("pnet", np.concatenate([c[0] for c in mine]),
+                                np.concatenate([c[1] for c in mine]))
+    maps, used = [], dict.fromkeys(outputs, 0)
+    for level, size, (_, _, origins) in zip(levels, sizes, cut, strict=True):
+      offsets, probs = outputs[size]
       oh, ow = _pnet_out(level.shape[0]), _pnet_out(level.shape[1])
       level_offsets, level_probs = np.zeros((oh, ow, 4)), np.zeros((oh, ow))
       for oy, ox in origins:
-        th, tw = min(_TILE_OUT, oh - oy), min(_TILE_OUT, ow - ox)
+        i = used[size]
+        th, tw = min(size, oh - oy), min(size, ow - ox)
         level_offsets[oy:oy + th, ox:ox + tw] = offsets[i, :th, :tw]
         level_probs[oy:oy + th, ox:ox + tw] = probs[i, :th, :tw, 1]
-        i += 1
+        used[size] += 1
       maps.append((level_offsets, level_probs))
     return maps
 
@@ -455,15 +505,45 @@ class MTCNN:
       boxes = self._refine(normalized, boxes)
     if len(boxes):
       boxes = self._output(normalized, boxes)
-    height, width = image.shape[:2]
-    faces = []
-    for row in boxes:
-      # Boxes are clipped to the image as the reference does by default;
-      # landmarks are not.
-      x1, x2 = np.clip(row[[0, 2]], 0, width - 1)
-      y1, y2 = np.clip(row[[1, 3]], 0, height - 1)
-      landmarks = {name: (float(row[5 + i]), float(row[10 + i]))
-                   for i, name in enumerate(LANDMARK_NAMES)}
-      faces.append(Face((float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
-                        float(row[4]), landmarks))
-    return faces
+    return _to_faces(boxes, *image.shape[:2])
+
+  def follow(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
+    """The faces near ``faces`` (found in the previous frame) in ``image``.
+
+    Replaces P-Net's proposals with a few square boxes around each previous
+    face (three sizes, five positions) and runs the cascade's last two
+    stages on them: a batch of 24x24 and 48x48 patches instead of a
+    pyramid. A face that moved by more than about a fifth of its size, or
+    is no longer a face by R-/O-Net's thresholds, is lost until the next
+    detection.
+    """
+    _check_image(image)
+    if not faces:
+      return []
+    proposals = []
+    for x, y, w, h in (f.box for f in faces):
+      for scale in _FOLLOW_SCALES:
+        side = max(w, h) * scale
+        for dx, dy in _FOLLOW_SHIFTS:
+          x1 = x + w / 2 + dx * side - side / 2
+          y1 = y + h / 2 + dy * side - side / 2
+          proposals.append((x1, y1, x1 + side, y1 + side, 1.0))
+    normalized = _normalize(image)
+    boxes = self._refine(normalized, np.asarray(proposals, np.float64))
+    if len(boxes):
+      boxes = self._output(normalized, boxes)
+    return _to_faces(boxes, *image.shape[:2])
+
+
+def _to_faces(boxes: np.ndarray, height: int, width: int) -> list[Face]:
+  faces = []
+  for row in boxes:
+    # Boxes are clipped to the image as the reference does by default;
+    # landmarks are not.
+    x1, x2 = np.clip(row[[0, 2]], 0, width - 1)
+    y1, y2 = np.clip(row[[1, 3]], 0, height - 1)
+    landmarks = {name: (float(row[5 + i]), float(row[10 + i]))
+                 for i, name in enumerate(LANDMARK_NAMES)}
+    faces.append(Face((float(x1), float(y1), float(x2 - x1), float(y2 - y1)),
+                      float(row[4]), landmarks))
+  return faces

@@ -18,6 +18,7 @@ smaller faces than 640 alone.
 
 import dataclasses
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -102,6 +103,56 @@ class MultiResolution:
       faces += [rescale_face(f, fx, fy) for f in self.detector.detect(small)]
     return merge_faces(faces)
 
+  def follow(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
+    """``faces`` of the previous frame, found again in ``image``.
+
+    Uses the detector's own ``follow`` where it has one (MTCNN's last
+    stage), else ``redetect_near``; on the copy of the largest side, where
+    faces have the most pixels.
+    """
+    scale = min(1.0, max(self.sides) / max(image.shape[:2]))
+    size = (max(1, round(image.shape[1] * scale)),
+            max(1, round(image.shape[0] * scale)))
+    small = image if scale == 1.0 else cv2.resize(
+        image, size, interpolation=cv2.INTER_AREA)
+    fx, fy = image.shape[1] / size[0], image.shape[0] / size[1]
+    previous = [rescale_face(f, 1 / fx, 1 / fy) for f in faces]
+    follow = getattr(self.detector, "follow", None)
+    found = (follow(small, previous) if follow is not None
+             else redetect_near(self.detector, small, previous))
+    return merge_faces([rescale_face(f, fx, fy) for f in found])
+
+
+def redetect_near(detector: Detector, image: np.ndarray, faces: Sequence[Face],
+                  *, grow: float = 0.5) -> list[Face]:
+  """For each of ``faces``, the detection overlapping it most inside its box
+  grown by ``grow`` of its size on every side; faces not found are dropped."""
+  height, width = image.shape[:2]
+  found = []
+  for face in faces:
+    x, y, w, h = face.box
+    x0, y0 = max(0, int(x - grow * w)), max(0, int(y - grow * h))
+    x1 = min(width, int(math.ceil(x + w + grow * w)))
+    y1 = min(height, int(math.ceil(y + h + grow * h)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+      continue
+    near = [shift_face(f, x0, y0)
+            for f in detector.detect(np.ascontiguousarray(image[y0:y1, x0:x1]))]
+    if near:
+      best = max(near, key=lambda f: iou(f.box, face.box))
+      if iou(best.box, face.box) > 0:
+        found.append(best)
+  return found
+
+
+def shift_face(face: Face, dx: float, dy: float) -> Face:
+  """``face`` moved by (dx, dy) pixels."""
+  landmarks = None
+  if face.landmarks is not None:
+    landmarks = {k: (x + dx, y + dy) for k, (x, y) in face.landmarks.items()}
+  x, y, w, h = face.box
+  return Face((x + dx, y + dy, w, h), face.score, landmarks)
+
 
 @functools.cache
 def _base_detector(kind: str) -> Detector:
@@ -150,16 +201,21 @@ class FaceResult:
   label: str
   scores: Mapping[str, float]
   detection_score: float | None = None
+  track: int | None = None
 
   def to_json(self) -> dict[str, Any]:
-    """Plain JSON types: integer box, rounded landmarks and scores."""
+    """Plain JSON types: integer box, rounded landmarks and scores; the
+    track id only for faces from a stream."""
     landmarks = None
     if self.landmarks is not None:
       landmarks = {k: [round(x, 1), round(y, 1)]
                    for k, (x, y) in self.landmarks.items()}
-    return {"box": [round(v) for v in self.box], "landmarks": landmarks,
-            "label": self.label,
-            "scores": {k: round(v, 4) for k, v in self.scores.items()}}
+    record = {"box": [round(v) for v in self.box], "landmarks": landmarks,
+              "label": self.label,
+              "scores": {k: round(v, 4) for k, v in self.scores.items()}}
+    if self.track is not None:
+      record["track"] = self.track
+    return record
 
 
 def recognize(image: np.ndarray, classifier: Classifier,

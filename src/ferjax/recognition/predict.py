@@ -1,8 +1,11 @@
-"""`ferjax predict`: expressions of the faces in image files.
+"""`ferjax predict`: expressions of the faces in image files, videos, cameras.
 
 Prints one JSON object per image and line, {"path", "faces": [...]} or
 {"path", "error"}, so that one bad file is reported and the rest still run;
 with --out, also writes a copy of each image with boxes and labels drawn.
+Videos and cameras give one line per frame, {"path", "frame", "time",
+"faces"} with a track id per face (see ferjax.recognition.stream), and with
+--out an annotated video of the same size and frame rate.
 
 Huge photos are not refused: a 48-megapixel phone photo is a normal input.
 Detection runs on downscaled copies (see ferjax.recognition.pipeline) and
@@ -11,7 +14,9 @@ the crops come from the full image; only what OpenCV itself will not decode
 """
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -20,9 +25,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ferjax import atomic
+from ferjax import atomic, compilation_cache
 from ferjax.recognition.classifier import Classifier, load_classifier
 from ferjax.recognition.pipeline import DETECTORS, FaceResult, recognize
+from ferjax.recognition.stream import DETECT_EVERY, SMOOTH, FaceStream
+from ferjax.recognition.video import (WRITABLE_SUFFIXES, VideoError,
+                                      VideoSource, VideoWriter, is_video)
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
@@ -91,6 +99,8 @@ def annotate(image: np.ndarray, results: Sequence[FaceResult]) -> np.ndarray:
     for lx, ly in (r.landmarks or {}).values():
       cv2.circle(out, (round(lx), round(ly)), line + 1, (0, 0, 255), -1)
     text = f"{r.label} {r.scores[r.label]:.2f}"
+    if r.track is not None:
+      text = f"#{r.track} {text}"
     scale = max(0.4, w / 220)
     thickness = max(1, round(scale * 1.5))
     (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
@@ -109,12 +119,14 @@ def write_image_atomic(path: Path, bgr: np.ndarray) -> None:
   atomic.write_bytes(path, encoded.tobytes())
 
 
-def _annotated_path(out_dir: Path, source: Path, used: set[str]) -> Path:
-  """out_dir/<source name>, made unique within the run; unknown suffixes
-  become .png."""
+def _annotated_path(out_dir: Path, source: Path, used: set[str],
+                    suffixes: Sequence[str] = IMAGE_SUFFIXES,
+                    default: str = ".png") -> Path:
+  """out_dir/<source name>, made unique within the run; suffixes not in
+  ``suffixes`` become ``default``."""
   suffix = source.suffix.lower()
-  if suffix not in IMAGE_SUFFIXES:
-    suffix = ".png"
+  if suffix not in suffixes:
+    suffix = default
   name, n = f"{source.stem}{suffix}", 1
   while name in used:
     name, n = f"{source.stem}_{n}{suffix}", n + 1
@@ -148,21 +160,139 @@ def predict_paths(paths: Iterable[str | Path], classifier: Classifier,
     yield {"path": str(path), "faces": [r.to_json() for r in results]}
 
 
+def _warn(message: str) -> None:
+  print(f"ferjax predict: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _open_window(title: str) -> str | None:
+  """The title of a new OpenCV window for --show, or None (with a warning)
+  where no display or no GUI support exists."""
+  if sys.platform.startswith("linux") and not (
+      os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    _warn("--show: no display (DISPLAY is not set); running headless")
+    return None
+  try:
+    cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+  except cv2.error:
+    _warn("--show: this OpenCV has no GUI support (opencv-python-headless); "
+          "running headless")
+    return None
+  return title
+
+
+def predict_video(source: str | Path | int, classifier: Classifier,
+                  detector: str = "auto", out_dir: str | Path | None = None,
+                  *, start: float = 0.0, end: float | None = None,
+                  max_frames: int | None = None,
+                  detect_every: int = DETECT_EVERY, smooth: float = SMOOTH,
+                  show: bool = False, used: set[str] | None = None,
+                  warn=_warn) -> Iterator[dict[str, Any]]:
+  """One JSON-ready record per frame of a video file or camera index.
+
+  A source that cannot be read gives one {"path", "error"} record (after
+  the frames read before the problem). With ``out_dir`` the annotated video
+  is written there, named after the source (camera N: cameraN.mp4).
+  """
+  name = f"camera {source}" if isinstance(source, int) else str(source)
+  try:
+    video = VideoSource(source)
+  except VideoError as e:
+    yield {"path": name, "error": str(e)}
+    return
+  writer, window = None, None
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(video)
+    if out_dir is not None:
+      stem = Path(f"camera{source}.mp4" if isinstance(source, int) else source)
+      path = _annotated_path(Path(out_dir), stem,
+                             set() if used is None else used,
+                             WRITABLE_SUFFIXES, ".mp4")
+      if not isinstance(source, int) and path.resolve() == stem.resolve():
+        yield {"path": name, "error": f"{name}: --out {out_dir} would "
+               "overwrite this input with its annotated copy"}
+        return
+      writer = stack.enter_context(VideoWriter(path, video.fps))
+    if show:
+      window = _open_window(f"ferjax predict: {name}")
+      if window is not None:
+        stack.callback(cv2.destroyWindow, window)
+    stream = FaceStream(classifier, detector, detect_every=detect_every,
+                        smooth=smooth)
+    frames = 0
+    try:
+      for frame in video.frames(start=start, end=end, max_frames=max_frames,
+                                warn=warn):
+        result = stream.process(frame.image, frame.index, frame.time)
+        if writer is not None or window is not None:
+          annotated = annotate(frame.image, result.faces)
+          if writer is not None:
+            writer.write(annotated)
+          if window is not None:
+            cv2.imshow(window, annotated)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):  # q or Esc quits
+              break
+        frames += 1
+        yield {"path": name, **result.to_json()}
+    except (VideoError, OSError, ValueError, cv2.error) as e:
+      message = str(e) if name in str(e) else f"{name}: {e}"
+      yield {"path": name, "error": message}
+      return
+    if not frames:
+      yield {"path": name, "error": f"{name}: no frames between --start "
+             f"{start:g} s and --end {end if end is not None else 'end'}"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  """Runs `ferjax predict`; 0 unless the run dir is unusable or every image
-  failed."""
+  """Runs `ferjax predict`; 0 unless the run dir is unusable or every input
+  failed (130 when interrupted)."""
   parser = argparse.ArgumentParser(
       prog="ferjax predict",
-      description="Detect faces and classify their expressions.")
+      description="Detect faces and classify their expressions in images, "
+      "videos and camera streams.")
   parser.add_argument("--workdir", required=True,
                       help="training run directory holding a checkpoint")
-  parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
-                      help="image files, or directories searched for them")
+  parser.add_argument("images", nargs="*", metavar="INPUT",
+                      help="image or video files (.mp4, .avi, .mov, .mkv, "
+                      "...), or directories searched for images")
+  parser.add_argument("--camera", type=int, metavar="N",
+                      help="also read camera N (0: the first) until Ctrl-C, "
+                      "--end or --max-frames")
   parser.add_argument("--detector", choices=DETECTORS, default="auto",
                       help="face detector (default: auto, MTCNN at two "
                       "resolutions)")
   parser.add_argument("--out", help="directory for annotated copies")
+  video = parser.add_argument_group("videos and cameras")
+  video.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+                     help="skip the frames before this time (files)")
+  video.add_argument("--end", type=float, metavar="SECONDS",
+                     help="stop at this time")
+  video.add_argument("--max-frames", type=int, metavar="N",
+                     help="process at most N frames of each video")
+  video.add_argument("--detect-every", type=int, default=DETECT_EVERY,
+                     metavar="N", help="run the full face detector every N "
+                     "frames and follow the faces in between (1: every "
+                     f"frame; default {DETECT_EVERY})")
+  video.add_argument("--smooth", type=float, default=SMOOTH, metavar="FRAMES",
+                     help="average each face's scores over about FRAMES "
+                     f"frames (exponential; 0: off; default {SMOOTH})")
+  video.add_argument("--show", action="store_true",
+                     help="show the annotated frames in a window (q quits)")
+  parser.add_argument("--no-compile-cache", action="store_true",
+                      help="do not use the persistent compilation cache "
+                      "(default: $XDG_CACHE_HOME/ferjax/jax or "
+                      f"${compilation_cache.ENV})")
   args = parser.parse_args(argv)
+  if not args.images and args.camera is None:
+    parser.error("give image or video files, directories, or --camera N")
+  minimums = [("--start", args.start, 0), ("--max-frames", args.max_frames, 1),
+              ("--detect-every", args.detect_every, 1),
+              ("--smooth", args.smooth, 0), ("--camera", args.camera, 0)]
+  for flag, value, low in minimums:
+    if value is not None and value < low:
+      parser.error(f"{flag} must be >= {low}, got {value:g}")
+  if args.end is not None and args.end <= args.start:
+    parser.error(f"--end must be after --start ({args.start:g}), got "
+                 f"{args.end:g}")
   if args.out is not None:
     try:
       Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -170,24 +300,63 @@ def main(argv: Sequence[str] | None = None) -> int:
       print(f"ferjax predict: --out {args.out}: {e.strerror or e}",
             file=sys.stderr)
       return 2
+  if not args.no_compile_cache:
+    compilation_cache.enable(compilation_cache.default_dir())
   try:
     classifier = load_classifier(args.workdir)
   except (FileNotFoundError, ValueError) as e:
     print(f"ferjax predict: {e}", file=sys.stderr)
     return 2
-  return run(args.images, classifier, args.detector, args.out)
+  options = dict(start=args.start, end=args.end, max_frames=args.max_frames,
+                 detect_every=args.detect_every, smooth=args.smooth,
+                 show=args.show)
+  inputs = list(args.images) + ([args.camera] if args.camera is not None
+                                else [])
+  try:
+    return run(inputs, classifier, args.detector, args.out, **options)
+  except KeyboardInterrupt:
+    print("ferjax predict: interrupted; annotated output written so far is "
+          "kept", file=sys.stderr)
+    return 130
 
 
-def run(images: Sequence[str], classifier: Classifier, detector: str = "auto",
-        out_dir: str | Path | None = None) -> int:
-  """Prints a JSON line per image file; 1 if none succeeded, else 0."""
-  paths = expand_paths(images)
-  if not paths:
-    print(f"ferjax predict: no image files found in {' '.join(images)}",
-          file=sys.stderr)
-    return 1
-  failures = 0
-  for record in predict_paths(paths, classifier, detector, out_dir):
-    failures += "error" in record
-    print(json.dumps(record), flush=True)
-  return 1 if failures == len(paths) else 0
+def run(images: Sequence[str | int], classifier: Classifier,
+        detector: str = "auto", out_dir: str | Path | None = None,
+        **video_options: Any) -> int:
+  """Prints a JSON line per image file and per video frame, in the order of
+  ``images`` (camera indices are ints); 1 if no input succeeded, else 0.
+
+  ``video_options`` are ``predict_video``'s keyword arguments.
+  """
+  groups: list[list[Path] | str | int] = []
+  for item in images:
+    if isinstance(item, int) or is_video(item):
+      groups.append(item)
+    elif groups and isinstance(groups[-1], list):
+      groups[-1].append(item)
+    else:
+      groups.append([item])
+  inputs = failures = 0
+  used: set[str] = set()
+  for group in groups:
+    if isinstance(group, list):
+      paths = expand_paths(group)
+      if not paths:
+        print(f"ferjax predict: no image files found in "
+              f"{' '.join(map(str, group))}", file=sys.stderr)
+        inputs, failures = inputs + 1, failures + 1
+        continue
+      records = predict_paths(paths, classifier, detector, out_dir)
+      for record in records:
+        inputs += 1
+        failures += "error" in record
+        print(json.dumps(record), flush=True)
+    else:
+      inputs += 1
+      failed = False
+      for record in predict_video(group, classifier, detector, out_dir,
+                                  used=used, **video_options):
+        failed |= "error" in record
+        print(json.dumps(record), flush=True)
+      failures += failed
+  return 1 if failures == inputs else 0

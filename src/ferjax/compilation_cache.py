@@ -1,0 +1,54 @@
+"""JAX's persistent compilation cache for short command-line runs.
+
+A `ferjax predict` of one photo spends most of its time compiling the
+detector's and the classifier's networks; with the cache, a later process
+reads the compiled programs from disk instead. The cache lives in the user's
+cache directory, ``$XDG_CACHE_HOME/ferjax/jax`` (``~/.cache/ferjax/jax``
+when XDG_CACHE_HOME is unset). ``FERJAX_COMPILATION_CACHE`` overrides it:
+a directory to use instead, or ``off`` (also ``0``, ``false``, ``none``) to
+disable it. Entries are keyed by program, JAX version and device, so a stale
+entry is never used, and deleting the directory is always safe.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import jax
+
+ENV = "FERJAX_COMPILATION_CACHE"
+_OFF = ("0", "off", "false", "no", "none")
+
+
+def default_dir() -> Path | None:
+  """Where the cache goes, or None when ``FERJAX_COMPILATION_CACHE`` turns
+  it off."""
+  value = os.environ.get(ENV, "").strip()
+  if value.lower() in _OFF:
+    return None
+  if value:
+    return Path(value).expanduser()
+  base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+  return Path(base) / "ferjax" / "jax"
+
+
+def enable(directory: str | Path | None) -> Path | None:
+  """Turns the persistent cache on in ``directory`` (None: leave it off).
+
+  Must run before the first compilation. Every program is cached, however
+  quick to compile: the small ones add up to seconds too. A directory that
+  cannot be created is reported on stderr and the run goes on uncached.
+  """
+  if directory is None:
+    return None
+  directory = Path(directory)
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    print(f"ferjax: compilation cache {directory}: {e.strerror or e}; "
+          "running without it", file=sys.stderr)
+    return None
+  jax.config.update("jax_compilation_cache_dir", str(directory))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return directory
