@@ -161,16 +161,49 @@ def checkpoints(run_dir: pathlib.Path) -> list[int]:
                 if p.name.isdigit()) if path.is_dir() else []
 
 
+# 240 steps with a checkpoint every 8: long enough to interrupt on time.
+LONG_TRIAL = "[{'num_epochs': 30}]"
+LONG_ARGS = ("--config.checkpoint.every_steps=8",)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(cluster, synthetic_data_dir, tmp_path_factory):
+  """The long trial run through by the local launcher."""
+  directory = tmp_path_factory.mktemp("uninterrupted")
+  code, out = run_sweep(sweep_args(sweep_file(directory, LONG_TRIAL),
+                                   directory / "sw", synthetic_data_dir,
+                                   *LONG_ARGS))
+  assert code == 0, out
+  return directory / "sw" / "num_epochs=30"
+
+
+def start_long_trial(directory: pathlib.Path, data_dir: str
+                     ) -> tuple[list[str], pathlib.Path, str]:
+  """Submits the long trial without waiting; returns once it checkpointed."""
+  args = sweep_args(sweep_file(directory, LONG_TRIAL), directory / "sw",
+                    data_dir, *LONG_ARGS, "--launcher", "slurm")
+  run_dir = directory / "sw" / "num_epochs=30"
+  code, out = run_sweep([*args, "--no-wait"])
+  assert code == 0, out
+  wait_for(lambda: checkpoints(run_dir), "a checkpoint")
+  return args, run_dir, status(run_dir)["job_id"]
+
+
+def assert_resumed_exactly(run_dir: pathlib.Path,
+                           uninterrupted: pathlib.Path) -> None:
+  sessions = json.loads((run_dir / "manifest.json").read_text())["sessions"]
+  assert len(sessions) == 2 and sessions[1]["start_step"] > 0
+  jax.tree.map(np.testing.assert_array_equal, final_params(run_dir),
+               final_params(uninterrupted))
+  evals = lambda d: [e for e in read_metrics(d) if e["split"] != "train"]  # noqa: E731
+  assert without_timing(evals(run_dir)) == without_timing(
+      evals(uninterrupted))
+
+
 @pytest.mark.timeout(TIMEOUT)
 def test_scancel_then_relaunch_resumes_the_trial_exactly(
-    cluster, synthetic_data_dir, tmp_path, capsys):
-  config = sweep_file(tmp_path, "[{'num_epochs': 30}]")
-  args = sweep_args(config, tmp_path / "sw", synthetic_data_dir,
-                    "--config.checkpoint.every_steps=8", "--launcher", "slurm")
-  run_dir = tmp_path / "sw" / "num_epochs=30"
-  assert run_sweep([*args, "--no-wait"])[0] == 0
-  wait_for(lambda: checkpoints(run_dir), "a checkpoint")
-  job = status(run_dir)["job_id"]
+    uninterrupted, synthetic_data_dir, tmp_path, capsys):
+  args, run_dir, job = start_long_trial(tmp_path, synthetic_data_dir)
   subprocess.run(["scancel", job], check=True)
   wait_for(lambda: slurm.job_states().get(job) not in slurm.LIVE_STATES,
            "the cancelled job to end")
@@ -185,19 +218,25 @@ def test_scancel_then_relaunch_resumes_the_trial_exactly(
   record = status(run_dir)
   assert record["attempts"] == 2 and record["jobs"][0] == job
   assert record["status"] == "finished" and record["job_id"] != job
-  sessions = json.loads((run_dir / "manifest.json").read_text())["sessions"]
-  assert len(sessions) == 2 and sessions[1]["start_step"] > 0
+  assert_resumed_exactly(run_dir, uninterrupted)
 
-  # The same trial uninterrupted, by the local launcher.
-  local = tmp_path / "local"
-  code, out = run_sweep(sweep_args(config, local, synthetic_data_dir,
-                                   "--config.checkpoint.every_steps=8"))
+
+@pytest.mark.slow  # SLURM makes a requeued job wait 2 minutes.
+@pytest.mark.timeout(TIMEOUT)
+def test_a_requeued_trial_resumes_exactly(uninterrupted, synthetic_data_dir,
+                                          tmp_path):
+  """USR2, which SLURM sends before a time limit or a preemption: submitit
+  requeues the job, and its trial resumes from the last checkpoint."""
+  args, run_dir, job = start_long_trial(tmp_path, synthetic_data_dir)
+  subprocess.run(["scancel", "--signal=USR2", job], check=True)
+  code, out = run_sweep(args)  # Waits for the requeued job.
   assert code == 0, out
-  jax.tree.map(np.testing.assert_array_equal, final_params(run_dir),
-               final_params(local / "num_epochs=30"))
-  evals = lambda d: [e for e in read_metrics(d) if e["split"] != "train"]  # noqa: E731
-  assert without_timing(evals(run_dir)) == without_timing(
-      evals(local / "num_epochs=30"))
+  assert f"job {job} of an earlier sweep is" in out
+  record = status(run_dir)
+  assert (record["job_id"], record["attempts"]) == (job, 1)
+  assert "this job is preempted" in pathlib.Path(
+      record["stderr_log"]).read_text()
+  assert_resumed_exactly(run_dir, uninterrupted)
 
 
 @pytest.mark.timeout(TIMEOUT)

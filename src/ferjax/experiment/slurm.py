@@ -325,9 +325,10 @@ class SlurmRunner(sweep.Runner):
           if state in LIVE_STATES:
             status = "running" if state in RUNNING_STATES else "pending"
             if (status, state) != (record["status"], record["slurm_state"]):
+              started = status == "running" and record["status"] != "running"
               self._update(trial, status=status, slurm_state=state)
               self._write_sweep()
-              if status == "running":
+              if started:
                 print(f"{trial.name}: running (job {record['job_id']})",
                       flush=True)
             continue
