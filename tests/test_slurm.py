@@ -71,6 +71,18 @@ def test_bad_resources_are_named_before_any_work(tmp_path, capsys, field,
   assert not (tmp_path / "sw").exists()
 
 
+def test_without_slurm_commands_the_sweep_says_so(tmp_path, capsys,
+                                                 monkeypatch):
+  config = sweep_file(tmp_path, "[{'seed': 0}]")
+  monkeypatch.setenv("PATH", str(tmp_path))  # No squeue, no sbatch.
+  code = sweep.main(["--config", config, "--workdir", str(tmp_path / "sw"),
+                     "--launcher", "slurm"])
+  assert code == 2
+  assert "squeue not found: the SLURM launcher needs" in (
+      capsys.readouterr().err)
+  assert not (tmp_path / "sw" / "seed=0" / sweep.STATUS_FILE).exists()
+
+
 def test_status_of_a_directory_that_is_no_sweep(tmp_path, capsys):
   assert sweep.main(["--status", "--workdir", str(tmp_path)]) == 2
   assert "holds no sweep.json" in capsys.readouterr().err

@@ -149,6 +149,10 @@ def job_states() -> dict[str, str]:
     out = subprocess.run(
         ["squeue", "--me", "--noheader", "--array", "--states=all",
          "--format=%i|%T"], capture_output=True, text=True, timeout=60)
+  except FileNotFoundError:
+    raise SlurmError("squeue not found: the SLURM launcher needs SLURM's "
+                     "client commands (sbatch, squeue) on this machine"
+                     ) from None
   except (OSError, subprocess.TimeoutExpired) as e:
     raise SlurmError(f"squeue: {e}") from None
   if out.returncode:
