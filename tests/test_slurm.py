@@ -13,10 +13,12 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from ferjax import config as config_lib
+from ferjax.experiment import report
 from ferjax.experiment import slurm
 from ferjax.experiment import sweep
 from ferjax.train.metric_writer import read_metrics
@@ -29,7 +31,7 @@ from test_train import without_timing
 TIMEOUT = 600
 
 
-def quickstart(*overrides: str) -> config_lib.ml_collections.ConfigDict:
+def quickstart(*overrides: str) -> ml_collections.ConfigDict:
   return config_lib.apply_overrides(config_lib.load_config(QUICKSTART),
                                     overrides)
 
@@ -52,11 +54,16 @@ def test_resources_from_the_config():
       "mem": "1536MB",
       "additional_parameters": {"account": "lab", "exclusive": True}}
   assert slurm.resources(quickstart("slurm.cpus_per_task=8")).cpus_per_task == 8
+  older = quickstart("parallel.cpu_devices=None").to_dict()
+  del older["slurm"]  # An experiment written before the section existed.
+  assert slurm.resources(
+      ml_collections.ConfigDict(older)) == slurm.Resources()
 
 
 @pytest.mark.parametrize("field,value,message", [
     ("tasks_per_node", "0", "config.slurm.tasks_per_node: expected a positive"),
     ("time_minutes", "-5", "config.slurm.time_minutes"),
+    ("cpus_per_task", "0", "config.slurm.cpus_per_task"),
     ("gpus_per_node", "-1", "config.slurm.gpus_per_node"),
     ("mem_gb", "'lots'", "config.slurm.mem_gb"),
     ("sbatch", "('account=lab',)", "config.slurm.sbatch: expected a tuple"),
@@ -139,7 +146,6 @@ def test_slurm_sweep_finishes_every_trial_like_the_local_one(grids, tmp_path):
     assert without_timing(read_metrics(workdir / trial["name"])) == (
         without_timing(read_metrics(local_run)))
 
-  from ferjax.experiment import report
   reports = {}
   for launcher, (run_dir, _, _) in grids.items():
     assert report.main([str(run_dir), "--out", str(tmp_path / launcher)]) == 0
@@ -263,6 +269,18 @@ def test_a_failed_trial_records_its_job_and_log(cluster, synthetic_data_dir,
   assert f"job {record['job_id']}, FAILED); log: {record['stderr_log']}" in out
   assert "nosuchsplit" in pathlib.Path(record["stderr_log"]).read_text()
   assert "nosuchsplit" in record["stderr_tail"]
+
+
+def test_an_sbatch_error_is_named_and_nothing_recorded_as_submitted(
+    cluster, tmp_path, capsys):
+  config = sweep_file(tmp_path, "[{'seed': 0}]")
+  code = sweep.main(["--config", config, "--workdir", str(tmp_path / "sw"),
+                     "--launcher", "slurm", "--config.slurm.partition=nosuch"])
+  assert code == 2
+  assert "sbatch failed: " in capsys.readouterr().err
+  record = status(tmp_path / "sw" / "seed=0")
+  assert (record["status"], record["attempts"]) == ("pending", 0)
+  assert "job_id" not in record
 
 
 def srun_train(workdir: pathlib.Path, overrides: list[str],

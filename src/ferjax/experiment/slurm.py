@@ -44,7 +44,6 @@ RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "SIGNALING",
 LIVE_STATES = PENDING_STATES | RUNNING_STATES
 POLL_SECONDS = 2.0
 _SQUEUE_RETRIES = 15
-_TAIL_LINES = 30
 
 
 class SlurmError(sweep.SweepError):
@@ -94,43 +93,40 @@ class Resources:
 
 
 def resources(config: ml_collections.ConfigDict) -> Resources:
-  """The validated ``config.slurm``; ConfigError names a bad field."""
-  slurm = config.get("slurm") or ml_collections.ConfigDict()
-  get = lambda field, default: slurm.get(field, default)  # noqa: E731
+  """The validated ``config.slurm``; ConfigError names a bad field.
 
-  def positive(field: str, default: int) -> int:
-    value = get(field, default)
-    _require(isinstance(value, int) and not isinstance(value, bool)
-             and value > 0, field, "a positive integer", value)
-    return value
-
-  partition = get("partition", None)
+  A field the config lacks takes its default, so that experiments written
+  before this section existed still run.
+  """
+  slurm = config.slurm.to_dict() if "slurm" in config else {}
+  values = {f.name: slurm.get(f.name, f.default)
+            for f in dataclasses.fields(Resources)}
+  if slurm.get("cpus_per_task") is None:
+    values["cpus_per_task"] = config.parallel.get("cpu_devices") or 1
+  for field in ("time_minutes", "nodes", "tasks_per_node", "cpus_per_task"):
+    _require(_is_int(values[field]) and values[field] > 0, field,
+             "a positive integer", values[field])
+  _require(_is_int(values["gpus_per_node"]) and values["gpus_per_node"] >= 0,
+           "gpus_per_node", "an integer >= 0", values["gpus_per_node"])
+  partition = values["partition"]
   _require(partition is None or (isinstance(partition, str) and partition),
            "partition", "None (the default partition) or a name", partition)
-  cpus = get("cpus_per_task", None)
-  if cpus is None:
-    cpus = config.get("parallel", {}).get("cpu_devices") or 1
-  else:
-    cpus = positive("cpus_per_task", 1)
-  gpus = get("gpus_per_node", 0)
-  _require(isinstance(gpus, int) and not isinstance(gpus, bool) and gpus >= 0,
-           "gpus_per_node", "an integer >= 0", gpus)
-  mem = get("mem_gb", None)
+  mem = values["mem_gb"]
   _require(mem is None or (isinstance(mem, (int, float)) and
                            not isinstance(mem, bool) and mem > 0),
            "mem_gb", "None or a positive number of GB", mem)
-  extra = get("sbatch", ())
+  extra = values["sbatch"]
   _require(isinstance(extra, (tuple, list)) and all(
       isinstance(o, str) and o.startswith("--") and len(o) > 2
       for o in extra), "sbatch",
            "a tuple of sbatch options like ('--account=lab', '--exclusive')",
            extra)
-  return Resources(partition=partition,
-                   time_minutes=positive("time_minutes", 60),
-                   nodes=positive("nodes", 1),
-                   tasks_per_node=positive("tasks_per_node", 1),
-                   cpus_per_task=cpus, gpus_per_node=gpus, mem_gb=mem,
-                   sbatch=tuple(extra))
+  values["sbatch"] = tuple(extra)
+  return Resources(**values)
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _require(ok: bool, field: str, expected: str, value: Any) -> None:
@@ -158,16 +154,6 @@ def job_states() -> dict[str, str]:
   if out.returncode:
     raise SlurmError(f"squeue failed: {out.stderr.strip()}")
   return dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
-
-
-def tail(path: str | os.PathLike | None) -> str | None:
-  """The last lines of a log file, or None if there is none."""
-  if not path or not os.path.exists(path):
-    return None
-  with open(path, "rb") as f:
-    f.seek(max(0, os.path.getsize(path) - 64 * 1024))
-    text = f.read().decode(errors="replace")
-  return "\n".join(text.splitlines()[-_TAIL_LINES:])
 
 
 def _ignore_requeue_signal() -> None:
@@ -351,7 +337,8 @@ class SlurmRunner(sweep.Runner):
     record = self.status[trial.name]
     ok = sweep.is_finished(trial.workdir)
     state = state or "ENDED"  # Gone from squeue (after MinJobAge).
-    log_tail = None if ok else tail(record["stderr_log"])
+    log = pathlib.Path(record["stderr_log"])
+    log_tail = sweep._tail(log, 0) if not ok and log.exists() else None
     self._update(trial, status="finished" if ok else "failed",
                  slurm_state=state, stderr_tail=log_tail,
                  end_time=sweep._now())
