@@ -19,6 +19,7 @@ import pytest
 
 from ferjax import config as config_lib
 from ferjax.experiment import report
+from ferjax.experiment import reproduce
 from ferjax.experiment import slurm
 from ferjax.experiment import sweep
 from ferjax.train.metric_writer import read_metrics
@@ -152,6 +153,8 @@ def test_slurm_sweep_finishes_every_trial_like_the_local_one(grids, tmp_path):
     reports[launcher] = (tmp_path / launcher / "report.csv").read_text()
   assert reports["slurm"] == reports["local"]
   assert reports["slurm"].count("\n") == 5
+  trial = workdir / summary["trials"][0]["name"]
+  assert reproduce.main([str(trial), "--workdir", str(tmp_path / "again")]) == 0
 
 
 def test_status_shows_each_trial_and_its_job(grids, capsys):
