@@ -19,6 +19,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 
+from test_distributed import free_port
+
 COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "srun",
             "scancel", "sinfo")
 START_TIMEOUT = 60
@@ -39,20 +41,14 @@ def unavailable() -> str | None:
   return None
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 def _conf(root: str, host: str, cpus: int) -> str:
   return "\n".join([
       "ClusterName=ferjaxtest",
       f"SlurmctldHost={host}",
       "SlurmUser=root",
       "SlurmdUser=root",
-      f"SlurmctldPort={_free_port()}",
-      f"SlurmdPort={_free_port()}",
+      f"SlurmctldPort={free_port()}",
+      f"SlurmdPort={free_port()}",
       "AuthType=auth/munge",
       "CredType=cred/munge",
       f"AuthInfo=socket={root}/munge.socket",
@@ -82,10 +78,10 @@ def _wait(ok, what: str, procs: list[subprocess.Popen], root: str) -> None:
     if dead or time.monotonic() > deadline:
       logs = "\n".join(
           f"--- {name}\n{open(os.path.join(root, name)).read()[-2000:]}"
-          for name in sorted(os.listdir(root)) if name.endswith((".log", ".out")))
-      raise RuntimeError(f"local SLURM: {what} failed "
-                         f"({'exited: ' + ', '.join(dead) if dead else 'timeout'})"
-                         f"\n{logs}")
+          for name in sorted(os.listdir(root))
+          if name.endswith((".log", ".out")))
+      why = f"exited: {', '.join(dead)}" if dead else "timeout"
+      raise RuntimeError(f"local SLURM: {what} failed ({why})\n{logs}")
     time.sleep(0.2)
 
 
@@ -111,9 +107,9 @@ def local_slurm() -> Iterator[dict[str, str]]:
   procs: list[subprocess.Popen] = []
 
   def start(*command: str) -> None:
-    log = open(os.path.join(root, f"{command[0]}.out"), "wb")
-    procs.append(subprocess.Popen(command, stdout=log,
-                                  stderr=subprocess.STDOUT))
+    with open(os.path.join(root, f"{command[0]}.out"), "wb") as log:
+      procs.append(subprocess.Popen(command, stdout=log,
+                                    stderr=subprocess.STDOUT))
 
   def node_idle() -> bool:
     out = subprocess.run(["sinfo", "--noheader", "--format=%T"],

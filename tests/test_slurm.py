@@ -216,9 +216,9 @@ def assert_resumed_exactly(run_dir: pathlib.Path,
   assert len(sessions) == 2 and sessions[1]["start_step"] > 0
   jax.tree.map(np.testing.assert_array_equal, final_params(run_dir),
                final_params(uninterrupted))
-  evals = lambda d: [e for e in read_metrics(d) if e["split"] != "train"]  # noqa: E731
-  assert without_timing(evals(run_dir)) == without_timing(
-      evals(uninterrupted))
+  evals = [[e for e in read_metrics(d) if e["split"] != "train"]
+           for d in (run_dir, uninterrupted)]
+  assert without_timing(evals[0]) == without_timing(evals[1])
 
 
 @pytest.mark.timeout(TIMEOUT)
