@@ -225,6 +225,16 @@ def assert_resumed_exactly(run_dir: pathlib.Path,
 def test_scancel_then_relaunch_resumes_the_trial_exactly(
     uninterrupted, synthetic_data_dir, tmp_path, capsys):
   args, run_dir, job = start_long_trial(tmp_path, synthetic_data_dir)
+  # --status answers at once, even while a sweep process holds the lock.
+  lock = sweep._try_lock(tmp_path / "sw" / ".sweep.lock")
+  try:
+    capsys.readouterr()
+    assert sweep.main(["--status", "--workdir", str(tmp_path / "sw")]) == 0
+  finally:
+    os.close(lock)
+  assert capsys.readouterr().out.splitlines() == [
+      f"running   num_epochs=30  attempts=1 job {job} (RUNNING)",
+      "1 running"]
   subprocess.run(["scancel", job], check=True)
   wait_for(lambda: slurm.job_states().get(job) not in slurm.LIVE_STATES,
            "the cancelled job to end")
