@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 # Fields saying where and how a run executes, not what it computes: they may
 # differ when a run is resumed, swept or reproduced on another machine (the
 # streamed and in-memory pipelines give identical numbers).
-WHERE_FIELDS = ("parallel.", "input.data_dir", "input.manual_dir",
+WHERE_FIELDS = ("parallel.", "slurm.", "input.data_dir", "input.manual_dir",
                 "input.pipeline", "input.memory_limit_mb")
 
 # Every field added after the first release, with the value that reproduces
@@ -57,6 +57,14 @@ LEGACY_VALUES: dict[str, Any] = {
     "init_from.workdir": None,
     "init_from.checkpoint": "best",
     "parallel.num_devices": None,
+    "slurm.partition": None,
+    "slurm.time_minutes": 60,
+    "slurm.nodes": 1,
+    "slurm.tasks_per_node": 1,
+    "slurm.cpus_per_task": None,
+    "slurm.gpus_per_node": 0,
+    "slurm.mem_gb": None,
+    "slurm.sbatch": (),
 }
 
 
@@ -187,6 +195,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.parallel.backend = "shard_map"  # shard_map | pmap
   c.parallel.cpu_devices = None  # CPU only: split the host into N devices.
   c.parallel.num_devices = None  # None: all devices.
+
+  # Each trial's job under `ferjax sweep --launcher slurm` (sbatch options;
+  # checked by ferjax.experiment.slurm.resources).
+  c.slurm = ml_collections.ConfigDict()
+  c.slurm.partition = None  # None: the cluster's default partition.
+  c.slurm.time_minutes = 60  # A trial that reaches it is requeued, resumed.
+  c.slurm.nodes = 1
+  c.slurm.tasks_per_node = 1  # > 1: a multi-process (--distributed) trial.
+  c.slurm.cpus_per_task = None  # None: parallel.cpu_devices, or 1.
+  c.slurm.gpus_per_node = 0
+  c.slurm.mem_gb = None  # None: the partition's default.
+  c.slurm.sbatch = ()  # More options, e.g. ("--account=lab", "--qos=high").
   return c
 
 

@@ -49,7 +49,7 @@ _TAIL_LINES = 30
 
 
 class SweepError(Exception):
-  """A sweep directory that another sweep process is running."""
+  """A sweep that cannot run: another process runs it, or SLURM failed."""
 
 
 def axis(field: str, values: Iterable[Any]) -> list[Overrides]:
@@ -413,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       epilog="--config.FIELD=VALUE sets a field in every trial. Each trial "
       "uses config.parallel.cpu_devices CPU devices: with --parallel N on a "
       "CPU host, keep N x cpu_devices near the core count.")
-  parser.add_argument("--config", required=True,
+  parser.add_argument("--config",
                       help="experiment file defining get_config and "
                       "get_sweep, optionally with :args")
   parser.add_argument("--workdir", required=True,
@@ -423,12 +423,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="trials run at the same time (default 1)")
   parser.add_argument("--dry-run", action="store_true",
                       help="list the trials and their status; run nothing")
+  parser.add_argument("--launcher", choices=("local", "slurm"),
+                      default="local",
+                      help="local processes (default) or SLURM jobs, with "
+                      "the resources of config.slurm")
+  parser.add_argument("--no-wait", action="store_true",
+                      help="slurm: return once the jobs are submitted")
+  parser.add_argument("--status", action="store_true",
+                      help="show each trial's state (with its SLURM job) "
+                      "and return; needs only --workdir")
   args, extra = parser.parse_known_args(argv)
+  if args.status:
+    from ferjax.experiment import slurm
+    try:
+      for line in slurm.trial_lines(args.workdir):
+        print(line)
+    except FileNotFoundError as e:
+      print(f"ferjax sweep: error: {e}", file=sys.stderr)
+      return 2
+    return 0
+  if args.config is None:
+    parser.error("the following arguments are required: --config")
+  if args.no_wait and args.launcher != "slurm":
+    parser.error("--no-wait needs --launcher slurm")
   try:
     common = config_lib.split_override_args(extra)
     trials = plan(args.config, common, args.workdir)
-    runner = Runner(args.config, common, args.workdir, trials,
-                    parallel=args.parallel)
+    if args.launcher == "slurm":
+      from ferjax.experiment import slurm
+      runner = slurm.SlurmRunner(args.config, common, args.workdir, trials,
+                                 parallel=args.parallel, wait=not args.no_wait)
+    else:
+      runner = Runner(args.config, common, args.workdir, trials,
+                      parallel=args.parallel)
   except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
     print(f"ferjax sweep: error: {e}", file=sys.stderr)
     return 2
@@ -450,6 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 130
   finally:
     signal.signal(signal.SIGTERM, previous)
+  if args.no_wait:
+    print(f"sweep {args.workdir}: submitted; see `ferjax sweep --status "
+          f"--workdir {args.workdir}`; relaunch to wait for the jobs")
+    return 0
   failed = [name for name, s in statuses.items() if s != "finished"]
   print(f"sweep {args.workdir}: {len(statuses) - len(failed)} finished, "
         f"{len(failed)} failed")
