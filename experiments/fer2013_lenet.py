@@ -18,7 +18,7 @@ The reproducibility study (5 seeds, see experiments/RESULTS.md):
 
   ferjax sweep --config experiments/fer2013_lenet.py:epochs=10 \
       --config.input.manual_dir=../shared/data/fer2013 \
-      --workdir runs/fer2013_lenet_seeds --parallel 2 \
+      --workdir runs/fer2013_lenet_seeds --concurrent-trials 2 \
       --config.parallel.cpu_devices=1
   ferjax report runs/fer2013_lenet_seeds
 """

@@ -1,7 +1,7 @@
 """Quickstart sweep: experiments/quickstart.py over 2 seeds x 2 learning rates.
 
   ferjax sweep --config experiments/quickstart_sweep.py:runlocal \
-      --workdir runs/quickstart_sweep --parallel 2 \
+      --workdir runs/quickstart_sweep --concurrent-trials 2 \
       --config.parallel.cpu_devices=1
   ferjax report runs/quickstart_sweep
 

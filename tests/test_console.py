@@ -1,5 +1,6 @@
 """What a user sees: `--help` lists every command, the bar and logs share a line."""
 
+import contextlib
 import io
 import logging
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import pytest
 
 from ferjax import cli
+from ferjax.experiment import sweep_command
 from ferjax.train.progress import Progress
 
 COMMANDS = ("train", "eval", "crossval", "models", "data", "sweep", "report",
@@ -109,3 +111,13 @@ def test_no_bar_and_no_carriage_return_off_a_terminal():
     bar.update(step)
   bar.close()
   assert stream.getvalue() == ""
+
+
+def test_sweep_parallel_is_a_deprecated_alias(tmp_path):
+  err = io.StringIO()
+  with contextlib.redirect_stderr(err):
+    code = sweep_command.main(["--config", "nope.py", "--workdir",
+                               str(tmp_path), "--parallel", "2"])
+  assert code == 2  # The missing file, after the notice.
+  assert "--parallel is deprecated" in err.getvalue()
+  assert "use --concurrent-trials" in err.getvalue()

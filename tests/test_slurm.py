@@ -23,6 +23,7 @@ from ferjax.experiment import report
 from ferjax.experiment import reproduce
 from ferjax.experiment import slurm
 from ferjax.experiment import sweep
+from ferjax.experiment import sweep_command
 from ferjax.run_dir import RunDir, read_metrics
 import slurm_cluster
 from test_distributed import finish, launch
@@ -73,7 +74,7 @@ def test_resources_from_the_config():
 def test_bad_resources_are_named_before_any_work(tmp_path, capsys, field,
                                                   value, message):
   config = sweep_file(tmp_path, "[{'seed': 0}]")
-  code = sweep.main(["--config", config, "--workdir", str(tmp_path / "sw"),
+  code = sweep_command.main(["--config", config, "--workdir", str(tmp_path / "sw"),
                      "--launcher", "slurm", f"--config.slurm.{field}={value}"])
   assert code == 2
   assert message in capsys.readouterr().err
@@ -84,7 +85,7 @@ def test_without_slurm_commands_the_sweep_says_so(tmp_path, capsys,
                                                  monkeypatch):
   config = sweep_file(tmp_path, "[{'seed': 0}]")
   monkeypatch.setenv("PATH", str(tmp_path))  # No squeue, no sbatch.
-  code = sweep.main(["--config", config, "--workdir", str(tmp_path / "sw"),
+  code = sweep_command.main(["--config", config, "--workdir", str(tmp_path / "sw"),
                      "--launcher", "slurm"])
   assert code == 2
   assert "squeue not found: the SLURM launcher needs" in (
@@ -93,7 +94,7 @@ def test_without_slurm_commands_the_sweep_says_so(tmp_path, capsys,
 
 
 def test_status_of_a_directory_that_is_no_sweep(tmp_path, capsys):
-  assert sweep.main(["--status", "--workdir", str(tmp_path)]) == 2
+  assert sweep_command.main(["--status", "--workdir", str(tmp_path)]) == 2
   assert "holds no sweep.json" in capsys.readouterr().err
 
 
@@ -123,7 +124,7 @@ def grids(cluster, synthetic_data_dir, tmp_path_factory):
   for launcher in ("local", "slurm"):
     workdir = directory / launcher
     runs[launcher] = (workdir, *run_sweep(sweep_args(
-        config, workdir, synthetic_data_dir, "--parallel", "2",
+        config, workdir, synthetic_data_dir, "--concurrent-trials", "2",
         "--launcher", launcher)))
   return runs
 
@@ -161,7 +162,7 @@ def test_slurm_sweep_finishes_every_trial_like_the_local_one(grids, tmp_path):
 def test_status_shows_each_trial_and_its_job(grids, capsys):
   workdir = grids["slurm"][0]
   started = time.monotonic()
-  assert sweep.main(["--status", "--workdir", str(workdir)]) == 0
+  assert sweep_command.main(["--status", "--workdir", str(workdir)]) == 0
   assert time.monotonic() - started < 10
   lines = capsys.readouterr().out.splitlines()
   assert lines[-1] == "4 finished"
@@ -230,7 +231,7 @@ def test_scancel_then_relaunch_resumes_the_trial_exactly(
   lock = filelock.try_lock(tmp_path / "sw" / ".sweep.lock")
   try:
     capsys.readouterr()
-    assert sweep.main(["--status", "--workdir", str(tmp_path / "sw")]) == 0
+    assert sweep_command.main(["--status", "--workdir", str(tmp_path / "sw")]) == 0
   finally:
     os.close(lock)
   assert capsys.readouterr().out.splitlines() == [
@@ -241,7 +242,7 @@ def test_scancel_then_relaunch_resumes_the_trial_exactly(
            "the cancelled job to end")
   assert not RunDir(run_dir).is_finished()
   capsys.readouterr()
-  assert sweep.main(["--status", "--workdir", str(tmp_path / "sw")]) == 0
+  assert sweep_command.main(["--status", "--workdir", str(tmp_path / "sw")]) == 0
   assert capsys.readouterr().out.startswith(
       f"stopped   num_epochs=30  attempts=1 job {job} (CANCELLED), log ")
 
@@ -288,7 +289,7 @@ def test_a_failed_trial_records_its_job_and_log(cluster, synthetic_data_dir,
 def test_an_sbatch_error_is_named_and_nothing_recorded_as_submitted(
     cluster, tmp_path, capsys):
   config = sweep_file(tmp_path, "[{'seed': 0}]")
-  code = sweep.main(["--config", config, "--workdir", str(tmp_path / "sw"),
+  code = sweep_command.main(["--config", config, "--workdir", str(tmp_path / "sw"),
                      "--launcher", "slurm", "--config.slurm.partition=nosuch"])
   assert code == 2
   assert "sbatch failed: " in capsys.readouterr().err

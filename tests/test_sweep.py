@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from ferjax import config as config_lib
 from ferjax import filelock
 from ferjax.experiment import report
 from ferjax.experiment import sweep
+from ferjax.experiment import sweep_command
 from ferjax.run_dir import RunDir
 from test_train import QUICKSTART, REPO
 
@@ -68,7 +70,7 @@ def run_sweep(args: list[str]) -> tuple[int, str]:
   """``ferjax sweep`` in this process (its trials are processes): code, out."""
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
-    code = sweep.main(args)
+    code = sweep_command.main(args)
   return code, out.getvalue()
 
 
@@ -148,7 +150,8 @@ def test_plan_plain_list_and_validation(tmp_path):
 
 def test_unknown_field_fails_before_any_trial(tmp_path, capsys):
   config = sweep_file(tmp_path, GRID + " + [{'num_epohcs': 3}]")
-  code = sweep.main(["--config", config, "--workdir", str(tmp_path / "sw")])
+  code = sweep_command.main(["--config", config, "--workdir",
+                             str(tmp_path / "sw")])
   assert code == 2
   assert "trial num_epohcs=3" in capsys.readouterr().err
   assert not (tmp_path / "sw").exists()
@@ -174,7 +177,8 @@ def grid_sweep(synthetic_data_dir, tmp_path_factory):
   directory = tmp_path_factory.mktemp("grid")
   config = sweep_file(directory, GRID)
   code, out = run_sweep(sweep_args(config, directory / "sw",
-                                   synthetic_data_dir, "--parallel", "2"))
+                                   synthetic_data_dir,
+                                   "--concurrent-trials", "2"))
   return directory / "sw", code, out
 
 
@@ -186,6 +190,11 @@ def test_four_trial_sweep_completes(grid_sweep):
   assert names == [f"seed={s},optimizer.learning_rate={lr}"
                    for s in (0, 1) for lr in (0.05, 0.1)]
   assert summary["counts"] == {"finished": 4}
+  for name in names:
+    # One line when a trial starts (with its log), one with its result.
+    assert f"started {name} (log: {workdir / name / 'stderr.log'})" in out
+    assert re.search(rf"{re.escape(name)}: finished in \d+ s; best "
+                     r"test/accuracy=0\.\d{4} \(step 8\)", out), out
   for name in names:
     run_dir = workdir / name
     assert RunDir(run_dir).is_finished()
@@ -276,9 +285,9 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
     synthetic_data_dir, tmp_path):
   config = sweep_file(tmp_path, GRID)
   workdir = tmp_path / "sw"
-  args = sweep_args(config, workdir, synthetic_data_dir, "--parallel", "2")
+  args = sweep_args(config, workdir, synthetic_data_dir, "--concurrent-trials", "2")
   proc = subprocess.Popen(
-      [sys.executable, "-m", "ferjax.experiment.sweep", *args], cwd=REPO,
+      [sys.executable, "-m", "ferjax.experiment.sweep_command", *args], cwd=REPO,
       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
       start_new_session=True)  # Its own process group, trials included.
   deadline = time.monotonic() + 300

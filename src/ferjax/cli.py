@@ -125,7 +125,7 @@ _DELEGATED = {
                           "ck_plus) and print its split sizes",
                           "ferjax.data.prepare"),
     ("sweep",): ("run every trial of an experiment's get_sweep(); "
-                 "relaunch to resume", "ferjax.experiment.sweep"),
+                 "relaunch to resume", "ferjax.experiment.sweep_command"),
     ("report",): ("tables and plots over runs and sweeps",
                   "ferjax.experiment.report"),
     ("reproduce",): ("rerun a run from its manifest and compare the metrics",

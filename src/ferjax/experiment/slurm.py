@@ -346,8 +346,8 @@ class SlurmRunner(sweep.Runner):
                  end_time=now())
     self._write_sweep()
     if ok:
-      print(f"{counter} {trial.name}: finished (job {record['job_id']})",
-            flush=True)
+      print(f"{counter} {trial.name}: finished (job {record['job_id']})"
+            f"{sweep.headline(trial.workdir)}", flush=True)
     else:
       print(f"{counter} {trial.name}: FAILED (job {record['job_id']}, "
             f"{state}); log: {record['stderr_log']}", flush=True)

@@ -17,7 +17,6 @@ from the moment the sweep takes it until its ``ferjax train`` process ends,
 so a ``ferjax train`` into a trial the sweep owns is refused.
 """
 
-import argparse
 import dataclasses
 import hashlib
 import inspect
@@ -26,7 +25,6 @@ import json
 import os
 import pathlib
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -221,6 +219,17 @@ def train_command(spec: str, common: Sequence[str],
           *(f"--config.{o}" for o in [*common, *trial.args])]
 
 
+def headline(run_dir: str | os.PathLike) -> str:
+  """A finished trial's selecting metric at its best checkpoint, for a line."""
+  try:
+    steps, by, best = RunDir(run_dir).best_checkpoint()
+  except (RunDirError, OSError):
+    return ""
+  if by and by in best:
+    return f"; best {by}={best[by]:.4f} (step {steps['best']})"
+  return ""
+
+
 def _tail(path: pathlib.Path, offset: int) -> str:
   with open(path, "rb") as f:
     f.seek(offset)
@@ -353,6 +362,7 @@ class Runner:
                  returncode=None, stderr_tail=None, start_time=now(),
                  end_time=None)
     self._write_sweep()
+    print(f"started {trial.name} (log: {stderr_path})", flush=True)
     with open(trial.workdir / "stdout.log", "ab") as out, open(
         stderr_path, "ab") as err:
       proc = subprocess.Popen(
@@ -372,7 +382,8 @@ class Runner:
     self._write_sweep()
     seconds = time.monotonic() - r.started
     if ok:
-      print(f"{counter} {trial.name}: finished in {seconds:.0f} s", flush=True)
+      print(f"{counter} {trial.name}: finished in {seconds:.0f} s"
+            f"{headline(trial.workdir)}", flush=True)
     else:
       last = (tail or "").strip().splitlines()[-1:] or ["(no stderr)"]
       print(f"{counter} {trial.name}: FAILED (exit {code}) after "
@@ -402,92 +413,3 @@ class Runner:
     }
     atomic.write_text(self.workdir / SWEEP_FILE,
                       json.dumps(summary, indent=2) + "\n")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  """``ferjax sweep --config FILE[:args] --workdir DIR [--parallel N] ...``."""
-  parser = argparse.ArgumentParser(
-      prog="ferjax sweep",
-      description="Run every trial of an experiment's get_sweep() as its own "
-      "'ferjax train' in DIR/<overrides>; relaunch to resume.",
-      epilog="--config.FIELD=VALUE sets a field in every trial. Each trial "
-      "uses config.parallel.cpu_devices CPU devices: with --parallel N on a "
-      "CPU host, keep N x cpu_devices near the core count.")
-  parser.add_argument("--config",
-                      help="experiment file defining get_config and "
-                      "get_sweep, optionally with :args")
-  parser.add_argument("--workdir", required=True,
-                      help="sweep directory: sweep.json and one run "
-                      "directory per trial")
-  parser.add_argument("--parallel", type=int, default=1,
-                      help="trials run at the same time (default 1)")
-  parser.add_argument("--dry-run", action="store_true",
-                      help="list the trials and their status; run nothing")
-  parser.add_argument("--launcher", choices=("local", "slurm"),
-                      default="local",
-                      help="local processes (default) or SLURM jobs, with "
-                      "the resources of config.slurm")
-  parser.add_argument("--no-wait", action="store_true",
-                      help="slurm: return once the jobs are submitted")
-  parser.add_argument("--status", action="store_true",
-                      help="show each trial's state (with its SLURM job) "
-                      "and return; needs only --workdir")
-  args, extra = parser.parse_known_args(argv)
-  if args.status:
-    from ferjax.experiment import slurm
-    try:
-      for line in slurm.trial_lines(args.workdir):
-        print(line)
-    except FileNotFoundError as e:
-      print(f"ferjax sweep: error: {e}", file=sys.stderr)
-      return 2
-    return 0
-  if args.config is None:
-    parser.error("the following arguments are required: --config")
-  if args.no_wait and args.launcher != "slurm":
-    parser.error("--no-wait needs --launcher slurm")
-  try:
-    common = config_lib.split_override_args(extra)
-    trials = plan(args.config, common, args.workdir)
-    if args.launcher == "slurm":
-      from ferjax.experiment import slurm
-      runner = slurm.SlurmRunner(args.config, common, args.workdir, trials,
-                                 parallel=args.parallel, wait=not args.no_wait)
-    else:
-      runner = Runner(args.config, common, args.workdir, trials,
-                      parallel=args.parallel)
-  except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
-    print(f"ferjax sweep: error: {e}", file=sys.stderr)
-    return 2
-  if args.dry_run:
-    for trial in trials:
-      status = ("finished" if RunDir(trial.workdir).is_finished() else
-                trial.read_status().get("status", "new"))
-      print(f"{status:<12} {trial.workdir}")
-    return 0
-  previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-  try:
-    statuses = runner.run()
-  except SweepError as e:
-    print(f"ferjax sweep: error: {e}", file=sys.stderr)
-    return 2
-  except KeyboardInterrupt:
-    print("ferjax sweep: interrupted; relaunch the same command to resume",
-          file=sys.stderr)
-    return 130
-  finally:
-    signal.signal(signal.SIGTERM, previous)
-  if args.no_wait:
-    print(f"sweep {args.workdir}: submitted; see `ferjax sweep --status "
-          f"--workdir {args.workdir}`; relaunch to wait for the jobs")
-    return 0
-  failed = [name for name, s in statuses.items() if s != "finished"]
-  print(f"sweep {args.workdir}: {len(statuses) - len(failed)} finished, "
-        f"{len(failed)} failed")
-  for name in failed:
-    print(f"  failed: {pathlib.Path(args.workdir) / name / STATUS_FILE}")
-  return 1 if failed else 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())
