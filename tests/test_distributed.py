@@ -31,9 +31,9 @@ import jax
 import numpy as np
 import pytest
 
+from ferjax.run_dir import read_metrics
 from ferjax.train import loop
 from ferjax.train.parallel import AXIS, Parallel
-from ferjax.run_dir import read_metrics
 from test_train import (QUICKSTART, final_params, tiny_config, tiny_overrides,
                         without_timing)
 
