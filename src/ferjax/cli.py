@@ -45,10 +45,11 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
   from ferjax.train import metrics
   results = loop.train_and_evaluate(config, args.workdir,
                                     argv=["ferjax", *sys.argv[1:]])
+  from ferjax.run_dir import RunDir
+  # Every process opens the checkpoints: Orbax synchronises them.
+  step, by, best = RunDir(args.workdir).best_checkpoint()
   if not _is_chief():
     return 0
-  from ferjax.run_dir import RunDir
-  step, by, best = RunDir(args.workdir).best_checkpoint()
   print(f"final step {step['final']}:")
   for name, r in results.items():
     shown = " ".join(f"{m}={r[m]:.4f}" for m in (*metrics.HEADLINE, "loss"))
