@@ -71,16 +71,26 @@ def _lock(data_dir: pathlib.Path, name: str) -> Iterator[None]:
 def prepared_builder(name: str, *, data_dir: str | None = None,
                      manual_dir: str | None = None,
                      builder_config: str | None = None) -> Any:
-  """A builder whose files exist, building them once if needed."""
+  """A builder whose files exist, building them once if needed.
+
+  A complete dataset is read without the lock: TFDS moves a build into place
+  only once it is whole, and shared datasets are often on read-only mounts.
+  """
   builder = registry.make_builder(name, data_dir=data_dir,
                                   builder_config=builder_config)
-  with _lock(pathlib.Path(builder.data_dir_root), name):
-    builder = registry.make_builder(name, data_dir=data_dir,
-                                    builder_config=builder_config)
-    if not builder.is_prepared():
-      download_config = tfds.download.DownloadConfig(
-          manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
-      builder.download_and_prepare(download_config=download_config)
+  if not builder.is_prepared():
+    with _lock(pathlib.Path(builder.data_dir_root), name):
+      builder = registry.make_builder(name, data_dir=data_dir,
+                                      builder_config=builder_config)
+      if not builder.is_prepared():
+        download_config = tfds.download.DownloadConfig(
+            manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
+        builder.download_and_prepare(download_config=download_config)
+  if not builder.info.splits:
+    raise ValueError(
+        f"{builder.data_dir} holds a build of {name} without any split (made "
+        "by an earlier ferjax from empty data); delete that folder and "
+        "prepare the dataset again")
   return builder
 
 
