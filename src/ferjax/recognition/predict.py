@@ -12,6 +12,7 @@ the crops come from the full image; only what OpenCV itself will not decode
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -22,25 +23,13 @@ import numpy as np
 
 from ferjax import atomic
 from ferjax.recognition.classifier import Classifier, load_classifier
+from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
+                                       expand_paths)
 from ferjax.recognition.pipeline import DETECTORS, FaceResult, recognize
-
-IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
 
 class ImageError(Exception):
   """An input file that cannot be used as an image; the message says why."""
-
-
-def expand_paths(args: Iterable[str | Path]) -> list[Path]:
-  """Files as given, plus the image files under each directory, sorted."""
-  paths = []
-  for arg in map(Path, args):
-    if arg.is_dir():
-      paths += sorted(p for p in arg.rglob("*")
-                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    else:
-      paths.append(arg)
-  return paths
 
 
 def _is_truncated_jpeg(data: bytes) -> bool:
@@ -74,8 +63,8 @@ def load_image(path: str | Path) -> np.ndarray:
   bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
   if bgr is None:
     raise ImageError(
-        f"{path}: not a readable image (expected JPEG, PNG, BMP, TIFF or "
-        "WebP that OpenCV can decode, under 2^30 pixels)")
+        f"{path}: not a readable image (expected JPEG, PNG, BMP, GIF, TIFF "
+        "or WebP that OpenCV can decode, under 2^30 pixels)")
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -113,7 +102,7 @@ def _annotated_path(out_dir: Path, source: Path, used: set[str]) -> Path:
   """out_dir/<source name>, made unique within the run; unknown suffixes
   become .png."""
   suffix = source.suffix.lower()
-  if suffix not in IMAGE_SUFFIXES:
+  if suffix not in ANNOTATED_SUFFIXES:
     suffix = ".png"
   name, n = f"{source.stem}{suffix}", 1
   while name in used:
@@ -132,6 +121,8 @@ def predict_paths(paths: Iterable[str | Path], classifier: Classifier,
   """
   used: set[str] = set()
   if out_dir is not None:
+    paths = list(paths)
+    check_out_dir(out_dir, paths)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
   for path in map(Path, paths):
@@ -154,15 +145,22 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog="ferjax predict",
       description="Detect faces and classify their expressions.")
-  parser.add_argument("--workdir", required=True,
+  parser.add_argument("--workdir", required=True, type=os.path.expanduser,
                       help="training run directory holding a checkpoint")
   parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+                      type=os.path.expanduser,
                       help="image files, or directories searched for them")
   parser.add_argument("--detector", choices=DETECTORS, default="auto",
                       help="face detector (default: auto, MTCNN at two "
                       "resolutions)")
-  parser.add_argument("--out", help="directory for annotated copies")
+  parser.add_argument("--out", type=os.path.expanduser,
+                      help="directory for annotated copies")
   args = parser.parse_args(argv)
+  try:
+    check_out_dir(args.out, args.images)
+  except ValueError as e:
+    print(f"ferjax predict: {e}", file=sys.stderr)
+    return 2
   if args.out is not None:
     try:
       Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -181,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(images: Sequence[str], classifier: Classifier, detector: str = "auto",
         out_dir: str | Path | None = None) -> int:
   """Prints a JSON line per image file; 1 if none succeeded, else 0."""
-  paths = expand_paths(images)
+  paths = expand_paths(images, skip=out_dir)
   if not paths:
     print(f"ferjax predict: no image files found in {' '.join(images)}",
           file=sys.stderr)
