@@ -7,14 +7,16 @@ set up before JAX initialises its backends.
 
 import argparse
 import importlib
-import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 import jax
 
 from ferjax import config as config_lib
+from ferjax import finite_json
+from ferjax import fs_errors
 from ferjax.train import distributed
 
 
@@ -70,7 +72,7 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
   result = evaluate.evaluate_run(args.workdir, split=args.split,
                                  checkpoint=args.checkpoint)
-  print(json.dumps(result))
+  print(finite_json.dumps(result))
   return 0
 
 
@@ -108,10 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
   train = sub.add_parser(
       "train", help="train an experiment config",
       epilog="Any config field can be set with --config.FIELD=VALUE.")
-  train.add_argument("--config", required=True,
+  train.add_argument("--config", required=True, type=os.path.expanduser,
                      help="experiment file, optionally with :args, e.g. "
                      "experiments/quickstart.py:runlocal")
-  train.add_argument("--workdir", required=True,
+  train.add_argument("--workdir", required=True, type=os.path.expanduser,
                      help="run directory (resumed if it holds checkpoints)")
   distributed.add_flags(train)
   train.set_defaults(func=_train)
@@ -119,14 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
   cv = sub.add_parser(
       "crossval", help="train every fold of a kfold experiment; mean and std",
       epilog="Any config field can be set with --config.FIELD=VALUE.")
-  cv.add_argument("--config", required=True)
-  cv.add_argument("--workdir", required=True,
+  cv.add_argument("--config", required=True, type=os.path.expanduser)
+  cv.add_argument("--workdir", required=True, type=os.path.expanduser,
                   help="folds train in WORKDIR/fold_<i>")
   distributed.add_flags(cv)
   cv.set_defaults(func=_crossval)
 
   ev = sub.add_parser("eval", help="evaluate a run's checkpoint as JSON")
-  ev.add_argument("--workdir", required=True)
+  ev.add_argument("--workdir", required=True, type=os.path.expanduser)
   ev.add_argument("--split", default=None,
                   help="dataset split (default: the run's own evals)")
   ev.add_argument("--checkpoint", default="best",
@@ -139,8 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
   for noisy in ("jax._src", "orbax"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
-  # Orbax reports through absl, including a warning on every read-only open.
-  logging.getLogger("absl").setLevel(logging.ERROR)
+  # Orbax reports through absl, including a warning on every read-only open
+  # and a traceback per background thread when a save fails; the failure
+  # also reaches the caller as an exception, reported below once.
+  logging.getLogger("absl").setLevel(logging.CRITICAL)
   argv = list(sys.argv[1:] if argv is None else argv)
   for words, run in _DELEGATED.items():
     if tuple(argv[:len(words)]) == words:
@@ -150,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.func(args, extra)
   except (config_lib.ConfigError, FileNotFoundError, ValueError) as e:
     print(f"ferjax {args.command}: error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:
+    print(f"ferjax {args.command}: error: {fs_errors.describe(e)}",
+          file=sys.stderr)
     return 2
 
 

@@ -23,6 +23,7 @@ from ferjax.data import loading
 from ferjax.data import preprocess
 from ferjax.models import create_model
 from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.train import divergence
 from ferjax.train import init_from as init_from_lib
 from ferjax.train import input_pipeline
 from ferjax.train import manifest as manifest_lib
@@ -278,6 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
       summary["images_per_second"] = (
           (step - step_log) * config.batch_size / elapsed if elapsed else 0.0)
+      divergence.check_train_metrics(step, summary, ckpt)
       writer.write(step, "train", summary)
       pending, t_log, step_log = [], time.monotonic(), step
     progress.update(step, f"epoch {epoch + 1}/{config.num_epochs}")
@@ -300,6 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # Every evaluation, and so the last step, falls on an epoch end.
     every = config.checkpoint.every_steps
     if epoch_end or (every and step % every == 0):
+      divergence.check_state(step, parallel.unreplicate(state), ckpt)
       ckpt.save(step, parallel.unreplicate(state),
                 _scalar_metrics(results) if evaluate_now else None)
   progress.close()
