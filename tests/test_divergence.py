@@ -26,7 +26,9 @@ def _train_args(workdir, data_dir, **overrides) -> list[str]:
       f"--config.{o}" for o in tiny_overrides(data_dir, **overrides)]
 
 
-def _all_finite(tree) -> bool:
+def _all_finite(state) -> bool:
+  """Variables and optimizer state (the plateau starts with best=NaN)."""
+  tree = (state.params, state.batch_stats, state.opt_state)
   return all(np.isfinite(x).all() for x in jax.tree.leaves(tree)
              if np.issubdtype(np.asarray(x).dtype, np.inexact))
 
