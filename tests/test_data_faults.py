@@ -209,3 +209,23 @@ def test_tilde_in_init_from_workdir(reference_run, tmp_path, monkeypatch):
       class_names=setup.class_names, tx=setup.tx)
   assert record["workdir"] == str(tmp_path / "source")
   assert record["loaded"] > 0
+
+
+@needs_mounts
+@pytest.mark.parametrize("mount,reason", [
+    ('mount -t tmpfs -o size=16k tmpfs "$0"', "no space left on the device"),
+    ('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0"',
+     "read-only file system")])
+def test_data_dir_on_a_full_or_read_only_disk(tmp_path, mount, reason):
+  _write_csv(tmp_path / "fer2013.csv", _rows(n=60))
+  (tmp_path / "disk").mkdir()
+  proc = subprocess.run(
+      ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+       f'{mount} && exec "$@"', str(tmp_path / "disk"), sys.executable,
+       "-m", "ferjax.cli", "data", "prepare", "fer2013", "--manual-dir",
+       str(tmp_path), "--data-dir", str(tmp_path / "disk" / "data")],
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert f"error: {tmp_path / 'disk'}" in proc.stderr
+  assert f": {reason}" in proc.stderr
+  assert "Traceback" not in proc.stderr

@@ -7,6 +7,7 @@ it on the devices.
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import os
 import pathlib
@@ -85,7 +86,14 @@ def prepared_builder(name: str, *, data_dir: str | None = None,
       if not builder.is_prepared():
         download_config = tfds.download.DownloadConfig(
             manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
-        builder.download_and_prepare(download_config=download_config)
+        try:
+          builder.download_and_prepare(download_config=download_config)
+        except RuntimeError as e:
+          # array_record's writer reports a full disk as a RuntimeError.
+          if "No space left on device" not in str(e):
+            raise
+          raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                        builder.data_dir_root) from None
   if not builder.info.splits:
     raise ValueError(
         f"{builder.data_dir} holds a build of {name} without any split (made "

@@ -53,8 +53,8 @@ def _all_finite(tree: Any) -> jax.Array:
 
 def check_state(step: int, state: TrainState, ckpt: Checkpoints) -> None:
   """Raises TrainingDiverged if ``state``'s variables or optimizer state (about
-  to be saved) are not finite; the plateau's initial best is +-inf by
-  design."""
+  to be saved) are not finite; the plateau's best is NaN until its first
+  metric."""
   if not bool(_all_finite((state.params, state.batch_stats,
                            state.opt_state))):
     _stop(ckpt, f"non-finite parameters or optimizer state at step {step}")
