@@ -160,16 +160,18 @@ class Parallel:
       return mapped
 
     def one_in_flight(*args):
-      # XLA:CPU runs each device's part of a program on a thread of one pool
-      # of max(cores, devices) threads, and a part that reaches a collective
-      # holds its thread until every device's part has arrived. With parts
-      # of two programs in flight (consecutive steps, a step and an eval),
-      # the queued parts can wait for threads held by parts that wait for
-      # them; XLA aborts the process after 40 s ("Termination timeout for
-      # all reduce"). How soon threads free up depends on scheduling, so it
-      # shows under CPU load, for pmap and jit alike (jaxlib 0.10).
-      # Finishing each program before the next costs one dispatch latency
-      # (~0.1 ms) per step.
+      # XLA:CPU runs each device's part of a program on one shared pool of
+      # max(cores, devices) threads, and a part that reaches a collective
+      # holds its thread until every device's part has arrived. When other
+      # work queued meanwhile (the next program's parts, transfers) takes
+      # the remaining threads, the last part never gets one and XLA aborts
+      # the process after 40 s ("Termination timeout for all reduce ...
+      # only 3 of them arrived"). It needs CPU load to show: unguarded, a
+      # 4-device pmap quickstart aborted 2 runs of 2 at load average 23,
+      # passed 3 of 3 with PJRT_NPROC=16 (a larger pool), and passes with
+      # this guard (tests/test_parallel_load.py); jit over shard_map needed
+      # the guard first. Finishing each program before the next costs one
+      # dispatch latency (~0.1 ms) per step.
       return jax.block_until_ready(mapped(*args))
 
     return one_in_flight
