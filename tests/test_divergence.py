@@ -37,7 +37,8 @@ def test_diverging_run_stops_and_keeps_only_finite_checkpoints(
     synthetic_data_dir, tmp_path, capsys):
   workdir = tmp_path / "run"
   args = _train_args(workdir, synthetic_data_dir, **{
-      "optimizer.learning_rate": 1e30, "checkpoint.every_steps": 1})
+      "optimizer.learning_rate": 1e30, "checkpoint.every_steps": 1,
+      "log_every_steps": 1})
   assert cli.main(args) == 2
   err = capsys.readouterr().err
   assert "ferjax train: error: training diverged" in err
@@ -50,9 +51,11 @@ def test_diverging_run_stops_and_keeps_only_finite_checkpoints(
   setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
   for step in steps:
     assert _all_finite(ckpt.restore(step, setup.init_state())), step
-  for line in (workdir / "metrics.jsonl").read_text().splitlines():
-    event = _strict_json(line)
-    assert all(v is None or math.isfinite(v) for v in event.values()
+  events = [_strict_json(line) for line in
+            (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert events and all(e["split"] == "train" for e in events)
+  for event in events:
+    assert all(math.isfinite(v) for v in event.values()
                if isinstance(v, (int, float))), event
 
 
