@@ -52,7 +52,7 @@ def prepare(name: str, *, manual_dir: str | None = None,
                                   builder_config=config)
   needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
   if manual_dir is not None:
-    image_files.check_manual_dir(pathlib.Path(manual_dir), name)
+    image_files.check_manual_dir(pathlib.Path(manual_dir).expanduser(), name)
   built = not builder.is_prepared()
   if built and needs_manual and manual_dir is None:
     raise ValueError(f"{name} needs --manual-dir:\n"
