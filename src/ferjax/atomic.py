@@ -27,6 +27,15 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
   """Writes ``data`` to ``path`` through a synced temp file and a rename."""
   path = pathlib.Path(path)
+  try:
+    _replace(path, data)
+  except OSError as e:
+    if e.filename is None:  # A failed write names no file; say which.
+      raise OSError(e.errno, e.strerror, str(path)) from e
+    raise
+
+
+def _replace(path: pathlib.Path, data: bytes) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                              suffix=".tmp")

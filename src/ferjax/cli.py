@@ -7,14 +7,16 @@ set up before JAX initialises its backends.
 
 import argparse
 import importlib
-import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 import jax
 
 from ferjax import config as config_lib
+from ferjax import finite_json
+from ferjax import fs_errors
 from ferjax.train import distributed
 
 
@@ -102,7 +104,7 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   else:
     result = evaluate.evaluate_run(args.workdir[0], **options)
   if args.json:
-    print(json.dumps(result))
+    print(finite_json.dumps(result))
   else:
     print(evaluate.format_results(result, per_class=args.per_class))
   return 0
@@ -161,14 +163,15 @@ class _Version(argparse.Action):
 def _add_experiment_flags(parser: argparse.ArgumentParser,
                           workdir_help: str) -> None:
   """--config, --workdir and the data-path shortcuts of train and crossval."""
-  parser.add_argument("--config", required=True,
+  parser.add_argument("--config", required=True, type=os.path.expanduser,
                       help="experiment file, optionally with :args, e.g. "
                       "experiments/quickstart.py:runlocal")
-  parser.add_argument("--workdir", required=True, help=workdir_help)
-  parser.add_argument("--manual-dir", metavar="DIR",
+  parser.add_argument("--workdir", required=True, type=os.path.expanduser,
+                      help=workdir_help)
+  parser.add_argument("--manual-dir", metavar="DIR", type=os.path.expanduser,
                       help="where a manually downloaded dataset lies; same "
                       "as --config.input.manual_dir=DIR")
-  parser.add_argument("--data-dir", metavar="DIR",
+  parser.add_argument("--data-dir", metavar="DIR", type=os.path.expanduser,
                       help="TFDS data dir of the prepared dataset; same as "
                       "--config.input.data_dir=DIR")
   distributed.add_flags(parser)
@@ -195,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
       "with several --workdir, each member's and their ensemble's (the mean "
       "of their softmax, each member with its own preprocessing).")
   ev.add_argument("--workdir", required=True, action="append",
+                  type=os.path.expanduser,
                   help="run directory written by 'ferjax train'; repeat it "
                   "to evaluate an ensemble (needs --split)")
   ev.add_argument("--split", default=None,
@@ -235,8 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
   for noisy in ("jax._src", "orbax"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
-  # Orbax reports through absl, including a warning on every read-only open.
-  logging.getLogger("absl").setLevel(logging.ERROR)
+  # Orbax reports through absl, including a warning on every read-only open
+  # and a traceback per background thread when a save fails; the failure
+  # also reaches the caller as an exception, reported below once.
+  logging.getLogger("absl").setLevel(logging.CRITICAL)
   argv = list(sys.argv[1:] if argv is None else argv)
   for words, (_, module) in _DELEGATED.items():
     if tuple(argv[:len(words)]) == words:
@@ -246,6 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.func(args, extra)
   except (config_lib.ConfigError, FileNotFoundError, ValueError) as e:
     print(f"ferjax {args.command}: error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:
+    print(f"ferjax {args.command}: error: {fs_errors.describe(e)}",
+          file=sys.stderr)
     return 2
 
 

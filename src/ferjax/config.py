@@ -8,6 +8,7 @@ name or a bad value fails in milliseconds instead of after compilation.
 import ast
 import importlib.util
 import json
+import math
 import pathlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -394,7 +395,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            fraction)
 
   opt = config.optimizer
-  _require(opt.learning_rate > 0, "optimizer.learning_rate", "a number > 0",
+  _require(math.isfinite(opt.learning_rate) and opt.learning_rate > 0,
+           "optimizer.learning_rate", "a finite number > 0",
            opt.learning_rate)
   _require(0.0 <= opt.momentum < 1.0, "optimizer.momentum",
            "a number in [0, 1)", opt.momentum)

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ferjax.data.image_files import (IMAGE_SIZE, IMAGE_SUFFIXES, FileReaders,
+                                     archive_errors, check_manual_dir,
                                      decode_grey, dir_files, tree_root,
                                      zip_files)
 from ferjax.labels import CKPLUS_CLASSES
@@ -82,15 +83,14 @@ def read_examples(manual_dir: str | os.PathLike[str]
   folder must be a well-named image in a known class folder.
   """
   manual_dir = Path(manual_dir)
-  if not manual_dir.is_dir():
-    raise FileNotFoundError(f"CK+ manual dir {manual_dir} does not exist")
+  check_manual_dir(manual_dir, "CK+")
   files = dir_files(manual_dir)
   root = _class_tree_root(files)
   if root is not None:
     yield from _read_tree(files, root, f"{manual_dir.joinpath(*root)}/")
     return
   for zip_path in sorted(manual_dir.glob("*.zip")):
-    with zipfile.ZipFile(zip_path) as archive:
+    with archive_errors(zip_path), zipfile.ZipFile(zip_path) as archive:
       files = zip_files(archive)
       root = _class_tree_root(files)
       if root is not None:

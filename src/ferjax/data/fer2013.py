@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ferjax.data.image_files import (IMAGE_SIZE, IMAGE_SUFFIXES, FileReaders,
+                                     archive_errors, check_manual_dir,
                                      decode_grey, dir_files, tree_root,
                                      zip_files)
 from ferjax.labels import FER2013_CLASSES
@@ -165,15 +166,14 @@ def load_examples(manual_dir: str | os.PathLike[str]
   Returns the examples and a description of what was read.
   """
   manual_dir = Path(manual_dir)
-  if not manual_dir.is_dir():
-    raise FileNotFoundError(f"FER2013 manual dir {manual_dir} does not exist")
+  check_manual_dir(manual_dir, "FER2013")
   found = _find_csv(manual_dir)
   if found:
     with open(found, newline="", encoding="utf-8") as f:
       return _parse_csv(f, str(found)), f"csv {found}"
   tar_path = manual_dir / TAR_NAME
   if tar_path.is_file():
-    with tarfile.open(tar_path, "r:gz") as archive:
+    with archive_errors(tar_path), tarfile.open(tar_path, "r:gz") as archive:
       for member in archive:
         if member.isfile() and PurePosixPath(member.name).name in CSV_NAMES:
           with io.TextIOWrapper(archive.extractfile(member), encoding="utf-8",
@@ -187,7 +187,7 @@ def load_examples(manual_dir: str | os.PathLike[str]
     where = f"{manual_dir.joinpath(*root)}/"
     return _read_image_tree(files, root, where), f"image folders {where}"
   for zip_path in sorted(manual_dir.glob("*.zip")):
-    with zipfile.ZipFile(zip_path) as archive:
+    with archive_errors(zip_path), zipfile.ZipFile(zip_path) as archive:
       files = zip_files(archive)
       root = _split_tree_root(files)
       if root is not None:
@@ -291,6 +291,13 @@ class Fer2013(tfds.core.GeneratorBasedBuilder):
     by_split = collections.defaultdict(list)
     for e in examples:
       by_split[e.split].append(e)
+    if not by_split["train"]:
+      # TFDS would cache a build without it as complete, and every later
+      # prepare would find that empty dataset "already built".
+      raise ValueError(
+          f"{source}: no Training examples (read {len(examples)} examples"
+          + "".join(f", {len(v)} {k}" for k, v in by_split.items() if v)
+          + "); FER2013 needs its train split")
     # TFDS cannot write a split without examples, so empty ones are omitted.
     return {split: self._generate_examples(by_split[split])
             for split in SPLITS if by_split[split]}

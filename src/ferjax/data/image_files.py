@@ -5,10 +5,13 @@ their path's parts (relative to a folder or a zip) and read only when asked,
 and each decodes to a 48x48 grey array or fails naming the file.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+import contextlib
 import functools
 from pathlib import Path, PurePosixPath
+import tarfile
 import zipfile
+import zlib
 
 import cv2
 import numpy as np
@@ -73,3 +76,27 @@ def zip_files(archive: zipfile.ZipFile) -> FileReaders:
   files = {PurePosixPath(n).parts: functools.partial(archive.read, n)
            for n in archive.namelist() if not n.endswith("/")}
   return {k: v for k, v in files.items() if not _is_ignored(k)}
+
+
+def check_manual_dir(manual_dir: Path, dataset: str) -> None:
+  """Raises FileNotFoundError saying why ``manual_dir`` is not a folder."""
+  if manual_dir.is_file():
+    raise FileNotFoundError(f"{dataset} manual dir {manual_dir} is a file; "
+                            "expected the folder that holds the download")
+  if not manual_dir.is_dir():
+    raise FileNotFoundError(f"{dataset} manual dir {manual_dir} does not exist")
+
+
+@contextlib.contextmanager
+def archive_errors(path: Path) -> Iterator[None]:
+  """Turns a damaged archive's low-level errors into one naming the archive.
+
+  A cut-off download is the usual cause: zipfile, gzip and tarfile then raise
+  BadZipFile, EOFError or zlib errors that say neither which file nor why.
+  """
+  try:
+    yield
+  except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as e:
+    reason = str(e) or type(e).__name__
+    raise ValueError(f"{path}: damaged or truncated archive ({reason}); "
+                     "download it again") from None

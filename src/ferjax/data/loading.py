@@ -7,6 +7,7 @@ it on the devices.
 
 import contextlib
 import dataclasses
+import errno
 import io
 import logging
 import os
@@ -71,15 +72,25 @@ def _lock(data_dir: pathlib.Path,
 def prepared_builder(name: str, *, data_dir: str | None = None,
                      manual_dir: str | None = None,
                      builder_config: str | None = None) -> Any:
-  """A builder whose files exist, building them once if needed."""
+  """A builder whose files exist, building them once if needed.
+
+  A complete dataset is read without the lock: TFDS moves a build into place
+  only once it is whole, and shared datasets are often on read-only mounts.
+  """
   builder = registry.make_builder(name, data_dir=data_dir,
                                   builder_config=builder_config)
-  with _lock(pathlib.Path(builder.data_dir_root), name):
-    builder = registry.make_builder(name, data_dir=data_dir,
-                                    builder_config=builder_config)
-    if not builder.is_prepared():
-      _check_manual_files(builder, manual_dir)
-      _build(builder, manual_dir)
+  if not builder.is_prepared():
+    with _lock(pathlib.Path(builder.data_dir_root), name):
+      builder = registry.make_builder(name, data_dir=data_dir,
+                                      builder_config=builder_config)
+      if not builder.is_prepared():
+        _check_manual_files(builder, manual_dir)
+        _build(builder, manual_dir)
+  if not builder.info.splits:
+    raise ValueError(
+        f"{builder.data_dir} holds a build of {name} without any split (made "
+        "by an earlier ferjax from empty data); delete that folder and "
+        "prepare the dataset again")
   return builder
 
 
@@ -124,8 +135,15 @@ def _build(builder: Any, manual_dir: str | None) -> None:
   download_config = tfds.download.DownloadConfig(
       manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
   tfds.display_progress_bar(sys.stderr.isatty())
-  with contextlib.redirect_stdout(io.StringIO()):
-    builder.download_and_prepare(download_config=download_config)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare(download_config=download_config)
+  except RuntimeError as e:
+    # array_record's writer reports a full disk as a RuntimeError.
+    if "No space left on device" not in str(e):
+      raise
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                  builder.data_dir_root) from None
   log.info("built dataset %s in %.1f s", builder.name,
            time.monotonic() - start)
 

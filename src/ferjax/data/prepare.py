@@ -10,12 +10,15 @@ import argparse
 from collections.abc import Sequence
 import logging
 import os
+import pathlib
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
+from ferjax import fs_errors
+from ferjax.data import image_files
 from ferjax.data import loading
 from ferjax.data import registry
 
@@ -47,8 +50,8 @@ def prepare(name: str, *, manual_dir: str | None = None,
   builder = registry.make_builder(name, data_dir=data_dir,
                                   builder_config=config)
   needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
-  if manual_dir is not None and not os.path.isdir(manual_dir):
-    raise FileNotFoundError(f"manual dir {manual_dir} does not exist")
+  if manual_dir is not None:
+    image_files.check_manual_dir(pathlib.Path(manual_dir).expanduser(), name)
   built = not builder.is_prepared()
   if built and needs_manual and manual_dir is None:
     raise ValueError(f"{name} needs --manual-dir:\n"
@@ -110,8 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
       prog="ferjax data prepare",
       description="Build a dataset as array_record files (no TensorFlow).")
   parser.add_argument("name", choices=sorted(registry.DATASETS))
-  parser.add_argument("--manual-dir", help="where the downloaded files are")
-  parser.add_argument("--data-dir", help="TFDS data dir to build into "
+  parser.add_argument("--manual-dir", type=os.path.expanduser,
+                      help="where the downloaded files are")
+  parser.add_argument("--data-dir", type=os.path.expanduser,
+                      help="TFDS data dir to build into "
                       "(default: TFDS's, ~/tensorflow_datasets)")
   parser.add_argument("--builder-config", metavar="NAME",
                       help="the dataset's variant, e.g. original|clean for "
@@ -128,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       data_dir=args.data_dir, config=args.builder_config)
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
+    return 1
+  except OSError as e:
+    print(f"error: {fs_errors.describe(e)}", file=sys.stderr)
     return 1
   print(format_summary(summary))
   return 0

@@ -5,6 +5,7 @@ builder's dependencies, and configs are validated before JAX starts.
 """
 
 import importlib
+import os
 from typing import Any
 
 DATASETS: dict[str, tuple[str, str]] = {
@@ -29,7 +30,9 @@ def builder_class(name: str) -> type:
 def make_builder(name: str, *, data_dir: str | None = None,
                  builder_config: str | None = None) -> Any:
   """A builder writing array_record files, the format readable without TF."""
-  kwargs: dict[str, Any] = {"data_dir": data_dir, "file_format": "array_record"}
+  kwargs: dict[str, Any] = {
+      "data_dir": os.path.expanduser(data_dir) if data_dir else data_dir,
+      "file_format": "array_record"}
   if builder_config:
     kwargs["config"] = builder_config
   return builder_class(name)(**kwargs)

@@ -507,8 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       prog="ferjax report",
       description="Tabulate and plot the runs under one or more directories "
       "(found recursively): report.md, report.csv, plots/.")
-  parser.add_argument("dirs", nargs="+", metavar="DIR")
-  parser.add_argument("--out", help="where to write (default: the first DIR)")
+  parser.add_argument("dirs", nargs="+", metavar="DIR", type=os.path.expanduser)
+  parser.add_argument("--out", type=os.path.expanduser,
+                      help="where to write (default: the first DIR)")
   parser.add_argument("--eval", dest="eval_name",
                       help="evaluation to plot as confusion matrices and "
                       "per-class accuracy (default: the one that selects "

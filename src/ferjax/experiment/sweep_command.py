@@ -5,6 +5,7 @@ Its own module so that the launchers, which build on ``sweep``, never make
 """
 
 import argparse
+import os
 import pathlib
 import signal
 import sys
@@ -25,10 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
       epilog="--config.FIELD=VALUE sets a field in every trial. Each trial "
       "uses config.parallel.cpu_devices CPU devices: with --concurrent-trials N "
       "on a CPU host, keep N x cpu_devices near the core count.")
-  parser.add_argument("--config",
+  parser.add_argument("--config", type=os.path.expanduser,
                       help="experiment file defining get_config and "
                       "get_sweep, optionally with :args")
-  parser.add_argument("--workdir", required=True,
+  parser.add_argument("--workdir", required=True, type=os.path.expanduser,
                       help="sweep directory: sweep.json and one run "
                       "directory per trial")
   parser.add_argument("--concurrent-trials", type=int, default=None,

@@ -238,9 +238,11 @@ def main(argv: Sequence[str]) -> int:
       prog="ferjax convert torchvision",
       description="Turn a torchvision VGG-11/13/16/19(_bn) state dict (.pth) "
       "into a ferjax run directory for config.init_from.workdir.")
-  parser.add_argument("pth", help="torchvision state dict, e.g. "
+  parser.add_argument("pth", type=os.path.expanduser,
+                      help="torchvision state dict, e.g. "
                       "vgg16_bn-b566c6a1.pth")
-  parser.add_argument("out", help="new run directory to create")
+  parser.add_argument("out", type=os.path.expanduser,
+                      help="new run directory to create")
   args = parser.parse_args(argv)
   try:
     out = convert(args.pth, args.out,

@@ -27,28 +27,16 @@ import numpy as np
 
 from ferjax import atomic, compilation_cache
 from ferjax.recognition.classifier import Classifier, load_classifier
+from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
+                                       expand_paths)
 from ferjax.recognition.pipeline import DETECTORS, FaceResult, recognize
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH, FaceStream
 from ferjax.recognition.video import (WRITABLE_SUFFIXES, VideoError,
                                       VideoSource, VideoWriter, is_video)
 
-IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
-
 
 class ImageError(Exception):
   """An input file that cannot be used as an image; the message says why."""
-
-
-def expand_paths(args: Iterable[str | Path]) -> list[Path]:
-  """Files as given, plus the image files under each directory, sorted."""
-  paths = []
-  for arg in map(Path, args):
-    if arg.is_dir():
-      paths += sorted(p for p in arg.rglob("*")
-                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    else:
-      paths.append(arg)
-  return paths
 
 
 def _is_truncated_jpeg(data: bytes) -> bool:
@@ -82,8 +70,8 @@ def load_image(path: str | Path) -> np.ndarray:
   bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
   if bgr is None:
     raise ImageError(
-        f"{path}: not a readable image (expected JPEG, PNG, BMP, TIFF or "
-        "WebP that OpenCV can decode, under 2^30 pixels)")
+        f"{path}: not a readable image (expected JPEG, PNG, BMP, GIF, TIFF "
+        "or WebP that OpenCV can decode, under 2^30 pixels)")
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -120,7 +108,7 @@ def write_image_atomic(path: Path, bgr: np.ndarray) -> None:
 
 
 def _annotated_path(out_dir: Path, source: Path, used: set[str],
-                    suffixes: Sequence[str] = IMAGE_SUFFIXES,
+                    suffixes: Sequence[str] = ANNOTATED_SUFFIXES,
                     default: str = ".png") -> Path:
   """out_dir/<source name>, made unique within the run; suffixes not in
   ``suffixes`` become ``default``."""
@@ -144,6 +132,8 @@ def predict_paths(paths: Iterable[str | Path], classifier: Classifier,
   """
   used: set[str] = set()
   if out_dir is not None:
+    paths = list(paths)
+    check_out_dir(out_dir, paths)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
   for path in map(Path, paths):
@@ -249,9 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
       prog="ferjax predict",
       description="Detect faces and classify their expressions in images, "
       "videos and camera streams.")
-  parser.add_argument("--workdir", required=True,
+  parser.add_argument("--workdir", required=True, type=os.path.expanduser,
                       help="training run directory holding a checkpoint")
   parser.add_argument("images", nargs="*", metavar="INPUT",
+                      type=os.path.expanduser,
                       help="image or video files (.mp4, .avi, .mov, .mkv, "
                       "...), or directories searched for images")
   parser.add_argument("--camera", type=int, metavar="N",
@@ -260,7 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--detector", choices=DETECTORS, default="auto",
                       help="face detector (default: auto, MTCNN at two "
                       "resolutions)")
-  parser.add_argument("--out", help="directory for annotated copies")
+  parser.add_argument("--out", type=os.path.expanduser,
+                      help="directory for annotated copies of the images and "
+                      "videos; without it only the JSON lines are written "
+                      "(to standard output)")
   video = parser.add_argument_group("videos and cameras")
   video.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
                      help="skip the frames before this time (files)")
@@ -293,6 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.end is not None and args.end <= args.start:
     parser.error(f"--end must be after --start ({args.start:g}), got "
                  f"{args.end:g}")
+  try:
+    check_out_dir(args.out, args.images)
+  except ValueError as e:
+    print(f"ferjax predict: error: {e}", file=sys.stderr)
+    return 2
   if args.out is not None:
     try:
       Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -340,7 +339,7 @@ def run(images: Sequence[str | int], classifier: Classifier,
   used: set[str] = set()
   for group in groups:
     if isinstance(group, list):
-      paths = expand_paths(group)
+      paths = expand_paths(group, skip=out_dir)
       if not paths:
         print(f"ferjax predict: no image files found in "
               f"{' '.join(map(str, group))}", file=sys.stderr)

@@ -90,7 +90,7 @@ def load(state: state_lib.TrainState, *, init_from: ml_collections.ConfigDict,
 
   Returns the new state and the record the manifest keeps of the import.
   """
-  workdir = pathlib.Path(init_from.workdir)
+  workdir = pathlib.Path(init_from.workdir).expanduser()
   ckpt, step = _source_step(workdir, init_from.get("checkpoint", "best"))
   try:
     variables = ckpt.restore_variables(step)

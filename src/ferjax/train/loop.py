@@ -19,6 +19,7 @@ import numpy as np
 from ferjax import config as config_lib
 from ferjax.run_dir import RunDir
 from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.train import divergence
 from ferjax.train import init_from as init_from_lib
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import setup as setup_lib
@@ -181,6 +182,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
       summary = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
       summary["images_per_second"] = (
           (step - step_log) * config.batch_size / elapsed if elapsed else 0.0)
+      divergence.check_train_metrics(step, summary, ckpt)
       writer.write(step, "train", summary)
       pending_device, window = [], []
       t_log, step_log = time.monotonic(), step
@@ -210,6 +212,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
           f"{n}/accuracy={r['accuracy']:.4f}" for n, r in results.items()))
     # Every evaluation, and so the last step, falls on an epoch end.
     if save_now:
+      divergence.check_state(step, parallel.unreplicate(state), ckpt)
       saved = _scalar_metrics(results) if evaluate_now else {}
       if window:
         saved[_WINDOW] = {k: [float(m[k]) for m in window] for k in window[0]}

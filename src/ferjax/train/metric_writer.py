@@ -3,7 +3,8 @@
 The run's metrics file (``ferjax.run_dir``) holds one JSON object per event,
 e.g. ``{"step": 400, "split": "test", "accuracy": 0.93, ...}``. Scalars also
 go to TensorBoard under ``<split>/<name>``; structured values (confusion
-matrix, per-class accuracy) stay in the JSON lines.
+matrix, per-class accuracy) stay in the JSON lines. A value that is not a finite
+number is written as ``null`` (see ``ferjax.finite_json``).
 """
 
 import json
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ferjax import atomic
+from ferjax import finite_json
 
 
 class MetricWriter:
@@ -49,10 +51,13 @@ class MetricWriter:
     if not self.enabled:
       return
     event = {"step": int(step), "split": split, **metrics}
-    with open(self.path, "a") as f:
-      f.write(json.dumps(event, sort_keys=False) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
+    try:
+      with open(self.path, "a") as f:
+        f.write(finite_json.dumps(event) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:  # A full disk names no file; say which.
+      raise OSError(e.errno, e.strerror, str(self.path)) from e
     for name, value in metrics.items():
       if isinstance(value, (int, float)) and math.isfinite(value):
         self._tb.add_scalar(f"{split}/{name}", value, int(step))

@@ -152,8 +152,33 @@ class Parallel:
     must return values that are equal on every device (psum/pmean-reduced).
     """
     if self.backend == "pmap":
-      return jax.pmap(fn, axis_name=AXIS, devices=self.devices,
-                      donate_argnums=donate_argnums)
+      mapped = jax.pmap(fn, axis_name=AXIS, devices=self.devices,
+                        donate_argnums=donate_argnums)
+    else:
+      mapped = self._shard_mapped(fn, donate_argnums, sharded_argnums)
+    if self.num_devices == 1 or self.devices[0].platform != "cpu":
+      return mapped
+
+    def one_in_flight(*args):
+      # XLA:CPU runs each device's part of a program on one shared pool of
+      # max(cores, devices) threads, and a part that reaches a collective
+      # holds its thread until every device's part has arrived. When other
+      # work queued meanwhile (the next program's parts, transfers) takes
+      # the remaining threads, the last part never gets one and XLA aborts
+      # the process after 40 s ("Termination timeout for all reduce ...
+      # only 3 of them arrived"). It needs CPU load to show: unguarded, a
+      # 4-device pmap quickstart aborted 2 runs of 2 at load average 23,
+      # passed 3 of 3 with PJRT_NPROC=16 (a larger pool), and passes with
+      # this guard (tests/test_parallel_load.py); jit over shard_map needed
+      # the guard first. Finishing each program before the next costs one
+      # dispatch latency (~0.1 ms) per step.
+      return jax.block_until_ready(mapped(*args))
+
+    return one_in_flight
+
+  def _shard_mapped(self, fn: Callable[..., Any],
+                    donate_argnums: tuple[int, ...],
+                    sharded_argnums: tuple[int, ...]) -> Callable[..., Any]:
     by_arity: dict[int, Callable[..., Any]] = {}
 
     def mapped(*args):
@@ -167,15 +192,4 @@ class Parallel:
             donate_argnums=donate_argnums)
       return by_arity[len(args)](*args)
 
-    if self.num_devices == 1 or self.devices[0].platform != "cpu":
-      return mapped
-
-    def one_in_flight(*args):
-      # XLA:CPU (jaxlib 0.10) deadlocks in the collectives' rendezvous when a
-      # second multi-device jit program is dispatched before the first one
-      # finishes (the per-device executions of two programs wait on each
-      # other in the shared thread pool). pmap is unaffected. Waiting for
-      # completion costs one dispatch latency (~0.1 ms) per step here.
-      return jax.block_until_ready(mapped(*args))
-
-    return one_in_flight
+    return mapped

@@ -1,0 +1,67 @@
+"""A workdir that is a file, read-only or on a full disk: one clear error.
+
+The read-only and full-disk cases run `ferjax train` in a private mount
+namespace (a read-only bind mount, a 64 KiB tmpfs); they are skipped where
+user namespaces are not available.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+from ferjax import cli
+from test_data_faults import needs_mounts
+from test_train import QUICKSTART, REPO, tiny_overrides
+
+
+def _train_args(workdir, data_dir) -> list[str]:
+  return ["train", "--config", QUICKSTART, "--workdir", str(workdir)] + [
+      f"--config.{o}" for o in tiny_overrides(data_dir, num_epochs=1)]
+
+
+def test_workdir_that_is_a_file(synthetic_data_dir, tmp_path, capsys):
+  a_file = tmp_path / "run"
+  a_file.write_text("not a run")
+  for workdir in (a_file, a_file / "below"):
+    assert cli.main(_train_args(workdir, synthetic_data_dir)) == 2
+    err = capsys.readouterr().err
+    assert f"ferjax train: error: {a_file}: is a file, expected a " \
+           "directory" in err
+    assert "Traceback" not in err
+  assert a_file.read_text() == "not a run"
+
+
+def _in_namespace(setup: str, mountpoint, command: list[str]):
+  return subprocess.run(
+      ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+       f'{setup} && exec "$@"', str(mountpoint), *command],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@needs_mounts
+def test_read_only_workdir(synthetic_data_dir, tmp_path):
+  (tmp_path / "ro").mkdir()
+  proc = _in_namespace(
+      'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0"',
+      tmp_path / "ro", [sys.executable, "-m", "ferjax.cli", *_train_args(
+          tmp_path / "ro" / "run", synthetic_data_dir)])
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.splitlines()[-1] == (
+      f"ferjax train: error: {tmp_path / 'ro' / 'run'}: read-only file "
+      "system")
+  assert "Traceback" not in proc.stderr
+
+
+@needs_mounts
+def test_full_disk(synthetic_data_dir, tmp_path):
+  (tmp_path / "small").mkdir()
+  proc = _in_namespace(
+      'mount -t tmpfs -o size=64k tmpfs "$0"', tmp_path / "small",
+      [sys.executable, "-m", "ferjax.cli", *_train_args(
+          tmp_path / "small" / "run", synthetic_data_dir)])
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  last = proc.stderr.splitlines()[-1]
+  assert last.startswith("ferjax train: error: ")
+  assert str(tmp_path / "small" / "run") in last
+  assert "No space left on device" in last or "no space left" in last
