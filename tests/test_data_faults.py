@@ -191,18 +191,20 @@ def test_tilde_in_paths_is_the_home_folder(synthetic_data_dir, tmp_path,
   assert (args.config, args.workdir) == (f"{home}/c.py:runlocal",
                                          f"{home}/run")
   args, _ = cli.build_parser().parse_known_args(["eval", "--workdir=~/run"])
-  assert args.workdir == f"{home}/run"
+  assert args.workdir == [f"{home}/run"]  # Several make an ensemble.
   assert not (cwd / "~").exists()
 
 
 def test_tilde_in_init_from_workdir(reference_run, tmp_path, monkeypatch):
   from ferjax import config as config_lib
-  from ferjax.train import init_from, loop
+  from ferjax.train import init_from
+  from ferjax.train import setup as setup_lib
+  from ferjax.train.parallel import Parallel
   reference, _ = reference_run
   monkeypatch.setenv("HOME", str(tmp_path))
   (tmp_path / "source").symlink_to(reference)
   config = config_lib.from_json((Path(reference) / "config.json").read_text())
-  setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
+  setup = setup_lib.training(config, Parallel.from_config(config.parallel))
   _, record = init_from.load(
       setup.init_state(), init_from=config_lib.from_json(
           '{"workdir": "~/source", "checkpoint": "latest"}'),

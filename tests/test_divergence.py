@@ -11,7 +11,8 @@ from ferjax import cli
 from ferjax import config as config_lib
 from ferjax import finite_json
 from ferjax.train import checkpoint as checkpoint_lib
-from ferjax.train import loop
+from ferjax.train import setup as setup_lib
+from ferjax.train.parallel import Parallel
 from test_train import QUICKSTART, tiny_overrides
 
 
@@ -48,7 +49,7 @@ def test_diverging_run_stops_and_keeps_only_finite_checkpoints(
   assert steps and max(steps) < 32, steps  # Stopped long before the end.
   assert f"the latest checkpoint (step {max(steps)})" in err
   config = config_lib.from_json((workdir / "config.json").read_text())
-  setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
+  setup = setup_lib.training(config, Parallel.from_config(config.parallel))
   for step in steps:
     assert _all_finite(ckpt.restore(step, setup.init_state())), step
   events = [_strict_json(line) for line in
@@ -76,7 +77,7 @@ def test_eval_of_a_nan_checkpoint_prints_strict_json(reference_run,
   workdir = tmp_path / "run"
   shutil.copytree(reference, workdir)
   config = config_lib.from_json((workdir / "config.json").read_text())
-  setup = loop.RunSetup(config, loop.Parallel.from_config(config.parallel))
+  setup = setup_lib.training(config, Parallel.from_config(config.parallel))
   ckpt = checkpoint_lib.Checkpoints(workdir / "checkpoints")
   step = ckpt.latest_step()
   state = ckpt.restore(step, setup.init_state())
@@ -86,7 +87,7 @@ def test_eval_of_a_nan_checkpoint_prints_strict_json(reference_run,
   ckpt.wait()
   ckpt.close()
   assert cli.main(["eval", "--workdir", str(workdir),
-                   "--checkpoint", "latest"]) == 0
+                   "--checkpoint", "latest", "--json"]) == 0
   result = _strict_json(capsys.readouterr().out)
   assert result["step"] == step + 1
   assert result["results"]["test"]["loss"] is None

@@ -10,11 +10,15 @@ a restore; a damaged step is refused with the file that does not match.
 Runs saved before checksums existed restore unverified.
 """
 
+import contextlib
+import errno
 import hashlib
 import json
+import os
 import pathlib
 import shutil
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -87,6 +91,21 @@ def _quiet_late_reads() -> None:
 
   hook.ferjax_quiet = True
   sys.unraisablehook = hook
+
+
+@contextlib.contextmanager
+def _write_errors(directory: pathlib.Path) -> Iterator[None]:
+  """A failed (asynchronous) write as one error: a full disk is an OSError
+  naming the directory, and the closed-loop reports that trail it are
+  dropped, as after a failed read."""
+  try:
+    yield
+  except (ValueError, RuntimeError, OSError) as e:
+    _quiet_late_reads()
+    if "No space left on device" in str(e):
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                    str(directory)) from None
+    raise
 
 
 def _unreadable(step_dir: pathlib.Path, error: Exception) -> CorruptCheckpoint:
@@ -166,9 +185,10 @@ class Checkpoints:
     The previous save's checksums are recorded first (it has normally long
     finished by then).
     """
-    self._record_checksums()
-    self._manager.save(step, args=ocp.args.StandardSave(state),
-                       metrics=dict(metrics or {}), force=True)
+    with _write_errors(self.directory):
+      self._record_checksums()
+      self._manager.save(step, args=ocp.args.StandardSave(state),
+                         metrics=dict(metrics or {}), force=True)
 
   def _checksums_path(self) -> pathlib.Path:
     return self.directory / _CHECKSUMS
@@ -264,8 +284,10 @@ class Checkpoints:
     return target
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
-    self._record_checksums()
+    with _write_errors(self.directory):
+      self._manager.wait_until_finished()
+      self._record_checksums()
 
   def close(self) -> None:
-    self._manager.close()
+    with _write_errors(self.directory):
+      self._manager.close()
