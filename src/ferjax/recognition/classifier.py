@@ -83,7 +83,7 @@ def load_classifier(workdir: str, checkpoint: str = "best") -> Classifier:
   variables = ckpt.restore_variables(step)
   model = create_model(
       config.model.name, num_classes=len(dataset["class_names"]),
-      dtype=jnp.dtype(config.model.dtype),
+      dtype=jnp.dtype(config.model.dtype), fusion=config.model.get("fusion"),
       **dict(config.model.get("kwargs") or {}))
   return classifier_from_model(
       model, variables, class_names=dataset["class_names"],

@@ -95,7 +95,8 @@ class RunSetup:
           f"{self.num_train} training examples")
     self.total_steps = self.steps_per_epoch * config.num_epochs
 
-    model_kwargs = {"dtype": jnp.dtype(config.model.dtype)}
+    model_kwargs = {"dtype": jnp.dtype(config.model.dtype),
+                    "fusion": config.model.get("fusion")}
     model_kwargs.update(dict(config.model.get("kwargs") or {}))
     num_classes = len(self.class_names)
     self.init_model = create_model(config.model.name, num_classes=num_classes,
