@@ -8,6 +8,7 @@ name or a bad value fails in milliseconds instead of after compilation.
 import ast
 import importlib.util
 import json
+import math
 import pathlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -466,7 +467,7 @@ def _validate_fusion(config: ml_collections.ConfigDict) -> None:
              f"one of {', '.join(LBP_METHODS)}", lbp.get("method"))
     radius = lbp.get("radius")
     _require(_is_numbers([radius]) and 0 < radius and
-             2 * -(-radius // 1) + 1 <= side, "model.fusion.lbp.radius",
+             2 * math.ceil(radius) + 1 <= side, "model.fusion.lbp.radius",
              f"a number > 0 whose circle (2*ceil(radius)+1 pixels) fits the "
              f"{height}x{width} input", radius)
     if late:
