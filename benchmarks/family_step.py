@@ -10,8 +10,9 @@ forward and backward pass, SGD with momentum) on a fixed random dataset,
 after one warm-up step, and prints the median over ``--steps`` steps. This
 is ferjax alone; ``train_step.py`` compares it with PyTorch. ``--fusion``
 times each model once per ``FEATURES:MODE`` (``model.fusion`` at its
-defaults; ``none`` is the plain model), all in one process, so the rows
-share the machine's conditions.
+defaults; ``none`` is the plain model) in one process: a model's variants
+take turns step by step, so a machine shared with other jobs slows them
+alike, and each row also gives its speed relative to the first variant.
 """
 
 import argparse
@@ -52,24 +53,32 @@ def fusion_config(variant: str) -> dict | None:
   return fusion
 
 
-def images_per_second(name: str, variant: str) -> float:
+def build(name: str, variant: str) -> ferjax_step.Step:
   shape = tuple(int(v) for v in args.input_shape.split(","))
   parallel = Parallel(args.backend, jax.devices()[:args.devices])
-  step = ferjax_step.build(name, batch=args.batch, input_shape=shape,
+  return ferjax_step.build(name, batch=args.batch, input_shape=shape,
                            parallel=parallel, fusion=fusion_config(variant))
-  jax.block_until_ready(step())
-  times = []
-  for _ in range(args.steps):
-    t0 = time.perf_counter()
+
+
+def images_per_second(steps: dict[str, ferjax_step.Step]) -> dict[str, float]:
+  """Median images/s of each step, the steps taking turns."""
+  for step in steps.values():
     jax.block_until_ready(step())
-    times.append(time.perf_counter() - t0)
-  return args.batch / float(np.median(times))
+  times = {variant: [] for variant in steps}
+  for _ in range(args.steps):
+    for variant, step in steps.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(step())
+      times[variant].append(time.perf_counter() - t0)
+  return {v: args.batch / float(np.median(t)) for v, t in times.items()}
 
 
 print(f"ferjax train step, batch {args.batch}, input {args.input_shape}, "
       f"{args.devices} device(s), {args.backend}, jax {jax.__version__}")
 for model in args.models.split(","):
-  for variant in args.fusion.split(","):
+  variants = args.fusion.split(",")
+  speeds = images_per_second({v: build(model, v) for v in variants})
+  for variant, speed in speeds.items():
     label = model if variant == "none" else f"{model} +{variant}"
-    print(f"{label:28s} {images_per_second(model, variant):9.1f} img/s",
-          flush=True)
+    print(f"{label:28s} {speed:9.1f} img/s  "
+          f"{speed / speeds[variants[0]]:5.2f}x", flush=True)

@@ -21,6 +21,8 @@ from typing import Any
 
 import flax.linen as nn
 
+from ferjax.models import fusion as fusion_lib
+
 # name -> (module, class, constructor kwargs). Imports are lazy so that the
 # registry lists names without building every family.
 _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -53,7 +55,6 @@ def create_model(name: str, *, num_classes: int,
         f"expected one of {', '.join(MODEL_NAMES)}")
   module, cls, defaults = _REGISTRY[name]
   model_cls = getattr(importlib.import_module(module), cls)
-  from ferjax.models import fusion as fusion_lib  # Lazy, as the families.
   spec = fusion_lib.FusionSpec.from_config(fusion)
   if name in HANDCRAFTED_MODELS:
     if spec.features:
@@ -65,4 +66,4 @@ def create_model(name: str, *, num_classes: int,
   if not spec.features:
     return model
   return fusion_lib.Fused(backbone=model, spec=spec, num_classes=num_classes,
-                          dtype=kwargs.get("dtype", model.dtype))
+                          dtype=model.dtype)
