@@ -103,20 +103,32 @@ def test_input_gradients_flow_but_filters_are_not_parameters(mode):
     assert (np.abs(np.asarray(kernel_grad[:, :, 3:])).sum((0, 1, 3)) > 0).all()
 
 
-def test_lbp_linear_is_the_descriptor_and_one_dense():
+def test_lbp_linear_is_the_standardised_descriptor_and_one_dense():
   config = _fusion((), "late")
   model = create_model("lbp_linear", num_classes=7, fusion=config)
   variables = _init(model)
   assert jax.tree.map(lambda a: a.shape, variables["params"]) == {
       "Dense_0": {"kernel": (16 * 10, 7), "bias": (7,)}}
-  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, *SHAPE)),
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(8, *SHAPE)),
                   jnp.float32)
   spec = fusion.FusionSpec(features=("lbp",),
                            lbp=fusion.FusionSpec.from_config(config).lbp)
-  want = fusion.descriptor(x, spec) @ variables["params"]["Dense_0"][
-      "kernel"] + variables["params"]["Dense_0"]["bias"]
-  np.testing.assert_allclose(model.apply(variables, x), want, rtol=1e-5,
-                             atol=1e-6)
+  descriptor = fusion.descriptor(x, spec)
+  dense = variables["params"]["Dense_0"]
+  # Training standardises with the batch's statistics and updates the
+  # running ones, which evaluation then uses: one affine map.
+  logits, updates = model.apply(variables, x, train=True,
+                                mutable=["batch_stats"])
+  mean, var = descriptor.mean(0), descriptor.var(0)
+  want = (descriptor - mean) / jnp.sqrt(var + 1e-5) @ dense["kernel"] + dense[
+      "bias"]
+  np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
+  stats = updates["batch_stats"]["BatchNorm_0"]
+  np.testing.assert_allclose(stats["mean"], 0.1 * mean, rtol=1e-5, atol=1e-7)
+  evaluated = model.apply({**variables, **updates}, x)
+  want = (descriptor - stats["mean"]) / jnp.sqrt(
+      stats["var"] + 1e-5) @ dense["kernel"] + dense["bias"]
+  np.testing.assert_allclose(evaluated, want, rtol=1e-4, atol=1e-4)
 
 
 def test_models_summary_counts_what_fusion_adds():
