@@ -11,7 +11,9 @@ the others that of fer2013_vgg.py, which alexnet and googlenet share) or
 ``epochs=N`` (default 10, as the reproducibility study) and ``runlocal``.
 
 The study of experiments/RESULTS.md: LeNet-5 alone, + LBP early, + LBP late,
-+ Gabor early, + LBP+Gabor late, and LBP + linear alone, 3 seeds each:
++ Gabor early, + LBP+Gabor late, and LBP + linear alone, 3 seeds each (the
+table there used ``epochs=5 --config.eval_every_epochs=5`` to fit a shared
+2-core machine):
 
   ferjax sweep --config experiments/fer2013_fusion.py:epochs=10 \
       --config.input.manual_dir=../shared/data/fer2013 \
