@@ -190,6 +190,16 @@ def test_good_fusion_configs_validate():
       f"{REPO / 'experiments/ckplus_fusion.py'}:features=lbp,mode=late"))
 
 
+def test_runs_recorded_before_fusion_existed_have_the_same_config():
+  config = config_lib.load_config(QUICKSTART).to_dict()
+  older = {**config, "model": {k: v for k, v in config["model"].items()
+                               if k != "fusion"}}
+  assert config_lib.differing_fields(older, config) == []
+  fused = config_lib.apply_overrides(config_lib.load_config(QUICKSTART), [
+      "model.fusion.features=('lbp',)"]).to_dict()
+  assert config_lib.differing_fields(older, fused) == ["model.fusion"]
+
+
 def test_cli_refuses_bad_fusion_before_any_work(tmp_path, capsys):
   code = cli.main(["train", "--config", QUICKSTART, "--workdir",
                    str(tmp_path / "run"),

@@ -558,6 +558,14 @@ def _tuples(value: Any) -> Any:
   return value
 
 
+# Fields added after runs were recorded, with the value that behaves as the
+# older code did: a saved config without one equals a config holding it at
+# that value, so older runs still resume, sweep and reproduce.
+_ADDED_FIELDS = {
+    "model.fusion": lambda: base_config().model.fusion.to_dict(),
+}
+
+
 def differing_fields(a: Mapping[str, Any], b: Mapping[str, Any],
                      prefix: str = "") -> list[str]:
   """Dotted names of the fields whose values differ between two dicts."""
@@ -565,6 +573,9 @@ def differing_fields(a: Mapping[str, Any], b: Mapping[str, Any],
   for key in sorted(set(a) | set(b)):
     name = f"{prefix}{key}"
     va, vb = a.get(key), b.get(key)
+    if (key in a) != (key in b) and name in _ADDED_FIELDS and _tuples(
+        va if key in a else vb) == _tuples(_ADDED_FIELDS[name]()):
+      continue  # Recorded before the field existed; same behaviour.
     if isinstance(va, Mapping) and isinstance(vb, Mapping):
       out += differing_fields(va, vb, name + ".")
     elif _tuples(va) != _tuples(vb):
