@@ -2,12 +2,17 @@
 
   python benchmarks/family_step.py [--models lenet5,alexnet,...] \
       [--batch 64] [--input-shape 48,48,1] [--steps 10] [--devices 1] \
-      [--backend shard_map|pmap]
+      [--backend shard_map|pmap] \
+      [--fusion none,lbp:early,lbp:late,gabor:early,lbp+gabor:late]
 
 Times the real jitted step (gather from on-device data, preprocessing, the
 forward and backward pass, SGD with momentum) on a fixed random dataset,
 after one warm-up step, and prints the median over ``--steps`` steps. This
-is ferjax alone; ``train_step.py`` compares it with PyTorch.
+is ferjax alone; ``train_step.py`` compares it with PyTorch. ``--fusion``
+times each model once per ``FEATURES:MODE`` (``model.fusion`` at its
+defaults; ``none`` is the plain model) in one process: a model's variants
+take turns step by step, so a machine shared with other jobs slows them
+alike, and each row also gives its speed relative to the first variant.
 """
 
 import argparse
@@ -23,6 +28,9 @@ parser.add_argument("--steps", type=int, default=10)
 parser.add_argument("--devices", type=int, default=1)
 parser.add_argument("--backend", choices=("shard_map", "pmap"),
                     default="shard_map")
+parser.add_argument("--fusion", default="none",
+                    help="comma-separated FEATURES:MODE variants, e.g. "
+                    "none,lbp:late,lbp+gabor:early")
 args = parser.parse_args()
 os.environ.setdefault("XLA_FLAGS",
                       f"--xla_force_host_platform_device_count={args.devices}")
@@ -31,24 +39,46 @@ import jax  # noqa: E402  (after XLA_FLAGS on purpose)
 import numpy as np  # noqa: E402
 
 import ferjax_step  # noqa: E402
+from ferjax import config as config_lib  # noqa: E402
 from ferjax.train.parallel import Parallel  # noqa: E402
 
 
-def images_per_second(name: str) -> float:
+def fusion_config(variant: str) -> dict | None:
+  """``lbp+gabor:late`` -> ``config.model.fusion``; ``none`` -> None."""
+  if variant == "none":
+    return None
+  feats, _, mode = variant.partition(":")
+  fusion = config_lib.base_config().model.fusion.to_dict()
+  fusion.update(features=tuple(feats.split("+")), mode=mode or "late")
+  return fusion
+
+
+def build(name: str, variant: str) -> ferjax_step.Step:
   shape = tuple(int(v) for v in args.input_shape.split(","))
   parallel = Parallel(args.backend, jax.devices()[:args.devices])
-  step = ferjax_step.build(name, batch=args.batch, input_shape=shape,
-                           parallel=parallel)
-  jax.block_until_ready(step())
-  times = []
-  for _ in range(args.steps):
-    t0 = time.perf_counter()
+  return ferjax_step.build(name, batch=args.batch, input_shape=shape,
+                           parallel=parallel, fusion=fusion_config(variant))
+
+
+def images_per_second(steps: dict[str, ferjax_step.Step]) -> dict[str, float]:
+  """Median images/s of each step, the steps taking turns."""
+  for step in steps.values():
     jax.block_until_ready(step())
-    times.append(time.perf_counter() - t0)
-  return args.batch / float(np.median(times))
+  times = {variant: [] for variant in steps}
+  for _ in range(args.steps):
+    for variant, step in steps.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(step())
+      times[variant].append(time.perf_counter() - t0)
+  return {v: args.batch / float(np.median(t)) for v, t in times.items()}
 
 
 print(f"ferjax train step, batch {args.batch}, input {args.input_shape}, "
       f"{args.devices} device(s), {args.backend}, jax {jax.__version__}")
 for model in args.models.split(","):
-  print(f"{model:12s} {images_per_second(model):9.1f} img/s", flush=True)
+  variants = args.fusion.split(",")
+  speeds = images_per_second({v: build(model, v) for v in variants})
+  for variant, speed in speeds.items():
+    label = model if variant == "none" else f"{model} +{variant}"
+    print(f"{label:28s} {speed:9.1f} img/s  "
+          f"{speed / speeds[variants[0]]:5.2f}x", flush=True)

@@ -17,6 +17,9 @@ from typing import Any
 import ml_collections
 
 from ferjax.data import registry as data_registry
+from ferjax.features.lbp import LBP_METHODS
+from ferjax.features.lbp import num_codes
+from ferjax.models import HANDCRAFTED_MODELS
 from ferjax.models import MODEL_NAMES
 from ferjax.train.losses import LOSSES
 
@@ -66,6 +69,20 @@ LEGACY_VALUES: dict[str, Any] = {
     "slurm.gpus_per_node": 0,
     "slurm.mem_gb": None,
     "slurm.sbatch": (),
+    # No hand-crafted features: the CNN alone, as before fusion existed.
+    "model.fusion.features": (),
+    "model.fusion.mode": "late",
+    "model.fusion.width": 64,
+    "model.fusion.lbp.points": 8,
+    "model.fusion.lbp.radius": 1.0,
+    "model.fusion.lbp.method": "uniform",
+    "model.fusion.lbp.grid": (6, 6),
+    "model.fusion.gabor.ksize": 9,
+    "model.fusion.gabor.orientations": 4,
+    "model.fusion.gabor.sigmas": (2.0, 3.5),
+    "model.fusion.gabor.wavelengths": (4.0, 8.0),
+    "model.fusion.gabor.gamma": 0.5,
+    "model.fusion.gabor.grid": (6, 6),
 }
 
 
@@ -145,6 +162,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.name = "lenet5"
   c.model.dtype = "float32"
   c.model.kwargs = ml_collections.ConfigDict()
+  # Hand-crafted features fused into the model (models/fusion.py); () off.
+  # lbp_linear, the CNN-free baseline, takes its descriptor from .lbp.
+  c.model.fusion = ml_collections.ConfigDict(dict(
+      features=(),  # any of 'lbp', 'gabor'
+      mode="late",  # early: extra input channels | late: beside the logits
+      width=64,  # late: units of the fusion head's hidden Dense
+      lbp=dict(points=8, radius=1.0, method="uniform", grid=(6, 6)),
+      gabor=dict(ksize=9, sigmas=(2.0, 3.5), wavelengths=(4.0, 8.0),
+                 orientations=4, gamma=0.5, grid=(6, 6))))
 
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "cross_entropy"  # cross_entropy | focal (train.losses)
@@ -374,6 +400,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"one of {', '.join(MODEL_NAMES)}", config.model.name)
   _require(config.model.dtype in ("float32", "bfloat16"), "model.dtype",
            "'float32' or 'bfloat16'", config.model.dtype)
+  _validate_fusion(config)
 
   loss = config.loss
   _require(0.0 <= loss.label_smoothing < 1.0, "loss.label_smoothing",
@@ -485,6 +512,87 @@ def validate(config: ml_collections.ConfigDict) -> None:
       isinstance(par.num_devices, int) and par.num_devices > 0),
            "parallel.num_devices", "None (all) or a positive integer",
            par.get("num_devices"))
+
+
+FUSION_FEATURES = ("lbp", "gabor")
+FUSION_MODES = ("early", "late")
+# One-hot histograms of more bins than this cost more than the CNN.
+MAX_LBP_BINS = 256
+
+
+def _validate_fusion(config: ml_collections.ConfigDict) -> None:
+  """``model.fusion``: names, and sizes that fit ``input.image_size``."""
+  fusion = config.model.get("fusion")
+  if fusion is None:
+    return
+  feats = fusion.get("features", ())
+  _require(isinstance(feats, (tuple, list)) and len(set(feats)) == len(feats)
+           and all(f in FUSION_FEATURES for f in feats),
+           "model.fusion.features",
+           f"a tuple of distinct names from {', '.join(FUSION_FEATURES)} "
+           "(() for none)", feats)
+  name = config.model.name
+  _require(not (feats and name in HANDCRAFTED_MODELS),
+           "model.fusion.features", f"() with model {name!r}, which has no "
+           "CNN to fuse features into", feats)
+  _require(fusion.get("mode") in FUSION_MODES, "model.fusion.mode",
+           f"one of {', '.join(FUSION_MODES)}", fusion.get("mode"))
+  _require(_is_positive_int(fusion.get("width")), "model.fusion.width",
+           "a positive integer", fusion.get("width"))
+  side = min(config.input.image_size) if _is_size(
+      config.input.image_size) else 0
+  height, width = config.input.image_size if side else (0, 0)
+  late = fusion.mode == "late" or name in HANDCRAFTED_MODELS
+  if "lbp" in feats or name in HANDCRAFTED_MODELS:
+    lbp = fusion.lbp
+    _require(_is_positive_int(lbp.get("points")) and lbp.points <= 24,
+             "model.fusion.lbp.points", "an integer in [1, 24]",
+             lbp.get("points"))
+    _require(lbp.get("method") in LBP_METHODS, "model.fusion.lbp.method",
+             f"one of {', '.join(LBP_METHODS)}", lbp.get("method"))
+    radius = lbp.get("radius")
+    _require(_is_numbers([radius]) and 0 < radius and
+             2 * math.ceil(radius) + 1 <= side, "model.fusion.lbp.radius",
+             f"a number > 0 whose circle (2*ceil(radius)+1 pixels) fits the "
+             f"{height}x{width} input", radius)
+    if late:
+      bins = num_codes(lbp.points, lbp.method)
+      _require(bins <= MAX_LBP_BINS, "model.fusion.lbp.method",
+               f"at most {MAX_LBP_BINS} histogram bins (method 'uniform' or "
+               f"'nri_uniform', or points <= 8); {lbp.method!r} with "
+               f"{lbp.points} points has {bins}", lbp.method)
+      _check_grid(lbp.get("grid"), "model.fusion.lbp.grid", height, width)
+  if "gabor" in feats:
+    gabor = fusion.gabor
+    ksize = gabor.get("ksize")
+    _require(_is_positive_int(ksize) and (ksize | 1) <= side,
+             "model.fusion.gabor.ksize", f"a positive integer whose kernel "
+             f"(ksize, or ksize+1 when even) fits the {height}x{width} input",
+             ksize)
+    sigmas, wavelengths = gabor.get("sigmas"), gabor.get("wavelengths")
+    _require(_is_numbers(sigmas) and len(sigmas) > 0 and
+             all(s > 0 for s in sigmas), "model.fusion.gabor.sigmas",
+             "a tuple of numbers > 0", sigmas)
+    _require(_is_numbers(wavelengths) and len(wavelengths) == len(sigmas) and
+             all(w > 0 for w in wavelengths), "model.fusion.gabor.wavelengths",
+             "one number > 0 per sigma", wavelengths)
+    _require(_is_positive_int(gabor.get("orientations")),
+             "model.fusion.gabor.orientations", "a positive integer",
+             gabor.get("orientations"))
+    _require(_is_numbers([gabor.get("gamma")]) and gabor.gamma > 0,
+             "model.fusion.gabor.gamma", "a number > 0", gabor.get("gamma"))
+    if late:
+      _check_grid(gabor.get("grid"), "model.fusion.gabor.grid", height, width)
+
+
+def _check_grid(grid: Any, field: str, height: int, width: int) -> None:
+  _require(_is_size(grid) and grid[0] <= height and grid[1] <= width, field,
+           f"(rows, columns) of cells, at most {height}x{width} for the "
+           f"{height}x{width} input", grid)
+
+
+def _is_positive_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _check_metric_name(config: ml_collections.ConfigDict, field: str,

@@ -7,7 +7,7 @@ eval forward, so even the 138M-parameter VGGs are summarised in seconds.
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -32,8 +32,8 @@ def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
   return shape
 
 
-def model_summary(name: str, input_shape: Sequence[int],
-                  num_classes: int) -> dict[str, Any]:
+def model_summary(name: str, input_shape: Sequence[int], num_classes: int,
+                  fusion: Mapping[str, Any] | None = None) -> dict[str, Any]:
   """Parameters, FLOPs and activation bytes of model ``name`` per image.
 
   ``params`` counts the ``params`` collection (BatchNorm running statistics
@@ -43,10 +43,11 @@ def model_summary(name: str, input_shape: Sequence[int],
   Conv, Dense and BatchNorm layer in that forward (``capture_intermediates``)
   at batch 1: what a backward pass must keep at least, excluding the input.
   GoogLeNet's auxiliary heads run only in training and count in ``params``
-  but not in ``flops`` or ``activation_bytes``.
+  but not in ``flops`` or ``activation_bytes``. ``fusion`` is a
+  ``config.model.fusion``; the features' own FLOPs count in ``flops``.
   """
   height, width, channels = _check_input_shape(input_shape)
-  model = models.create_model(name, num_classes=num_classes)
+  model = models.create_model(name, num_classes=num_classes, fusion=fusion)
   x = jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32)
   variables = jax.eval_shape(model.init, jax.random.key(0), x)
   params = sum(int(np.prod(leaf.shape))
@@ -72,11 +73,28 @@ def model_summary(name: str, input_shape: Sequence[int],
 
 
 def format_models_table(rows: Sequence[dict[str, Any]]) -> str:
-  """Aligned text table of ``model_summary`` rows, one model per line."""
-  header = ("model", "params", "MFLOPs/image", "activations MiB/image")
+  """Aligned text table of ``model_summary`` rows, one model per line.
+
+  Rows with a ``fused`` summary (``--fusion``) get two more columns: what
+  fusion adds in parameters and in MFLOPs per image ("-" where the model
+  takes no fusion).
+  """
+  fused = any("fused" in row for row in rows)
+  header = ("model", "params", "MFLOPs/image", "activations MiB/image") + (
+      ("fusion +params", "fusion +MFLOPs") if fused else ())
+
+  def extra(row: dict[str, Any]) -> tuple[str, ...]:
+    if not fused:
+      return ()
+    if row.get("fused") is None:
+      return ("-", "-")
+    return (f"{row['fused']['params'] - row['params']:+,}",
+            f"{(row['fused']['flops'] - row['flops']) / 1e6:+,.2f}")
+
   lines = [header] + [
       (row["name"], f"{row['params']:,}", f"{row['flops'] / 1e6:,.1f}",
-       f"{row['activation_bytes'] / 2**20:,.2f}") for row in rows]
+       f"{row['activation_bytes'] / 2**20:,.2f}") + extra(row)
+      for row in rows]
   widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
   return "\n".join(
       "  ".join([line[0].ljust(widths[0])]
@@ -93,6 +111,21 @@ def _parse_input_shape(text: str) -> tuple[int, int, int]:
         f"got {text!r}") from None
 
 
+def _parse_fusion(text: str) -> dict[str, Any]:
+  """``lbp+gabor:late`` -> ``config.model.fusion`` at its defaults."""
+  from ferjax import config as config_lib  # Only when --fusion is given.
+  feats, _, mode = text.partition(":")
+  fusion = config_lib.base_config().model.fusion.to_dict()
+  fusion.update(features=tuple(feats.split("+")), mode=mode or "late")
+  bad = [f for f in fusion["features"] if f not in config_lib.FUSION_FEATURES]
+  if bad or fusion["mode"] not in config_lib.FUSION_MODES:
+    raise argparse.ArgumentTypeError(
+        f"expected FEATURES:MODE with FEATURES from "
+        f"{'+'.join(config_lib.FUSION_FEATURES)} joined by '+' and MODE one "
+        f"of {', '.join(config_lib.FUSION_MODES)}, got {text!r}")
+  return fusion
+
+
 def main(argv: list[str] | None = None) -> int:
   """Prints one summary row per registered model; 1 if any model failed."""
   parser = argparse.ArgumentParser(
@@ -103,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                       help="model input (default: FER2013's 48,48,1)")
   parser.add_argument("--num-classes", type=int, default=7, metavar="N",
                       help="classifier outputs (default: 7)")
+  parser.add_argument(
+      "--fusion", type=_parse_fusion, metavar="FEATURES:MODE",
+      help="also show what model.fusion adds, at its default settings, "
+      "e.g. lbp:late, gabor:early, lbp+gabor:late")
   args = parser.parse_args(argv)
   if args.num_classes < 1:
     parser.error(f"--num-classes: expected a positive integer, "
@@ -110,11 +147,18 @@ def main(argv: list[str] | None = None) -> int:
   rows, failed = [], False
   for name in models.MODEL_NAMES:
     try:
-      rows.append(model_summary(name, args.input_shape, args.num_classes))
+      row = model_summary(name, args.input_shape, args.num_classes)
+      if args.fusion is not None:
+        row["fused"] = None if name in models.HANDCRAFTED_MODELS else (
+            model_summary(name, args.input_shape, args.num_classes,
+                          fusion=args.fusion))
+      rows.append(row)
     except ValueError as e:  # The input is too small for this geometry.
       print(f"ferjax models: {name}: {e}", file=sys.stderr)
       failed = True
   height, width, channels = args.input_shape
-  print(f"input {height}x{width}x{channels}, {args.num_classes} classes")
+  print(f"input {height}x{width}x{channels}, {args.num_classes} classes"
+        + (f", fusion {'+'.join(args.fusion['features'])} "
+           f"{args.fusion['mode']}" if args.fusion else ""))
   print(format_models_table(rows))
   return 1 if failed else 0

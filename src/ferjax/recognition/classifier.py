@@ -83,7 +83,8 @@ def load_classifier(workdir: str, checkpoint: str = "best") -> Classifier:
     variables = ckpt.restore_variables(run.resolve_step(ckpt, checkpoint))
   model = create_model(
       config.model.name, num_classes=len(dataset["class_names"]),
-      dtype=jnp.dtype(config.model.dtype), **dict(config.model.kwargs or {}))
+      dtype=jnp.dtype(config.model.dtype), fusion=config.model.get("fusion"),
+      **dict(config.model.kwargs or {}))
   return classifier_from_model(
       model, variables, class_names=dataset["class_names"],
       crop_shape=dataset["image_shape"], image_size=config.input.image_size,

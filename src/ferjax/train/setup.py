@@ -134,6 +134,7 @@ def models(config: ml_collections.ConfigDict,
            num_classes: int) -> tuple[Any, Any]:
   """(model to initialise, model for the steps with synchronised BN)."""
   kwargs = {"dtype": jnp.dtype(config.model.dtype),
+            "fusion": config.model.get("fusion"),
             **dict(config.model.kwargs or {})}
   return (create_model(config.model.name, num_classes=num_classes, **kwargs),
           create_model(config.model.name, num_classes=num_classes,

@@ -1,0 +1,163 @@
+"""Hand-crafted features fused with any CNN, inside the model.
+
+Fusion is part of the model so that training, evaluation, ten-crop,
+``predict`` and checkpoints see one ordinary flax module. Features are
+computed from the (augmented, normalised) input on device; they are
+constants of the image under ``stop_gradient``, so they add no parameter,
+no optimizer state, no weight decay and no backward work. LBP codes do not
+change under the per-channel affine normalisation (the comparisons only
+need a positive std); a colour input is averaged to grey first.
+
+* ``early``: the LBP code map scaled to [0, 1] and the Gabor magnitudes
+  (divided by each kernel's L1 norm, so they stay on the image's scale) are
+  concatenated to the image as extra channels. The CNN's first layer grows
+  by those input channels; nothing else changes.
+* ``late``: the LBP cell histograms and the per-cell mean Gabor magnitudes
+  go through ``Dense(width)`` and ReLU, and their product with a bias-free
+  ``Dense(num_classes)`` is added to the CNN's logits. That is exactly the
+  classifier applied to the CNN's penultimate features concatenated with the
+  fusion features (a linear layer on a concatenation is the sum of two
+  linear layers), so it works for every family without reaching inside it,
+  and the CNN's variables keep their names under ``backbone``.
+"""
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ferjax import features
+
+FEATURES = ("lbp", "gabor")
+MODES = ("early", "late")
+
+
+@dataclasses.dataclass(frozen=True)
+class LBPSettings:
+  """``model.fusion.lbp``: the operator and the histogram grid."""
+
+  points: int = 8
+  radius: float = 1.0
+  method: str = "uniform"
+  grid: tuple[int, int] = (6, 6)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaborSettings:
+  """``model.fusion.gabor``: scales (sigma with wavelength) x orientations."""
+
+  ksize: int = 9
+  sigmas: tuple[float, ...] = (2.0, 3.5)
+  wavelengths: tuple[float, ...] = (4.0, 8.0)
+  orientations: int = 4
+  gamma: float = 0.5
+  grid: tuple[int, int] = (6, 6)
+
+  @property
+  def num_filters(self) -> int:
+    return len(self.sigmas) * self.orientations
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionSpec:
+  """``config.model.fusion`` as hashable values (a flax module attribute)."""
+
+  features: tuple[str, ...] = ()
+  mode: str = "late"
+  width: int = 64
+  lbp: LBPSettings = LBPSettings()
+  gabor: GaborSettings = GaborSettings()
+
+  @classmethod
+  def from_config(cls, fusion: Mapping[str, Any] | None) -> "FusionSpec":
+    """The spec of ``config.model.fusion``; ``None`` (older runs): no fusion."""
+    if fusion is None:
+      return cls()
+    fusion = dict(fusion)
+    lbp = dict(fusion.pop("lbp", None) or {})
+    gabor = dict(fusion.pop("gabor", None) or {})
+    for settings in (lbp, gabor):
+      settings.update({k: tuple(v) for k, v in settings.items()
+                       if isinstance(v, list)})
+    return cls(features=tuple(fusion.get("features", ())),
+               mode=fusion.get("mode", "late"),
+               width=fusion.get("width", 64),
+               lbp=LBPSettings(**lbp), gabor=GaborSettings(**gabor))
+
+
+def _gray(x: jnp.ndarray) -> jnp.ndarray:
+  return jnp.mean(x.astype(jnp.float32), axis=-1)
+
+
+def _gabor_bank(settings: GaborSettings) -> np.ndarray:
+  bank = features.gabor_bank(
+      ksize=settings.ksize, sigmas=settings.sigmas,
+      wavelengths=settings.wavelengths, orientations=settings.orientations,
+      gamma=settings.gamma)
+  # Scale each even/odd pair by the even kernel's L1 norm.
+  norms = np.abs(bank[..., 0::2]).sum(axis=(0, 1, 2))
+  return bank / np.repeat(norms, 2)
+
+
+def feature_maps(x: jnp.ndarray, spec: FusionSpec) -> jnp.ndarray:
+  """(batch, H, W, k) early-fusion channels of an NHWC batch, float32."""
+  gray = _gray(x)
+  maps = []
+  if "lbp" in spec.features:
+    s = spec.lbp
+    codes = features.lbp_codes(gray, points=s.points, radius=s.radius,
+                               method=s.method)
+    scale = max(features.num_codes(s.points, s.method) - 1, 1)
+    maps.append((codes.astype(jnp.float32) / scale)[..., None])
+  if "gabor" in spec.features:
+    maps.append(features.gabor_magnitudes(gray, _gabor_bank(spec.gabor)))
+  return jax.lax.stop_gradient(jnp.concatenate(maps, axis=-1))
+
+
+def descriptor(x: jnp.ndarray, spec: FusionSpec) -> jnp.ndarray:
+  """(batch, D) late-fusion vector: LBP histograms, then Gabor cell means."""
+  gray = _gray(x)
+  parts = []
+  if "lbp" in spec.features:
+    s = spec.lbp
+    codes = features.lbp_codes(gray, points=s.points, radius=s.radius,
+                               method=s.method)
+    parts.append(features.cell_histograms(
+        codes, num_bins=features.num_codes(s.points, s.method), grid=s.grid))
+  if "gabor" in spec.features:
+    magnitudes = features.gabor_magnitudes(gray, _gabor_bank(spec.gabor))
+    parts.append(features.cell_means(magnitudes, grid=spec.gabor.grid))
+  flat = [p.reshape(p.shape[0], -1) for p in parts]
+  return jax.lax.stop_gradient(jnp.concatenate(flat, axis=-1))
+
+
+def extra_channels(spec: FusionSpec) -> int:
+  """Input channels early fusion adds to the CNN."""
+  return (("lbp" in spec.features)
+          + ("gabor" in spec.features) * spec.gabor.num_filters)
+
+
+class Fused(nn.Module):
+  """A CNN (``backbone``) with hand-crafted features fused per ``spec``."""
+
+  backbone: nn.Module
+  spec: FusionSpec
+  num_classes: int = 7
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+    if self.spec.mode == "early":
+      maps = feature_maps(x, self.spec).astype(x.dtype)
+      return self.backbone(jnp.concatenate([x, maps], axis=-1), train=train)
+    logits = self.backbone(x, train=train)
+    h = descriptor(x, self.spec).astype(self.dtype)
+    h = nn.relu(nn.Dense(self.spec.width, dtype=self.dtype,
+                         name="fusion_dense")(h))
+    fused = nn.Dense(self.num_classes, use_bias=False, dtype=self.dtype,
+                     name="fusion_classifier")(h)
+    return logits + fused.astype(jnp.float32)
