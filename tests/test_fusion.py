@@ -15,7 +15,7 @@ from ferjax import features
 from ferjax.models import create_model
 from ferjax.models import fusion
 from ferjax.models import summary
-from ferjax.train.metric_writer import read_metrics
+from ferjax.run_dir import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "experiments" / "quickstart.py")
