@@ -1,5 +1,9 @@
 """`ferjax convert torchvision`: a torchvision VGG state dict as a ferjax run.
 
+AlexNet and GoogLeNet state dicts are recognised by their keys and mapped by
+``torchvision_alexnet`` and ``torchvision_googlenet`` (models ``alexnet_tv``,
+``googlenet_tv``); everything else here serves all three.
+
   ferjax convert torchvision vgg16_bn-b566c6a1.pth runs/imagenet_vgg16_bn
   ferjax train --config experiments/fer2013_vgg.py \
       --config.init_from.workdir=runs/imagenet_vgg16_bn ...
@@ -35,6 +39,8 @@ import numpy as np
 from ferjax import atomic
 from ferjax import config as config_lib
 from ferjax.models import create_model
+from ferjax.models import torchvision_alexnet
+from ferjax.models import torchvision_googlenet
 from ferjax.train import checkpoint as checkpoint_lib
 from ferjax.train import manifest as manifest_lib
 
@@ -223,18 +229,27 @@ def convert(pth: str | os.PathLike, out: str | os.PathLike,
         f"{out}: already exists and is not an empty directory; converting "
         "never overwrites, choose a new OUT")
   state = read_state_dict(pth)
-  name, variables, num_classes = to_variables(state, pth)
+  mean, std = IMAGENET_MEAN, IMAGENET_STD
+  if torchvision_googlenet.is_googlenet(state):
+    name, variables, num_classes, kwargs = torchvision_googlenet.to_variables(
+        state, pth)
+    mean, std = torchvision_googlenet.MEAN, torchvision_googlenet.STD
+  elif torchvision_alexnet.is_alexnet(state):
+    name, variables, num_classes, kwargs = torchvision_alexnet.to_variables(
+        state, pth)
+  else:
+    name, variables, num_classes = to_variables(state, pth)
+    width = variables["params"]["Dense_0"]["kernel"].shape[1]
+    kwargs = {} if width == 4096 else {"classifier_width": width}
 
   config = config_lib.base_config()
   config.input.dataset = "imagenet"
   config.input.image_size = IMAGE_SIZE
   config.input.channels = 3
-  config.input.mean = IMAGENET_MEAN
-  config.input.std = IMAGENET_STD
+  config.input.mean = mean
+  config.input.std = std
   config.model.name = name
-  width = variables["params"]["Dense_0"]["kernel"].shape[1]
-  if width != 4096:
-    config.model.kwargs.classifier_width = width
+  config.model.kwargs.update(kwargs)
   prefix = "imagenet" if num_classes == 1000 else "class"
   session = manifest_lib.session_record(
       list(argv) if argv is not None else ["ferjax", *sys.argv[1:]], 0)
@@ -278,8 +293,10 @@ def main(argv: Sequence[str]) -> int:
   """Runs `ferjax convert torchvision PTH OUT`; 2 on unusable input."""
   parser = argparse.ArgumentParser(
       prog="ferjax convert torchvision",
-      description="Turn a torchvision VGG-11/13/16/19(_bn) state dict (.pth) "
-      "into a ferjax run directory for config.init_from.workdir.")
+      description="Turn a torchvision VGG-11/13/16/19(_bn), AlexNet or "
+      "GoogLeNet state dict (.pth) into a ferjax run directory for "
+      "config.init_from.workdir (AlexNet and GoogLeNet as alexnet_tv and "
+      "googlenet_tv).")
   parser.add_argument("pth", help="torchvision state dict, e.g. "
                       "vgg16_bn-b566c6a1.pth")
   parser.add_argument("out", help="new run directory to create")

@@ -42,6 +42,7 @@ class VGG(nn.Module):
   depth: int = 16
   batch_norm: bool = False
   classifier_width: int = 4096
+  dropout: float = 0.5  # 0 for step-by-step comparisons with PyTorch.
   dtype: jnp.dtype = jnp.float32
   bn_axis_name: str | None = None
 
@@ -66,5 +67,5 @@ class VGG(nn.Module):
     x = x.reshape((x.shape[0], -1))
     for _ in range(2):
       x = nn.relu(nn.Dense(self.classifier_width, dtype=self.dtype)(x))
-      x = nn.Dropout(0.5, deterministic=not train)(x)
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
