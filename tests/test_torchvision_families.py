@@ -6,6 +6,8 @@ torchvision's logits within 1e-4.
 """
 
 import copy
+import json
+import pathlib
 import sys
 
 import jax
@@ -15,9 +17,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ferjax import cli  # noqa: E402
+from ferjax import config as config_lib  # noqa: E402
 from ferjax.models import torchvision_vgg  # noqa: E402
 from ferjax.recognition.classifier import load_classifier  # noqa: E402
+from ferjax.train import loop  # noqa: E402
 from test_torchvision_import import load_converted  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _torchvision_models():
@@ -180,3 +186,27 @@ def test_unusable_state_dict_names_file_and_key(tmp_path, name, edit, match):
     torchvision_vgg.convert(path, tmp_path / "out")
   assert str(path) in str(e.value)
   assert not (tmp_path / "out").exists()
+
+
+def test_finetune_config_starts_from_a_converted_googlenet(
+    converted, synthetic_data_dir, tmp_path):
+  """fer2013_googlenet_finetune.py on synthetic_fer, shrunk to seconds."""
+  _, source = converted["googlenet"]
+  config = config_lib.load_config(
+      f"{REPO / 'experiments' / 'fer2013_googlenet_finetune.py'}"
+      f":source={source},runlocal")
+  config = config_lib.apply_overrides(config, [
+      "input.dataset=synthetic_fer", "input.builder_config=None",
+      f"input.data_dir={synthetic_data_dir}", "input.train_split=train[:32]",
+      "input.image_size=(32, 32)",
+      "evals={'test': {'split': 'test[:32]', 'tta': 'none'}}",
+      "checkpoint.best_metric=test/accuracy", "batch_size=16",
+      "parallel.cpu_devices=None", "parallel.num_devices=1"])
+  config_lib.validate(config)
+  results = loop.train_and_evaluate(config, tmp_path)
+  assert np.isfinite(results["test"]["loss"])
+  record = json.loads((tmp_path / "manifest.json").read_text())["init_from"]
+  assert record["head_reinitialised"] is True
+  assert sorted(s.split(":")[0] for s in record["skipped"]) == [
+      f"params/{head}/{leaf}" for head in ("aux1/fc2", "aux2/fc2", "fc")
+      for leaf in ("bias", "kernel")]
