@@ -153,7 +153,7 @@ class TorchSide:
   def __init__(self, name: str, opt: ml_collections.ConfigDict, data: Data, *,
                num_classes: int, steps_per_epoch: int, total_steps: int,
                variables: dict[str, Any], aux_weight: float = 0.3,
-               dropout: float | None = 0.0,
+               dropout: float | None = 0.0, perturb: int = 0,
                transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
     self.name = name
     self.twin = torch_models.create(
@@ -165,6 +165,17 @@ class TorchSide:
         if isinstance(m, torch.nn.Dropout):
           m.p = dropout
     twin_weights.load_variables(name, self.twin, variables)
+    self.channels_last = bool(perturb)
+    if perturb:
+      # PyTorch against itself: weights about one float32 ulp away (signs
+      # seeded by ``perturb``) and channels_last, whose oneDNN kernels round
+      # differently at every step, as another framework's would.
+      generator = torch.Generator().manual_seed(perturb)
+      with torch.no_grad():
+        for p in self.twin.parameters():
+          signs = torch.randint(0, 2, p.shape, generator=generator) * 2 - 1
+          p.mul_(1 + 1.2e-7 * signs)
+      self.twin = self.twin.to(memory_format=torch.channels_last)
     self.optimizer = torch.optim.SGD(
         self.twin.parameters(), lr=opt.learning_rate,
         momentum=opt.momentum or 0.0, nesterov=bool(opt.nesterov),
@@ -173,6 +184,7 @@ class TorchSide:
                                      steps_per_epoch=steps_per_epoch,
                                      total_steps=total_steps)
     self.plateau = opt.schedule == "plateau"
+    self.clip = opt.grad_clip_norm
     self.aux_weight = aux_weight
     self.data = data
     self.transform = transform
@@ -182,6 +194,8 @@ class TorchSide:
 
   def step(self, rows: np.ndarray) -> dict[str, float]:
     x, y = self.data.torch_batch(rows)
+    if self.channels_last:
+      x = x.contiguous(memory_format=torch.channels_last)
     if self.transform is not None:
       x = self.transform(x)
     lr = self.lr()
@@ -193,6 +207,8 @@ class TorchSide:
     for a in aux:
       loss = loss + self.aux_weight * F.cross_entropy(a, y)
     loss.backward()
+    if self.clip:  # optax clips before weight decay enters, as torch does.
+      torch.nn.utils.clip_grad_norm_(self.twin.parameters(), self.clip)
     self.optimizer.step()
     if not self.plateau:
       self.scheduler.step()

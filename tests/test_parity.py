@@ -41,6 +41,18 @@ torch.set_num_threads(1)
 BATCH = 8
 NUM_CLASSES = 7
 STEPS = 20
+# The recipes' rates scaled down (momentum, Nesterov, weight decay and
+# schedule unchanged): at the full rate GoogLeNet and AlexNet blow up in the
+# first steps (issue 21), where float32 rounding alone decides the result.
+LR_SCALE = 0.01
+# Past a discrete flip (a max-pool or ReLU decision within rounding of a
+# tie) no two float32 runs agree. AlexNet meets one at step 12 on this data
+# (measured: ferjax-torch 5e-7..1e-5 before it, 3.2e-4..1.3e-3 after; PyTorch
+# against itself one ulp apart reaches 2.5e-4); after STRICT_STEPS the bound
+# is AFTER_FLIP or SELF_FACTOR x PyTorch's own one-ulp divergence.
+STRICT_STEPS = {"alexnet": 12}
+AFTER_FLIP = 5e-3
+SELF_FACTOR = 10.0
 # name -> (input shape, model kwargs, experiment config with the recipe)
 FAMILIES = {
     "lenet5": ((32, 32, 3), {}, "fer2013_lenet.py"),
@@ -55,13 +67,19 @@ FAMILIES = {
 }
 
 
-def recipe(name: str):
-  return config_lib.load_config(str(REPO / "experiments" /
-                                    FAMILIES[name][2])).optimizer
+def recipe(name: str, lr_scale: float = 1.0):
+  opt = config_lib.load_config(str(REPO / "experiments" /
+                                   FAMILIES[name][2])).optimizer
+  opt.learning_rate *= lr_scale
+  return opt
 
 
-def train_both(name: str, steps: int) -> dict:
-  """Both frameworks for ``steps`` steps: losses, lrs and final weights."""
+def train_both(name: str, steps: int, lr_scale: float = LR_SCALE) -> dict:
+  """Both frameworks for ``steps`` steps: losses, lrs and final weights.
+
+  A third run, PyTorch from weights one float32 ulp away, measures how far
+  float32 rounding alone moves the trajectory (``self``).
+  """
   shape, kwargs, _ = FAMILIES[name]
   rng = np.random.default_rng(0)
   n = BATCH * steps
@@ -72,15 +90,27 @@ def train_both(name: str, steps: int) -> dict:
       name, kwargs, num_classes=NUM_CLASSES, input_shape=shape, seed=0)
   common = dict(num_classes=NUM_CLASSES, steps_per_epoch=steps // 4,
                 total_steps=steps, variables=variables)
-  ours = side_by_side.FerjaxSide(name, kwargs, recipe(name), data,
-                                 batch=BATCH, **common)
-  theirs = side_by_side.TorchSide(name, recipe(name), data, **common)
-  history = {"ferjax": [], "torch": []}
+  opt = recipe(name, lr_scale)
+  ours = side_by_side.FerjaxSide(name, kwargs, opt, data, batch=BATCH,
+                                 **common)
+  theirs = side_by_side.TorchSide(name, opt, data, **common)
+  shaken = side_by_side.TorchSide(name, opt, data, perturb=1, **common)
+  history = {"ferjax": [], "torch": [], "self": []}
   for rows in side_by_side.steps_for(steps, BATCH, n):
     history["ferjax"].append(ours.step(rows))
     history["torch"].append(theirs.step(rows))
+    history["self"].append(shaken.step(rows))
   return {"history": history, "ferjax": ours, "torch": theirs,
-          "eval_images": data.images[:BATCH]}
+          "self": shaken, "eval_images": data.images[:BATCH]}
+
+
+def loss_gaps(history: dict) -> tuple[np.ndarray, np.ndarray]:
+  """Per step: |ferjax - torch| and the running maximum of |torch - self|,
+  both relative to torch's loss."""
+  theirs = np.array([m["loss"] for m in history["torch"]])
+  gap = np.abs(np.array([m["loss"] for m in history["ferjax"]]) - theirs)
+  own = np.abs(np.array([m["loss"] for m in history["self"]]) - theirs)
+  return gap / theirs, np.maximum.accumulate(own / theirs)
 
 
 _RUNS: dict[tuple[str, int], dict] = {}
@@ -106,10 +136,11 @@ def flat(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("name", FAMILIES)
 def test_losses_and_learning_rates_match_for_20_steps(name):
   history = trained(name)["history"]
-  ours = np.array([m["loss"] for m in history["ferjax"]])
-  theirs = np.array([m["loss"] for m in history["torch"]])
-  assert ours.min() > 0.1  # Away from 0, where relative errors mean nothing.
-  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=0)
+  assert min(m["loss"] for m in history["torch"]) > 0.1  # Away from 0.
+  gap, own = loss_gaps(history)
+  strict = STRICT_STEPS.get(name, STEPS)
+  assert np.all(gap[:strict] <= 1e-4), (gap, own)
+  assert np.all(gap <= np.maximum(AFTER_FLIP, SELF_FACTOR * own)), (gap, own)
   np.testing.assert_allclose(
       [m["learning_rate"] for m in history["ferjax"]],
       [m["learning_rate"] for m in history["torch"]], rtol=1e-6, atol=1e-8)
@@ -132,9 +163,13 @@ def test_parameters_and_batch_stats_match_after_20_steps(name):
   run = trained(name)
   ours, theirs = run["ferjax"].variables(), run["torch"].variables()
   ours_params, theirs_params = flat(ours["params"]), flat(theirs["params"])
+  shaken = flat(run["self"].variables()["params"])
   assert ours_params.keys() == theirs_params.keys()
+  own = max(side_by_side.relative_error(shaken[k], v)
+            for k, v in theirs_params.items())
   for key, value in ours_params.items():
-    assert side_by_side.relative_error(value, theirs_params[key]) < 1e-4, key
+    error = side_by_side.relative_error(value, theirs_params[key])
+    assert error < 1e-4 + SELF_FACTOR * own, (key, error, own)
   theirs_stats = flat(theirs["batch_stats"])
   assert bool(theirs_stats) == name.endswith("_bn")
   counts = _bn_counts(name) if theirs_stats else {}
@@ -143,7 +178,7 @@ def test_parameters_and_batch_stats_match_after_20_steps(name):
     if key.endswith("/var"):
       expected = side_by_side.unbias(expected, counts[key.split("/")[0]],
                                      STEPS)
-    assert side_by_side.relative_error(value, expected) < 1e-4, key
+    assert side_by_side.relative_error(value, expected) < 1e-4 + SELF_FACTOR * own, key
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -152,7 +187,7 @@ def test_evaluation_logits_of_the_final_weights_match(name):
   run = trained(name)
   ours = run["ferjax"]
   twin = side_by_side.TorchSide(
-      name, recipe(name), ours.data, num_classes=NUM_CLASSES,
+      name, recipe(name, LR_SCALE), ours.data, num_classes=NUM_CLASSES,
       steps_per_epoch=1, total_steps=1, variables=ours.variables())
   expected = twin.logits(run["eval_images"])
   assert np.abs(expected).max() > 0.1
