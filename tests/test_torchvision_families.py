@@ -2,7 +2,8 @@
 
 Random torchvision models (the real torchvision classes, not stand-ins) are
 saved, converted with ``ferjax convert torchvision`` and must give
-torchvision's logits within 1e-4.
+torchvision's logits within 1e-4. GoogLeNet at 224x224 takes minutes to
+compile on the 2-core CPU, so its tests are ``slow``.
 """
 
 import copy
@@ -88,7 +89,8 @@ def converted(tmp_path_factory):
   return out
 
 
-@pytest.mark.parametrize("name", ["alexnet", "googlenet"])
+@pytest.mark.parametrize(
+    "name", ["alexnet", pytest.param("googlenet", marks=pytest.mark.slow)])
 def test_converted_logits_equal_torchvision(converted, name):
   torch_model, workdir = converted[name]
   model, variables, manifest = load_converted(workdir)
@@ -106,6 +108,7 @@ def test_converted_logits_equal_torchvision(converted, name):
   np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_googlenet_training_outputs_and_aux_heads_equal_torchvision(
     converted):
   """Training mode: batch statistics, and both auxiliary heads' logits."""
@@ -127,6 +130,7 @@ def test_googlenet_training_outputs_and_aux_heads_equal_torchvision(
       torch_model.conv1.bn.running_mean.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_googlenet_imagenet_normalisation_is_transform_input(converted):
   """torchvision feeds its ImageNet GoogLeNet through ``transform_input``;
   the converted run normalises as (x - 0.5) / 0.5, which is the same."""
@@ -146,6 +150,7 @@ def test_googlenet_imagenet_normalisation_is_transform_input(converted):
                              expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_googlenet_without_aux_heads(tmp_path):
   models = _torchvision_models()
   model = randomised(models.googlenet(weights=None, aux_logits=False,
@@ -188,6 +193,7 @@ def test_unusable_state_dict_names_file_and_key(tmp_path, name, edit, match):
   assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_finetune_config_starts_from_a_converted_googlenet(
     converted, synthetic_data_dir, tmp_path):
   """fer2013_googlenet_finetune.py on synthetic_fer, shrunk to seconds."""
