@@ -102,9 +102,12 @@ class AlexNet(nn.Module):
 
 def adaptive_avg_pool(x: jnp.ndarray, output_size: tuple[int, int]
                       ) -> jnp.ndarray:
-  """``torch.nn.AdaptiveAvgPool2d`` on NHWC: window i spans rows
-  ``floor(i * H / out)`` to ``ceil((i + 1) * H / out)``; the identity when
-  the map already has the output size (torchvision's AlexNet at 224x224)."""
+  """``torch.nn.AdaptiveAvgPool2d`` on NHWC.
+
+  Window i spans rows ``floor(i * H / out)`` to ``ceil((i + 1) * H / out)``;
+  the identity when the map already has the output size (torchvision's
+  AlexNet at 224x224).
+  """
   _, h, w, _ = x.shape
   oh, ow = output_size
   if (h, w) == (oh, ow):

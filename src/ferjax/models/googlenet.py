@@ -27,11 +27,12 @@ INCEPTION_FILTERS: dict[str, tuple[int, int, int, int, int, int]] = {
 
 def _conv(features: int, kernel: int, name: str, dtype: jnp.dtype,
           strides: int = 1) -> nn.Conv:
-  """Every GoogLeNet convolution is biased, followed by ReLU and padded by
-  ``kernel // 2`` on every side, as in the reference Caffe model and
-  torchvision. That is SAME at stride 1; for the strided 7x7 stem it keeps
-  SAME's output size but pads 3 before (SAME would pad 2 before, 3 after at
-  even sides, sampling a grid shifted by one pixel from the reference's).
+  """A biased convolution padded by ``kernel // 2`` on every side.
+
+  As in the reference Caffe model and torchvision. That is SAME at stride 1;
+  for the strided 7x7 stem it keeps SAME's output size but pads 3 before
+  (SAME pads 2 before and 3 after at even sides, a grid one pixel off the
+  reference's).
   """
   pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
@@ -212,8 +213,7 @@ def ceil_max_pool(x: jnp.ndarray, window: int, stride: int,
 
 
 class BasicConv(nn.Module):
-  """torchvision's ``BasicConv2d``: convolution without bias, BatchNorm
-  (eps 1e-3, torch momentum 0.1), ReLU."""
+  """torchvision's ``BasicConv2d``: unbiased conv, BatchNorm (eps 1e-3), ReLU."""
 
   features: int
   kernel: int
