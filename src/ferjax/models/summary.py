@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
       rows.append(model_summary(name, args.input_shape, args.num_classes))
     except ValueError as e:  # The input is too small for this geometry.
       print(f"ferjax models: {name}: {e}", file=sys.stderr)
-      failed = True
+      # torchvision's own networks keep torchvision's minimum input sizes
+      # (AlexNet 63x63): not fitting a FER-sized input is expected of them.
+      failed = failed or not name.endswith("_tv")
   height, width, channels = args.input_shape
   print(f"input {height}x{width}x{channels}, {args.num_classes} classes")
   print(format_models_table(rows))
