@@ -206,9 +206,11 @@ def test_evaluation_logits_of_the_final_weights_match(name):
       name, recipe(name, LR_SCALE), ours.data, num_classes=NUM_CLASSES,
       steps_per_epoch=1, total_steps=1, variables=ours.variables())
   expected = twin.logits(run["eval_images"])
-  assert np.abs(expected).max() > 0.1
-  np.testing.assert_allclose(ours.logits(run["eval_images"]), expected,
-                             atol=1e-4, rtol=1e-4)
+  got = ours.logits(run["eval_images"])
+  # VGG's N(0, 0.01) dense layers give logits of order 1e-3 at width 64, so
+  # the error is also taken relative to the largest logit.
+  np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+  assert side_by_side.relative_error(got, expected) < 1e-4
 
 
 def test_plateau_schedule_is_reduce_lr_on_plateau():
