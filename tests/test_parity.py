@@ -16,7 +16,9 @@ oneDNN, float32), with the recipes' learning rates x0.01 (``LR_SCALE``):
   divergence: once a max-pool or ReLU decision falls within rounding of a
   tie, no two float32 runs agree (``STRICT_STEPS``);
 * parameters and BatchNorm statistics after 20 steps: 1e-4 of each
-  tensor's largest magnitude plus 10x PyTorch's own divergence; torch's
+  tensor's largest magnitude (at least 0.01) plus 10x PyTorch's own
+  divergence (VGG-11's first bias, ~1e-5 after 20 steps, differs by 1e-3 of
+  itself after its flips); torch's
   running variance is compared in ferjax's biased convention (``unbias``);
 * evaluation logits of ferjax's final weights, in ferjax and in the twin:
   1e-4;
@@ -184,7 +186,10 @@ def test_parameters_and_batch_stats_match_after_20_steps(name):
   own = max(side_by_side.relative_error(shaken[k], v)
             for k, v in theirs_params.items())
   for key, value in ours_params.items():
-    error = side_by_side.relative_error(value, theirs_params[key])
+    # Biases start at 0 and move by about lr x steps (1e-5 here): their
+    # scale is floored at 0.01 so that rounding of a tiny value is no error.
+    error = np.abs(value - theirs_params[key]).max() / max(
+        np.abs(theirs_params[key]).max(), 1e-2)
     assert error < 1e-4 + SELF_FACTOR * own, (key, error, own)
   theirs_stats = flat(theirs["batch_stats"])
   assert bool(theirs_stats) == name.endswith("_bn")
