@@ -2,12 +2,10 @@
 
 Each twin has ferjax's layers in ferjax's order, for the same input and with
 the same parameter count (``train_step.py`` asserts it), so the two
-frameworks do the same arithmetic. Only the small-input geometry that
-ferjax picks below 96 pixels is built here; VGG comes from ``torch_vgg``.
-
-One known difference, which moves no FLOP: ferjax's strided SAME
-convolution in GoogLeNet's stem pads 2 before and 3 after at 48x48, torch's
-symmetric ``padding=3`` gives the same output size.
+frameworks do the same arithmetic, and from the same weights the same numbers
+(``twin_weights.py`` converts them; ``tests/test_parity.py`` checks training
+step by step). Only the small-input geometry that ferjax picks below 96
+pixels is built here; VGG comes from ``torch_vgg``.
 """
 
 import math
@@ -162,16 +160,19 @@ class GoogLeNet(nn.Module):
     return (logits, *aux) if self.training else logits
 
 
-def create(name: str, num_classes: int,
-           input_shape: tuple[int, int, int]) -> nn.Module:
-  """The twin of ``ferjax.models.create_model(name)`` for an HWC input."""
+def create(name: str, num_classes: int, input_shape: tuple[int, int, int],
+           classifier_width: int = 4096) -> nn.Module:
+  """The twin of ``ferjax.models.create_model(name)`` for an HWC input.
+
+  ``classifier_width`` is AlexNet's and VGG's model kwarg of that name.
+  """
   h, w, c = input_shape
   if name == "lenet5":
     return LeNet5(num_classes, c, (h, w))
   if name == "alexnet":
     if min(h, w) >= 96:
       raise ValueError("only AlexNet's small-input geometry has a twin")
-    return AlexNet(num_classes, c, (h, w))
+    return AlexNet(num_classes, c, (h, w), classifier_width)
   if name == "googlenet":
     if min(h, w) >= 96:
       raise ValueError("only GoogLeNet's small-input geometry has a twin")
@@ -179,5 +180,6 @@ def create(name: str, num_classes: int,
   if name.startswith("vgg"):
     depth, _, bn = name[3:].partition("_")
     return VGG(int(depth), batch_norm=bn == "bn", num_classes=num_classes,
-               in_channels=c, adaptive_pool=False, input_size=(h, w))
+               in_channels=c, classifier_width=classifier_width,
+               adaptive_pool=False, input_size=(h, w))
   raise ValueError(f"no PyTorch twin for {name!r}")

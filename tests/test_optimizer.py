@@ -46,6 +46,17 @@ def test_plateau_reduces_after_patience_evals_without_improvement():
   assert scales == [1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.25]
 
 
+@pytest.mark.parametrize("value", [0.41, 1 / 3, 0.6])
+def test_plateau_counts_an_equal_metric_as_no_improvement(value):
+  """``best`` is float32: 0.41 and 1/3 round down there, 0.6 up; an equal
+  accuracy must never count as an improvement (torch without threshold)."""
+  state = optimizer.plateau_init()
+  for _ in range(3):
+    state = optimizer.plateau_update(state, value, mode="max", factor=0.5,
+                                     patience=1, min_scale=0.1)
+  assert float(state.scale) == 0.5
+
+
 def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
   ckpt = checkpoint_lib.Checkpoints(tmp_path, keep=2, best_metric="val/acc")
   for step, acc in enumerate([0.1, 0.9, 0.2, 0.3, 0.4], start=1):

@@ -30,6 +30,9 @@ _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
     "alexnet": ("ferjax.models.alexnet", "AlexNet", {}),
     "googlenet": ("ferjax.models.googlenet", "GoogLeNet", {}),
     "lbp_linear": ("ferjax.models.lbp_linear", "LBPLinear", {}),
+    # torchvision's own networks, for its ImageNet weights (not the review's).
+    "alexnet_tv": ("ferjax.models.alexnet", "TorchvisionAlexNet", {}),
+    "googlenet_tv": ("ferjax.models.googlenet", "TorchvisionGoogLeNet", {}),
 }
 for _depth in (11, 13, 16, 19):
   _REGISTRY[f"vgg{_depth}"] = (

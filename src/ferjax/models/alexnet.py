@@ -66,6 +66,7 @@ class AlexNet(nn.Module):
   dtype: jnp.dtype = jnp.float32
   bn_axis_name: str | None = None  # No BatchNorm; accepted for a uniform API.
   classifier_width: int = 4096
+  dropout: float = 0.5  # 0 for step-by-step comparisons with PyTorch.
   small_input: bool | None = None
 
   @nn.compact
@@ -95,5 +96,68 @@ class AlexNet(nn.Module):
     x = x.reshape((x.shape[0], -1))
     for _ in range(2):
       x = nn.relu(nn.Dense(self.classifier_width, dtype=self.dtype)(x))
-      x = nn.Dropout(0.5, deterministic=not train)(x)
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+
+
+def adaptive_avg_pool(x: jnp.ndarray, output_size: tuple[int, int]
+                      ) -> jnp.ndarray:
+  """``torch.nn.AdaptiveAvgPool2d`` on NHWC.
+
+  Window i spans rows ``floor(i * H / out)`` to ``ceil((i + 1) * H / out)``;
+  the identity when the map already has the output size (torchvision's
+  AlexNet at 224x224).
+  """
+  _, h, w, _ = x.shape
+  oh, ow = output_size
+  if (h, w) == (oh, ow):
+    return x
+
+  def bounds(n, out):
+    return [(i * n // out, -(-(i + 1) * n // out)) for i in range(out)]
+
+  rows = [jnp.stack([x[:, r0:r1, c0:c1].mean(axis=(1, 2))
+                     for c0, c1 in bounds(w, ow)], axis=1)
+          for r0, r1 in bounds(h, oh)]
+  return jnp.stack(rows, axis=1)
+
+
+class TorchvisionAlexNet(nn.Module):
+  """torchvision's ``alexnet`` (Krizhevsky's "one weird trick" variant).
+
+  Not the paper's network (``AlexNet``): 64-192-384-256-256 channels, an
+  11x11/4 stem padded by 2, 3x3/2 max-pools without ceil mode, no LRN, an
+  adaptive 6x6 average pool, and dropout *before* each hidden dense layer.
+  Registered as ``alexnet_tv`` so that torchvision's ImageNet weights
+  (``ferjax convert torchvision alexnet-owt-7be5be79.pth OUT``) load into
+  exactly the network they were trained in. Layers: Conv_0..4 are
+  ``features.0/3/6/8/10``, Dense_0..2 ``classifier.1/4/6``.
+  """
+
+  num_classes: int = 1000
+  dtype: jnp.dtype = jnp.float32
+  bn_axis_name: str | None = None  # No BatchNorm; accepted for a uniform API.
+  classifier_width: int = 4096
+  dropout: float = 0.5
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+    if x.ndim != 4 or min(x.shape[1:3]) < 63:
+      raise ValueError(f"torchvision AlexNet input: expected NHWC of at "
+                       f"least 63x63, got shape {x.shape}")
+
+    def conv(features, kernel, stride, pad, y):
+      return nn.relu(nn.Conv(features, (kernel, kernel), (stride, stride),
+                             padding=((pad, pad), (pad, pad)),
+                             dtype=self.dtype)(y))
+
+    x = x.astype(self.dtype)
+    x = lowering.max_pool(conv(64, 11, 4, 2, x), (3, 3), strides=(2, 2))
+    x = lowering.max_pool(conv(192, 5, 1, 2, x), (3, 3), strides=(2, 2))
+    x = conv(256, 3, 1, 1, conv(384, 3, 1, 1, x))
+    x = lowering.max_pool(conv(256, 3, 1, 1, x), (3, 3), strides=(2, 2))
+    x = adaptive_avg_pool(x, (6, 6)).reshape((x.shape[0], -1))
+    for _ in range(2):
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+      x = nn.relu(nn.Dense(self.classifier_width, dtype=self.dtype)(x))
     return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)

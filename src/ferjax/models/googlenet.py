@@ -4,7 +4,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ferjax.models import lowering
-from ferjax.models.alexnet import local_response_norm
+from ferjax.models.alexnet import adaptive_avg_pool, local_response_norm
 
 # Below this many pixels on the shorter side the paper's /32 geometry leaves
 # 4a's map too small for the auxiliary 5x5 pool, so ``small_input=None``
@@ -27,9 +27,16 @@ INCEPTION_FILTERS: dict[str, tuple[int, int, int, int, int, int]] = {
 
 def _conv(features: int, kernel: int, name: str, dtype: jnp.dtype,
           strides: int = 1) -> nn.Conv:
-  """Every GoogLeNet convolution is SAME, biased and followed by ReLU."""
+  """A biased convolution padded by ``kernel // 2`` on every side.
+
+  As in the reference Caffe model and torchvision. That is SAME at stride 1;
+  for the strided 7x7 stem it keeps SAME's output size but pads 3 before
+  (SAME pads 2 before and 3 after at even sides, a grid one pixel off the
+  reference's).
+  """
+  pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
-                 padding="SAME", dtype=dtype,
+                 padding=((pad, pad), (pad, pad)), dtype=dtype,
                  kernel_init=nn.initializers.he_normal(), name=name)
 
 
@@ -73,6 +80,7 @@ class AuxHead(nn.Module):
 
   num_classes: int
   small: bool
+  dropout: float = 0.7
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -91,7 +99,7 @@ class AuxHead(nn.Module):
     x = nn.relu(_conv(128, 1, "conv", self.dtype)(x))
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(1024, dtype=self.dtype, name="fc")(x))
-    x = nn.Dropout(0.7, deterministic=not train)(x)
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype,
                     name="classifier")(x).astype(jnp.float32)
 
@@ -135,6 +143,9 @@ class GoogLeNet(nn.Module):
   bn_axis_name: str | None = None  # No BatchNorm; accepted for a uniform API.
   lrn: bool = True
   small_input: bool | None = None
+  # The paper's rates; 0 for step-by-step comparisons with PyTorch.
+  dropout: float = 0.4
+  aux_dropout: float = 0.7
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
@@ -170,13 +181,156 @@ class GoogLeNet(nn.Module):
       self.sow("intermediates", stage, x)
       if stage in ("4a", "4d") and (train or self.is_initializing()):
         aux_name = "aux1" if stage == "4a" else "aux2"
-        aux = AuxHead(self.num_classes, small, dtype=self.dtype,
+        aux = AuxHead(self.num_classes, small, dropout=self.aux_dropout,
+                      dtype=self.dtype,
                       name=f"{aux_name}_head")(x, train=train)
         if sow_aux:
           self.sow("aux_logits", aux_name, aux)
 
     x = x.mean(axis=(1, 2))
     self.sow("intermediates", "avgpool", x)
-    x = nn.Dropout(0.4, deterministic=not train)(x)
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype,
                     name="classifier")(x).astype(jnp.float32)
+
+
+def ceil_max_pool(x: jnp.ndarray, window: int, stride: int,
+                  padding: int = 0) -> jnp.ndarray:
+  """``torch.nn.MaxPool2d(window, stride, padding, ceil_mode=True)``.
+
+  Ceil mode adds a last, partial window unless it would start in the
+  padding; the missing rows and columns count as -inf.
+  """
+  pads = []
+  for n in x.shape[1:3]:
+    out = -(-(n + 2 * padding - window) // stride) + 1
+    if (out - 1) * stride >= n + padding:
+      out -= 1
+    pads.append((padding,
+                 max((out - 1) * stride + window - n - padding, 0)))
+  return lowering.max_pool(x, (window, window), strides=(stride, stride),
+                           padding=pads)
+
+
+class BasicConv(nn.Module):
+  """torchvision's ``BasicConv2d``: unbiased conv, BatchNorm (eps 1e-3), ReLU."""
+
+  features: int
+  kernel: int
+  stride: int = 1
+  dtype: jnp.dtype = jnp.float32
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    pad = self.kernel // 2
+    x = nn.Conv(self.features, (self.kernel,) * 2, (self.stride,) * 2,
+                padding=((pad, pad), (pad, pad)), use_bias=False,
+                dtype=self.dtype, name="conv")(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                     epsilon=1e-3, axis_name=self.bn_axis_name,
+                     dtype=self.dtype, name="bn")(x)
+    return nn.relu(x)
+
+
+class TorchvisionInception(nn.Module):
+  """torchvision's ``Inception``: branch3 ("5x5") is a 3x3 convolution."""
+
+  filters: tuple[int, int, int, int, int, int]
+  dtype: jnp.dtype = jnp.float32
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    c1, c3r, c3, c5r, c5, cp = self.filters
+
+    def conv(features, kernel, name, y):
+      return BasicConv(features, kernel, dtype=self.dtype,
+                       bn_axis_name=self.bn_axis_name, name=name)(
+                           y, train=train)
+
+    return jnp.concatenate([
+        conv(c1, 1, "branch1", x),
+        conv(c3, 3, "branch2_1", conv(c3r, 1, "branch2_0", x)),
+        conv(c5, 3, "branch3_1", conv(c5r, 1, "branch3_0", x)),
+        conv(cp, 1, "branch4_1", ceil_max_pool(x, 3, 1, 1)),
+    ], axis=-1)
+
+
+class TorchvisionAuxHead(nn.Module):
+  """torchvision's ``InceptionAux``: adaptive 4x4 average pool first."""
+
+  num_classes: int
+  dropout: float = 0.7
+  dtype: jnp.dtype = jnp.float32
+  bn_axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    x = adaptive_avg_pool(x, (4, 4))
+    x = BasicConv(128, 1, dtype=self.dtype, bn_axis_name=self.bn_axis_name,
+                  name="conv")(x, train=train).reshape((x.shape[0], -1))
+    x = nn.relu(nn.Dense(1024, dtype=self.dtype, name="fc1")(x))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype,
+                    name="fc2")(x).astype(jnp.float32)
+
+
+class TorchvisionGoogLeNet(nn.Module):
+  """torchvision's ``googlenet``: Inception v1 with BatchNorm.
+
+  Not the paper's network (``GoogLeNet``): BatchNorm after every
+  convolution (no biases, no LRN), a 3x3 convolution in the "5x5" branch,
+  a 2x2 fourth max-pool, ceil-mode pools, auxiliary heads that average-pool
+  adaptively to 4x4, and dropout 0.2 before the classifier. Registered as
+  ``googlenet_tv`` so that torchvision's ImageNet weights
+  (``ferjax convert torchvision googlenet-1378be20.pth OUT``) load into
+  exactly the network they were trained in. Those weights expect
+  torchvision's ``transform_input``, i.e. inputs normalised as
+  (x - 0.5) / 0.5, which the converter writes as the run's mean and std.
+  Layers carry torchvision's names (``conv1``, ``inception3a/branch2_1``,
+  ``aux1/fc1``, ``fc``; a Sequential's ``.0`` becomes ``_0``). The
+  auxiliary heads (``aux_logits``) sow ``aux1_logits``/``aux2_logits`` in
+  training, which the train step weighs as ``GoogLeNet``'s. At least 15x15 input; 224x224 as trained.
+  """
+
+  num_classes: int = 1000
+  dtype: jnp.dtype = jnp.float32
+  bn_axis_name: str | None = None
+  aux_logits: bool = True
+  dropout: float = 0.2
+  aux_dropout: float = 0.7
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+    if x.ndim != 4 or min(x.shape[1:3]) < 15:
+      raise ValueError(f"torchvision GoogLeNet input: expected NHWC of at "
+                       f"least 15x15, got shape {x.shape}")
+    sow_aux = train and not self.is_initializing()
+    shared = dict(dtype=self.dtype, bn_axis_name=self.bn_axis_name)
+
+    def conv(features, kernel, name, y, stride=1):
+      return BasicConv(features, kernel, stride, name=name, **shared)(
+          y, train=train)
+
+    x = x.astype(self.dtype)
+    x = ceil_max_pool(conv(64, 7, "conv1", x, stride=2), 3, 2)
+    x = ceil_max_pool(conv(192, 3, "conv3", conv(64, 1, "conv2", x)), 3, 2)
+    for stage, filters in INCEPTION_FILTERS.items():
+      if stage == "4a":
+        x = ceil_max_pool(x, 3, 2)
+      if stage == "5a":
+        x = ceil_max_pool(x, 2, 2)
+      x = TorchvisionInception(filters, name=f"inception{stage}", **shared)(
+          x, train=train)
+      if (stage in ("4a", "4d") and self.aux_logits
+          and (train or self.is_initializing())):
+        aux_name = "aux1" if stage == "4a" else "aux2"
+        aux = TorchvisionAuxHead(self.num_classes, self.aux_dropout,
+                                 name=aux_name, **shared)(x, train=train)
+        if sow_aux:  # Not "aux1": that is the head's own scope here.
+          self.sow("aux_logits", f"{aux_name}_logits", aux)
+    x = x.mean(axis=(1, 2))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype,
+                    name="fc")(x).astype(jnp.float32)

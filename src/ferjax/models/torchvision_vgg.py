@@ -1,5 +1,9 @@
 """`ferjax convert torchvision`: a torchvision VGG state dict as a ferjax run.
 
+AlexNet and GoogLeNet state dicts are recognised by their keys and mapped by
+``torchvision_alexnet`` and ``torchvision_googlenet`` (models ``alexnet_tv``,
+``googlenet_tv``); everything else here serves all three.
+
   ferjax convert torchvision vgg16_bn-b566c6a1.pth runs/imagenet_vgg16_bn
   ferjax train --config experiments/fer2013_vgg.py \
       --config.init_from.workdir=runs/imagenet_vgg16_bn ...
@@ -33,6 +37,8 @@ import numpy as np
 from ferjax import config as config_lib
 from ferjax import run_dir
 from ferjax.models import create_model
+from ferjax.models import torchvision_alexnet
+from ferjax.models import torchvision_googlenet
 
 IMAGE_SIZE = (224, 224)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -211,18 +217,27 @@ def convert(pth: str | os.PathLike, out: str | os.PathLike,
         f"{out}: already exists and is not an empty directory; converting "
         "never overwrites, choose a new OUT")
   state = read_state_dict(pth)
-  name, variables, num_classes = to_variables(state, pth)
+  mean, std = IMAGENET_MEAN, IMAGENET_STD
+  if torchvision_googlenet.is_googlenet(state):
+    name, variables, num_classes, kwargs = torchvision_googlenet.to_variables(
+        state, pth)
+    mean, std = torchvision_googlenet.MEAN, torchvision_googlenet.STD
+  elif torchvision_alexnet.is_alexnet(state):
+    name, variables, num_classes, kwargs = torchvision_alexnet.to_variables(
+        state, pth)
+  else:
+    name, variables, num_classes = to_variables(state, pth)
+    width = variables["params"]["Dense_0"]["kernel"].shape[1]
+    kwargs = {} if width == 4096 else {"classifier_width": width}
 
   config = config_lib.base_config()
   config.input.dataset = "imagenet"
   config.input.image_size = IMAGE_SIZE
   config.input.channels = 3
-  config.input.mean = IMAGENET_MEAN
-  config.input.std = IMAGENET_STD
+  config.input.mean = mean
+  config.input.std = std
   config.model.name = name
-  width = variables["params"]["Dense_0"]["kernel"].shape[1]
-  if width != 4096:
-    config.model.kwargs.classifier_width = width
+  config.model.kwargs.update(kwargs)
   prefix = "imagenet" if num_classes == 1000 else "class"
   return run_dir.write_imported(
       out, config, variables,
@@ -236,8 +251,10 @@ def main(argv: Sequence[str]) -> int:
   """Runs `ferjax convert torchvision PTH OUT`; 2 on unusable input."""
   parser = argparse.ArgumentParser(
       prog="ferjax convert torchvision",
-      description="Turn a torchvision VGG-11/13/16/19(_bn) state dict (.pth) "
-      "into a ferjax run directory for config.init_from.workdir.")
+      description="Turn a torchvision VGG-11/13/16/19(_bn), AlexNet or "
+      "GoogLeNet state dict (.pth) into a ferjax run directory for "
+      "config.init_from.workdir (AlexNet and GoogLeNet as alexnet_tv and "
+      "googlenet_tv).")
   parser.add_argument("pth", type=os.path.expanduser,
                       help="torchvision state dict, e.g. "
                       "vgg16_bn-b566c6a1.pth")

@@ -35,13 +35,20 @@ class VGG(nn.Module):
   Dense_0..2 are ``classifier.0/.3/.6`` (transpose; Dense_0's input rows go
   from torch's C,H,W flatten order to H,W,C). Convolutions keep their bias
   with BatchNorm, as torchvision's do. He initialisation lets the deep
-  configurations train from scratch without BatchNorm.
+  configurations train from scratch without BatchNorm. The dense layers
+  start N(0, 0.01) with zero bias, as torchvision's VGG (PyTorch's default
+  for the recipe's own VGG is of the same size): with flax's default
+  lecun_normal, VGG-11-BN's 4096-wide penultimate activations at 48x48
+  start with 11x the squared norm (950 against 85 per FER2013 image), so
+  the classifier's first SGD steps at lr 0.01 were that much larger and the
+  predictions swung between classes (issue 20, experiments/RESULTS.md).
   """
 
   num_classes: int = 7
   depth: int = 16
   batch_norm: bool = False
   classifier_width: int = 4096
+  dropout: float = 0.5  # 0 for step-by-step comparisons with PyTorch.
   dtype: jnp.dtype = jnp.float32
   bn_axis_name: str | None = None
 
@@ -64,7 +71,10 @@ class VGG(nn.Module):
         x = nn.relu(x)
       x = lowering.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
     x = x.reshape((x.shape[0], -1))
+    dense_init = nn.initializers.normal(0.01)
     for _ in range(2):
-      x = nn.relu(nn.Dense(self.classifier_width, dtype=self.dtype)(x))
-      x = nn.Dropout(0.5, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+      x = nn.relu(nn.Dense(self.classifier_width, dtype=self.dtype,
+                           kernel_init=dense_init)(x))
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype,
+                    kernel_init=dense_init)(x).astype(jnp.float32)

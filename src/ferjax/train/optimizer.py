@@ -40,9 +40,15 @@ def plateau_init() -> PlateauState:
 def plateau_update(state: PlateauState, value: float, *, mode: str,
                    factor: float, patience: int,
                    min_scale: float) -> PlateauState:
-  """One evaluation's worth of torch's ReduceLROnPlateau (no threshold)."""
+  """One evaluation's worth of torch's ReduceLROnPlateau (no threshold).
+
+  ``value`` is compared in the float32 that ``best`` is stored in: otherwise
+  a metric equal to the best (the same accuracy again) whose float32 rounds
+  down would count as an improvement and hold the plateau off.
+  """
   best, num_bad, scale = float(state.best), int(state.num_bad), float(
       state.scale)
+  value = float(np.float32(value))
   improved = np.isnan(best) or (value > best if mode == "max" else value < best)
   if improved:
     best, num_bad = value, 0
