@@ -98,7 +98,8 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
   from ferjax.train import evaluate
   options = dict(split=args.split, checkpoint=args.checkpoint, tta=args.tta,
-                 crop_size=args.crop_size)
+                 crop_size=args.crop_size, data_dir=args.data_dir,
+                 manual_dir=args.manual_dir)
   if len(args.workdir) > 1:
     result = evaluate.evaluate_ensemble(args.workdir, **options)
   else:
@@ -107,6 +108,16 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     print(finite_json.dumps(result))
   else:
     print(evaluate.format_results(result, per_class=args.per_class))
+  return 0
+
+
+def _export(args: argparse.Namespace, extra: list[str]) -> int:
+  if extra:
+    raise config_lib.ConfigError(f"unrecognised arguments: {' '.join(extra)}")
+  from ferjax.run_dir import export_variables
+  out = export_variables(args.workdir, args.out, checkpoint=args.checkpoint,
+                         argv=["ferjax", *sys.argv[1:]])
+  print(f"exported {args.workdir} ({args.checkpoint} checkpoint) to {out}")
   return 0
 
 
@@ -212,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--crop-size", type=_crop_size, metavar="H,W",
                   help="ten-crop size in pixels of the stored image "
                   "(default: the eval's own, else 90%% of the image)")
+  ev.add_argument("--data-dir", metavar="DIR", type=os.path.expanduser,
+                  help="TFDS data dir of the dataset on this machine "
+                  "(default: the run's)")
+  ev.add_argument("--manual-dir", metavar="DIR", type=os.path.expanduser,
+                  help="where its manual download lies, to build it here")
   ev.add_argument("--per-class", action="store_true",
                   help="also print per-class accuracy")
   ev.add_argument("--json", action="store_true",
@@ -224,6 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
       epilog=overrides)
   _add_experiment_flags(cv, "folds train in WORKDIR/fold_<i>")
   cv.set_defaults(func=_crossval)
+
+  export = sub.add_parser(
+      "export", help="a run reduced to one checkpoint's model variables, "
+      "to ship a model",
+      description="Writes OUT: the run's config, manifest and metrics and "
+      "one checkpoint without optimizer state, which predict, eval and "
+      "init_from read like the run.")
+  export.add_argument("--workdir", required=True, type=os.path.expanduser,
+                      help="run directory written by 'ferjax train'")
+  export.add_argument("--out", required=True, type=os.path.expanduser,
+                      help="new directory to create")
+  export.add_argument("--checkpoint", default="best",
+                      help="best, latest or a step number")
+  export.set_defaults(func=_export)
 
   for words, (help_text, _) in _DELEGATED.items():
     if len(words) == 1:

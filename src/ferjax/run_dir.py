@@ -376,10 +376,7 @@ def write_imported(out: str | os.PathLike, config: ml_collections.ConfigDict,
   and ``ferjax predict`` then read it like a trained run. Never overwrites.
   """
   out = pathlib.Path(out)
-  if out.exists() and (not out.is_dir() or any(out.iterdir())):
-    raise FileExistsError(
-        f"{out}: already exists and is not an empty directory; converting "
-        "never overwrites, choose a new OUT")
+  _refuse_existing(out, "converting")
   session = manifest_lib.session_record(argv, 0)
   session.update(end_time=session["start_time"], end_step=0)
   manifest = {
@@ -404,6 +401,55 @@ def write_imported(out: str | os.PathLike, config: ml_collections.ConfigDict,
       ckpt.wait()
     finally:
       ckpt.close()
+  return out
+
+
+def _refuse_existing(out: pathlib.Path, what: str) -> None:
+  if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    raise FileExistsError(
+        f"{out}: already exists and is not an empty directory; {what} never "
+        "overwrites, choose a new OUT")
+
+
+def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
+                     checkpoint: str = "best", argv: list[str]
+                     ) -> pathlib.Path:
+  """A run reduced to what inference needs, complete or not at all.
+
+  ``out`` gets the run's config, manifest and metrics, and one checkpoint
+  (``checkpoint``: best, latest or a step) holding only the model variables,
+  at its own step and with its evaluation scalars, without optimizer state:
+  a model small enough to ship, which ``ferjax predict``, ``eval`` and
+  ``init_from`` read like the run itself. The manifest records the export;
+  the data paths of the training machine are dropped.
+  """
+  run, out = RunDir(src), pathlib.Path(out)
+  _refuse_existing(out, "exporting")
+  config = run.read_config()
+  with run.checkpoints(config) as ckpt:
+    step = run.resolve_step(ckpt, checkpoint)
+    variables = ckpt.restore_variables(step)
+    scalars = {k: v for k, v in ckpt.metrics(step).items()
+               if isinstance(v, (int, float))}
+  # Paths of the machine it was trained on mean nothing where it is used.
+  config.input.data_dir = config.input.manual_dir = None
+  manifest = run.read_manifest()
+  manifest["exported_from"] = {
+      "path": str(run.path.absolute()), "checkpoint": checkpoint,
+      "step": step, "command": list(argv), "time": manifest_lib.now()}
+  with atomic.directory(out) as tmp:
+    exported = RunDir(tmp)
+    exported.write_config(config)
+    exported._write_manifest(manifest)  # pylint: disable=protected-access
+    metrics = run.path / _METRICS
+    if metrics.exists():
+      (exported.path / _METRICS).write_bytes(metrics.read_bytes())
+    saver = exported.checkpoints(config, read_only=False)
+    try:
+      saver.save(step, variables, scalars)
+      saver.wait()
+    finally:
+      saver.close()
   return out
 
 

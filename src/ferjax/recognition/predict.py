@@ -232,6 +232,24 @@ def predict_video(source: str | Path | int, classifier: Classifier,
              f"{start:g} s and --end {end if end is not None else 'end'}"}
 
 
+def _model_dir(workdir: str | None) -> str:
+  """The run to classify with, saying what a user may not expect of it."""
+  from ferjax import pretrained
+  from ferjax.run_dir import RunDir
+  if workdir is None:
+    workdir = str(pretrained.FER2013_LENET5)
+    print("ferjax predict: no --workdir: using the bundled LeNet-5 trained on "
+          "FER2013 (PublicTest accuracy 0.51; see ferjax/pretrained)",
+          file=sys.stderr)
+  dataset = RunDir(workdir).read_config().input.dataset
+  if dataset == "synthetic_fer":
+    print(f"ferjax predict: warning: {workdir} was trained on synthetic_fer "
+          "(drawn faces), not on real faces: its labels of photos mean "
+          "little; train on fer2013, or omit --workdir for the bundled "
+          "model", file=sys.stderr)
+  return workdir
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs `ferjax predict`; 0 unless the run dir is unusable or every input
   failed (130 when interrupted)."""
@@ -239,8 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       prog="ferjax predict",
       description="Detect faces and classify their expressions in images, "
       "videos and camera streams.")
-  parser.add_argument("--workdir", required=True, type=os.path.expanduser,
-                      help="training run directory holding a checkpoint")
+  parser.add_argument("--workdir", type=os.path.expanduser,
+                      help="training run directory holding a checkpoint "
+                      "(default: the bundled LeNet-5 trained on FER2013)")
   parser.add_argument("images", nargs="*", metavar="INPUT",
                       type=os.path.expanduser,
                       help="image or video files (.mp4, .avi, .mov, .mkv, "
@@ -302,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   if not args.no_compile_cache:
     compilation_cache.enable(compilation_cache.default_dir())
   try:
-    classifier = load_classifier(args.workdir)
+    workdir = _model_dir(args.workdir)
+    classifier = load_classifier(workdir)
   except (FileNotFoundError, ValueError) as e:
     print(f"ferjax predict: {e}", file=sys.stderr)
     return 2

@@ -58,9 +58,14 @@ class _Member:
 
 
 def _member(workdir: str, *, split: str | None, checkpoint: str,
-            tta: str | None, crop_size: tuple[int, int] | None) -> _Member:
+            tta: str | None, crop_size: tuple[int, int] | None,
+            data_dir: str | None = None,
+            manual_dir: str | None = None) -> _Member:
   run = RunDir(workdir)
   config = run.read_config()
+  # Where the data lies on this machine, if not where the run was trained.
+  config.input.data_dir = data_dir or config.input.data_dir
+  config.input.manual_dir = manual_dir or config.input.manual_dir
   config.evals = _eval_configs(config, split, tta, crop_size)
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)
@@ -77,14 +82,17 @@ def _member(workdir: str, *, split: str | None, checkpoint: str,
 
 def evaluate_run(workdir: str, *, split: str | None = None,
                  checkpoint: str = "best", tta: str | None = None,
-                 crop_size: tuple[int, int] | None = None) -> dict[str, Any]:
+                 crop_size: tuple[int, int] | None = None,
+                 data_dir: str | None = None,
+                 manual_dir: str | None = None) -> dict[str, Any]:
   """Metrics of a run's checkpoint on ``split`` (default: its evals).
 
   ``tta`` ('none' or 'ten_crop', with ``crop_size`` in pixels of the stored
   image) replaces each evaluation's test-time augmentation.
   """
   member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
-                   crop_size=crop_size)
+                   crop_size=crop_size, data_dir=data_dir,
+                   manual_dir=manual_dir)
   results = {name: ev(member.variables)
              for name, ev in member.evaluators.items()}
   return {"workdir": str(workdir), "step": member.step,
@@ -94,8 +102,9 @@ def evaluate_run(workdir: str, *, split: str | None = None,
 
 def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
                       checkpoint: str = "best", tta: str | None = None,
-                      crop_size: tuple[int, int] | None = None
-                      ) -> dict[str, Any]:
+                      crop_size: tuple[int, int] | None = None,
+                      data_dir: str | None = None,
+                      manual_dir: str | None = None) -> dict[str, Any]:
   """Each member's metrics on ``split`` and those of their mean softmax.
 
   Members must classify the same labels on the same examples: the same class
@@ -107,7 +116,8 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
   first: Evaluator | None = None
   for workdir in workdirs:
     member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
-                     crop_size=crop_size)
+                     crop_size=crop_size, data_dir=data_dir,
+                     manual_dir=manual_dir)
     (ev,) = member.evaluators.values()
     if first is None:
       first = ev

@@ -1,0 +1,67 @@
+"""`ferjax export` and the bundled model `ferjax predict` uses by default."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from ferjax import pretrained
+from ferjax.labels import FER2013_CLASSES
+from ferjax.recognition.classifier import load_classifier
+from ferjax.run_dir import RunDir, export_variables
+from ferjax.train import evaluate
+from test_run_dir import cli
+
+
+def test_export_keeps_the_model_and_drops_the_optimizer(reference_run,
+                                                        tmp_path):
+  source = reference_run[0]
+  out = export_variables(source, tmp_path / "exported", argv=["test"])
+  original = evaluate.evaluate_run(str(source))
+  exported = evaluate.evaluate_run(str(out))
+  assert exported["step"] == original["step"]
+  assert exported["results"] == original["results"]
+  run = RunDir(out)
+  assert run.read_manifest()["exported_from"]["step"] == original["step"]
+  assert run.read_config().input.data_dir is None
+  assert run.is_finished()
+  with run.checkpoints(run.read_config()) as ckpt:
+    assert ckpt.all_steps() == [original["step"]]
+  size = sum(f.stat().st_size for f in (out / "checkpoints").rglob("*")
+             if f.is_file())
+  full = sum(f.stat().st_size for f in (
+      source / "checkpoints" / str(original["step"])).rglob("*")
+             if f.is_file())
+  assert size < 0.75 * full  # No momentum: about half.
+  with pytest.raises(FileExistsError, match="never overwrites"):
+    export_variables(source, out, argv=["test"])
+
+
+def test_bundled_model_is_a_fer2013_classifier():
+  classifier = load_classifier(str(pretrained.FER2013_LENET5))
+  assert classifier.class_names == tuple(FER2013_CLASSES)
+  assert classifier.crop_shape == (48, 48, 1)
+  scores = classifier.predict(np.full((2, 48, 48, 1), 128, np.uint8))
+  np.testing.assert_allclose(scores.sum(-1), 1.0, rtol=1e-5)
+  size = sum(f.stat().st_size for f in pretrained.FER2013_LENET5.rglob("*")
+             if f.is_file())
+  assert size < 512 * 1024
+
+
+def test_predict_without_workdir_uses_the_bundled_model(tmp_path):
+  image = tmp_path / "blank.png"
+  cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
+  proc = cli("predict", str(image))
+  assert proc.returncode == 0, proc.stderr
+  assert "using the bundled LeNet-5 trained on FER2013" in proc.stderr
+  assert json.loads(proc.stdout.splitlines()[0])["faces"] == []
+
+
+def test_predict_warns_about_a_synthetic_model(reference_run, tmp_path):
+  image = tmp_path / "blank.png"
+  cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
+  proc = cli("predict", "--workdir", str(reference_run[0]), str(image))
+  assert proc.returncode == 0, proc.stderr
+  assert "trained on synthetic_fer" in proc.stderr
+  assert "Traceback" not in proc.stderr
