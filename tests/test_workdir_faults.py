@@ -61,11 +61,10 @@ def test_full_disk(synthetic_data_dir, tmp_path):
       [sys.executable, "-m", "ferjax.cli", *_train_args(
           tmp_path / "small" / "run", synthetic_data_dir)])
   assert proc.returncode == 2, proc.stderr[-2000:]
-  # Orbax's writer threads may still print 'Event loop is closed' reports
-  # around the error (a known, documented defect); the error is one line.
   errors = [line for line in proc.stderr.splitlines()
             if line.startswith("ferjax train: error: ")]
   assert len(errors) == 1, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
   last = errors[0]
   assert str(tmp_path / "small" / "run") in last
   assert "No space left on device" in last or "no space left" in last

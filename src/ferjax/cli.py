@@ -273,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   # and a traceback per background thread when a save fails; the failure
   # also reaches the caller as an exception, reported below once.
   logging.getLogger("absl").setLevel(logging.CRITICAL)
+  # Orbax's asyncio tasks log a failed write once more ("Task exception was
+  # never retrieved") after it has reached the caller.
+  logging.getLogger("asyncio").setLevel(logging.CRITICAL)
   argv = list(sys.argv[1:] if argv is None else argv)
   for words, (_, module) in _DELEGATED.items():
     if tuple(argv[:len(words)]) == words:

@@ -91,6 +91,16 @@ def _quiet_late_reads() -> None:
 
   hook.ferjax_quiet = True
   sys.unraisablehook = hook
+  # tensorstore's callbacks report the same through PyErr_Print, which
+  # calls sys.excepthook.
+  previous_excepthook = sys.excepthook
+
+  def excepthook(kind: Any, value: Any, traceback: Any) -> None:
+    if not (isinstance(value, RuntimeError) and
+            str(value) == "Event loop is closed"):
+      previous_excepthook(kind, value, traceback)
+
+  sys.excepthook = excepthook
 
 
 @contextlib.contextmanager
@@ -122,6 +132,8 @@ class Checkpoints:
                best_metric: str | None = None, best_mode: str = "max",
                read_only: bool = False):
     self.directory = pathlib.Path(directory).absolute()
+    # A failed write or read is reported once, by the exception it raises.
+    _quiet_late_reads()
     self.best_metric = best_metric
     self._best_mode = best_mode
     self._read_only = read_only
