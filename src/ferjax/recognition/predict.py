@@ -233,21 +233,23 @@ def predict_video(source: str | Path | int, classifier: Classifier,
 
 
 def _model_dir(workdir: str | None) -> str:
-  """The run to classify with, saying what a user may not expect of it."""
+  """The run to classify with; says so when it is the bundled model."""
   from ferjax import pretrained
-  from ferjax.run_dir import RunDir
   if workdir is None:
     workdir = str(pretrained.FER2013_LENET5)
     print("ferjax predict: no --workdir: using the bundled LeNet-5 trained on "
           "FER2013 (PublicTest accuracy 0.51; see ferjax/pretrained)",
           file=sys.stderr)
-  dataset = RunDir(workdir).read_config().input.dataset
-  if dataset == "synthetic_fer":
+  return workdir
+
+
+def _warn_if_synthetic(workdir: str) -> None:
+  from ferjax.run_dir import RunDir
+  if RunDir(workdir).read_config().input.dataset == "synthetic_fer":
     print(f"ferjax predict: warning: {workdir} was trained on synthetic_fer "
           "(drawn faces), not on real faces: its labels of photos mean "
           "little; train on fer2013, or omit --workdir for the bundled "
           "model", file=sys.stderr)
-  return workdir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -326,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (FileNotFoundError, ValueError) as e:
     print(f"ferjax predict: {e}", file=sys.stderr)
     return 2
+  _warn_if_synthetic(workdir)
   options = dict(start=args.start, end=args.end, max_frames=args.max_frames,
                  detect_every=args.detect_every, smooth=args.smooth,
                  show=args.show)
