@@ -507,7 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       prog="ferjax report",
       description="Tabulate and plot the runs under one or more directories "
       "(found recursively): report.md, report.csv, plots/.")
-  parser.add_argument("dirs", nargs="+", metavar="DIR", type=os.path.expanduser)
+  parser.add_argument("dirs", nargs="+", metavar="DIR", type=os.path.expanduser,
+                      help="run or sweep directories, searched for runs")
   parser.add_argument("--out", type=os.path.expanduser,
                       help="where to write (default: the first DIR)")
   parser.add_argument("--eval", dest="eval_name",

@@ -270,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       "identical, 1 when not.",
       epilog="--config.input.data_dir=... (or parallel.*, input.manual_dir) "
       "points the reproduction at another machine's data.")
-  parser.add_argument("run_dir", metavar="RUN_DIR", type=os.path.expanduser)
+  parser.add_argument("run_dir", metavar="RUN_DIR", type=os.path.expanduser,
+                      help="a finished run directory to train again")
   parser.add_argument("--workdir", type=os.path.expanduser,
                       help="new run directory (default: "
                       "RUN_DIR.reproduce, or SWEEP.reproduce/TRIAL for a "
