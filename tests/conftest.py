@@ -46,3 +46,20 @@ def reference_run(synthetic_data_dir: str,
   workdir = tmp_path_factory.mktemp("reference")
   results = loop.train_and_evaluate(tiny_config(synthetic_data_dir), workdir)
   return workdir, results
+
+
+@pytest.fixture(scope="session")
+def classifier():
+  """An untrained LeNet-5 classifier of FER2013's labels: for tests of the
+  recognition plumbing, not of its predictions."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from ferjax.labels import FER2013_CLASSES  # pylint: disable=g-import-not-at-top
+  from ferjax.models import create_model  # pylint: disable=g-import-not-at-top
+  from ferjax.recognition.classifier import classifier_from_model  # pylint: disable=g-import-not-at-top
+
+  model = create_model("lenet5", num_classes=7)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  return classifier_from_model(
+      model, variables, class_names=FER2013_CLASSES, crop_shape=(48, 48, 1),
+      image_size=(32, 32), channels=3, mean=[0.5], std=[0.25])

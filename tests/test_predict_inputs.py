@@ -4,24 +4,10 @@ import json
 from pathlib import Path
 
 import cv2
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ferjax.labels import FER2013_CLASSES
-from ferjax.models import create_model
 from ferjax.recognition import inputs, predict
-from ferjax.recognition.classifier import classifier_from_model
-
-
-@pytest.fixture(scope="module")
-def classifier():
-  model = create_model("lenet5", num_classes=7)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-  return classifier_from_model(
-      model, variables, class_names=FER2013_CLASSES, crop_shape=(48, 48, 1),
-      image_size=(32, 32), channels=3, mean=[0.5], std=[0.25])
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ import pytest
 
 from ferjax import compilation_cache
 from ferjax.recognition import pipeline, predict, stream, tracking, video
-from ferjax.recognition.align import Face
 from ferjax.recognition.classifier import batch_bucket
-from test_pipeline import PHOTOS, DarkSquares, classifier  # noqa: F401
+from test_pipeline import PHOTOS, DarkSquares
 
 SIZE = (240, 320)  # (H, W) of the generated videos
 FPS = 10.0

@@ -8,7 +8,6 @@ user namespaces are not available.
 import subprocess
 import sys
 
-import pytest
 
 from ferjax import cli
 from test_data_faults import needs_mounts

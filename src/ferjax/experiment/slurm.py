@@ -216,16 +216,8 @@ class SlurmRunner(sweep.Runner):
   def _run(self) -> dict[str, str]:
     states = job_states()
     todo, queued = [], []
-    for trial in self.trials:
-      record = self.status[trial.name]
-      if RunDir(trial.workdir).is_finished():
-        if record.get("status") != "finished":
-          self._update(trial, status="finished")
-        continue
-      trial.workdir.mkdir(parents=True, exist_ok=True)
-      if not record:
-        self._update(trial, status="pending", attempts=0)
-      job = record.get("job_id")
+    for trial in self._unfinished():
+      job = self.status[trial.name].get("job_id")
       if job and states.get(job) in LIVE_STATES:
         queued.append(trial)
         print(f"{trial.name}: job {job} of an earlier sweep is "

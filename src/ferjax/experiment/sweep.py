@@ -284,8 +284,9 @@ class Runner:
       self._locks.clear()
       os.close(sweep_lock)
 
-  def _run(self) -> dict[str, str]:
-    todo, orphaned = [], []
+  def _unfinished(self) -> list[Trial]:
+    """The trials left to run; finished ones recorded, new ones pending."""
+    unfinished = []
     for trial in self.trials:
       record = self.status[trial.name]
       if RunDir(trial.workdir).is_finished():
@@ -295,6 +296,12 @@ class Runner:
       trial.workdir.mkdir(parents=True, exist_ok=True)
       if not record:
         self._update(trial, status="pending", attempts=0)
+      unfinished.append(trial)
+    return unfinished
+
+  def _run(self) -> dict[str, str]:
+    todo, orphaned = [], []
+    for trial in self._unfinished():
       if self._lock(trial):
         todo.append(trial)
       else:
