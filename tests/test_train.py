@@ -272,3 +272,32 @@ def test_reduce_on_plateau_follows_the_eval_metric(synthetic_data_dir,
            if e["split"] == "train"}
   assert all(lr == pytest.approx(0.05) for s, lr in rates.items() if s <= 32)
   assert all(lr == pytest.approx(0.025) for s, lr in rates.items() if s > 32)
+
+
+def test_an_eval_with_every_epochs_runs_on_its_own_schedule_and_at_the_end(
+    synthetic_data_dir, tmp_path):
+  """Costly evals (ten-crop) need not run after every epoch."""
+  config = tiny_config(synthetic_data_dir, **{
+      "num_epochs": 3,
+      "evals": "{'test': {'split': 'test[:300]', 'tta': 'none'}, "
+               "'rare': {'split': 'test[:100]', 'tta': 'none', "
+               "'every_epochs': 2}}",
+      "checkpoint.best_metric": "test/accuracy"})
+  loop.train_and_evaluate(config, tmp_path)
+  events = read_metrics(tmp_path)
+  steps = {name: [e["step"] for e in events if e["split"] == name]
+           for name in ("test", "rare")}
+  assert steps["test"] == [16, 32, 48]
+  assert steps["rare"] == [32, 48]
+
+
+@pytest.mark.parametrize("evals,message", [
+    ("{'test': {'split': 'test', 'every_epochs': 0}}", "evals.test.every_epochs"),
+    ("{'test': {'split': 'test', 'every_epochs': 2}}",
+     "checkpoint.best_metric reads this evaluation"),
+])
+def test_eval_schedule_is_checked(synthetic_data_dir, evals, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(tiny_config(synthetic_data_dir, evals=evals,
+                                    **{"checkpoint.best_metric":
+                                       "test/accuracy"}))

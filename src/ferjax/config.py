@@ -491,6 +491,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if ev.get("tta", "none") == "ten_crop":
       _require(_is_size(ev.get("crop_size")), f"evals.{name}.crop_size",
                "(height, width) for ten-crop", ev.get("crop_size"))
+    every = ev.get("every_epochs")
+    _require(every is None or (
+        isinstance(every, int) and every > 0 and
+        every % config.eval_every_epochs == 0), f"evals.{name}.every_epochs",
+             f"a multiple of eval_every_epochs ({config.eval_every_epochs})",
+             every)
 
   ckpt = config.checkpoint
   _require(ckpt.every_steps >= 0, "checkpoint.every_steps",
@@ -498,6 +504,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
            ckpt.every_steps)
   _require(ckpt.keep >= 1, "checkpoint.keep", "an integer >= 1", ckpt.keep)
   _check_metric_name(config, "checkpoint.best_metric", ckpt.best_metric)
+  _check_metric_eval_runs_always(config, "checkpoint.best_metric",
+                                 ckpt.best_metric)
+  if config.optimizer.schedule == "plateau":
+    _check_metric_eval_runs_always(config, "optimizer.plateau.metric",
+                                   config.optimizer.plateau.metric)
   _require(ckpt.best_mode in ("max", "min"), "checkpoint.best_mode",
            "'max' or 'min'", ckpt.best_mode)
 
@@ -603,6 +614,17 @@ def _check_metric_name(config: ml_collections.ConfigDict, field: str,
     ok = eval_name in config.evals
   _require(ok, field, "'<eval name>/<metric>' naming one of config.evals "
            f"({', '.join(config.evals.keys())})", value)
+
+
+def _check_metric_eval_runs_always(config: ml_collections.ConfigDict,
+                                   field: str, value: str) -> None:
+  """Selection and schedules need their metric at every evaluation."""
+  name = value.split("/")[0]
+  every = config.evals[name].get("every_epochs")
+  _require(every in (None, config.eval_every_epochs),
+           f"evals.{name}.every_epochs",
+           f"unset: {field} reads this evaluation, so it runs at every one",
+           every)
 
 
 def _is_regex(value: Any) -> bool:

@@ -47,6 +47,17 @@ def _plateau_value(config: ml_collections.ConfigDict,
   return float(results[name][metric])
 
 
+def _due_evaluations(config: ml_collections.ConfigDict, epochs_done: int, *,
+                     last: bool) -> list[str]:
+  """The evals to run after ``epochs_done`` epochs: all of them at the end."""
+  due = []
+  for name, ev in config.evals.items():
+    every = ev.get("every_epochs") or config.eval_every_epochs
+    if last or epochs_done % every == 0:
+      due.append(name)
+  return due
+
+
 def _scalar_metrics(results: dict[str, dict[str, Any]]) -> dict[str, float]:
   return {f"{name}/{k}": float(v) for name, r in results.items()
           for k, v in r.items() if isinstance(v, (int, float))}
@@ -190,14 +201,15 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
       window += jax.device_get(parallel.unreplicate(pending_device))
       pending_device = []
     progress.update(step, f"epoch {epoch + 1}/{config.num_epochs}")
-    evaluate_now = epoch_end and ((epoch + 1) % config.eval_every_epochs == 0
-                                  or step == training.total_steps)
+    due = _due_evaluations(config, epoch + 1,
+                           last=step == training.total_steps) if epoch_end else []
+    evaluate_now = bool(due)
     if evaluate_now:
       if not results:
         log.info("evaluating %s (the first evaluation compiles)",
-                 ", ".join(training.evaluators))
-      results = {name: ev(variables(state))
-                 for name, ev in training.evaluators.items()}
+                 ", ".join(due))
+      results = {name: training.evaluators[name](variables(state))
+                 for name in due}
       for name, r in results.items():
         writer.write(step, name, r)
       value = _plateau_value(config, results)
