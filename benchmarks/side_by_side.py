@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ferjax.models import create_model
+from ferjax.train import losses
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import state as state_lib
 from ferjax.train import steps
@@ -103,8 +104,9 @@ class FerjaxSide:
                                   mean=data.mean, std=data.std)
     spec = steps.TrainSpec(
         global_batch=batch, per_device_batch=batch,
-        steps_per_epoch=steps_per_epoch, num_classes=num_classes,
-        inputs=self.inputs, aux_weight=aux_weight, streaming=True)
+        steps_per_epoch=steps_per_epoch, inputs=self.inputs,
+        loss=losses.LossSpec(num_classes=num_classes, aux_weight=aux_weight),
+        streaming=True)
     self.parallel = Parallel("pmap", jax.devices()[:1])
     self._step = self.parallel.map(functools.partial(
         steps.train_step, model=self.model, tx=tx, schedule=self.schedule,

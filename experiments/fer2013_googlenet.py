@@ -32,9 +32,12 @@ _VGG = pathlib.Path(__file__).with_name("fer2013_vgg.py")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  args = config_lib.parse_arg(arg, epochs=100, runlocal=False)
+  args = config_lib.parse_arg(arg, bn=True, epochs=100, runlocal=False)
   vgg_arg = f"epochs={args.epochs}" + (",runlocal" if args.runlocal else "")
   config = config_lib.load_config(f"{_VGG}:{vgg_arg}")
-  config.model.name = "googlenet"
-  config.optimizer.grad_clip_norm = 1.0
+  if args.bn:
+    config.model.name = "googlenet_bn"
+  else:
+    config.model.name = "googlenet"
+    config.optimizer.grad_clip_norm = 1.0
   return config

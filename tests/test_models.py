@@ -2,6 +2,7 @@
 
 import functools
 import math
+import pathlib
 
 import flax.errors
 import flax.linen as nn
@@ -11,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from ferjax import config as config_lib
 from ferjax import models
 from ferjax.models import summary
 from ferjax.models.alexnet import local_response_norm
@@ -18,6 +20,7 @@ from ferjax.models.lowering import max_pool
 
 
 _NUM_CLASSES = 7
+_EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
 # FER2013's native size and the review's; _full_shape gives the papers'.
 _SMALL_SHAPES = ((48, 48, 1), (32, 32, 3))
 _MUTABLE = ["batch_stats", "aux_logits"]
@@ -182,6 +185,40 @@ def test_small_input_geometry_is_as_documented(name, shape, kernel_path,
   variables, _ = _abstract_variables(model, shape)
   kernel = functools.reduce(lambda t, k: t[k], kernel_path, variables["params"])
   assert math.prod(kernel.shape[:-1]) == fan_in
+
+
+def test_alexnet_small_stride_downsamples_early_for_a_fifth_of_the_flops():
+  """fer2013_alexnet.py:small_stride=2: 48 -> 24 -> 11 -> 5 -> 2."""
+  config = config_lib.load_config(f"{_EXPERIMENTS}/fer2013_alexnet.py:"
+                                  "small_stride=2")
+  model = models.create_model("alexnet", num_classes=_NUM_CLASSES,
+                              **config.model.kwargs)
+  variables, _ = _abstract_variables(model, (48, 48, 1))
+  assert variables["params"]["Dense_0"]["kernel"].shape[0] == 2 * 2 * 256
+  flops = {k: summary.model_summary("alexnet", (48, 48, 1), _NUM_CLASSES,
+                                    kwargs={"small_stride": k})["flops"]
+           for k in (1, 2)}
+  assert 0.15 < flops[2] / flops[1] < 0.25
+  with pytest.raises(config_lib.ConfigError, match="small_stride"):
+    config_lib.load_config(f"{_EXPERIMENTS}/fer2013_alexnet.py:small_stride=4")
+
+
+def test_googlenet_bn_keeps_pooled_features_dependent_on_the_input():
+  """Issue 21: without BatchNorm the pooled features barely depend on x."""
+  x = jax.random.normal(jax.random.key(1), (16, 48, 48, 1))
+  share = {}
+  for name in ("googlenet", "googlenet_bn"):
+    model = models.create_model(name, num_classes=_NUM_CLASSES)
+    variables = model.init(jax.random.key(0), x)
+    _, state = model.apply(variables, x, train=True, rngs={
+        "dropout": jax.random.key(2)}, mutable=_MUTABLE + ["intermediates"])
+    pooled = np.asarray(state["intermediates"]["avgpool"][0])
+    centred = pooled - pooled.mean(0)
+    share[name] = float(np.sum(centred ** 2) / np.sum(pooled ** 2))
+  assert share["googlenet"] < 0.15
+  assert share["googlenet_bn"] > 2 * share["googlenet"]
+  bn = variables["params"]["inception_3a"]
+  assert "bias" not in bn["1x1"] and "1x1_bn" in bn
 
 
 @pytest.mark.parametrize("shape, small, stage", [

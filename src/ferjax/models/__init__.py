@@ -29,6 +29,8 @@ _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
     "lenet5": ("ferjax.models.lenet", "LeNet5", {}),
     "alexnet": ("ferjax.models.alexnet", "AlexNet", {}),
     "googlenet": ("ferjax.models.googlenet", "GoogLeNet", {}),
+    "googlenet_bn": ("ferjax.models.googlenet", "GoogLeNet",
+                     {"batch_norm": True}),
     "lbp_linear": ("ferjax.models.lbp_linear", "LBPLinear", {}),
     # torchvision's own networks, for its ImageNet weights (not the review's).
     "alexnet_tv": ("ferjax.models.alexnet", "TorchvisionAlexNet", {}),

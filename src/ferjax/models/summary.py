@@ -33,7 +33,8 @@ def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
 
 
 def model_summary(name: str, input_shape: Sequence[int], num_classes: int,
-                  fusion: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  fusion: Mapping[str, Any] | None = None,
+                  kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
   """Parameters, FLOPs and activation bytes of model ``name`` per image.
 
   ``params`` counts the ``params`` collection (BatchNorm running statistics
@@ -45,9 +46,11 @@ def model_summary(name: str, input_shape: Sequence[int], num_classes: int,
   GoogLeNet's auxiliary heads run only in training and count in ``params``
   but not in ``flops`` or ``activation_bytes``. ``fusion`` is a
   ``config.model.fusion``; the features' own FLOPs count in ``flops``.
+  ``kwargs`` are the family's options (``config.model.kwargs``).
   """
   height, width, channels = _check_input_shape(input_shape)
-  model = models.create_model(name, num_classes=num_classes, fusion=fusion)
+  model = models.create_model(name, num_classes=num_classes, fusion=fusion,
+                              **(kwargs or {}))
   x = jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32)
   variables = jax.eval_shape(model.init, jax.random.key(0), x)
   params = sum(int(np.prod(leaf.shape))
