@@ -64,11 +64,14 @@ class AlexNet(nn.Module):
     return self.classifier(torch.flatten(self.features(x), 1))
 
 
-def _conv_relu(cin: int, cout: int, kernel: int, stride: int = 1
-               ) -> nn.Sequential:
-  return nn.Sequential(
-      nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2),
-      nn.ReLU())
+def _conv_relu(cin: int, cout: int, kernel: int, stride: int = 1,
+               bn: bool = False) -> nn.Sequential:
+  """Conv, [BatchNorm as ferjax's googlenet_bn: eps 1e-3, momentum 0.1], ReLU."""
+  conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2,
+                   bias=not bn)
+  if bn:
+    return nn.Sequential(conv, nn.BatchNorm2d(cout, eps=1e-3), nn.ReLU())
+  return nn.Sequential(conv, nn.ReLU())
 
 
 def _same_max_pool(stride: int) -> nn.MaxPool2d:
@@ -81,15 +84,16 @@ def _same_max_pool(stride: int) -> nn.MaxPool2d:
 class Inception(nn.Module):
   """ferjax.models.googlenet.Inception: four branches, concatenated."""
 
-  def __init__(self, cin: int, filters: tuple[int, ...]):
+  def __init__(self, cin: int, filters: tuple[int, ...], bn: bool = False):
     super().__init__()
     c1, c3r, c3, c5r, c5, cp = filters
-    self.branch1 = _conv_relu(cin, c1, 1)
-    self.branch3 = nn.Sequential(_conv_relu(cin, c3r, 1),
-                                 _conv_relu(c3r, c3, 3))
-    self.branch5 = nn.Sequential(_conv_relu(cin, c5r, 1),
-                                 _conv_relu(c5r, c5, 5))
-    self.branch_pool = nn.Sequential(_same_max_pool(1), _conv_relu(cin, cp, 1))
+    self.branch1 = _conv_relu(cin, c1, 1, bn=bn)
+    self.branch3 = nn.Sequential(_conv_relu(cin, c3r, 1, bn=bn),
+                                 _conv_relu(c3r, c3, 3, bn=bn))
+    self.branch5 = nn.Sequential(_conv_relu(cin, c5r, 1, bn=bn),
+                                 _conv_relu(c5r, c5, 5, bn=bn))
+    self.branch_pool = nn.Sequential(_same_max_pool(1),
+                                     _conv_relu(cin, cp, 1, bn=bn))
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([self.branch1(x), self.branch3(x), self.branch5(x),
@@ -99,7 +103,8 @@ class Inception(nn.Module):
 class AuxHead(nn.Module):
   """Small-input auxiliary head: SAME 5x5/3 average pool of real pixels."""
 
-  def __init__(self, cin: int, side: int, num_classes: int):
+  def __init__(self, cin: int, side: int, num_classes: int,
+               bn: bool = False):
     super().__init__()
     out = math.ceil(side / 3)
     pad = max((out - 1) * 3 + 5 - side, 0)
@@ -107,7 +112,7 @@ class AuxHead(nn.Module):
       raise ValueError(f"aux pool: asymmetric SAME padding at {side}x{side}")
     self.pool = nn.AvgPool2d(5, 3, padding=pad // 2, ceil_mode=True,
                              count_include_pad=False)
-    self.conv = _conv_relu(cin, 128, 1)
+    self.conv = _conv_relu(cin, 128, 1, bn=bn)
     self.fc = nn.Linear(128 * out * out, 1024)
     self.dropout = nn.Dropout(0.7)
     self.classifier = nn.Linear(1024, num_classes)
@@ -125,15 +130,16 @@ class GoogLeNet(nn.Module):
   """
 
   def __init__(self, num_classes: int, in_channels: int,
-               input_size: tuple[int, int]):
+               input_size: tuple[int, int], bn: bool = False):
     super().__init__()
     from ferjax.models.googlenet import INCEPTION_FILTERS
     if input_size[0] != input_size[1]:
       raise ValueError("the GoogLeNet twin takes square inputs")
     side = math.ceil(math.ceil(input_size[0] / 2) / 2)  # conv1 /2, pool2 /2.
     self.stem = nn.Sequential(
-        _conv_relu(in_channels, 64, 7, stride=2), _lrn(1.0),
-        _conv_relu(64, 64, 1), _conv_relu(64, 192, 3), _lrn(1.0),
+        _conv_relu(in_channels, 64, 7, stride=2, bn=bn), _lrn(1.0),
+        _conv_relu(64, 64, 1, bn=bn), _conv_relu(64, 192, 3, bn=bn),
+        _lrn(1.0),
         _same_max_pool(2))
     blocks, cin = [], 192
     self.aux = nn.ModuleDict()
@@ -141,10 +147,11 @@ class GoogLeNet(nn.Module):
       if stage in ("4a", "5a"):
         blocks.append(_same_max_pool(2))
         side = math.ceil(side / 2)
-      blocks.append(Inception(cin, filters))
+      blocks.append(Inception(cin, filters, bn=bn))
       cin = filters[0] + filters[2] + filters[4] + filters[5]
       if stage in ("4a", "4d"):
-        self.aux[str(len(blocks) - 1)] = AuxHead(cin, side, num_classes)
+        self.aux[str(len(blocks) - 1)] = AuxHead(cin, side, num_classes,
+                                                 bn=bn)
     self.blocks = nn.ModuleList(blocks)
     self.dropout = nn.Dropout(0.4)
     self.classifier = nn.Linear(cin, num_classes)
@@ -173,10 +180,10 @@ def create(name: str, num_classes: int, input_shape: tuple[int, int, int],
     if min(h, w) >= 96:
       raise ValueError("only AlexNet's small-input geometry has a twin")
     return AlexNet(num_classes, c, (h, w), classifier_width)
-  if name == "googlenet":
+  if name in ("googlenet", "googlenet_bn"):
     if min(h, w) >= 96:
       raise ValueError("only GoogLeNet's small-input geometry has a twin")
-    return GoogLeNet(num_classes, c, (h, w))
+    return GoogLeNet(num_classes, c, (h, w), bn=name == "googlenet_bn")
   if name.startswith("vgg"):
     depth, _, bn = name[3:].partition("_")
     return VGG(int(depth), batch_norm=bn == "bn", num_classes=num_classes,

@@ -17,7 +17,8 @@ import torch
 
 from ferjax.models.googlenet import INCEPTION_FILTERS
 
-# (torch module, ferjax module path, kind); kind 'flatten:C' is a dense layer
+# (torch module, ferjax module path, kind); kind 'conv:nobias' is a convolution
+# without bias (BatchNorm follows), 'flatten:C' a dense layer
 # reading a flattened C-channel map.
 Layer = tuple[str, tuple[str, ...], str]
 
@@ -56,21 +57,30 @@ def layers(name: str, twin: torch.nn.Module) -> list[Layer]:
     head = _sequential(twin, "classifier", counters)
     head[0] = (*head[0][:2], f"flatten:{convs[-1].out_channels}")
     return out + head
-  if name == "googlenet":
-    out = [("stem.0.0", ("conv1_7x7",), "conv"),
-           ("stem.2.0", ("conv2_3x3_reduce",), "conv"),
-           ("stem.3.0", ("conv2_3x3",), "conv")]
+  if name in ("googlenet", "googlenet_bn"):
+    bn = name == "googlenet_bn"
+
+    def conv(torch_seq: str, path: tuple[str, ...]) -> list[Layer]:
+      """Sequential(Conv2d[, BatchNorm2d], ReLU) -> conv [and its _bn]."""
+      if not bn:
+        return [(f"{torch_seq}.0", path, "conv")]
+      return [(f"{torch_seq}.0", path, "conv:nobias"),
+              (f"{torch_seq}.1", (*path[:-1], f"{path[-1]}_bn"), "bn")]
+
+    out = (conv("stem.0", ("conv1_7x7",)) +
+           conv("stem.2", ("conv2_3x3_reduce",)) +
+           conv("stem.3", ("conv2_3x3",)))
     blocks = [i for i, b in enumerate(twin.blocks)
               if not isinstance(b, torch.nn.MaxPool2d)]
     for index, stage in zip(blocks, INCEPTION_FILTERS, strict=True):
       for torch_name, ours in _INCEPTION_BRANCHES:
-        out.append((f"blocks.{index}.{torch_name}",
-                    (f"inception_{stage}", ours), "conv"))
+        out += conv(f"blocks.{index}.{torch_name[:-2]}",
+                    (f"inception_{stage}", ours))
     for aux_index, head in zip(sorted(twin.aux, key=int), ("aux1", "aux2"),
                                strict=True):
       prefix = f"aux.{aux_index}"
-      out += [(f"{prefix}.conv.0", (f"{head}_head", "conv"), "conv"),
-              (f"{prefix}.fc", (f"{head}_head", "fc"), "flatten:128"),
+      out += conv(f"{prefix}.conv", (f"{head}_head", "conv"))
+      out += [(f"{prefix}.fc", (f"{head}_head", "fc"), "flatten:128"),
               (f"{prefix}.classifier", (f"{head}_head", "classifier"),
                "dense")]
     out.append(("classifier", ("classifier",), "dense"))
@@ -121,9 +131,11 @@ def to_variables(name: str, twin: torch.nn.Module) -> dict[str, Any]:
 
   for torch_name, path, kind in layers(name, twin):
     w = state[f"{torch_name}.weight"]
-    b = state[f"{torch_name}.bias"]
+    b = state.get(f"{torch_name}.bias")
     if kind == "conv":
       put(params, path, {"kernel": w.transpose(2, 3, 1, 0), "bias": b})
+    elif kind == "conv:nobias":
+      put(params, path, {"kernel": w.transpose(2, 3, 1, 0)})
     elif kind == "bn":
       put(params, path, {"scale": w, "bias": b})
       put(stats, path, {"mean": state[f"{torch_name}.running_mean"],
@@ -141,10 +153,11 @@ def load_variables(name: str, twin: torch.nn.Module,
   stats = variables.get("batch_stats", {})
   for torch_name, path, kind in layers(name, twin):
     leaves = _get(variables["params"], path)
-    if kind == "conv":
+    if kind.startswith("conv"):
       new[f"{torch_name}.weight"] = np.asarray(leaves["kernel"]).transpose(
           3, 2, 0, 1)
-      new[f"{torch_name}.bias"] = leaves["bias"]
+      if kind == "conv":
+        new[f"{torch_name}.bias"] = leaves["bias"]
     elif kind == "bn":
       new[f"{torch_name}.weight"] = leaves["scale"]
       new[f"{torch_name}.bias"] = leaves["bias"]

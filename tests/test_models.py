@@ -161,8 +161,9 @@ def test_output_shapes_in_both_modes(name, shape):
   for out in (logits, train_logits):
     assert (out.shape, out.dtype) == ((2, _NUM_CLASSES), jnp.float32)
   aux = state.get("aux_logits", {})
-  assert sorted(aux) == {"googlenet": ["aux1", "aux2"], "googlenet_tv": [
-      "aux1_logits", "aux2_logits"]}.get(name, [])
+  assert sorted(aux) == {"googlenet": ["aux1", "aux2"],
+                         "googlenet_bn": ["aux1", "aux2"], "googlenet_tv": [
+                             "aux1_logits", "aux2_logits"]}.get(name, [])
   for (out,) in aux.values():
     assert (out.shape, out.dtype) == ((2, _NUM_CLASSES), jnp.float32)
 

@@ -76,7 +76,9 @@ FAMILIES = {
     "vgg11": ((32, 32, 1), {"dropout": 0.0, "classifier_width": 64},
               "fer2013_vgg.py:depth=11,bn=False"),
     "googlenet": ((32, 32, 1), {"dropout": 0.0, "aux_dropout": 0.0},
-                  "fer2013_googlenet.py"),
+                  "fer2013_googlenet.py:bn=False"),
+    "googlenet_bn": ((32, 32, 1), {"dropout": 0.0, "aux_dropout": 0.0},
+                     "fer2013_googlenet.py"),
 }
 
 
