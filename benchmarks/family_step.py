@@ -7,7 +7,8 @@
 
 Times the real jitted step (gather from on-device data, preprocessing, the
 forward and backward pass, SGD with momentum) on a fixed random dataset,
-after one warm-up step, and prints the median over ``--steps`` steps. This
+after one warm-up step, and prints the median over ``--steps`` steps, in
+images per second and per CPU second of the process. This
 is ferjax alone; ``train_step.py`` compares it with PyTorch. ``--fusion``
 times each model once per ``FEATURES:MODE`` (``model.fusion`` at its
 defaults; ``none`` is the plain model) in one process: a model's variants
@@ -69,17 +70,26 @@ def build(name: str, variant: str) -> ferjax_step.Step:
                            parallel=parallel, fusion=fusion)
 
 
-def images_per_second(steps: dict[str, ferjax_step.Step]) -> dict[str, float]:
-  """Median images/s of each step, the steps taking turns."""
+def images_per_second(steps: dict[str, ferjax_step.Step]
+                      ) -> dict[str, tuple[float, float]]:
+  """Median images per wall second and per CPU second of each step.
+
+  The steps take turns. CPU seconds are this process's, all its threads:
+  on a machine shared with other jobs they count the work a step does, not
+  the time it waited for a core, so their ratios are the steadier ones.
+  """
   for step in steps.values():
     jax.block_until_ready(step())
-  times = {variant: [] for variant in steps}
+  times = {variant: ([], []) for variant in steps}
   for _ in range(args.steps):
     for variant, step in steps.items():
-      t0 = time.perf_counter()
+      t0, c0 = time.perf_counter(), time.process_time()
       jax.block_until_ready(step())
-      times[variant].append(time.perf_counter() - t0)
-  return {v: args.batch / float(np.median(t)) for v, t in times.items()}
+      times[variant][0].append(time.perf_counter() - t0)
+      times[variant][1].append(time.process_time() - c0)
+  return {v: (args.batch / float(np.median(wall)),
+              args.batch / float(np.median(cpu)))
+          for v, (wall, cpu) in times.items()}
 
 
 print(f"ferjax train step, batch {args.batch}, input {args.input_shape}, "
@@ -87,9 +97,10 @@ print(f"ferjax train step, batch {args.batch}, input {args.input_shape}, "
 for model in args.models.split(","):
   variants = args.fusion.split(",")
   speeds = images_per_second({v: build(model, v) for v in variants})
-  for variant, speed in speeds.items():
+  base_wall, base_cpu = speeds[variants[0]]
+  for variant, (wall, cpu) in speeds.items():
     label = model if variant == "none" else (
         f"{model} {variant}" if variant.startswith("none@") else
         f"{model} +{variant}")
-    print(f"{label:28s} {speed:9.1f} img/s  "
-          f"{speed / speeds[variants[0]]:5.2f}x", flush=True)
+    print(f"{label:28s} {wall:9.1f} img/s  {wall / base_wall:5.2f}x  "
+          f"{cpu:9.1f} img/CPU-s  {cpu / base_cpu:5.2f}x", flush=True)
