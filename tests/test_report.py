@@ -140,8 +140,9 @@ def test_chosen_columns_in_their_order(tmp_path, capsys):
                       "test/macro_f1_final,test/accuracy_final"]) == 0
   printed = capsys.readouterr().out
   header = list(read_csv(out / "report_seeds.csv")[0])
-  assert header[-4:] == ["test/macro_f1_final_mean", "test/macro_f1_final_std",
-                         "test/accuracy_final_mean", "test/accuracy_final_std"]
+  assert header[-4:] == [
+      "test/macro_f1_final_mean", "test/macro_f1_final_std",
+      "test/accuracy_final_mean", "test/accuracy_final_std"]
   assert list(read_csv(out / "report.csv")[0])[-2:] == [
       "test/macro_f1_final", "test/accuracy_final"]
   assert "_best" not in printed
