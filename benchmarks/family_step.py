@@ -3,16 +3,20 @@
   python benchmarks/family_step.py [--models lenet5,alexnet,...] \
       [--batch 64] [--input-shape 48,48,1] [--steps 10] [--devices 1] \
       [--backend shard_map|pmap] \
-      [--fusion none,lbp:early,lbp:late,gabor:early,lbp+gabor:late]
+      [--fusion none,lbp:early,lbp:late,gabor:early,lbp+gabor:late,none@9]
 
 Times the real jitted step (gather from on-device data, preprocessing, the
 forward and backward pass, SGD with momentum) on a fixed random dataset,
-after one warm-up step, and prints the median over ``--steps`` steps. This
+after one warm-up step, and prints the median over ``--steps`` steps, in
+images per second and per CPU second of the process. This
 is ferjax alone; ``train_step.py`` compares it with PyTorch. ``--fusion``
 times each model once per ``FEATURES:MODE`` (``model.fusion`` at its
 defaults; ``none`` is the plain model) in one process: a model's variants
 take turns step by step, so a machine shared with other jobs slows them
 alike, and each row also gives its speed relative to the first variant.
+``none@C`` is the plain model on C input channels, no features computed:
+what early fusion's wider first layer costs by itself (``gabor:early`` on
+a grey image gives the CNN 1 + 8 channels, ``none@9``).
 """
 
 import argparse
@@ -30,7 +34,8 @@ parser.add_argument("--backend", choices=("shard_map", "pmap"),
                     default="shard_map")
 parser.add_argument("--fusion", default="none",
                     help="comma-separated FEATURES:MODE variants, e.g. "
-                    "none,lbp:late,lbp+gabor:early")
+                    "none,lbp:late,lbp+gabor:early; none@C: the plain model "
+                    "on C input channels")
 args = parser.parse_args()
 os.environ.setdefault("XLA_FLAGS",
                       f"--xla_force_host_platform_device_count={args.devices}")
@@ -54,23 +59,37 @@ def fusion_config(variant: str) -> dict | None:
 
 
 def build(name: str, variant: str) -> ferjax_step.Step:
-  shape = tuple(int(v) for v in args.input_shape.split(","))
+  h, w, c = (int(v) for v in args.input_shape.split(","))
+  fusion = None
+  if variant.startswith("none@"):
+    c = int(variant.removeprefix("none@"))
+  else:
+    fusion = fusion_config(variant)
   parallel = Parallel(args.backend, jax.devices()[:args.devices])
-  return ferjax_step.build(name, batch=args.batch, input_shape=shape,
-                           parallel=parallel, fusion=fusion_config(variant))
+  return ferjax_step.build(name, batch=args.batch, input_shape=(h, w, c),
+                           parallel=parallel, fusion=fusion)
 
 
-def images_per_second(steps: dict[str, ferjax_step.Step]) -> dict[str, float]:
-  """Median images/s of each step, the steps taking turns."""
+def images_per_second(steps: dict[str, ferjax_step.Step]
+                      ) -> dict[str, tuple[float, float]]:
+  """Median images per wall second and per CPU second of each step.
+
+  The steps take turns. CPU seconds are this process's, all its threads:
+  on a machine shared with other jobs they count the work a step does, not
+  the time it waited for a core, so their ratios are the steadier ones.
+  """
   for step in steps.values():
     jax.block_until_ready(step())
-  times = {variant: [] for variant in steps}
+  times = {variant: ([], []) for variant in steps}
   for _ in range(args.steps):
     for variant, step in steps.items():
-      t0 = time.perf_counter()
+      t0, c0 = time.perf_counter(), time.process_time()
       jax.block_until_ready(step())
-      times[variant].append(time.perf_counter() - t0)
-  return {v: args.batch / float(np.median(t)) for v, t in times.items()}
+      times[variant][0].append(time.perf_counter() - t0)
+      times[variant][1].append(time.process_time() - c0)
+  return {v: (args.batch / float(np.median(wall)),
+              args.batch / float(np.median(cpu)))
+          for v, (wall, cpu) in times.items()}
 
 
 print(f"ferjax train step, batch {args.batch}, input {args.input_shape}, "
@@ -78,7 +97,10 @@ print(f"ferjax train step, batch {args.batch}, input {args.input_shape}, "
 for model in args.models.split(","):
   variants = args.fusion.split(",")
   speeds = images_per_second({v: build(model, v) for v in variants})
-  for variant, speed in speeds.items():
-    label = model if variant == "none" else f"{model} +{variant}"
-    print(f"{label:28s} {speed:9.1f} img/s  "
-          f"{speed / speeds[variants[0]]:5.2f}x", flush=True)
+  base_wall, base_cpu = speeds[variants[0]]
+  for variant, (wall, cpu) in speeds.items():
+    label = model if variant == "none" else (
+        f"{model} {variant}" if variant.startswith("none@") else
+        f"{model} +{variant}")
+    print(f"{label:28s} {wall:9.1f} img/s  {wall / base_wall:5.2f}x  "
+          f"{cpu:9.1f} img/CPU-s  {cpu / base_cpu:5.2f}x", flush=True)

@@ -17,8 +17,17 @@ table there used ``epochs=5 --config.eval_every_epochs=5`` to fit a shared
 
   ferjax sweep --config experiments/fer2013_fusion.py:epochs=10 \
       --config.input.manual_dir=../shared/data/fer2013 \
-      --workdir runs/fer2013_fusion --parallel 2 \
+      --workdir runs/fer2013_fusion --concurrent-trials 2 \
       --config.parallel.cpu_devices=1
+
+and its table (one row per variant: mean ± sample std over the seeds, at
+the final step; the "Over seeds" section of what it prints):
+
+  COLS=public_test/accuracy_final,public_test/macro_f1_final
+  COLS=$COLS,public_test_tencrop/accuracy_final
+  COLS=$COLS,public_test_tencrop/macro_f1_final
+  ferjax report runs/fer2013_fusion --out runs/fer2013_fusion_report \
+      --eval public_test --columns $COLS
 """
 
 import pathlib

@@ -11,6 +11,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ferjax import features
+from ferjax.features import gabor
 from ferjax.models import fusion
 
 skimage_feature = pytest.importorskip(
@@ -164,6 +165,29 @@ def test_gabor_magnitudes_are_the_filtered_pair():
                  for k in (0, 1))
     np.testing.assert_allclose(got[0, ..., f], np.hypot(even, odd),
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_shape", [(9, 9), (4, 6), (5, 2)])
+def test_gabor_magnitudes_of_any_bank_equal_opencv(kernel_shape):
+  """Any (even-sized, non-square) kernel pairs on a non-square image: the
+  FFT's padding and crop are cv2.filter2D's zero border and anchor."""
+  rng = np.random.default_rng(5)
+  image = rng.normal(size=(13, 20)).astype(np.float32)
+  bank = rng.normal(size=(*kernel_shape, 1, 6)).astype(np.float32)
+  got = np.asarray(features.gabor_magnitudes(jnp.asarray(image[None]), bank))
+  assert got.shape == (1, 13, 20, 3)
+  for f in range(3):
+    even, odd = (cv2.filter2D(image, cv2.CV_32F, bank[:, :, 0, 2 * f + k],
+                              borderType=cv2.BORDER_CONSTANT)
+                 for k in (0, 1))
+    np.testing.assert_allclose(got[0, ..., f], np.hypot(even, odd),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n,want", [(1, 1), (40, 40), (56, 56), (57, 60),
+                                    (97, 98), (121, 125)])
+def test_fft_sizes_have_no_prime_factor_above_7(n, want):
+  assert gabor.fft_size(n) == want
 
 
 SPEC = fusion.FusionSpec(features=("lbp", "gabor"),

@@ -82,7 +82,7 @@ def test_input_gradients_flow_but_filters_are_not_parameters(mode):
   labels = jnp.arange(4) % 7
 
   def loss(params, x):
-    logits = model.apply({"params": params}, x)
+    logits = model.apply({**variables, "params": params}, x)
     return optax.softmax_cross_entropy_with_integer_labels(
         logits, labels).mean()
 
@@ -101,6 +101,44 @@ def test_input_gradients_flow_but_filters_are_not_parameters(mode):
     kernel_grad = grad_params["backbone"]["Conv_0"]["kernel"]
     assert kernel_grad.shape[2] == 3 + 1 + bank.num_filters
     assert (np.abs(np.asarray(kernel_grad[:, :, 3:])).sum((0, 1, 3)) > 0).all()
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_late_head_standardises_the_descriptor_per_element(standardize):
+  """Train: the batch's statistics (and the running ones updated); eval: the
+  running ones, a fixed affine map. Off (runs before the field): raw input."""
+  config = {**_fusion(("lbp", "gabor"), "late"), "standardize": standardize}
+  model = create_model("lenet5", num_classes=7, fusion=config)
+  variables = _init(model)
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(8, *SHAPE)),
+                  jnp.float32)
+  d = fusion.descriptor(x, fusion.FusionSpec.from_config(config))
+  params = variables["params"]
+  backbone = create_model("lenet5", num_classes=7).apply(
+      {"params": params["backbone"]}, x)
+
+  def logits(h):
+    dense = params["fusion_dense"]
+    hidden = jax.nn.relu(h @ dense["kernel"] + dense["bias"])
+    return backbone + hidden @ params["fusion_classifier"]["kernel"]
+
+  if not standardize:
+    assert "batch_stats" not in variables
+    np.testing.assert_allclose(model.apply(variables, x), logits(d),
+                               rtol=1e-4, atol=1e-4)
+    return
+  assert set(params) == {"backbone", "fusion_dense", "fusion_classifier"}
+  _, updates = model.apply(variables, x, train=True, rngs={
+      "dropout": jax.random.key(1)}, mutable=["batch_stats"])
+  stats = updates["batch_stats"]["fusion_standardize"]
+  np.testing.assert_allclose(stats["mean"], 0.1 * d.mean(0), rtol=1e-5,
+                             atol=1e-7)
+  np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * d.var(0),
+                             rtol=1e-4)
+  evaluated = model.apply({**variables, **updates}, x)
+  want = logits((d - stats["mean"]) / jnp.sqrt(stats["var"] + 1e-5))
+  np.testing.assert_allclose(evaluated, want, rtol=1e-4, atol=1e-4)
+  assert not np.allclose(evaluated, logits(d), atol=1e-3)
 
 
 def test_lbp_linear_is_the_standardised_descriptor_and_one_dense():
@@ -152,6 +190,8 @@ def _validated(*overrides: str):
      "lbp, gabor"),
     (["model.fusion.features=('lbp',)", "model.fusion.mode=middle"],
      "model.fusion.mode", "early, late"),
+    (["model.fusion.standardize=None"], "model.fusion.standardize",
+     "True or False"),
     (["model.fusion.features=('lbp',)", "model.fusion.lbp.radius=16.0"],
      "model.fusion.lbp.radius", "fits the 32x32 input"),
     (["model.fusion.features=('lbp',)", "model.fusion.lbp.grid=(40, 4)"],
@@ -196,11 +236,14 @@ def test_runs_recorded_before_fusion_existed_have_the_same_config():
                                if k != "fusion"}}
   upgraded, added = config_lib.upgrade(older)
   assert "model.fusion.features" in added
-  assert config_lib.differing_fields(upgraded, config) == []
+  # Without features the late head, standardised or not, does not exist.
+  assert config_lib.differing_fields(upgraded, config) == [
+      "model.fusion.standardize"]
+  assert added["model.fusion.standardize"] is False
   fused = config_lib.apply_overrides(config_lib.load_config(QUICKSTART), [
       "model.fusion.features=('lbp',)"]).to_dict()
   assert config_lib.differing_fields(upgraded, fused) == [
-      "model.fusion.features"]
+      "model.fusion.features", "model.fusion.standardize"]
 
 
 def test_cli_refuses_bad_fusion_before_any_work(tmp_path, capsys):
@@ -244,3 +287,33 @@ def test_late_fusion_lenet_trains_and_predicts(synthetic_data_dir, tmp_path,
       "dataset"]["class_names"]
   labels = [face["label"] for r in records for face in r["faces"]]
   assert labels and all(label in class_names for label in labels)
+
+
+def test_late_fusion_runs_from_before_standardize_evaluate_unchanged(
+    synthetic_data_dir, tmp_path, capsys):
+  """A late-fusion run whose config.json has no ``standardize`` (what the
+  ferjax before it wrote: an unstandardised head, no batch_stats) restores
+  and evaluates to the numbers it logged."""
+  workdir = tmp_path / "run"
+  code = cli.main([
+      "train", "--config", QUICKSTART, "--workdir", str(workdir),
+      "--config.model.fusion.features=('lbp', 'gabor')",
+      "--config.model.fusion.standardize=False",
+      "--config.model.fusion.lbp.grid=(4, 4)",
+      "--config.model.fusion.gabor.grid=(4, 4)",
+      f"--config.input.data_dir={synthetic_data_dir}",
+      "--config.input.train_split=train[:64]",
+      "--config.evals={'test': {'split': 'test[:64]', 'tta': 'none'}}",
+      "--config.num_epochs=1", "--config.batch_size=32",
+      "--config.parallel.cpu_devices=None", "--config.parallel.num_devices=1"])
+  assert code == 0, capsys.readouterr().err[-2000:]
+  saved = json.loads((workdir / "config.json").read_text())
+  del saved["model"]["fusion"]["standardize"]
+  (workdir / "config.json").write_text(json.dumps(saved))
+  logged = [e for e in read_metrics(workdir) if e["split"] == "test"][-1]
+  capsys.readouterr()
+  assert cli.main(["eval", "--workdir", str(workdir), "--checkpoint",
+                   "latest", "--json"]) == 0
+  result = json.loads(capsys.readouterr().out)["results"]["test"]
+  assert result["loss"] == pytest.approx(logged["loss"], rel=1e-5)
+  assert result["confusion_matrix"] == logged["confusion_matrix"]

@@ -133,6 +133,35 @@ def test_seed_groups_mean_and_sample_std(reported):
   assert cell in markdown and cell in printed
 
 
+def test_chosen_columns_in_their_order(tmp_path, capsys):
+  dirs = make_runs(tmp_path / "runs")
+  out = tmp_path / "out"
+  assert report.main([*map(str, dirs), "--out", str(out), "--columns",
+                      "test/macro_f1_final,test/accuracy_final"]) == 0
+  printed = capsys.readouterr().out
+  header = list(read_csv(out / "report_seeds.csv")[0])
+  assert header[-4:] == [
+      "test/macro_f1_final_mean", "test/macro_f1_final_std",
+      "test/accuracy_final_mean", "test/accuracy_final_std"]
+  assert list(read_csv(out / "report.csv")[0])[-2:] == [
+      "test/macro_f1_final", "test/accuracy_final"]
+  assert "_best" not in printed
+  final = [ACCURACIES[0.1, s][-1] for s in (0, 1)]
+  assert (f"| {statistics.mean(final) / 2:.4f} ± "
+          f"{statistics.stdev(final) / 2:.4f} | {statistics.mean(final):.4f} "
+          f"± {statistics.stdev(final):.4f} |") in printed
+
+
+def test_unknown_column_names_the_known_ones(tmp_path, capsys):
+  dirs = make_runs(tmp_path / "runs")
+  assert report.main([*map(str, dirs), "--out", str(tmp_path / "out"),
+                      "--columns", "test/accuracy_final,public_test/f1"]) == 2
+  err = capsys.readouterr().err
+  assert "--columns: unknown column(s) public_test/f1" in err
+  assert "test/accuracy_best" in err and "Traceback" not in err
+  assert not (tmp_path / "out").exists()
+
+
 def test_plots_are_pngs(reported):
   _, out, _ = reported
   plots = out / "plots"

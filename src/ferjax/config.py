@@ -83,6 +83,8 @@ LEGACY_VALUES: dict[str, Any] = {
     "model.fusion.gabor.wavelengths": (4.0, 8.0),
     "model.fusion.gabor.gamma": 0.5,
     "model.fusion.gabor.grid": (6, 6),
+    # The late head saw the raw histogram fractions and Gabor cell means.
+    "model.fusion.standardize": False,
 }
 
 
@@ -168,6 +170,7 @@ def base_config() -> ml_collections.ConfigDict:
       features=(),  # any of 'lbp', 'gabor'
       mode="late",  # early: extra input channels | late: beside the logits
       width=64,  # late: units of the fusion head's hidden Dense
+      standardize=True,  # late: each descriptor element to zero mean, unit var
       lbp=dict(points=8, radius=1.0, method="uniform", grid=(6, 6)),
       gabor=dict(ksize=9, sigmas=(2.0, 3.5), wavelengths=(4.0, 8.0),
                  orientations=4, gamma=0.5, grid=(6, 6))))
@@ -550,6 +553,9 @@ def _validate_fusion(config: ml_collections.ConfigDict) -> None:
            f"one of {', '.join(FUSION_MODES)}", fusion.get("mode"))
   _require(_is_positive_int(fusion.get("width")), "model.fusion.width",
            "a positive integer", fusion.get("width"))
+  _require(isinstance(fusion.get("standardize"), bool),
+           "model.fusion.standardize", "True or False",
+           fusion.get("standardize"))
   side = min(config.input.image_size) if _is_size(
       config.input.image_size) else 0
   height, width = config.input.image_size if side else (0, 0)

@@ -169,6 +169,23 @@ def metric_columns(runs: Sequence[Run]) -> list[str]:
           for which in ("final", "best")]
 
 
+def select_columns(available: Sequence[str],
+                   wanted: Sequence[str] | None) -> list[str]:
+  """``wanted`` in its own order (all of ``available`` when None).
+
+  A paper's table wants a few columns (PublicTest accuracy and macro F1 at
+  the final step, say) out of every eval's final and best metrics.
+  """
+  if wanted is None:
+    return list(available)
+  unknown = [c for c in wanted if c not in available]
+  if unknown or not wanted:
+    raise ValueError(
+        f"--columns: unknown column(s) {', '.join(unknown) or '(none given)'};"
+        f" expected some of {', '.join(available)}")
+  return list(dict.fromkeys(wanted))
+
+
 def summarize(run: Run) -> dict[str, float]:
   """Final (last logged) and best value of each eval's accuracy, macro F1."""
   out = {}
@@ -438,17 +455,19 @@ def _seed_section(groups: Sequence[SeedGroup], fields: Sequence[str],
 def write_report(dirs: Sequence[str | os.PathLike],
                  out: str | os.PathLike | None = None, *,
                  eval_name: str | None = None,
-                 step: int | None = None) -> str:
+                 step: int | None = None,
+                 columns: Sequence[str] | None = None) -> str:
   """Writes report.md, report.csv, seed groups and plots; returns the tables.
 
   ``eval_name`` and ``step`` choose the evaluation shown as confusion
   matrices and per-class accuracy (default: each run's checkpoint-selecting
-  eval at its final step).
+  eval at its final step). ``columns`` are the metric columns of the
+  tables and CSVs (``select_columns``; default all).
   """
   runs, unreadable = load_all(dirs)
   out = pathlib.Path(out if out is not None else dirs[0])
   fields = varying_fields([r.config for r in runs])
-  columns = metric_columns(runs)
+  columns = select_columns(metric_columns(runs), columns)
   header = ["run", *fields, "status", "step", *columns]
   rows = []
   for run in runs:
@@ -517,10 +536,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "each run's best checkpoint)")
   parser.add_argument("--step", type=int,
                       help="step of that evaluation (default: the last)")
+  parser.add_argument(
+      "--columns", type=lambda text: [c for c in text.split(",") if c],
+      metavar="EVAL/METRIC_WHICH,...",
+      help="metric columns of the tables, in this order, e.g. "
+      "public_test/accuracy_final,public_test/macro_f1_final (default: "
+      "every evaluation's final and best accuracy and macro F1)")
   args = parser.parse_args(argv)
   try:
     tables = write_report(args.dirs, args.out, eval_name=args.eval_name,
-                          step=args.step)
+                          step=args.step, columns=args.columns)
   except (FileNotFoundError, ValueError) as e:
     print(f"ferjax report: error: {e}", file=sys.stderr)
     return 2

@@ -71,4 +71,4 @@ def create_model(name: str, *, num_classes: int,
   if not spec.features:
     return model
   return fusion_lib.Fused(backbone=model, spec=spec, num_classes=num_classes,
-                          dtype=model.dtype)
+                          dtype=model.dtype, bn_axis_name=model.bn_axis_name)

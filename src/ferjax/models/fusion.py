@@ -12,8 +12,9 @@ need a positive std); a colour input is averaged to grey first.
   (divided by each kernel's L1 norm, so they stay on the image's scale) are
   concatenated to the image as extra channels. The CNN's first layer grows
   by those input channels; nothing else changes.
-* ``late``: the LBP cell histograms and the per-cell mean Gabor magnitudes
-  go through ``Dense(width)`` and ReLU, and their product with a bias-free
+* ``late``: the LBP cell histograms and the per-cell mean Gabor magnitudes,
+  standardised per element (``standardize``, see ``standardize``), go
+  through ``Dense(width)`` and ReLU, and their product with a bias-free
   ``Dense(num_classes)`` is added to the CNN's logits. That is exactly the
   classifier applied to the CNN's penultimate features concatenated with the
   fusion features (a linear layer on a concatenation is the sum of two
@@ -69,6 +70,7 @@ class FusionSpec:
   features: tuple[str, ...] = ()
   mode: str = "late"
   width: int = 64
+  standardize: bool = True
   lbp: LBPSettings = LBPSettings()
   gabor: GaborSettings = GaborSettings()
 
@@ -86,6 +88,8 @@ class FusionSpec:
     return cls(features=tuple(fusion.get("features", ())),
                mode=fusion.get("mode", "late"),
                width=fusion.get("width", 64),
+               # Absent from configs written before it existed: raw inputs.
+               standardize=fusion.get("standardize", False),
                lbp=LBPSettings(**lbp), gabor=GaborSettings(**gabor))
 
 
@@ -135,6 +139,26 @@ def descriptor(x: jnp.ndarray, spec: FusionSpec) -> jnp.ndarray:
   return jax.lax.stop_gradient(jnp.concatenate(flat, axis=-1))
 
 
+def standardize(h: jnp.ndarray, *, train: bool, axis_name: str | None,
+                name: str | None = None) -> jnp.ndarray:
+  """Each element of a (batch, D) descriptor to zero mean and unit variance.
+
+  Histogram fractions (mostly below 0.1) and Gabor cell means are far from
+  the unit scale the following Dense's initialisation and the CNN recipes'
+  learning rates assume; unstandardised, ``lbp_linear`` never left the class
+  prior. A BatchNorm without scale or offset does it from the training
+  batches' statistics (synchronised over ``axis_name``) and keeps running
+  ones in ``batch_stats``: at evaluation it is a fixed affine map, so the
+  model stays what it was, a Dense on the descriptor, with no parameter
+  added (the Dense that follows has the scale and offset already). A
+  per-example norm would not do: it mixes the bins of one image instead of
+  putting each bin on the scale of the data.
+  """
+  return nn.BatchNorm(use_running_average=not train, use_scale=False,
+                      use_bias=False, axis_name=axis_name, momentum=0.9,
+                      epsilon=1e-5, name=name)(h)
+
+
 def extra_channels(spec: FusionSpec) -> int:
   """Input channels early fusion adds to the CNN."""
   return (("lbp" in spec.features)
@@ -148,6 +172,7 @@ class Fused(nn.Module):
   spec: FusionSpec
   num_classes: int = 7
   dtype: jnp.dtype = jnp.float32
+  bn_axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
@@ -155,7 +180,11 @@ class Fused(nn.Module):
       maps = feature_maps(x, self.spec).astype(x.dtype)
       return self.backbone(jnp.concatenate([x, maps], axis=-1), train=train)
     logits = self.backbone(x, train=train)
-    h = descriptor(x, self.spec).astype(self.dtype)
+    h = descriptor(x, self.spec)
+    if self.spec.standardize:
+      h = standardize(h, train=train, axis_name=self.bn_axis_name,
+                      name="fusion_standardize")
+    h = h.astype(self.dtype)
     h = nn.relu(nn.Dense(self.spec.width, dtype=self.dtype,
                          name="fusion_dense")(h))
     fused = nn.Dense(self.num_classes, use_bias=False, dtype=self.dtype,
