@@ -5,6 +5,7 @@ and benchmarks/gpu_review.sh runs it end to end."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -106,6 +107,7 @@ def _mini_fer2013(root):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(not SHARED_FER2013.is_dir(),
                     reason=f"{SHARED_FER2013} absent")
 def test_gpu_script_runs_the_runlocal_sweep_end_to_end_on_cpu(tmp_path):
@@ -114,12 +116,20 @@ def test_gpu_script_runs_the_runlocal_sweep_end_to_end_on_cpu(tmp_path):
          "SEEDS": "1", "FERJAX": str(REPO / ".venv" / "bin" / "ferjax")}
   if not os.access(env["FERJAX"], os.X_OK):
     env["FERJAX"] = shutil.which("ferjax") or "ferjax"
-  proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_review.sh"),
-                         "--runlocal"], env=env, capture_output=True,
-                        text=True, timeout=1800, check=False)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  # Its own process group, so that a failing test stops the sweep's trials.
+  proc = subprocess.Popen(["bash", str(REPO / "benchmarks" / "gpu_review.sh"),
+                           "--runlocal"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          start_new_session=True)
+  try:
+    out, err = proc.communicate(timeout=3000)
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGTERM)
+      proc.wait()
+  assert proc.returncode == 0, out[-3000:] + err[-3000:]
   for family in RECIPES:
-    assert f"\n{family} " in proc.stdout  # its expected-time row
+    assert f"\n{family} " in out  # its expected-time row
   summary = json.loads((tmp_path / "sw" / sweep.SWEEP_FILE).read_text())
   assert summary["counts"] == {"finished": 4}
   for family in RECIPES:
