@@ -247,6 +247,93 @@ def test_failed_trial_is_recorded_and_finished_ones_skipped(
     assert summary["counts"] == {"failed": 1, "finished": 1}
 
 
+def recipes_file(directory: pathlib.Path) -> str:
+  """An experiment whose argument picks one of two recipes, and a sweep of
+  TrialSpecs over both: recipe 'b' differs in more than a few fields."""
+  path = directory / "recipes.py"
+  path.write_text(
+      "from ferjax import config as config_lib\n"
+      "from ferjax.experiment import sweep\n\n"
+      "def get_config(arg=None):\n"
+      "  args = config_lib.parse_arg(arg, recipe='', seeds=1)\n"
+      "  if args.recipe not in ('a', 'b'):\n"
+      "    raise config_lib.ConfigError(f'no recipe {args.recipe!r}')\n"
+      f"  extra = {TINY!r}\n"
+      "  if args.recipe == 'b':\n"
+      "    extra += ['batch_size=32', 'input.image_size=(24, 24)',\n"
+      "              'input.channels=1', 'optimizer.learning_rate=0.02']\n"
+      "  return config_lib.apply_overrides(\n"
+      f"      config_lib.load_config({QUICKSTART!r}), extra)\n\n"
+      "def get_sweep(arg=None):\n"
+      "  seeds = config_lib.parse_arg(arg, recipe='', seeds=1).seeds\n"
+      "  return [sweep.TrialSpec({'seed': s}, arg=f'recipe={r}',\n"
+      "                          name=f'{r}-seed{s}')\n"
+      "          for r in ('a', 'b') for s in range(seeds)]\n")
+  return str(path)
+
+
+def test_trials_with_their_own_experiment_argument(tmp_path):
+  spec = recipes_file(tmp_path)
+  trials = sweep.plan(f"{spec}:seeds=2", ["num_epochs=2"], tmp_path / "sw")
+  assert [(t.name, t.arg, t.overrides) for t in trials] == [
+      (f"{r}-seed{s}", f"recipe={r}", {"seed": s})
+      for r in ("a", "b") for s in (0, 1)]
+  command = sweep.train_command(f"{spec}:seeds=2", ["num_epochs=2"],
+                                trials[3])
+  assert command[command.index("--config") + 1] == f"{spec}:recipe=b"
+  assert command[-2:] == ["--config.num_epochs=2", "--config.seed=1"]
+  # Each trial trains its own recipe, with the common overrides and its seed.
+  for trial in trials:
+    config = sweep.trial_config(f"{spec}:seeds=2", ["num_epochs=2"], trial)
+    expected = config_lib.apply_overrides(
+        config_lib.load_config(f"{spec}:{trial.arg}"),
+        ["num_epochs=2", f"seed={trial.overrides['seed']}"])
+    assert config_lib.to_json(config) == config_lib.to_json(expected)
+  a, b = (sweep.trial_config(spec, [], t) for t in (trials[0], trials[2]))
+  assert (a.batch_size, a.input.channels) == (64, 3)
+  assert (b.batch_size, tuple(b.input.image_size), b.input.channels) == (
+      32, (24, 24), 1)
+  # Without a name, the argument and the overrides name the directory.
+  path = tmp_path / "unnamed.py"
+  path.write_text(pathlib.Path(spec).read_text().replace(
+      "name=f'{r}-seed{s}'", "name=None"))
+  assert [t.name for t in sweep.plan(str(path), [], tmp_path / "sw2")] == [
+      "recipe=a,seed=0", "recipe=b,seed=0"]
+
+
+def test_a_bad_trial_argument_fails_before_any_trial(tmp_path, capsys):
+  bad = tmp_path / "bad.py"
+  bad.write_text(pathlib.Path(recipes_file(tmp_path)).read_text().replace(
+      "for r in ('a', 'b')", "for r in ('a', 'c')"))
+  code = sweep_command.main(["--config", str(bad), "--workdir",
+                             str(tmp_path / "sw")])
+  assert code == 2
+  assert "trial c-seed0: no recipe 'c'" in capsys.readouterr().err
+  assert not (tmp_path / "sw").exists()
+  for trials, message in [("[sweep.TrialSpec({'seed': 0}, arg='')]",
+                           "TrialSpec"),
+                          ("[sweep.TrialSpec({0: 1})]", "TrialSpec")]:
+    with pytest.raises(config_lib.ConfigError, match=message):
+      sweep.plan(sweep_file(tmp_path, trials), [], tmp_path / "sw")
+
+
+def test_trials_of_two_recipes_run_each_its_own(synthetic_data_dir, tmp_path):
+  spec = recipes_file(tmp_path)
+  code, out = run_sweep(sweep_args(spec, tmp_path / "sw", synthetic_data_dir))
+  assert code == 0, out
+  summary = json.loads((tmp_path / "sw" / sweep.SWEEP_FILE).read_text())
+  assert [(t["name"], t["arg"], t["status"]) for t in summary["trials"]] == [
+      ("a-seed0", "recipe=a", "finished"), ("b-seed0", "recipe=b", "finished")]
+  for name, channels, batch in (("a-seed0", 3, 64), ("b-seed0", 1, 32)):
+    saved = RunDir(tmp_path / "sw" / name).read_config()
+    assert (saved.input.channels, saved.batch_size) == (channels, batch)
+    assert status(tmp_path / "sw" / name)["command"][5] == (
+        f"{spec}:recipe={name[0]}")
+  # Relaunched: both finished, nothing runs again.
+  code, out = run_sweep(sweep_args(spec, tmp_path / "sw", synthetic_data_dir))
+  assert code == 0 and "2 already finished, 0 to run" in out
+
+
 def test_a_running_sweep_directory_is_locked(tmp_path):
   config = sweep_file(tmp_path, "[{'seed': 0}]")
   trials = sweep.plan(config, [], tmp_path / "sw")

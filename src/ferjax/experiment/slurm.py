@@ -206,10 +206,8 @@ class SlurmRunner(sweep.Runner):
     super().__init__(_absolute_spec(spec), common,
                      pathlib.Path(workdir).resolve(), trials,
                      parallel=parallel)
-    base = config_lib.apply_overrides(config_lib.load_config(spec), common)
-    self.resources = {
-        t.name: resources(config_lib.apply_overrides(base, t.args))
-        for t in trials}
+    self.resources = {t.name: resources(sweep.trial_config(spec, common, t))
+                      for t in trials}
     self.wait = wait
     self.poll_seconds = poll_seconds
 

@@ -8,13 +8,22 @@ returning its trials as override dicts, built with ``axis``, ``product`` and
     return sweep.product(sweep.axis("seed", [0, 1]),
                          sweep.axis("optimizer.learning_rate", [0.05, 0.1]))
 
+A trial whose recipe differs in more than a few fields (another model
+family's whole config) is a ``TrialSpec`` with its own experiment argument
+``arg``, which ``get_config`` dispatches on, and a readable ``name``::
+
+  def get_sweep(arg=None):
+    return [sweep.TrialSpec({"seed": s}, arg=f"family={f}", name=f"{f}-seed{s}")
+            for f in ("lenet5", "googlenet") for s in (0, 1)]
+
 ``ferjax sweep`` checks every trial before any starts, then runs each as its
-own ``ferjax train`` process in ``DIR/<its overrides>``, N at a time. The run
-directories are the sweep's state: relaunching the same command after a crash
-or ``kill -9`` skips finished trials and resumes the others from their
-checkpoints. Each trial's run directory is locked (``run_dir.RunDir.lock``)
-from the moment the sweep takes it until its ``ferjax train`` process ends,
-so a ``ferjax train`` into a trial the sweep owns is refused.
+own ``ferjax train`` process in ``DIR/<its name>`` (by default its
+overrides), N at a time. The run directories are the sweep's state:
+relaunching the same command after a crash or ``kill -9`` skips finished
+trials and resumes the others from their checkpoints. Each trial's run
+directory is locked (``run_dir.RunDir.lock``) from the moment the sweep takes
+it until its ``ferjax train`` process ends, so a ``ferjax train`` into a
+trial the sweep owns is refused.
 """
 
 import dataclasses
@@ -112,13 +121,29 @@ def safe_name(text: str) -> str:
   return safe
 
 
+@dataclasses.dataclass(frozen=True)
+class TrialSpec:
+  """A trial of ``get_sweep`` that needs more than overrides.
+
+  ``arg`` replaces the experiment argument (the part after ':') for this
+  trial, so that ``get_config(arg)`` can build another recipe; ``name`` is
+  its run directory's name (default: made from ``arg`` and the overrides).
+  """
+
+  overrides: Overrides = dataclasses.field(default_factory=dict)
+  arg: str | None = None
+  name: str | None = None
+
+
 @dataclasses.dataclass
 class Trial:
-  """One run of a sweep: its overrides and its run directory."""
+  """One run of a sweep: its overrides, its run directory and, when it has
+  one of its own, its experiment argument."""
 
   name: str
   overrides: Overrides
   workdir: pathlib.Path
+  arg: str | None = None
 
   @property
   def args(self) -> list[str]:
@@ -142,7 +167,35 @@ class Trial:
                       json.dumps(status, indent=2) + "\n")
 
 
-def load_sweep(spec: str) -> list[Overrides]:
+def experiment_spec(spec: str, trial: Trial) -> str:
+  """What ``trial`` trains: the sweep's ``spec``, with the trial's own
+  argument in place of the sweep's when it has one."""
+  if trial.arg is None:
+    return spec
+  return f"{spec.partition(':')[0]}:{trial.arg}"
+
+
+def trial_config(spec: str, common: Sequence[str],
+                 trial: Trial) -> Any:
+  """The config ``trial`` trains: its experiment, ``common``, its overrides."""
+  base = config_lib.load_config(experiment_spec(spec, trial))
+  return config_lib.apply_overrides(
+      config_lib.apply_overrides(base, common), trial.args)
+
+
+def _as_trial_spec(entry: Any) -> TrialSpec | None:
+  """``entry`` of ``get_sweep``'s list as a TrialSpec; None if malformed."""
+  if isinstance(entry, Mapping):
+    entry = TrialSpec(dict(entry))
+  if not (isinstance(entry, TrialSpec) and isinstance(entry.overrides, Mapping)
+          and all(isinstance(k, str) for k in entry.overrides)
+          and all(v is None or (isinstance(v, str) and v)
+                  for v in (entry.arg, entry.name))):
+    return None
+  return dataclasses.replace(entry, overrides=dict(entry.overrides))
+
+
+def load_sweep(spec: str) -> list[TrialSpec]:
   """Calls ``get_sweep(arg)`` of ``path/to/experiment.py[:arg]``."""
   module, arg = config_lib.load_experiment(spec)
   path_str = spec.partition(":")[0]
@@ -158,13 +211,21 @@ def load_sweep(spec: str) -> list[Overrides]:
       trials = get_sweep()
   except ValueError as e:
     raise config_lib.ConfigError(f"{path_str}: get_sweep(): {e}") from None
-  if not (isinstance(trials, (list, tuple)) and trials and all(
-      isinstance(t, Mapping) and all(isinstance(k, str) for k in t)
-      for t in trials)):
+  specs = ([_as_trial_spec(t) for t in trials]
+           if isinstance(trials, (list, tuple)) else [])
+  if not specs or None in specs:
     raise config_lib.ConfigError(
         f"{path_str}: get_sweep() must return a non-empty list of "
-        f"{{'FIELD': value}} dicts, got {trials!r:.200}")
-  return [dict(t) for t in trials]
+        f"{{'FIELD': value}} dicts or sweep.TrialSpec, got {trials!r:.200}")
+  return specs
+
+
+def _default_name(spec: TrialSpec) -> str:
+  """``arg,overrides`` (or either alone) as a run directory name."""
+  if spec.arg is None:
+    return trial_name(spec.overrides)
+  return safe_name(",".join([spec.arg, *(
+      f"{k}={format_value(v)}" for k, v in spec.overrides.items())]))
 
 
 def plan(spec: str, common: Sequence[str],
@@ -177,12 +238,12 @@ def plan(spec: str, common: Sequence[str],
   holding a different config.
   """
   workdir = pathlib.Path(workdir)
-  base = config_lib.apply_overrides(config_lib.load_config(spec), common)
   common_fields = {o.partition("=")[0] for o in common}
   trials: list[Trial] = []
-  for overrides in load_sweep(spec):
-    name = trial_name(overrides)
-    trial = Trial(name, overrides, workdir / name)
+  for entry in load_sweep(spec):
+    overrides = entry.overrides
+    name = safe_name(entry.name) if entry.name else _default_name(entry)
+    trial = Trial(name, overrides, workdir / name, entry.arg)
     if any(t.name == trial.name for t in trials):
       raise config_lib.ConfigError(
           f"{spec}: get_sweep() lists the trial {trial.name} twice")
@@ -192,7 +253,7 @@ def plan(spec: str, common: Sequence[str],
           f"--config.{both[0]} is set on the command line but swept by "
           f"{spec}'s get_sweep(); drop one of them")
     try:
-      config = config_lib.apply_overrides(base, trial.args)
+      config = trial_config(spec, common, trial)
       config_lib.validate(config)
     except config_lib.ConfigError as e:
       raise config_lib.ConfigError(f"trial {trial.name}: {e}") from None
@@ -214,7 +275,8 @@ def _check_existing(trial: Trial, config: Any) -> None:
 def train_command(spec: str, common: Sequence[str],
                   trial: Trial) -> list[str]:
   """The ``ferjax train`` process of one trial."""
-  return [sys.executable, "-m", "ferjax.cli", "train", "--config", spec,
+  return [sys.executable, "-m", "ferjax.cli", "train",
+          "--config", experiment_spec(spec, trial),
           "--workdir", str(trial.workdir),
           *(f"--config.{o}" for o in [*common, *trial.args])]
 
@@ -412,6 +474,7 @@ class Runner:
         "counts": {s: statuses.count(s) for s in sorted(set(statuses))},
         "trials": [{
             "name": t.name,
+            **({"arg": t.arg} if t.arg is not None else {}),
             "overrides": {k: format_value(v) for k, v in t.overrides.items()},
             "status": status,
             "attempts": self.status[t.name].get("attempts", 0),

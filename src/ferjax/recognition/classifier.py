@@ -1,4 +1,4 @@
-"""A trained model packaged for inference on face crops."""
+"""A trained model, or an ensemble of them, packaged for inference on faces."""
 
 import dataclasses
 from collections.abc import Callable, Sequence
@@ -10,6 +10,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from ferjax.data import preprocess
+from ferjax.labels import check_same_labels
+from ferjax.recognition.align import Face, align_faces
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceScores:
+  """Class probabilities of the faces of one image, ``probs`` (N, C); for an
+  ensemble also each member's, as (name, (N, C)) pairs, whose mean ``probs``
+  is."""
+
+  probs: np.ndarray
+  members: tuple[tuple[str, np.ndarray], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +53,49 @@ class Classifier:
     padded[:n] = crops
     return np.asarray(self.predict_fn(jnp.asarray(padded)), np.float32)[:n]
 
+  def score_faces(self, image: np.ndarray, faces: Sequence[Face], *,
+                  margin: float = 0.1) -> FaceScores:
+    """Probabilities of ``faces`` in uint8 RGB ``image``, each aligned into
+    a ``crop_shape`` crop (see ``align.align_faces``)."""
+    return FaceScores(self.predict(
+        align_faces(image, faces, self.crop_shape, margin=margin)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Ensemble:
+  """Several classifiers of one label set used as one: their mean softmax.
+
+  Each member aligns the faces at its own ``crop_shape`` and preprocesses
+  them its own way (input size, channels, normalisation), as
+  ``train.evaluate.evaluate_ensemble`` does for a split; ``names`` (the
+  members' run directories) label each member's scores.
+  """
+
+  members: tuple[Classifier, ...]
+  names: tuple[str, ...]
+
+  def __post_init__(self):
+    if len(self.members) != len(self.names) or len(self.members) < 2:
+      raise ValueError(f"an ensemble needs at least two members with one name "
+                       f"each, got {len(self.members)} and {len(self.names)}")
+    check_same_labels(self.names, [m.class_names for m in self.members])
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    return self.members[0].class_names
+
+  def score_faces(self, image: np.ndarray, faces: Sequence[Face], *,
+                  margin: float = 0.1) -> FaceScores:
+    """The members' mean probabilities of ``faces``, and each member's."""
+    probs = [m.score_faces(image, faces, margin=margin).probs
+             for m in self.members]
+    return FaceScores(np.mean(probs, axis=0, dtype=np.float32),
+                      tuple(zip(self.names, probs, strict=True)))
+
+
+# What the recognition pipeline and streams classify faces with.
+FaceClassifier = Classifier | Ensemble
+
 
 def batch_bucket(n: int) -> int:
   """The batch size ``n`` crops are padded to: the next power of two up to
@@ -64,6 +119,21 @@ def classifier_from_model(model: nn.Module, variables: Any, *,
     return jax.nn.softmax(model.apply(variables, x, train=False))
 
   return Classifier(tuple(class_names), tuple(crop_shape), predict_fn)
+
+
+def load_ensemble(workdirs: Sequence[str],
+                  checkpoint: str = "best") -> Ensemble:
+  """The ensemble of the runs' best (or given) checkpoints.
+
+  Label sets are compared, from the runs' manifests, before any checkpoint
+  is read: members that classify different labels fail at once.
+  """
+  from ferjax.run_dir import RunDir
+  workdirs = [str(w) for w in workdirs]
+  check_same_labels(workdirs, [RunDir(w).read_manifest()["dataset"][
+      "class_names"] for w in workdirs])
+  return Ensemble(tuple(load_classifier(w, checkpoint) for w in workdirs),
+                  tuple(workdirs))
 
 
 def load_classifier(workdir: str, checkpoint: str = "best") -> Classifier:

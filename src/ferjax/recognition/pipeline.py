@@ -25,8 +25,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from ferjax.recognition.align import Face, align_faces
-from ferjax.recognition.classifier import Classifier
+from ferjax.recognition.align import Face
+from ferjax.recognition.classifier import FaceClassifier, FaceScores
 from ferjax.recognition.haar import HaarDetector
 from ferjax.recognition.mtcnn import MTCNN
 
@@ -194,7 +194,11 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class FaceResult:
-  """One recognised face: where it is and what expression it shows."""
+  """One recognised face: where it is and what expression it shows.
+
+  With an ensemble, ``scores`` are the members' mean and ``members`` holds
+  each member's (name, scores).
+  """
 
   box: tuple[float, float, float, float]
   landmarks: Mapping[str, tuple[float, float]] | None
@@ -202,38 +206,62 @@ class FaceResult:
   scores: Mapping[str, float]
   detection_score: float | None = None
   track: int | None = None
+  members: tuple[tuple[str, Mapping[str, float]], ...] = ()
 
   def to_json(self) -> dict[str, Any]:
     """Plain JSON types: integer box, rounded landmarks and scores; the
-    track id only for faces from a stream."""
+    track id only for faces from a stream; for an ensemble, "members": each
+    member's {"workdir", "label", "scores"}."""
     landmarks = None
     if self.landmarks is not None:
       landmarks = {k: [round(x, 1), round(y, 1)]
                    for k, (x, y) in self.landmarks.items()}
     record = {"box": [round(v) for v in self.box], "landmarks": landmarks,
-              "label": self.label,
-              "scores": {k: round(v, 4) for k, v in self.scores.items()}}
+              "label": self.label, "scores": _rounded(self.scores)}
     if self.track is not None:
       record["track"] = self.track
+    if self.members:
+      record["members"] = [
+          {"workdir": name, "label": max(scores, key=scores.get),
+           "scores": _rounded(scores)} for name, scores in self.members]
     return record
 
 
-def recognize(image: np.ndarray, classifier: Classifier,
+def _rounded(scores: Mapping[str, float]) -> dict[str, float]:
+  return {k: round(v, 4) for k, v in scores.items()}
+
+
+def face_results(faces: Sequence[Face], scores: FaceScores,
+                 class_names: Sequence[str],
+                 tracks: Sequence[int | None] | None = None
+                 ) -> list[FaceResult]:
+  """One FaceResult per face: its top class, its scores and, for an
+  ensemble, each member's scores."""
+  def named(p: np.ndarray) -> dict[str, float]:
+    return dict(zip(class_names, map(float, p), strict=True))
+
+  tracks = [None] * len(faces) if tracks is None else tracks
+  return [FaceResult(face.box, face.landmarks,
+                     class_names[int(np.argmax(scores.probs[i]))],
+                     named(scores.probs[i]), face.score, track,
+                     tuple((name, named(p[i])) for name, p in scores.members))
+          for i, (face, track) in enumerate(zip(faces, tracks, strict=True))]
+
+
+def recognize(image: np.ndarray, classifier: FaceClassifier,
               detector: str | Detector = "auto", *,
               margin: float = 0.1) -> list[FaceResult]:
   """Faces in ``image`` (RGB, see ``as_rgb``) with their expressions.
 
-  ``detector`` is a name from ``DETECTORS`` or any ``Detector``; ``margin``
-  is the fraction of the face added on every side of its crop. An image
-  without faces gives an empty list.
+  ``classifier`` is a ``Classifier`` or an ``Ensemble``; ``detector`` is a
+  name from ``DETECTORS`` or any ``Detector``; ``margin`` is the fraction of
+  the face added on every side of its crop. An image without faces gives an
+  empty list.
   """
   image = as_rgb(image)
   if isinstance(detector, str):
     detector = get_detector(detector)
   faces = detector.detect(image)
-  crops = align_faces(image, faces, classifier.crop_shape, margin=margin)
-  probs = classifier.predict(crops)
-  names = classifier.class_names
-  return [FaceResult(face.box, face.landmarks, names[int(np.argmax(p))],
-                     dict(zip(names, map(float, p), strict=True)), face.score)
-          for face, p in zip(faces, probs, strict=True)]
+  return face_results(faces, classifier.score_faces(image, faces,
+                                                    margin=margin),
+                      classifier.class_names)

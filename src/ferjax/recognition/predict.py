@@ -5,7 +5,9 @@ Prints one JSON object per image and line, {"path", "faces": [...]} or
 with --out, also writes a copy of each image with boxes and labels drawn.
 Videos and cameras give one line per frame, {"path", "frame", "time",
 "faces"} with a track id per face (see ferjax.recognition.stream), and with
---out an annotated video of the same size and frame rate.
+--out an annotated video of the same size and frame rate. Several --workdir
+classify with their ensemble (the mean of their softmax), and each face
+also lists every member's scores.
 
 Huge photos are not refused: a 48-megapixel phone photo is a normal input.
 Detection runs on downscaled copies (see ferjax.recognition.pipeline) and
@@ -26,7 +28,8 @@ import cv2
 import numpy as np
 
 from ferjax import atomic, compilation_cache
-from ferjax.recognition.classifier import Classifier, load_classifier
+from ferjax.recognition.classifier import (FaceClassifier, load_classifier,
+                                           load_ensemble)
 from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
                                        expand_paths)
 from ferjax.recognition.pipeline import DETECTORS, FaceResult, recognize
@@ -122,7 +125,7 @@ def _annotated_path(out_dir: Path, source: Path, used: set[str],
   return out_dir / name
 
 
-def predict_paths(paths: Iterable[str | Path], classifier: Classifier,
+def predict_paths(paths: Iterable[str | Path], classifier: FaceClassifier,
                   detector: str = "auto", out_dir: str | Path | None = None,
                   *, margin: float = 0.1) -> Iterator[dict[str, Any]]:
   """One JSON-ready record per file in ``paths``, in order.
@@ -170,7 +173,7 @@ def _open_window(title: str) -> str | None:
   return title
 
 
-def predict_video(source: str | Path | int, classifier: Classifier,
+def predict_video(source: str | Path | int, classifier: FaceClassifier,
                   detector: str = "auto", out_dir: str | Path | None = None,
                   *, start: float = 0.0, end: float | None = None,
                   max_frames: int | None = None,
@@ -259,9 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
       prog="ferjax predict",
       description="Detect faces and classify their expressions in images, "
       "videos and camera streams.")
-  parser.add_argument("--workdir", type=os.path.expanduser,
+  parser.add_argument("--workdir", type=os.path.expanduser, action="append",
                       help="training run directory holding a checkpoint "
-                      "(default: the bundled LeNet-5 trained on FER2013)")
+                      "(default: the bundled LeNet-5 trained on FER2013); "
+                      "repeat it for an ensemble (mean softmax, each run "
+                      "with its own preprocessing; the runs must classify "
+                      "the same labels)")
   parser.add_argument("images", nargs="*", metavar="INPUT",
                       type=os.path.expanduser,
                       help="image or video files (.mp4, .avi, .mov, .mkv, "
@@ -323,12 +329,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   if not args.no_compile_cache:
     compilation_cache.enable(compilation_cache.default_dir())
   try:
-    workdir = _model_dir(args.workdir)
-    classifier = load_classifier(workdir)
+    if args.workdir and len(args.workdir) > 1:
+      workdirs = args.workdir
+      classifier = load_ensemble(workdirs)
+    else:
+      workdirs = [_model_dir(args.workdir[0] if args.workdir else None)]
+      classifier = load_classifier(workdirs[0])
   except (FileNotFoundError, ValueError) as e:
     print(f"ferjax predict: {e}", file=sys.stderr)
     return 2
-  _warn_if_synthetic(workdir)
+  for workdir in workdirs:
+    _warn_if_synthetic(workdir)
   options = dict(start=args.start, end=args.end, max_frames=args.max_frames,
                  detect_every=args.detect_every, smooth=args.smooth,
                  show=args.show)
@@ -342,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 130
 
 
-def run(images: Sequence[str | int], classifier: Classifier,
+def run(images: Sequence[str | int], classifier: FaceClassifier,
         detector: str = "auto", out_dir: str | Path | None = None,
         **video_options: Any) -> int:
   """Prints a JSON line per image file and per video frame, in the order of

@@ -21,10 +21,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ferjax.recognition.align import Face, align_faces
-from ferjax.recognition.classifier import Classifier
+from ferjax.recognition.align import Face
+from ferjax.recognition.classifier import FaceClassifier, FaceScores
 from ferjax.recognition.pipeline import (Detector, FaceResult, as_rgb,
-                                         get_detector, redetect_near)
+                                         face_results, get_detector,
+                                         redetect_near)
 from ferjax.recognition.tracking import Tracker
 from ferjax.recognition.video import Frame
 
@@ -87,8 +88,8 @@ class FaceStream:
   thumbnail difference taken as a scene cut (None: never).
   """
 
-  def __init__(self, classifier: Classifier, detector: str | Detector = "auto",
-               *, detect_every: int = DETECT_EVERY, smooth: float = SMOOTH,
+  def __init__(self, classifier: FaceClassifier,
+               detector: str | Detector = "auto", *, detect_every: int = DETECT_EVERY, smooth: float = SMOOTH,
                margin: float = 0.1,
                cut_threshold: float | None = CUT_THRESHOLD):
     if int(detect_every) != detect_every or detect_every < 1:
@@ -130,22 +131,27 @@ class FaceStream:
       faces = _follow(self.detector, image, self._faces)
       self._since_detection += 1
     self._faces = faces
-    crops = align_faces(image, faces, self.classifier.crop_shape,
-                        margin=self.margin)
-    probs = self.classifier.predict(crops)
+    scores = self.classifier.score_faces(image, faces, margin=self.margin)
     ids = self.tracker.update([f.box for f in faces])
-    smoothed = self.tracker.smooth(ids, probs)
-    names = self.classifier.class_names
-    results = [
-        FaceResult(face.box, face.landmarks, names[int(np.argmax(p))],
-                   dict(zip(names, map(float, p), strict=True)), face.score,
-                   track)
-        for face, p, track in zip(faces, smoothed, ids, strict=True)]
+    results = face_results(faces, self._smooth(ids, scores),
+                           self.classifier.class_names, ids)
     return FrameResult(index, time, results, detect)
+
+  def _smooth(self, ids: list[int], scores: FaceScores) -> FaceScores:
+    """``scores`` folded into each track's average. An ensemble's members
+    are smoothed alongside (smoothing is linear, so the smoothed mean is
+    still the mean of the smoothed members)."""
+    parts = [scores.probs, *(p for _, p in scores.members)]
+    smoothed = np.split(
+        self.tracker.smooth(ids, np.concatenate(parts, axis=1)), len(parts),
+        axis=1)
+    return FaceScores(smoothed[0], tuple(
+        (name, p) for (name, _), p in zip(scores.members, smoothed[1:],
+                                           strict=True)))
 
 
 def recognize_stream(frames: Iterable[np.ndarray | Frame],
-                     classifier: Classifier,
+                     classifier: FaceClassifier,
                      detector: str | Detector = "auto", *,
                      detect_every: int = DETECT_EVERY, smooth: float = SMOOTH,
                      margin: float = 0.1) -> Iterator[FrameResult]:

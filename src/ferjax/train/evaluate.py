@@ -14,6 +14,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from ferjax.labels import check_same_labels
 from ferjax.run_dir import RunDir
 from ferjax.train import metrics as metrics_lib
 from ferjax.train import setup
@@ -112,6 +113,9 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
   """
   if len(workdirs) < 2:
     raise ValueError("an ensemble needs at least two --workdir")
+  # From the manifests, before any checkpoint or dataset is read.
+  check_same_labels([str(w) for w in workdirs], [
+      RunDir(w).read_manifest()["dataset"]["class_names"] for w in workdirs])
   members, probabilities = [], []
   first: Evaluator | None = None
   for workdir in workdirs:
@@ -121,12 +125,10 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
     (ev,) = member.evaluators.values()
     if first is None:
       first = ev
-    elif ev.class_names != first.class_names:
-      raise ValueError(
-          f"ensemble members classify different labels: {workdirs[0]} has "
-          f"{', '.join(first.class_names)}; {workdir} has "
-          f"{', '.join(ev.class_names)}")
-    elif not np.array_equal(ev.labels, first.labels):
+    else:
+      check_same_labels([str(workdirs[0]), str(workdir)],
+                        [first.class_names, ev.class_names])
+    if not np.array_equal(ev.labels, first.labels):
       raise ValueError(
           f"ensemble members see different examples in split {split!r}: "
           f"{workdirs[0]} ({len(first.labels)} examples) and {workdir} "
