@@ -71,9 +71,11 @@ def run_seed(config, args, train, val, k: int, seed: int) -> dict:
   steps_per_epoch = len(train.labels) // batch
   model_kwargs = dict(config.model.get("kwargs") or {})
   if args.dropout is not None:
+    name = config.model.name
     model_kwargs.update(
-        {"googlenet": {"dropout": args.dropout, "aux_dropout": args.dropout},
-         "lenet5": {}}.get(config.model.name, {"dropout": args.dropout}))
+        {} if name == "lenet5" else
+        {"dropout": args.dropout, "aux_dropout": args.dropout}
+        if name.startswith("googlenet") else {"dropout": args.dropout})
   mean, std = preprocess.channel_stats([train.images])
   augment = dict(config.input.get("augment") or {}) if args.augment == "config" else {}
   for part in args.no:
