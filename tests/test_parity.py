@@ -31,6 +31,7 @@ Inputs are 32x32, batches of 8 and the classifiers 64 wide; each step sees new r
 that no loss collapses towards 0 (where relative errors mean nothing).
 """
 
+import copy
 import pathlib
 import sys
 
@@ -43,7 +44,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from ferjax import config as config_lib  # noqa: E402
-from ferjax.models.vgg import _STAGES  # noqa: E402
 import side_by_side  # noqa: E402  pylint: disable=g-import-not-at-top
 
 torch.set_num_threads(1)
@@ -159,22 +159,32 @@ def test_losses_and_learning_rates_match_for_20_steps(name):
   history = trained(name)["history"]
   assert min(m["loss"] for m in history["torch"]) > 0.1  # Away from 0.
   gap, own = loss_gaps(history)
-  assert np.all(gap[:STRICT_STEPS] <= 1e-4), (gap, own)
+  # GoogLeNet-BN at 32x32 normalises 2x2 maps: PyTorch one ulp away from
+  # itself moves 7e-5 by step 2, so the strict bound admits that noise too.
+  assert np.all(gap[:STRICT_STEPS] <= np.maximum(
+      1e-4, SELF_FACTOR * own[:STRICT_STEPS])), (gap, own)
   assert np.all(gap <= np.maximum(AFTER_FLIP, SELF_FACTOR * own)), (gap, own)
   np.testing.assert_allclose(
       [m["learning_rate"] for m in history["ferjax"]],
       [m["learning_rate"] for m in history["torch"]], rtol=1e-6, atol=1e-8)
 
 
-def _bn_counts(name: str) -> dict[str, int]:
-  """Values per channel each VGG BatchNorm layer averages over in a batch."""
-  side = FAMILIES[name][0][0]
-  depth = int(name[3:].partition("_")[0])
-  counts, i = {}, 0
-  for stage, widths in enumerate(_STAGES[depth]):
-    for _ in widths:
-      counts[f"BatchNorm_{i}"] = BATCH * (-(-side // 2 ** stage)) ** 2
-      i += 1
+def _bn_counts(name: str, twin: torch.nn.Module) -> dict[str, int]:
+  """Values per channel each BatchNorm averages over in a training batch.
+
+  Measured on a copy of the twin in training mode (auxiliary heads
+  included), keyed by the ferjax path of the layer's statistics.
+  """
+  twin = copy.deepcopy(twin).train()
+  counts: dict[str, int] = {}
+  for torch_name, path, kind in side_by_side.twin_weights.layers(name, twin):
+    if kind == "bn":
+      def count(module, inputs, output, key="/".join(path)):
+        counts[key] = inputs[0].numel() // inputs[0].shape[1]
+      twin.get_submodule(torch_name).register_forward_hook(count)
+  h, w, c = FAMILIES[name][0]
+  with torch.no_grad():
+    twin(torch.zeros(BATCH, c, h, w))
   return counts
 
 
@@ -195,13 +205,14 @@ def test_parameters_and_batch_stats_match_after_20_steps(name):
     assert error < 1e-4 + SELF_FACTOR * own, (key, error, own)
   theirs_stats = flat(theirs["batch_stats"])
   assert bool(theirs_stats) == name.endswith("_bn")
-  counts = _bn_counts(name) if theirs_stats else {}
+  counts = _bn_counts(name, run["torch"].twin) if theirs_stats else {}
   for key, value in flat(ours["batch_stats"]).items():
     expected = theirs_stats[key]
     if key.endswith("/var"):
-      expected = side_by_side.unbias(expected, counts[key.split("/")[0]],
+      expected = side_by_side.unbias(expected, counts[key.rsplit("/", 1)[0]],
                                      STEPS)
-    assert side_by_side.relative_error(value, expected) < 1e-4 + SELF_FACTOR * own, key
+    error = side_by_side.relative_error(value, expected)
+    assert error < 1e-4 + SELF_FACTOR * own, key
 
 
 @pytest.mark.parametrize("name", CHECKED)
