@@ -56,6 +56,7 @@ def test_one_epoch_cli_run_of_each_family(synthetic_data_dir, tmp_path, name):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 200 GoogLeNet-BN steps: 5-10 minutes on 2 cores.
 def test_googlenet_recipe_leaves_the_single_class_state(synthetic_data_dir,
                                                         tmp_path):
   """Issue 21: fer2013_googlenet.py's recipe on synthetic_fer, 200 steps.
