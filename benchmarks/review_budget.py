@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
   print(f"expected time per trial at {args.tflops:g} effective TFLOP/s and "
         f"{args.step_ms:g} ms per step (assumed; see "
         "benchmarks/review_budget.py)")
-  print(f"{'family':<10} {'model':<10} {'input':<8} {'MFLOPs':>8} "
+  print(f"{'family':<10} {'model':<12} {'input':<8} {'MFLOPs':>8} "
         f"{'epochs':>6} {'PFLOPs':>8} {'steps':>8} {'minutes':>8}")
   total = 0.0
   for family in module.FAMILIES:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = (cost["flops"] / (args.tflops * 1e12)
                + cost["steps"] * args.step_ms / 1e3)
     total += seconds * seeds
-    print(f"{family:<10} {cost['model']:<10} {cost['input']:<8} "
+    print(f"{family:<10} {cost['model']:<12} {cost['input']:<8} "
           f"{cost['mflops_per_image']:>8.1f} {cost['epochs']:>6} "
           f"{cost['flops'] / 1e15:>8.2f} {cost['steps']:>8} "
           f"{seconds / 60:>8.1f}")

@@ -49,7 +49,7 @@ def test_each_trial_trains_its_family_recipe_with_its_seed(tmp_path):
   assert shapes == {"lenet5": ((32, 32), 3, "lenet5", 30),
                     "alexnet": ((48, 48), 1, "alexnet", 100),
                     "vgg11_bn": ((48, 48), 1, "vgg11_bn", 100),
-                    "googlenet": ((48, 48), 1, "googlenet", 100)}
+                    "googlenet": ((48, 48), 1, "googlenet_bn", 100)}
 
 
 def test_runlocal_shrinks_only_the_epochs_and_splits():
