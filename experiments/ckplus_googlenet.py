@@ -4,7 +4,9 @@
       --config.input.manual_dir=/path/to/CK+48 --workdir runs/ckplus_googlenet
 
 The same folds, augmentation and schedule as experiments/ckplus_lenet.py, at
-48x48 grey input (the model's small-input geometry). CK+ is not available on
+48x48 grey input (the model's small-input geometry), with ``googlenet_bn``:
+the paper's GoogLeNet without BatchNorm stays at the class prior when trained
+from scratch (issue 21, experiments/fer2013_googlenet.py). CK+ is not available on
 the project's machines, so no accuracy is measured here; trained from
 scratch on ~900 images these large models are expected to trail fine-tuning
 from a FER2013 run. ``:runlocal`` runs 3 folds of 2 epochs.
@@ -21,7 +23,7 @@ _LENET = pathlib.Path(__file__).with_name("ckplus_lenet.py")
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = config_lib.load_config(f"{_LENET}:{arg}" if arg else str(_LENET))
-  config.model.name = "googlenet"
+  config.model.name = "googlenet_bn"
   config.input.image_size = (48, 48)
   config.input.channels = 1
   return config
