@@ -201,8 +201,9 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
       window += jax.device_get(parallel.unreplicate(pending_device))
       pending_device = []
     progress.update(step, f"epoch {epoch + 1}/{config.num_epochs}")
-    due = _due_evaluations(config, epoch + 1,
-                           last=step == training.total_steps) if epoch_end else []
+    due = (_due_evaluations(config, epoch + 1,
+                            last=step == training.total_steps)
+           if epoch_end else [])
     evaluate_now = bool(due)
     if evaluate_now:
       if not results:
