@@ -94,3 +94,25 @@ def test_ensemble_needs_a_split(reference_run):
   proc = cli("eval", "--workdir", a, "--workdir", a)
   assert proc.returncode == 2 and "--split" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_ensemble_takes_a_checkpoint_per_member(reference_run):
+  """Members trained for different budgets: one --checkpoint each, in order."""
+  a = str(reference_run[0])
+  run = RunDir(a)
+  with run.checkpoints(run.read_config()) as ckpt:
+    first, *_, last = ckpt.all_steps()
+  proc = cli("eval", "--workdir", a, "--workdir", a, "--split", "test[:100]",
+             "--checkpoint", str(first), "--checkpoint", "latest", "--json")
+  assert proc.returncode == 0, proc.stderr
+  result = json.loads(proc.stdout)
+  assert [m["step"] for m in result["members"]] == [first, last]
+  assert [m["checkpoint"] for m in result["members"]] == [str(first),
+                                                            "latest"]
+  assert result["checkpoint"] is None
+  proc = cli("eval", "--workdir", a, "--workdir", a, "--workdir", a,
+             "--split", "test[:100]", "--checkpoint", "best",
+             "--checkpoint", "latest")
+  assert proc.returncode == 2
+  assert "--checkpoint: expected one for every run or one per --workdir (3)" \
+      in proc.stderr and "got 2" in proc.stderr

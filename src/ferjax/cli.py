@@ -92,18 +92,24 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   if len(args.workdir) > 1 and args.split is None:
     raise config_lib.ConfigError(
         "an ensemble (several --workdir) is evaluated on one --split")
+  checkpoints = args.checkpoint or ["best"]
+  if len(checkpoints) not in (1, len(args.workdir)):
+    raise config_lib.ConfigError(
+        f"--checkpoint: expected one for every run or one per --workdir "
+        f"({len(args.workdir)}), got {len(checkpoints)}")
   from ferjax.run_dir import RunDir
   config = RunDir(args.workdir[0]).read_config()
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
   from ferjax.train import evaluate
-  options = dict(split=args.split, checkpoint=args.checkpoint, tta=args.tta,
-                 crop_size=args.crop_size, data_dir=args.data_dir,
-                 manual_dir=args.manual_dir)
+  options = dict(split=args.split, tta=args.tta, crop_size=args.crop_size,
+                 data_dir=args.data_dir, manual_dir=args.manual_dir)
   if len(args.workdir) > 1:
-    result = evaluate.evaluate_ensemble(args.workdir, **options)
+    result = evaluate.evaluate_ensemble(args.workdir, checkpoint=checkpoints,
+                                        **options)
   else:
-    result = evaluate.evaluate_run(args.workdir[0], **options)
+    result = evaluate.evaluate_run(args.workdir[0], checkpoint=checkpoints[0],
+                                   **options)
   if args.json:
     print(finite_json.dumps(result))
   else:
@@ -215,8 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--split", default=None,
                   help="dataset split, TFDS slicing allowed (default: the "
                   "run's own evals)")
-  ev.add_argument("--checkpoint", default="best",
-                  help="best, latest or a step number")
+  ev.add_argument("--checkpoint", action="append",
+                  help="best (default), latest or a step number; for an "
+                  "ensemble once for all members or once per --workdir, "
+                  "in the same order")
   ev.add_argument("--tta", choices=("none", "ten_crop"),
                   help="test-time augmentation for every eval (default: "
                   "each eval's own)")

@@ -71,11 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = config_lib.split_override_args(extra)
     trials = sweep.plan(args.config, common, args.workdir)
     if args.launcher == "slurm":
-        runner = slurm.SlurmRunner(args.config, common, args.workdir, trials,
+      runner = slurm.SlurmRunner(args.config, common, args.workdir, trials,
                                  parallel=args.parallel, wait=not args.no_wait)
     else:
       runner = sweep.Runner(args.config, common, args.workdir, trials,
-                      parallel=args.parallel)
+                            parallel=args.parallel)
   except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
     print(f"ferjax sweep: error: {e}", file=sys.stderr)
     return 2

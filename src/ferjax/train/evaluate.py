@@ -102,25 +102,36 @@ def evaluate_run(workdir: str, *, split: str | None = None,
 
 
 def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
-                      checkpoint: str = "best", tta: str | None = None,
+                      checkpoint: str | Sequence[str] = "best",
+                      tta: str | None = None,
                       crop_size: tuple[int, int] | None = None,
                       data_dir: str | None = None,
                       manual_dir: str | None = None) -> dict[str, Any]:
   """Each member's metrics on ``split`` and those of their mean softmax.
 
-  Members must classify the same labels on the same examples: the same class
-  names, and the same split of the same dataset (checked label by label).
+  ``checkpoint`` is one choice for every member or one per member (members
+  trained for different budgets). Members must classify the same labels on
+  the same examples: the same class names, and the same split of the same
+  dataset (checked label by label).
   """
   if len(workdirs) < 2:
     raise ValueError("an ensemble needs at least two --workdir")
+  checkpoints = ([checkpoint] * len(workdirs) if isinstance(checkpoint, str)
+                 else list(checkpoint))
+  if len(checkpoints) == 1:
+    checkpoints *= len(workdirs)
+  if len(checkpoints) != len(workdirs):
+    raise ValueError(
+        f"--checkpoint: expected one for every member or one per --workdir "
+        f"({len(workdirs)}), got {len(checkpoints)}")
   # From the manifests, before any checkpoint or dataset is read.
   check_same_labels([str(w) for w in workdirs], [
       RunDir(w).read_manifest()["dataset"]["class_names"] for w in workdirs])
   members, probabilities = [], []
   first: Evaluator | None = None
-  for workdir in workdirs:
-    member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
-                     crop_size=crop_size, data_dir=data_dir,
+  for workdir, member_checkpoint in zip(workdirs, checkpoints):
+    member = _member(workdir, split=split, checkpoint=member_checkpoint,
+                     tta=tta, crop_size=crop_size, data_dir=data_dir,
                      manual_dir=manual_dir)
     (ev,) = member.evaluators.values()
     if first is None:
@@ -134,12 +145,14 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
           f"{workdirs[0]} ({len(first.labels)} examples) and {workdir} "
           f"({len(ev.labels)}) do not read the same dataset split")
     members.append({"workdir": str(workdir), "step": member.step,
+                    "checkpoint": member_checkpoint,
                     "selected_by": member.selected_by,
                     "results": {split: ev(member.variables)}})
     probabilities.append(ev.probabilities(member.variables))
   ensemble = metrics_lib.from_probabilities(
       np.mean(probabilities, axis=0), first.labels, first.class_names)
-  return {"members": members, "checkpoint": checkpoint,
+  return {"members": members,
+          "checkpoint": checkpoints[0] if len(set(checkpoints)) == 1 else None,
           "ensemble": {"results": {split: ensemble}}}
 
 
@@ -167,7 +180,8 @@ def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
     named.append(("ensemble (mean softmax)", result["ensemble"]["results"]))
     (split,) = result["ensemble"]["results"]
     title = (f"ensemble of {len(result['members'])} runs on {split}, "
-             f"checkpoint {result['checkpoint']}")
+             + (f"checkpoint {result['checkpoint']}" if result["checkpoint"]
+                else "checkpoints per member"))
     rows = [(name, *(r[split][c] for c in columns)) for name, r in named]
     per_class_columns = [(name, r[split]) for name, r in named]
     text = [title, _rows_table(["model", *header], rows)]
