@@ -56,7 +56,9 @@ def evaluations(every: int | None, epochs: int) -> int:
 def trial_cost(config: Any) -> dict[str, Any]:
   """FLOPs and steps of one trial of ``config``."""
   shape = (*config.input.image_size, config.input.channels)
-  flops = summary.model_summary(config.model.name, shape, 7)["flops"]
+  kwargs = dict(config.model.get("kwargs") or {})
+  flops = summary.model_summary(config.model.name, shape, 7,
+                                kwargs=kwargs)["flops"]
   train = split_size(config.input.train_split)
   steps_per_epoch = math.ceil(train / config.batch_size)
   total = 3 * flops * train * config.num_epochs

@@ -39,22 +39,27 @@ class LeNet5(nn.Module):
 
 
 class AlexNet(nn.Module):
-  """ferjax.models.alexnet.AlexNet with its small-input 5x5 stride-1 stem."""
+  """ferjax.models.alexnet.AlexNet with its small-input 5x5 stride-1 stem;
+  ``bn``: ``alexnet_bn``, BatchNorm (eps 1e-5, momentum 0.1) before each
+  ReLU."""
 
   def __init__(self, num_classes: int, in_channels: int,
-               input_size: tuple[int, int], classifier_width: int = 4096):
+               input_size: tuple[int, int], classifier_width: int = 4096,
+               bn: bool = False):
     super().__init__()
     h, w = input_size
     for _ in range(3):  # Three VALID 3x3 stride-2 pools.
       h, w = (h - 3) // 2 + 1, (w - 3) // 2 + 1
+
+    def conv_relu(cin, cout, kernel):
+      layers = [nn.Conv2d(cin, cout, kernel, padding=kernel // 2)]
+      return layers + [nn.BatchNorm2d(cout)] * bn + [nn.ReLU()]
+
     self.features = nn.Sequential(
-        nn.Conv2d(in_channels, 96, 5, padding=2), nn.ReLU(), _lrn(2.0),
-        nn.MaxPool2d(3, 2),
-        nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(), _lrn(2.0),
-        nn.MaxPool2d(3, 2),
-        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(384, 384, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2))
+        *conv_relu(in_channels, 96, 5), _lrn(2.0), nn.MaxPool2d(3, 2),
+        *conv_relu(96, 256, 5), _lrn(2.0), nn.MaxPool2d(3, 2),
+        *conv_relu(256, 384, 3), *conv_relu(384, 384, 3),
+        *conv_relu(384, 256, 3), nn.MaxPool2d(3, 2))
     self.classifier = nn.Sequential(
         nn.Linear(256 * h * w, classifier_width), nn.ReLU(), nn.Dropout(0.5),
         nn.Linear(classifier_width, classifier_width), nn.ReLU(),
@@ -176,10 +181,11 @@ def create(name: str, num_classes: int, input_shape: tuple[int, int, int],
   h, w, c = input_shape
   if name == "lenet5":
     return LeNet5(num_classes, c, (h, w))
-  if name == "alexnet":
+  if name in ("alexnet", "alexnet_bn"):
     if min(h, w) >= 96:
       raise ValueError("only AlexNet's small-input geometry has a twin")
-    return AlexNet(num_classes, c, (h, w), classifier_width)
+    return AlexNet(num_classes, c, (h, w), classifier_width,
+                   bn=name == "alexnet_bn")
   if name in ("googlenet", "googlenet_bn"):
     if min(h, w) >= 96:
       raise ValueError("only GoogLeNet's small-input geometry has a twin")

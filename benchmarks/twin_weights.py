@@ -50,7 +50,7 @@ def layers(name: str, twin: torch.nn.Module) -> list[Layer]:
     out = _sequential(twin, "net", {})
     out[2] = (*out[2][:2], "flatten:16")
     return out
-  if name == "alexnet" or name.startswith("vgg"):
+  if name in ("alexnet", "alexnet_bn") or name.startswith("vgg"):
     counters: dict[str, int] = {}
     out = _sequential(twin, "features", counters)
     convs = [m for m in twin.features if isinstance(m, torch.nn.Conv2d)]

@@ -20,12 +20,12 @@ the validation slice).
 
 Expected time per trial on one H200 in bfloat16 (benchmarks/review_budget.py,
 printed by gpu_review.sh): XLA's measured forward FLOPs per image (LeNet-5
-1.3 M at 32x32x3; AlexNet 1,347 M, VGG-11-BN 615 M, GoogLeNet-BN 484 M at
-48x48x1), 3x that per training image, every evaluation counted, at an
-assumed 50 effective TFLOP/s (5% of the H200's dense bfloat16 peak: small
-convolutions at batch 64) plus an assumed 3 ms per step: LeNet-5 about 1
-minute, AlexNet 7, VGG-11-BN 5, GoogLeNet 4 minutes, the twelve trials
-under an hour plus each trial's start and compilation (about a minute).
+1.3 M at 32x32x3; AlexNet-BN with its stride-2 stem 281 M, VGG-11-BN
+615 M, GoogLeNet-BN 484 M at 48x48x1), 3x that per training image, every
+evaluation counted, at an assumed 50 effective TFLOP/s (5% of the H200's
+dense bfloat16 peak: small convolutions at batch 64) plus an assumed 3 ms
+per step: LeNet-5 about 1 minute, AlexNet 3.6, VGG-11-BN 4.6, GoogLeNet
+4.2 minutes, the twelve trials under an hour plus each trial's start and compilation (about a minute).
 These are assumptions, not measurements; a measured first epoch replaces
 them. Expected result: not measured yet for the three larger families (the
 VGG recipe's paper reports 73.28% PublicTest ten-crop accuracy with its own

@@ -83,6 +83,8 @@ def _images(shape, batch, seed=0):
 @pytest.mark.parametrize("name, shape, classes, expected", [
     ("lenet5", (32, 32, 3), 7, 51_839),
     ("alexnet", (227, 227, 3), 1000, 62_378_344),
+    # BatchNorm's scale and bias on the 96 + 256 + 384 + 384 + 256 channels.
+    ("alexnet_bn", (227, 227, 3), 1000, 62_378_344 + 2 * 1_376),
     ("vgg11", (224, 224, 3), 1000, 132_863_336),
     ("vgg13", (224, 224, 3), 1000, 133_047_848),
     ("vgg16", (224, 224, 3), 1000, 138_357_544),
@@ -189,9 +191,12 @@ def test_small_input_geometry_is_as_documented(name, shape, kernel_path,
 
 
 def test_alexnet_small_stride_downsamples_early_for_a_fifth_of_the_flops():
-  """fer2013_alexnet.py:small_stride=2: 48 -> 24 -> 11 -> 5 -> 2."""
-  config = config_lib.load_config(f"{_EXPERIMENTS}/fer2013_alexnet.py:"
-                                  "small_stride=2")
+  """fer2013_alexnet.py's small_stride=2: 48 -> 24 -> 11 -> 5 -> 2."""
+  config = config_lib.load_config(f"{_EXPERIMENTS}/fer2013_alexnet.py")
+  assert config.model.name == "alexnet_bn"
+  paper = config_lib.load_config(
+      f"{_EXPERIMENTS}/fer2013_alexnet.py:bn=False,small_stride=1")
+  assert (paper.model.name, dict(paper.model.kwargs)) == ("alexnet", {})
   model = models.create_model("alexnet", num_classes=_NUM_CLASSES,
                               **config.model.kwargs)
   variables, _ = _abstract_variables(model, (48, 48, 1))

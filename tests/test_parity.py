@@ -70,7 +70,9 @@ SELF_FACTOR = 10.0
 FAMILIES = {
     "lenet5": ((32, 32, 3), {}, "fer2013_lenet.py"),
     "alexnet": ((32, 32, 1), {"dropout": 0.0, "classifier_width": 64},
-                "fer2013_alexnet.py"),
+                "fer2013_alexnet.py:bn=False"),
+    "alexnet_bn": ((32, 32, 1), {"dropout": 0.0, "classifier_width": 64},
+                   "fer2013_alexnet.py"),
     "vgg11_bn": ((32, 32, 1), {"dropout": 0.0, "classifier_width": 64},
                  "fer2013_vgg.py:depth=11,bn=True"),
     "vgg11": ((32, 32, 1), {"dropout": 0.0, "classifier_width": 64},

@@ -13,6 +13,7 @@ import pytest
 
 from ferjax import config as config_lib
 from ferjax.experiment import sweep
+from ferjax.models import summary
 from ferjax.run_dir import RunDir, read_metrics
 from test_fer2013 import SHARED_FER2013
 from test_train import REPO
@@ -47,7 +48,7 @@ def test_each_trial_trains_its_family_recipe_with_its_seed(tmp_path):
       tuple(c.input.image_size), c.input.channels, c.model.name, c.num_epochs)
             for t in trials for c in [sweep.trial_config(REVIEW, [], t)]}
   assert shapes == {"lenet5": ((32, 32), 3, "lenet5", 30),
-                    "alexnet": ((48, 48), 1, "alexnet", 100),
+                    "alexnet": ((48, 48), 1, "alexnet_bn", 100),
                     "vgg11_bn": ((48, 48), 1, "vgg11_bn", 100),
                     "googlenet": ((48, 48), 1, "googlenet_bn", 100)}
 
@@ -94,6 +95,11 @@ def test_budget_counts_the_splits_and_evaluations_of_a_trial():
   assert cost["steps"] == 2 + 1 + 1 + 3
   assert cost["flops"] == pytest.approx(
       cost["mflops_per_image"] * 1e6 * (3 * 128 + 64 + 64 + 160))
+  # The family's model kwargs count: AlexNet's recipe has a stride-2 stem.
+  alexnet = review_budget.trial_cost(
+      config_lib.load_config(f"{REVIEW}:family=alexnet"))
+  assert alexnet["mflops_per_image"] == pytest.approx(summary.model_summary(
+      "alexnet_bn", (48, 48, 1), 7, kwargs={"small_stride": 2})["flops"] / 1e6)
 
 
 def _mini_fer2013(root):

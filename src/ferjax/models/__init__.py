@@ -28,6 +28,7 @@ from ferjax.models import fusion as fusion_lib
 _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
     "lenet5": ("ferjax.models.lenet", "LeNet5", {}),
     "alexnet": ("ferjax.models.alexnet", "AlexNet", {}),
+    "alexnet_bn": ("ferjax.models.alexnet", "AlexNet", {"batch_norm": True}),
     "googlenet": ("ferjax.models.googlenet", "GoogLeNet", {}),
     "googlenet_bn": ("ferjax.models.googlenet", "GoogLeNet",
                      {"batch_norm": True}),
