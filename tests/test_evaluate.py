@@ -6,9 +6,11 @@ import shutil
 import numpy as np
 import pytest
 
+from ferjax import config as config_lib
 from ferjax.run_dir import RunDir
 from ferjax.train import evaluate
 from test_run_dir import cli
+from test_train import REPO
 
 
 def _earlier_copy(reference_run, path):
@@ -116,3 +118,18 @@ def test_ensemble_takes_a_checkpoint_per_member(reference_run):
   assert proc.returncode == 2
   assert "--checkpoint: expected one for every run or one per --workdir (3)" \
       in proc.stderr and "got 2" in proc.stderr
+
+
+def test_ten_crop_on_a_split_keeps_the_runs_own_crop_size():
+  """LeNet-5's recipe crops 44 of the stored 48 pixels for a 32x32 input:
+  `--split public_test --tta ten_crop` must not fall back to 90% of 32."""
+  config = config_lib.load_config(str(REPO / "experiments/fer2013_lenet.py"))
+  assert tuple(config.input.image_size) == (32, 32)
+  evals = evaluate._eval_configs(config, "public_test", "ten_crop", None)
+  assert tuple(evals["public_test"].crop_size) == (44, 44)
+  plain = evaluate._eval_configs(config, "public_test", None, None)
+  assert plain["public_test"].tta == "none"
+  chosen = evaluate._eval_configs(config, "public_test", "ten_crop", (40, 40))
+  assert tuple(chosen["public_test"].crop_size) == (40, 40)
+  other = evaluate._eval_configs(config, "train[90%:]", "ten_crop", None)
+  assert tuple(other["train[90%:]"].crop_size) == (29, 29)

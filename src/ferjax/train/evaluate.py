@@ -28,13 +28,18 @@ def _eval_configs(config: ml_collections.ConfigDict, split: str | None,
                   tta: str | None,
                   crop_size: tuple[int, int] | None
                   ) -> ml_collections.ConfigDict:
-  """The run's evals, or one on ``split``; ``tta`` overrides each one's."""
+  """The run's evals, or one on ``split``; ``tta`` overrides each one's.
+
+  On ``split``, the run's own eval of that split with that test-time
+  augmentation is preferred, so that ten-crop keeps the run's crop size.
+  """
   evals = ml_collections.ConfigDict(config.evals.to_dict())
   if split is not None:
     matching = [ev for ev in evals.values() if ev.split == split]
+    own = [ev for ev in matching if ev.get("tta", "none") == tta]
     evals = ml_collections.ConfigDict({split: (
-        matching[0].to_dict() if matching else {"split": split,
-                                                "tta": "none"})})
+        (own or matching)[0].to_dict() if matching
+        else {"split": split, "tta": "none"})})
   if tta is not None:
     if tta not in TTA:
       raise ValueError(f"--tta: expected one of {', '.join(TTA)}, got {tta!r}")
