@@ -6,6 +6,7 @@ import shutil
 
 import jax
 import numpy as np
+import pytest
 
 from ferjax import cli
 from ferjax import config as config_lib
@@ -97,3 +98,20 @@ def test_finite_json_replaces_only_non_finite_numbers():
   value = {"a": [1.5, float("nan"), (float("-inf"), 2)], "b": "NaN", "c": 3}
   assert _strict_json(finite_json.dumps(value)) == {
       "a": [1.5, None, [None, 2]], "b": "NaN", "c": 3}
+
+
+@pytest.mark.parametrize("backend", ["pmap", "shard_map"])
+def test_state_check_reads_one_replica_on_one_device(backend):
+  """No cross-device program (a collective that can miss XLA:CPU's
+  rendezvous under load) and still every leaf checked."""
+  from ferjax.train import divergence  # pylint: disable=g-import-not-at-top
+  parallel = Parallel(backend=backend, devices=jax.devices()[:4])
+  tree = parallel.replicate({"w": np.ones((3, 2), np.float32),
+                             "b": np.zeros((2,), np.float32)})
+  one = divergence._one_replica(tree)
+  for leaf in jax.tree.leaves(one):
+    assert leaf.devices() == {jax.devices()[0]}
+  assert bool(divergence._all_finite(one))
+  bad = parallel.replicate({"w": np.ones((3, 2), np.float32),
+                            "b": np.array([0.0, np.nan], np.float32)})
+  assert not bool(divergence._all_finite(divergence._one_replica(bad)))

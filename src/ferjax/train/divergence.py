@@ -51,10 +51,23 @@ def _all_finite(tree: Any) -> jax.Array:
   return jnp.stack(checks).all() if checks else jnp.bool_(True)
 
 
+def _one_replica(tree: Any) -> Any:
+  """Device 0's copy of every array of a replicated tree.
+
+  Every device holds the same state (gradients and BatchNorm statistics are
+  averaged over them), so one copy decides. Checking it on one device keeps
+  the check free of cross-device collectives: on CPU devices a collective
+  outside the train step's one-program-in-flight guard can miss XLA's
+  rendezvous under load and abort the process (``parallel.py``).
+  """
+  return jax.tree.map(lambda x: x.addressable_shards[0].data
+                      if isinstance(x, jax.Array) else x, tree)
+
+
 def check_state(step: int, state: TrainState, ckpt: Checkpoints) -> None:
   """Raises TrainingDiverged if ``state``'s variables or optimizer state (about
   to be saved) are not finite; the plateau's best is NaN until its first
   metric."""
-  if not bool(_all_finite((state.params, state.batch_stats,
-                           state.opt_state))):
+  if not bool(_all_finite(_one_replica((state.params, state.batch_stats,
+                                        state.opt_state)))):
     _stop(ckpt, f"non-finite parameters or optimizer state at step {step}")
