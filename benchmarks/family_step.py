@@ -1,6 +1,6 @@
 """Images per second of ferjax's own train step for each model family.
 
-  python benchmarks/family_step.py [--models lenet5,alexnet,...] \
+  python benchmarks/family_step.py [--models lenet5,alexnet_bn:small_stride=2,...] \
       [--batch 64] [--input-shape 48,48,1] [--steps 10] [--devices 1] \
       [--backend shard_map|pmap] \
       [--fusion none,lbp:early,lbp:late,gabor:early,lbp+gabor:late,none@9]
@@ -16,7 +16,8 @@ take turns step by step, so a machine shared with other jobs slows them
 alike, and each row also gives its speed relative to the first variant.
 ``none@C`` is the plain model on C input channels, no features computed:
 what early fusion's wider first layer costs by itself (``gabor:early`` on
-a grey image gives the CNN 1 + 8 channels, ``none@9``).
+a grey image gives the CNN 1 + 8 channels, ``none@9``). A model may carry
+integer model kwargs, ``NAME:KEY=VALUE:...`` (``config.model.kwargs``).
 """
 
 import argparse
@@ -58,7 +59,9 @@ def fusion_config(variant: str) -> dict | None:
   return fusion
 
 
-def build(name: str, variant: str) -> ferjax_step.Step:
+def build(model: str, variant: str) -> ferjax_step.Step:
+  name, *pairs = model.split(":")
+  kwargs = {k: int(v) for k, v in (p.split("=") for p in pairs)}
   h, w, c = (int(v) for v in args.input_shape.split(","))
   fusion = None
   if variant.startswith("none@"):
@@ -67,7 +70,8 @@ def build(name: str, variant: str) -> ferjax_step.Step:
     fusion = fusion_config(variant)
   parallel = Parallel(args.backend, jax.devices()[:args.devices])
   return ferjax_step.build(name, batch=args.batch, input_shape=(h, w, c),
-                           parallel=parallel, fusion=fusion)
+                           parallel=parallel, fusion=fusion,
+                           model_kwargs=kwargs)
 
 
 def images_per_second(steps: dict[str, ferjax_step.Step]

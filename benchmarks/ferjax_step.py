@@ -93,25 +93,27 @@ def build(name: str, *, batch: int, input_shape: tuple[int, int, int],
           parallel: Parallel, dtype: jnp.dtype = jnp.float32,
           augment: steps.AugmentFn | None = None,
           stored_shape: tuple[int, int, int] | None = None,
-          fusion: dict[str, Any] | None = None) -> Step:
+          fusion: dict[str, Any] | None = None,
+          model_kwargs: dict[str, Any] | None = None) -> Step:
   """ferjax's SGD-with-momentum step for model ``name``, ready to call.
 
   ``dtype`` is the model's compute dtype (parameters stay float32), as
   ``config.model.dtype`` sets it. The dataset holds ``stored_shape`` images
   (default ``input_shape``) that the step resizes to ``input_shape``.
-  ``fusion`` is a ``config.model.fusion`` (``None``: the plain model).
+  ``fusion`` is a ``config.model.fusion`` (``None``: the plain model);
+  ``model_kwargs`` are ``config.model.kwargs`` (e.g. AlexNet's stride).
   """
   spec = train_spec(batch, input_shape, parallel)
   schedule = optax.constant_schedule(0.01)
   tx = optax.sgd(schedule, momentum=0.9)
   state = state_lib.create(
       model=create_model(name, num_classes=NUM_CLASSES, dtype=dtype,
-                         fusion=fusion), tx=tx,
+                         fusion=fusion, **(model_kwargs or {})), tx=tx,
       input_shape=input_shape, seed=0)
   fn = parallel.map(functools.partial(
       steps.train_step, model=create_model(
           name, num_classes=NUM_CLASSES, dtype=dtype, bn_axis_name=AXIS,
-          fusion=fusion),
+          fusion=fusion, **(model_kwargs or {})),
       tx=tx, schedule=schedule, spec=spec, augment=augment),
                     donate_argnums=(0,))
   n = batch * DATASET_BATCHES
