@@ -16,10 +16,12 @@ own rates, with independent masks). Printed and written as JSON: mean and
 std over seeds of the training loss averaged over each ``--log-every``
 window, and after each epoch of the (sliced) training split the validation
 accuracy, macro F1 and the share of the most predicted class (1.0: the model
-predicts one class for everything).
+predicts one class for everything). ``--plot PNG`` draws both curves, mean
+± std over the seeds, per framework.
 """
 
 import argparse
+import io
 import json
 import pathlib
 import sys
@@ -27,6 +29,7 @@ import time
 
 import jax
 import numpy as np
+from matplotlib.figure import Figure
 
 from ferjax import atomic
 from ferjax import config as config_lib
@@ -161,6 +164,31 @@ def summarise(per_seed: list[dict]) -> dict:
   return out
 
 
+def plot(summary: dict, title: str) -> bytes:
+  """PNG: training loss by step and validation accuracy by epoch, mean ±
+  std over the seeds, one colour per framework."""
+  fig = Figure(figsize=(10, 4))
+  loss_ax, acc_ax = fig.subplots(1, 2)
+  for name, curve in summary.items():
+    steps = np.asarray(curve["steps"])
+    mean, std = (np.asarray(curve[f"train_loss_{s}"]) for s in ("mean", "std"))
+    loss_ax.plot(steps, mean, label=name)
+    loss_ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+    acc_ax.errorbar(curve["epochs"], curve["val_accuracy_mean"],
+                    yerr=curve["val_accuracy_std"], marker="o", capsize=3,
+                    label=name)
+  loss_ax.set(xlabel="step", ylabel="training loss (window mean)")
+  acc_ax.set(xlabel="epoch", ylabel="validation accuracy")
+  for ax in (loss_ax, acc_ax):
+    ax.legend()
+    ax.grid(alpha=0.3)
+  fig.suptitle(title)
+  fig.tight_layout()
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=100)
+  return buffer.getvalue()
+
+
 def main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--config", required=True)
@@ -181,6 +209,7 @@ def main(argv: list[str]) -> int:
                       help="start both from ferjax's initialisation or from "
                       "the twin's PyTorch default one")
   parser.add_argument("--out", default=None, help="JSON file to write")
+  parser.add_argument("--plot", default=None, help="PNG file to write")
   args, extra = parser.parse_known_args(argv)
   args.frameworks = args.frameworks.split(",")
   args.no = [p for p in args.no.split(",") if p]
@@ -205,6 +234,11 @@ def main(argv: list[str]) -> int:
   if args.out:
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(pathlib.Path(args.out), json.dumps(result, indent=1))
+  if args.plot:
+    pathlib.Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_bytes(pathlib.Path(args.plot), plot(
+        result["summary"], f"{config.model.name}, seeds {args.seeds}, "
+        f"{args.train_split}"))
   return 0
 
 
