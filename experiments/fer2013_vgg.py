@@ -19,10 +19,10 @@ up to 1.2, random translation, rotation with probability 0.5, erasing of
 Expected: the recipe's paper reports 73.28% with its own VGG variant on a
 GPU; ferjax has not trained this config to the end yet (it needs a GPU).
 On the 2-core CPU development machine ``depth=11,bn=True`` reaches 39.4%
-PublicTest accuracy after one epoch and 44.6% after two (the train step
-alone runs at 57 img/s, 7.5 minutes an epoch; experiments/RESULTS.md,
-issue 20). ``:runlocal`` is a
-one-epoch smoke test on 2,048 images.
+PublicTest accuracy after one epoch, 44.6% after two and 46.4% after three,
+about 10 minutes an epoch with its evaluations on the idle machine
+(experiments/RESULTS.md, issue 20). ``:runlocal`` is a one-epoch smoke test
+on 2,048 images.
 """
 
 import ml_collections
