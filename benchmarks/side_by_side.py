@@ -161,8 +161,7 @@ class TorchSide:
     self.twin = torch_models.create(
         name, num_classes, data.images.shape[1:],
         **({"classifier_width": variables["params"]["Dense_1"]["kernel"].shape[0]}
-           if name in ("alexnet", "alexnet_bn") or name.startswith("vgg")
-           else {}))
+           if torch_models.has_dense_classifier(name) else {}))
     if dropout is not None:
       for m in self.twin.modules():
         if isinstance(m, torch.nn.Dropout):
@@ -253,8 +252,7 @@ def torch_initial_variables(name: str, *, num_classes: int,
   """The twin's own PyTorch initialisation of ``seed``, as ferjax variables."""
   torch.manual_seed(seed)
   kwargs = ({"classifier_width": classifier_width}
-            if name in ("alexnet", "alexnet_bn") or name.startswith("vgg")
-            else {})
+            if torch_models.has_dense_classifier(name) else {})
   twin = torch_models.create(name, num_classes, input_shape, **kwargs)
   return twin_weights.to_variables(name, twin)
 

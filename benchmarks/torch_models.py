@@ -172,6 +172,12 @@ class GoogLeNet(nn.Module):
     return (logits, *aux) if self.training else logits
 
 
+def has_dense_classifier(name: str) -> bool:
+  """AlexNet's and VGG's twins: features, then a flatten and three dense
+  layers whose width is the ``classifier_width`` model kwarg."""
+  return name in ("alexnet", "alexnet_bn") or name.startswith("vgg")
+
+
 def create(name: str, num_classes: int, input_shape: tuple[int, int, int],
            classifier_width: int = 4096) -> nn.Module:
   """The twin of ``ferjax.models.create_model(name)`` for an HWC input.

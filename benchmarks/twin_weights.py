@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ferjax.models.googlenet import INCEPTION_FILTERS
+import torch_models
 
 # (torch module, ferjax module path, kind); kind 'conv:nobias' is a convolution
 # without bias (BatchNorm follows), 'flatten:C' a dense layer
@@ -50,7 +51,7 @@ def layers(name: str, twin: torch.nn.Module) -> list[Layer]:
     out = _sequential(twin, "net", {})
     out[2] = (*out[2][:2], "flatten:16")
     return out
-  if name in ("alexnet", "alexnet_bn") or name.startswith("vgg"):
+  if torch_models.has_dense_classifier(name):
     counters: dict[str, int] = {}
     out = _sequential(twin, "features", counters)
     convs = [m for m in twin.features if isinstance(m, torch.nn.Conv2d)]

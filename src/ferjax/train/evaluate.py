@@ -121,8 +121,8 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
   """
   if len(workdirs) < 2:
     raise ValueError("an ensemble needs at least two --workdir")
-  checkpoints = ([checkpoint] * len(workdirs) if isinstance(checkpoint, str)
-                 else list(checkpoint))
+  checkpoints = [checkpoint] if isinstance(checkpoint, str) else list(
+      checkpoint)
   if len(checkpoints) == 1:
     checkpoints *= len(workdirs)
   if len(checkpoints) != len(workdirs):
