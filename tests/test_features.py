@@ -224,6 +224,10 @@ def test_features_are_the_same_under_jit(fn):
 
 @pytest.mark.parametrize("fn", [fusion.feature_maps, fusion.descriptor])
 def test_features_are_the_same_on_1_and_4_devices(fn):
+  """Within float32 rounding, not bit for bit: each device runs the program
+  on a quarter of the batch, and XLA:CPU vectorises the Gabor filtering and
+  cell means differently for other shapes and instruction sets (one ulp on
+  an AMD EPYC without AVX-512). The LBP codes themselves are integers."""
   assert jax.device_count() >= 4
   x = _batch(8)
   jitted = jax.jit(fn, static_argnums=1)
@@ -232,4 +236,4 @@ def test_features_are_the_same_on_1_and_4_devices(fn):
   sharded = jax.device_put(x, NamedSharding(mesh, PartitionSpec("batch")))
   four = jitted(sharded, SPEC)
   assert len(four.sharding.device_set) == 4
-  np.testing.assert_array_equal(np.asarray(four), one)
+  np.testing.assert_allclose(np.asarray(four), one, rtol=1e-6, atol=1e-7)
