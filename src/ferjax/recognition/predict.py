@@ -20,7 +20,8 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,10 @@ from ferjax.recognition.pipeline import DETECTORS, FaceResult, recognize
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH, FaceStream
 from ferjax.recognition.video import (WRITABLE_SUFFIXES, VideoError,
                                       VideoSource, VideoWriter, is_video)
+
+
+# Seconds between a video's progress lines on stderr: alive, not chatty.
+PROGRESS_EVERY = 5.0
 
 
 class ImageError(Exception):
@@ -157,6 +162,10 @@ def _warn(message: str) -> None:
   print(f"ferjax predict: warning: {message}", file=sys.stderr, flush=True)
 
 
+def _note(message: str) -> None:
+  print(f"ferjax predict: {message}", file=sys.stderr, flush=True)
+
+
 def _open_window(title: str) -> str | None:
   """The title of a new OpenCV window for --show, or None (with a warning)
   where no display or no GUI support exists."""
@@ -179,12 +188,16 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
                   max_frames: int | None = None,
                   detect_every: int = DETECT_EVERY, smooth: float = SMOOTH,
                   show: bool = False, used: set[str] | None = None,
-                  warn=_warn) -> Iterator[dict[str, Any]]:
+                  warn=_warn, progress: Callable[[str], None] = _note,
+                  progress_every: float = PROGRESS_EVERY
+                  ) -> Iterator[dict[str, Any]]:
   """One JSON-ready record per frame of a video file or camera index.
 
   A source that cannot be read gives one {"path", "error"} record (after
   the frames read before the problem). With ``out_dir`` the annotated video
   is written there, named after the source (camera N: cameraN.mp4).
+  ``progress`` gets the frames done and frames/s every ``progress_every``
+  seconds and once at the end (stderr: stdout is the records).
   """
   name = f"camera {source}" if isinstance(source, int) else str(source)
   try:
@@ -212,6 +225,9 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
     stream = FaceStream(classifier, detector, detect_every=detect_every,
                         smooth=smooth)
     frames = 0
+    whole = start == 0 and end is None and max_frames is None
+    of = f"/{video.frame_count}" if whole and video.frame_count else ""
+    began = last = time.monotonic()
     try:
       for frame in video.frames(start=start, end=end, max_frames=max_frames,
                                 warn=warn):
@@ -225,12 +241,21 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):  # q or Esc quits
               break
         frames += 1
+        now = time.monotonic()
+        if now - last >= progress_every:
+          progress(f"{name}: {frames}{of} frames, "
+                   f"{frames / (now - began):.1f} frames/s")
+          last = now
         yield {"path": name, **result.to_json()}
     except (VideoError, OSError, ValueError, cv2.error) as e:
       message = str(e) if name in str(e) else f"{name}: {e}"
       yield {"path": name, "error": message}
       return
-    if not frames:
+    if frames:
+      seconds = time.monotonic() - began
+      progress(f"{name}: {frames} frames in {seconds:.1f} s "
+               f"({frames / seconds if seconds else 0:.1f} frames/s)")
+    else:
       yield {"path": name, "error": f"{name}: no frames between --start "
              f"{start:g} s and --end {end if end is not None else 'end'}"}
 

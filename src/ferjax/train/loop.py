@@ -187,6 +187,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
     epoch_end = step % spe == 0
     every = config.checkpoint.every_steps
     save_now = epoch_end or (every and step % every == 0)
+    logged = None
     if step % config.log_every_steps == 0 or step == training.total_steps:
       window += jax.device_get(parallel.unreplicate(pending_device))
       elapsed = time.monotonic() - t_log
@@ -195,12 +196,13 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
           (step - step_log) * config.batch_size / elapsed if elapsed else 0.0)
       divergence.check_train_metrics(step, summary, ckpt)
       writer.write(step, "train", summary)
+      logged = summary
       pending_device, window = [], []
       t_log, step_log = time.monotonic(), step
     elif save_now:
       window += jax.device_get(parallel.unreplicate(pending_device))
       pending_device = []
-    progress.update(step, f"epoch {epoch + 1}/{config.num_epochs}")
+    progress.update(step, f"epoch {epoch + 1}/{config.num_epochs}", logged)
     due = (_due_evaluations(config, epoch + 1,
                             last=step == training.total_steps)
            if epoch_end else [])
