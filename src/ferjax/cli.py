@@ -17,6 +17,7 @@ import jax
 from ferjax import config as config_lib
 from ferjax import finite_json
 from ferjax import fs_errors
+from ferjax import pretrained
 from ferjax.train import distributed
 
 
@@ -89,6 +90,7 @@ def _crop_size(text: str) -> tuple[int, int]:
 def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   if extra:
     raise config_lib.ConfigError(f"unrecognised arguments: {' '.join(extra)}")
+  args.workdir = pretrained.workdirs(args)
   if len(args.workdir) > 1 and args.split is None:
     raise config_lib.ConfigError(
         "an ensemble (several --workdir) is evaluated on one --split")
@@ -121,6 +123,10 @@ def _export(args: argparse.Namespace, extra: list[str]) -> int:
   if extra:
     raise config_lib.ConfigError(f"unrecognised arguments: {' '.join(extra)}")
   from ferjax.run_dir import export_variables
+  workdirs = pretrained.workdirs(args)
+  if len(workdirs) > 1:
+    raise config_lib.ConfigError("export: one run, --workdir or --pretrained")
+  args.workdir = workdirs[0]
   out = export_variables(args.workdir, args.out, checkpoint=args.checkpoint,
                          argv=["ferjax", *sys.argv[1:]])
   print(f"exported {args.workdir} ({args.checkpoint} checkpoint) to {out}")
@@ -214,10 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
       description="Metrics of a run's checkpoint on its evals or on --split; "
       "with several --workdir, each member's and their ensemble's (the mean "
       "of their softmax, each member with its own preprocessing).")
-  ev.add_argument("--workdir", required=True, action="append",
-                  type=os.path.expanduser,
+  ev.add_argument("--workdir", action="append", type=os.path.expanduser,
                   help="run directory written by 'ferjax train'; repeat it "
                   "to evaluate an ensemble (needs --split)")
+  pretrained.add_option(ev)
   ev.add_argument("--split", default=None,
                   help="dataset split, TFDS slicing allowed (default: the "
                   "run's own evals)")
@@ -255,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
       description="Writes OUT: the run's config, manifest and metrics and "
       "one checkpoint without optimizer state, which predict, eval and "
       "init_from read like the run.")
-  export.add_argument("--workdir", required=True, type=os.path.expanduser,
+  export.add_argument("--workdir", type=os.path.expanduser,
                       help="run directory written by 'ferjax train'")
+  pretrained.add_option(export)
   export.add_argument("--out", required=True, type=os.path.expanduser,
                       help="new directory to create")
   export.add_argument("--checkpoint", default="best",

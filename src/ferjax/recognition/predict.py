@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ferjax import atomic, compilation_cache
+from ferjax import atomic, compilation_cache, pretrained
 from ferjax.recognition.classifier import (FaceClassifier, load_classifier,
                                            load_ensemble)
 from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
@@ -262,9 +262,8 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
 
 def _model_dir(workdir: str | None) -> str:
   """The run to classify with; says so when it is the bundled model."""
-  from ferjax import pretrained
   if workdir is None:
-    workdir = str(pretrained.FER2013_LENET5)
+    workdir = str(pretrained.path())
     print("ferjax predict: no --workdir: using the bundled LeNet-5 trained on "
           "FER2013 (PublicTest accuracy 0.51; see ferjax/pretrained)",
           file=sys.stderr)
@@ -293,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "repeat it for an ensemble (mean softmax, each run "
                       "with its own preprocessing; the runs must classify "
                       "the same labels)")
+  pretrained.add_option(parser)
   parser.add_argument("images", nargs="*", metavar="INPUT",
                       type=os.path.expanduser,
                       help="image or video files (.mp4, .avi, .mov, .mkv, "
@@ -354,11 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   if not args.no_compile_cache:
     compilation_cache.enable(compilation_cache.default_dir())
   try:
-    if args.workdir and len(args.workdir) > 1:
-      workdirs = args.workdir
+    if args.workdir or args.pretrained:
+      workdirs = pretrained.workdirs(args)
+    else:
+      workdirs = [_model_dir(None)]
+    if len(workdirs) > 1:
       classifier = load_ensemble(workdirs)
     else:
-      workdirs = [_model_dir(args.workdir[0] if args.workdir else None)]
       classifier = load_classifier(workdirs[0])
   except (FileNotFoundError, ValueError) as e:
     print(f"ferjax predict: {e}", file=sys.stderr)
