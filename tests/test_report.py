@@ -331,7 +331,7 @@ def test_seed_groups_named_by_family_with_spread(tmp_path):
               for f in families]
   assert [b.get_height() for b in accuracy_bars] == pytest.approx(expected)
   assert [t.get_text() for t in fig.legends[0].texts] == [
-      "accuracy", "macro f1"]
+      "accuracy", "macro F1"]
   # The error bars span ± the sample std over the three seeds: 0.02.
   caps = accuracy_bars.errorbar.lines[2][0].get_segments()
   assert [seg[1][1] - seg[0][1] for seg in caps] == pytest.approx(
@@ -401,3 +401,4 @@ def test_one_point_curves_show_and_start_at_zero(tmp_path):
     assert line.get_marker() == "o" and len(line.get_xdata()) == 1
     assert ax.get_xlabel() == "epoch" and ax.get_xlim()[0] == 0
     assert ax.get_xlim()[1] > line.get_xdata()[0] == 1.0
+    assert ax.get_ylim()[0] == 0 < line.get_ydata()[0] < ax.get_ylim()[1]

@@ -528,7 +528,11 @@ def plot_learning_curves(runs: Sequence[Run],
     for i, group in enumerate(groups):
       _plot_group(ax, group, split, metric, f"C{i % 10}", per)
     ax.set(xlabel=x_name, ylabel=metric, title=title)
-    ax.set_xlim(left=0)
+    # From 0 on both axes, with room for the last point's marker: a run of
+    # one epoch is a point at (1, value), not a dot on an axis of 0.99-1.01.
+    ends = [x for line in ax.lines for x in line.get_xdata()]
+    ax.set_xlim(0, 1.05 * max(ends, default=1) or 1)
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
   handles, labels = axes[-1].get_legend_handles_labels()
   if not handles:
@@ -575,8 +579,10 @@ def _group_bars(ax: Any, x: np.ndarray, series: Sequence[Sequence[Sequence[
   for i, (values, label) in enumerate(zip(series, labels)):
     where = x - 0.4 + (i + 0.5) * width
     stats = [_spread(v) if v else (math.nan, 0.0) for v in values]
+    spread = [s if len(v) > 1 else math.nan for v, (_, s) in
+              zip(values, stats)]  # No bar of zero length for one run.
     bars = ax.bar(where, [m for m, _ in stats], width, label=label,
-                  color=f"C{i % 10}", yerr=[s for _, s in stats],
+                  color=f"C{i % 10}", yerr=spread,
                   error_kw={"lw": 1, "capsize": 2})
     for pos, v in zip(where, values):
       if len(v) > 1:
@@ -620,6 +626,9 @@ def plot_per_class(selected: Sequence[tuple[Run, dict[str, Any]]],
   return fig
 
 
+_METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro F1"}
+
+
 def plot_comparison(runs: Sequence[Run], fields: Sequence[str]) -> Figure:
   """Each group's final accuracy and macro F1 on each evaluation: the
   families of a review side by side, mean over seeds, ± std, each seed a
@@ -634,7 +643,7 @@ def plot_comparison(runs: Sequence[Run], fields: Sequence[str]) -> Figure:
     summaries = [[summarize(r) for r in g.counted] for g in groups]
     series = [[[s[f"{ev}/{m}_final"] for s in ss if f"{ev}/{m}_final" in s]
                for ss in summaries] for m in METRICS]
-    _group_bars(ax, x, series, [m.replace("_", " ") for m in METRICS],
+    _group_bars(ax, x, series, [_METRIC_NAMES.get(m, m) for m in METRICS],
                 annotate=True)
     ax.set_xticks(x, labels=[g.label for g in groups],
                   rotation=30 if len(groups) > 3 else 0,
