@@ -39,6 +39,8 @@ def test_help_lists_every_command_with_a_description():
             if line.startswith("    ") and line.split()}
   for command in COMMANDS:
     assert command in listed, f"{command} missing from ferjax --help"
+  # predict is more than photos.
+  assert "videos" in listed["predict"] and "camera" in listed["predict"]
   assert "Traceback" not in out.stderr
 
 

@@ -331,3 +331,24 @@ def test_main_requires_images(tmp_path):
   with pytest.raises(SystemExit) as e:
     predict.main(["--workdir", str(tmp_path)])
   assert e.value.code == 2
+
+
+@pytest.mark.parametrize("box", [(10, 0, 60, 100),    # the whole height
+                                 (150, 70, 50, 30)])  # bottom right corner
+def test_labels_stay_inside_the_image(box):
+  """A face at the image's edge (sad-baby.jpeg's reaches the bottom) keeps
+  its label in sight: above the box, else inside its top."""
+  image = np.zeros((100, 200, 3), np.uint8)
+  face = pipeline.FaceResult(box=box, landmarks=None, label="surprise",
+                             scores={"surprise": 0.87})
+  out = predict.annotate(image, [face])
+  green = np.all(out == (0, 255, 0), axis=-1)
+  x, y, w, h = box
+  outline = np.zeros_like(green)
+  outline[y:y + h, x:x + w] = True
+  outline[y + 1:y + h - 1, x + 1:x + w - 1] = False
+  # The label's filled box: far more green than the box's outline.
+  assert (green & ~outline).sum() > 300
+  text = (np.abs(out.astype(int) - (0, 255, 0)).sum(-1) > 200) & (
+      out.sum(-1) < 100)
+  assert text[green.any(axis=1)].any()  # Dark text on the green fill.

@@ -156,7 +156,8 @@ _DELEGATED = {
                   "ferjax.experiment.report"),
     ("reproduce",): ("rerun a run from its manifest and compare the metrics",
                      "ferjax.experiment.reproduce"),
-    ("predict",): ("detect faces in photos and label their expressions",
+    ("predict",): ("label the expressions of the faces in photos, videos "
+                   "and camera streams (JSON lines, annotated copies)",
                    "ferjax.recognition.predict"),
     ("convert", "torchvision"): ("import torchvision weights as a run "
                                  "directory", "ferjax.models.torchvision_vgg"),

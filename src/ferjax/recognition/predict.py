@@ -100,10 +100,15 @@ def annotate(image: np.ndarray, results: Sequence[FaceResult]) -> np.ndarray:
     scale = max(0.4, w / 220)
     thickness = max(1, round(scale * 1.5))
     (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
-    top = y - th - base if y - th - base >= 0 else y + h
-    cv2.rectangle(out, (x, top), (x + tw, top + th + base), (0, 255, 0), -1)
-    cv2.putText(out, text, (x, top + th), font, scale, (0, 0, 0), thickness,
-                cv2.LINE_AA)
+    # Above the box, else inside its top: always within the image (a face
+    # at the image's edge keeps its label in sight).
+    top = y - th - base if y - th - base >= 0 else y
+    top = max(0, min(top, out.shape[0] - th - base))
+    left = max(0, min(x, out.shape[1] - tw))
+    cv2.rectangle(out, (left, top), (left + tw, top + th + base), (0, 255, 0),
+                  -1)
+    cv2.putText(out, text, (left, top + th), font, scale, (0, 0, 0),
+                thickness, cv2.LINE_AA)
   return out
 
 
