@@ -46,8 +46,8 @@ def test_ten_crop_on_any_split(reference_run):
   tta = evaluate.evaluate_run(str(workdir), split="test[:200]",
                               tta="ten_crop", crop_size=(40, 40))
   assert plain["results"]["test[:200]"]["num_examples"] == 200
-  assert tta["results"]["test[:200]"]["num_examples"] == 200
-  assert tta["results"]["test[:200]"]["loss"] != pytest.approx(
+  assert tta["results"]["test[:200] (ten_crop)"]["num_examples"] == 200
+  assert tta["results"]["test[:200] (ten_crop)"]["loss"] != pytest.approx(
       plain["results"]["test[:200]"]["loss"], rel=1e-6)
   with pytest.raises(ValueError, match="--tta"):
     evaluate.evaluate_run(str(workdir), tta="five_crop")
@@ -126,10 +126,15 @@ def test_ten_crop_on_a_split_keeps_the_runs_own_crop_size():
   config = config_lib.load_config(str(REPO / "experiments/fer2013_lenet.py"))
   assert tuple(config.input.image_size) == (32, 32)
   evals = evaluate._eval_configs(config, "public_test", "ten_crop", None)
-  assert tuple(evals["public_test"].crop_size) == (44, 44)
+  # Named for what it is: never the single-crop row's name.
+  assert list(evals) == ["public_test (ten_crop)"]
+  assert tuple(evals["public_test (ten_crop)"].crop_size) == (44, 44)
   plain = evaluate._eval_configs(config, "public_test", None, None)
   assert plain["public_test"].tta == "none"
   chosen = evaluate._eval_configs(config, "public_test", "ten_crop", (40, 40))
-  assert tuple(chosen["public_test"].crop_size) == (40, 40)
+  assert tuple(chosen["public_test (ten_crop)"].crop_size) == (40, 40)
   other = evaluate._eval_configs(config, "train[90%:]", "ten_crop", None)
-  assert tuple(other["train[90%:]"].crop_size) == (29, 29)
+  assert tuple(other["train[90%:] (ten_crop)"].crop_size) == (29, 29)
+  own = evaluate._eval_configs(config, None, "ten_crop", None)
+  assert set(own) == {"val (ten_crop)", "public_test (ten_crop)",
+                      "public_test_tencrop"}

@@ -32,6 +32,8 @@ def _eval_configs(config: ml_collections.ConfigDict, split: str | None,
 
   On ``split``, the run's own eval of that split with that test-time
   augmentation is preferred, so that ten-crop keeps the run's crop size.
+  Evals are named as the run names them, or by the split, with the
+  test-time augmentation added where the name does not say it.
   """
   evals = ml_collections.ConfigDict(config.evals.to_dict())
   if split is not None:
@@ -49,7 +51,16 @@ def _eval_configs(config: ml_collections.ConfigDict, split: str | None,
       if tta == "ten_crop" and (crop_size or not ev.get("crop_size")):
         ev.crop_size = tuple(crop_size or (round(0.9 * height),
                                            round(0.9 * width)))
-  return evals
+  return ml_collections.ConfigDict({_row_name(name, ev.get("tta", "none")): ev
+                                    for name, ev in evals.items()})
+
+
+def _row_name(name: str, tta: str) -> str:
+  """``public_test (ten_crop)``: a ten-crop result never shares the name of
+  the single-crop one; a name that says so already stays."""
+  if tta == "none" or tta.replace("_", "") in name.replace("_", ""):
+    return name
+  return f"{name} ({tta})"
 
 
 @dataclasses.dataclass(frozen=True)
