@@ -188,3 +188,14 @@ def test_train_into_a_log_file_shows_progress_lines(tmp_path,
   assert [int(step) for step, _ in lines] == [2, 4, 6, 8], text
   assert all(eta for _, eta in lines[:-1]) and not lines[-1][1]
   assert "\r" not in text
+
+
+@pytest.mark.parametrize("command", ["eval", "export"])
+def test_a_sweep_where_a_run_goes_points_to_report(tmp_path, capsys, command):
+  (tmp_path / "sweep.json").write_text("{}")
+  args = [command, "--workdir", str(tmp_path)]
+  assert cli.main(args + (["--out", str(tmp_path / "x")]
+                          if command == "export" else [])) == 2
+  err = capsys.readouterr().err
+  assert f"ferjax {command}: error: {tmp_path} is a sweep (sweep.json)" in err
+  assert f"'ferjax report {tmp_path}'" in err

@@ -87,10 +87,22 @@ def _crop_size(text: str) -> tuple[int, int]:
   return height, width
 
 
+def _refuse_sweeps(workdirs: Sequence[str]) -> None:
+  """A sweep's directory where a run's goes: say what to give instead."""
+  from ferjax.experiment.sweep import SWEEP_FILE
+  for workdir in workdirs:
+    if os.path.isfile(os.path.join(workdir, SWEEP_FILE)):
+      raise config_lib.ConfigError(
+          f"{workdir} is a sweep ({SWEEP_FILE}), not a run: 'ferjax report "
+          f"{workdir}' tabulates its trials; give one trial's directory, "
+          f"e.g. --workdir {os.path.join(workdir, 'TRIAL')}")
+
+
 def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   if extra:
     raise config_lib.ConfigError(f"unrecognised arguments: {' '.join(extra)}")
   args.workdir = pretrained.workdirs(args)
+  _refuse_sweeps(args.workdir)
   if len(args.workdir) > 1 and args.split is None:
     raise config_lib.ConfigError(
         "an ensemble (several --workdir) is evaluated on one --split")
@@ -127,6 +139,7 @@ def _export(args: argparse.Namespace, extra: list[str]) -> int:
   if len(workdirs) > 1:
     raise config_lib.ConfigError("export: one run, --workdir or --pretrained")
   args.workdir = workdirs[0]
+  _refuse_sweeps(workdirs)
   out = export_variables(args.workdir, args.out, checkpoint=args.checkpoint,
                          argv=["ferjax", *sys.argv[1:]])
   print(f"exported {args.workdir} ({args.checkpoint} checkpoint) to {out}")
