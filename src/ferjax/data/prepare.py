@@ -133,11 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = prepare(args.name, manual_dir=args.manual_dir,
                       data_dir=args.data_dir, config=args.builder_config)
   except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+    print(f"ferjax data prepare: error: {e}", file=sys.stderr)
+    return 2
   except OSError as e:
-    print(f"error: {fs_errors.describe(e)}", file=sys.stderr)
-    return 1
+    print(f"ferjax data prepare: error: {fs_errors.describe(e)}",
+          file=sys.stderr)
+    return 2
   print(format_summary(summary))
   return 0
 
