@@ -1,7 +1,7 @@
 """VGG on FER2013 with the best published single-VGG recipe.
 
   ferjax train --config experiments/fer2013_vgg.py:depth=16,bn=True \
-      --config.input.manual_dir=../shared/data/fer2013 --workdir runs/fer2013_vgg16
+      --config.input.manual_dir=~/Downloads/fer2013 --workdir runs/fer2013_vgg16
 
 Recipe after Khaireddin & Chen 2021 (73.28% on FER2013's PublicTest with
 ten-crop, with their own VGG variant; their code, usef-kh/fer
