@@ -1,6 +1,7 @@
 """`ferjax eval`: tables, any split with ten-crop, and ensembles of runs."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -74,7 +75,12 @@ def test_ensemble_of_three_runs(reference_run, tmp_path):
              "--split", "test[:300]", "--checkpoint", "latest")
   assert proc.returncode == 0, proc.stderr
   rows = [line.split()[0] for line in proc.stdout.splitlines()[2:]]
-  assert rows == [a, b, a, "ensemble"]
+  # Short names: each run's path below the members' common parent.
+  base = os.path.commonpath([a, b])
+  assert proc.stdout.startswith(f"ensemble of 3 runs under {base} on ")
+  assert rows == [os.path.relpath(a, base), os.path.relpath(b, base),
+                  os.path.relpath(a, base), "ensemble"]
+  assert all(len(r) < len(a) for r in rows)
   result = evaluate.evaluate_ensemble([a, b, a], split="test[:300]",
                                       checkpoint="latest")
   for member, workdir in zip(result["members"], (a, b, a)):

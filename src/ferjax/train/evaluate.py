@@ -8,6 +8,7 @@ augmentation, as the review's "combining models" does.
 """
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -186,16 +187,28 @@ def _rows_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   return "\n".join(lines)
 
 
+def _short_names(workdirs: Sequence[str]) -> tuple[str, list[str]]:
+  """The members' common parent and each one's path below it: a table's
+  row names, not the full paths (200 characters a line)."""
+  paths = [os.path.abspath(w) for w in workdirs]
+  base = os.path.commonpath(paths)
+  if base in paths:  # A member is the others' parent, or all are one.
+    base = os.path.dirname(base)
+  return base, [os.path.relpath(p, base) for p in paths]
+
+
 def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
   """``evaluate_run`` or ``evaluate_ensemble`` output as readable tables."""
   columns = (*metrics_lib.HEADLINE, "loss", "num_examples")
   header = [*columns[:-1], "examples"]
   if "members" in result:
-    named = [(f"{m['workdir']} (step {m['step']})", m["results"])
-             for m in result["members"]]
+    base, names = _short_names([m["workdir"] for m in result["members"]])
+    named = [(f"{name} (step {m['step']})", m["results"])
+             for name, m in zip(names, result["members"])]
     named.append(("ensemble (mean softmax)", result["ensemble"]["results"]))
     (split,) = result["ensemble"]["results"]
-    title = (f"ensemble of {len(result['members'])} runs on {split}, "
+    title = (f"ensemble of {len(result['members'])} runs under {base} on "
+             f"{split}, "
              + (f"checkpoint {result['checkpoint']}" if result["checkpoint"]
                 else "checkpoints per member"))
     rows = [(name, *(r[split][c] for c in columns)) for name, r in named]
