@@ -44,3 +44,25 @@ def test_confusion_image_shades_by_the_true_class():
   # Inside the cells (off the diagonal's frame): 80% darker than 20%, 0% white.
   assert image[8, 8].sum() < image[8, 24].sum() < image[24, 8].sum()
   assert tuple(image[24, 8]) == (247, 251, 255)
+
+
+def test_hparams_are_the_config_fields_and_final_metrics(tmp_path):
+  from tensorboardX.proto import plugin_hparams_pb2
+  writer = MetricWriter(tmp_path / "metrics.jsonl", tmp_path / "tb")
+  writer.hparams({"seed": 1, "optimizer": {"learning_rate": 0.1},
+                  "input": {"mean": None, "image_size": [32, 32]}},
+                 {"test/accuracy": 0.9, "test/num_examples": 30.0}, 20)
+  writer.close()
+  values = [v for e in read_events(tmp_path / "tb" / "hparams")
+            for v in e.summary.value]
+  start = [plugin_hparams_pb2.HParamsPluginData.FromString(
+      v.metadata.plugin_data.content).session_start_info for v in values
+           if v.tag == "_hparams_/session_start_info"]
+  (info,) = start
+  assert {k: (v.number_value or v.string_value)
+          for k, v in info.hparams.items()} == {
+              "seed": 1, "optimizer.learning_rate": 0.1,
+              "input.mean": "null", "input.image_size": "[32, 32]"}
+  scalars = {v.tag: v.simple_value for v in values if v.HasField(
+      "simple_value")}
+  assert scalars == {"hparams/test/accuracy": np.float32(0.9)}

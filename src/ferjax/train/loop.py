@@ -146,6 +146,7 @@ def _train(training: setup_lib.Training, run: RunDir,
     results = _steps(training, ckpt, writer, state, start_step, pending,
                      is_chief)
     step = training.total_steps
+    writer.hparams(config.to_dict(), _scalar_metrics(results), step)
   except BaseException as e:
     writer.close()
     if is_chief:

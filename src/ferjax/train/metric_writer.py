@@ -4,7 +4,9 @@ The run's metrics file (``ferjax.run_dir``) holds one JSON object per event,
 e.g. ``{"step": 400, "split": "test", "accuracy": 0.93, ...}``. Scalars also
 go to TensorBoard under ``<split>/<name>`` (not the example counts, which
 never change), each confusion matrix as an image
-``<split>/confusion_matrix``; per-class accuracy stays in the JSON lines. A
+``<split>/confusion_matrix``, and at the end of training the config and
+final metrics as hyperparameters (``hparams/``, TensorBoard's HParams tab);
+per-class accuracy stays in the JSON lines. A
 value that is not a finite number is written as ``null`` (see
 ``ferjax.finite_json``).
 """
@@ -91,6 +93,28 @@ class MetricWriter:
                          int(step), dataformats="HWC")
     self._tb.flush()
 
+  def hparams(self, config: Mapping[str, Any], metrics: Mapping[str, float],
+              step: int) -> None:
+    """The run's config fields and final metrics for TensorBoard's HParams
+    tab (under ``hparams/``): a sweep's trials side by side, by field."""
+    if not self.enabled:
+      return
+    fields = {name: value if isinstance(value, (bool, int, float, str))
+              else json.dumps(value) for name, value in _leaves(config, "")}
+    self._tb.add_hparams(
+        fields, {f"hparams/{k}": float(v) for k, v in metrics.items()
+                 if k.rsplit("/", 1)[-1] not in _NOT_SCALARS
+                 and math.isfinite(v)},
+        name="hparams", global_step=int(step))
+
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+
+
+def _leaves(tree: Mapping[str, Any], prefix: str):
+  for key, value in tree.items():
+    if isinstance(value, Mapping) and value:
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
