@@ -31,6 +31,7 @@ def _experiment_config(args: argparse.Namespace, extra: list[str]):
   config_lib.validate(config)
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
+  parallel.configure_gpu_determinism(config.parallel.deterministic_gpu)
   if distributed.initialize(args) and jax.process_index():
     # Process 0 speaks for the job; the others report only problems.
     logging.getLogger("ferjax").setLevel(logging.WARNING)
@@ -101,6 +102,8 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   config = RunDir(args.workdir[0]).read_config()
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
+  parallel.configure_gpu_determinism(
+      config.parallel.get("deterministic_gpu", False))
   from ferjax.train import evaluate
   options = dict(split=args.split, tta=args.tta, crop_size=args.crop_size,
                  data_dir=args.data_dir, manual_dir=args.manual_dir)

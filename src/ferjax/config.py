@@ -61,6 +61,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "init_from.workdir": None,
     "init_from.checkpoint": "best",
     "parallel.num_devices": None,
+    "parallel.deterministic_gpu": False,
     "slurm.partition": None,
     "slurm.time_minutes": 60,
     "slurm.nodes": 1,
@@ -225,6 +226,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.parallel.backend = "shard_map"  # shard_map | pmap
   c.parallel.cpu_devices = None  # CPU only: split the host into N devices.
   c.parallel.num_devices = None  # None: all devices.
+  # GPU only: XLA's deterministic kernels (--xla_gpu_deterministic_ops), so
+  # that a GPU run, like a CPU run, gives the same numbers every time; costs
+  # speed where XLA would use atomics (scatter-adds, some reductions).
+  c.parallel.deterministic_gpu = False
 
   # Each trial's job under `ferjax sweep --launcher slurm` (sbatch options;
   # checked by ferjax.experiment.slurm.resources).
@@ -526,6 +531,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       isinstance(par.num_devices, int) and par.num_devices > 0),
            "parallel.num_devices", "None (all) or a positive integer",
            par.get("num_devices"))
+  _require(isinstance(par.get("deterministic_gpu", False), bool),
+           "parallel.deterministic_gpu", "true or false",
+           par.get("deterministic_gpu"))
 
 
 FUSION_FEATURES = ("lbp", "gabor")

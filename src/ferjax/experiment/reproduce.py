@@ -251,6 +251,7 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
   # JAX starts here: config errors above cost milliseconds, not a compile.
   from ferjax.train import parallel
   parallel.configure_cpu_devices(cpu_devices)
+  parallel.configure_gpu_determinism(config.parallel.deterministic_gpu)
   from ferjax.train import loop
   loop.train_and_evaluate(config, str(workdir), argv=argv)
   comparison = compare_runs(run_dir, workdir)

@@ -46,6 +46,21 @@ def configure_cpu_devices(count: int | None) -> int | None:
   return count
 
 
+DETERMINISTIC_GPU_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def configure_gpu_determinism(deterministic: bool) -> None:
+  """Asks XLA for deterministic GPU kernels; call before JAX starts.
+
+  XLA reads its flags once, when the backend starts, so the flag goes into
+  ``XLA_FLAGS`` (where the manifest records it). A flag already there is
+  the caller's own choice and is kept either way.
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if deterministic and "--xla_gpu_deterministic_ops" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_GPU_FLAG}".strip()
+
+
 class Parallel:
   """Places state and data on the devices and maps per-device functions."""
 
