@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ferjax.models import create_model
-from ferjax.train import losses
+from ferjax import losses
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import state as state_lib
 from ferjax.train import steps

@@ -9,7 +9,7 @@ import pytest
 
 from ferjax import config as config_lib
 from ferjax.labels import CKPLUS_CLASSES
-from ferjax.run_dir import read_metrics
+from ferjax.run.run_dir import read_metrics
 from ferjax.train import crossval
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -15,16 +15,17 @@ import zipfile
 import pytest
 import tensorflow_datasets as tfds
 
-from ferjax import cli
+from ferjax.commands import data as prepare_command
+from ferjax.commands import eval as eval_command
+from ferjax.commands import train as train_command
 from ferjax.data import fer2013
 from ferjax.data import loading
-from ferjax.data import prepare
 from test_ck_plus import _write_ck
 from test_fer2013 import _rows, _write_csv, _write_folders
 
 
 def _prepare(capsys, *argv: str) -> tuple[int, str, str]:
-  code = prepare.main([str(a) for a in argv])
+  code = prepare_command.main([str(a) for a in argv])
   out, err = capsys.readouterr()
   assert "Traceback" not in out + err
   return code, out, err
@@ -186,11 +187,11 @@ def test_tilde_in_paths_is_the_home_folder(synthetic_data_dir, tmp_path,
   assert Path(builder.data_dir).is_relative_to(home / "tfds")
   code, out, _ = _prepare(capsys, "synthetic_fer", "--data-dir", "~/tfds")
   assert code == 0 and f"at {home / 'tfds'}" in out
-  args, _ = cli.build_parser().parse_known_args(
-      ["train", "--config", "~/c.py:runlocal", "--workdir", "~/run"])
+  args, _ = train_command.build_parser().parse_known_args(
+      ["--config", "~/c.py:runlocal", "--workdir", "~/run"])
   assert (args.config, args.workdir) == (f"{home}/c.py:runlocal",
                                          f"{home}/run")
-  args, _ = cli.build_parser().parse_known_args(["eval", "--workdir=~/run"])
+  args, _ = eval_command.build_parser().parse_known_args(["--workdir=~/run"])
   assert args.workdir == [f"{home}/run"]  # Several make an ensemble.
   assert not (cwd / "~").exists()
 

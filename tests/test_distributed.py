@@ -31,7 +31,7 @@ import jax
 import numpy as np
 import pytest
 
-from ferjax.run_dir import read_metrics
+from ferjax.run.run_dir import read_metrics
 from ferjax.train import loop
 from ferjax.train.parallel import AXIS, Parallel
 from test_train import (QUICKSTART, final_params, tiny_config, tiny_overrides,

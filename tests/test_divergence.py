@@ -11,7 +11,7 @@ import pytest
 from ferjax import cli
 from ferjax import config as config_lib
 from ferjax import finite_json
-from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import setup as setup_lib
 from ferjax.train.parallel import Parallel
 from test_train import QUICKSTART, tiny_overrides

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ferjax import config as config_lib
-from ferjax.run_dir import RunDir
+from ferjax.run.run_dir import RunDir
 from ferjax.train import evaluate
 from test_run_dir import cli
 from test_train import REPO

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from ferjax.commands import data as prepare_command
 from ferjax.data import fer2013
 from ferjax.data import prepare
 from ferjax.labels import FER2013_CLASSES
@@ -284,7 +285,7 @@ def test_prepare_main_prints_counts_and_clean_removals(tmp_path, capsys):
   data_dir = tmp_path / "data"
   argv = ["fer2013", "--manual-dir", str(tmp_path), "--data-dir",
           str(data_dir), "--config", "clean"]
-  assert prepare.main(argv) == 0
+  assert prepare_command.main(argv) == 0
   out = capsys.readouterr().out
   assert "fer2013/clean 1.0.0" in out and "built in" in out
   assert "clean removed 2 constant images" in out
@@ -303,11 +304,11 @@ def test_prepare_main_prints_counts_and_clean_removals(tmp_path, capsys):
 def test_prepare_main_reports_missing_data_and_returns_1(tmp_path, capsys):
   argv = ["fer2013", "--manual-dir", str(tmp_path / "nope"), "--data-dir",
           str(tmp_path / "data")]
-  assert prepare.main(argv) == 1
+  assert prepare_command.main(argv) == 1
   assert "does not exist" in capsys.readouterr().err
-  assert prepare.main(argv[:1] + argv[3:]) == 1
+  assert prepare_command.main(argv[:1] + argv[3:]) == 1
   assert "needs --manual-dir" in capsys.readouterr().err
-  assert prepare.main(argv + ["--config", "dirty"]) == 1
+  assert prepare_command.main(argv + ["--config", "dirty"]) == 1
   assert "no config 'dirty'; its configs: original, clean" in (
       capsys.readouterr().err)
 

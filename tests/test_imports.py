@@ -67,13 +67,13 @@ def test_the_walker_finds_a_cycle():
 
 def test_no_import_cycle_in_the_package():
   graph = import_graph()
-  assert "ferjax.train.loop" in graph["ferjax.cli"]  # Imports in functions too.
+  assert "ferjax.train.loop" in graph["ferjax.commands.train"]  # In functions too.
   assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
 def test_predict_loads_neither_optax_nor_tfds():
   """`ferjax predict` reads a run directory, not the training stack."""
-  code = ("import sys, ferjax.recognition.predict, ferjax.run_dir, "
+  code = ("import sys, ferjax.recognition.predict, ferjax.run.run_dir, "
           "ferjax.models.lenet;"
           "from ferjax.recognition import classifier;"
           "print(sorted(m for m in ('optax', 'tensorflow_datasets', "

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from ferjax.commands import predict as predict_command
 from ferjax.labels import FER2013_CLASSES
-from ferjax.recognition import align, pipeline, predict
+from ferjax.recognition import align, detectors, pipeline, predict
 from ferjax.recognition.align import Face
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
@@ -154,7 +155,7 @@ def test_get_detector_rejects_unknown_names():
     pipeline.get_detector("dlib")
 
 
-@pytest.mark.parametrize("detector", pipeline.DETECTORS)
+@pytest.mark.parametrize("detector", list(detectors.DETECTORS))
 def test_recognize_returns_nothing_without_faces(classifier, detector):
   image = np.full((300, 400), 128, np.uint8)
   assert pipeline.recognize(image, classifier, detector) == []
@@ -320,14 +321,14 @@ def test_predict_end_to_end_on_a_photo(classifier, tmp_path):
 
 def test_main_rejects_an_unusable_run_dir_or_out_dir(tmp_path, capsys):
   image = _write(tmp_path / "a.png", np.zeros((10, 10, 3), np.uint8))
-  assert predict.main(["--workdir", str(tmp_path / "run"), str(image)]) == 2
+  assert predict_command.main(["--workdir", str(tmp_path / "run"), str(image)]) == 2
   assert str(tmp_path / "run") in capsys.readouterr().err
-  assert predict.main(["--workdir", str(tmp_path / "run"), "--out",
+  assert predict_command.main(["--workdir", str(tmp_path / "run"), "--out",
                        str(image), str(image)]) == 2
   assert f"--out {image}" in capsys.readouterr().err
 
 
 def test_main_requires_images(tmp_path):
   with pytest.raises(SystemExit) as e:
-    predict.main(["--workdir", str(tmp_path)])
+    predict_command.main(["--workdir", str(tmp_path)])
   assert e.value.code == 2

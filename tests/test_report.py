@@ -9,6 +9,7 @@ import statistics
 
 import pytest
 
+from ferjax.commands import report as report_command
 from ferjax import config as config_lib
 from ferjax.experiment import report
 
@@ -82,7 +83,7 @@ def reported(tmp_path_factory) -> tuple[list[pathlib.Path], pathlib.Path, str]:
   dirs, out = make_runs(tmp_path), tmp_path / "out"
   printed = io.StringIO()
   with contextlib.redirect_stdout(printed):
-    assert report.main([*map(str, dirs), "--out", str(out)]) == 0
+    assert report_command.main([*map(str, dirs), "--out", str(out)]) == 0
   return dirs, out, printed.getvalue()
 
 
@@ -136,7 +137,7 @@ def test_seed_groups_mean_and_sample_std(reported):
 def test_chosen_columns_in_their_order(tmp_path, capsys):
   dirs = make_runs(tmp_path / "runs")
   out = tmp_path / "out"
-  assert report.main([*map(str, dirs), "--out", str(out), "--columns",
+  assert report_command.main([*map(str, dirs), "--out", str(out), "--columns",
                       "test/macro_f1_final,test/accuracy_final"]) == 0
   printed = capsys.readouterr().out
   header = list(read_csv(out / "report_seeds.csv")[0])
@@ -154,7 +155,7 @@ def test_chosen_columns_in_their_order(tmp_path, capsys):
 
 def test_unknown_column_names_the_known_ones(tmp_path, capsys):
   dirs = make_runs(tmp_path / "runs")
-  assert report.main([*map(str, dirs), "--out", str(tmp_path / "out"),
+  assert report_command.main([*map(str, dirs), "--out", str(tmp_path / "out"),
                       "--columns", "test/accuracy_final,public_test/f1"]) == 2
   err = capsys.readouterr().err
   assert "--columns: unknown column(s) public_test/f1" in err
@@ -186,7 +187,7 @@ def test_chosen_step_for_confusion_matrices(tmp_path):
 
 def test_no_runs_is_an_error(tmp_path, capsys):
   (tmp_path / "empty").mkdir()
-  assert report.main([str(tmp_path / "empty")]) == 2
+  assert report_command.main([str(tmp_path / "empty")]) == 2
   assert "no run directories" in capsys.readouterr().err
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+from ferjax.commands import reproduce as reproduce_command
 from ferjax import config as config_lib
 from ferjax.experiment import reproduce
 from test_sweep import TINY
@@ -91,7 +92,7 @@ def test_refuses_what_it_cannot_reproduce(tmp_path, capsys):
           "may only change where it runs",
   }
   for argv, message in cases.items():
-    assert reproduce.main(list(argv)) == 2
+    assert reproduce_command.main(list(argv)) == 2
     assert message in capsys.readouterr().err
   assert not (tmp_path / "done.reproduce").exists()
 

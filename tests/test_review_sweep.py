@@ -14,7 +14,7 @@ import pytest
 from ferjax import config as config_lib
 from ferjax.experiment import sweep
 from ferjax.models import summary
-from ferjax.run_dir import RunDir, read_metrics
+from ferjax.run.run_dir import RunDir, read_metrics
 from test_fer2013 import SHARED_FER2013
 from test_train import REPO
 

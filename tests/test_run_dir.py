@@ -17,15 +17,16 @@ import jax
 import numpy as np
 import pytest
 
+from ferjax.commands import report as report_command
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.data import preprocess
-from ferjax.experiment import report
 from ferjax.experiment import reproduce
 from ferjax.experiment import sweep
 from ferjax.models import create_model
 from ferjax.recognition.classifier import load_classifier
-from ferjax.run_dir import RunDir, RunDirBusy, RunDirError, write_imported
-from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.run.run_dir import RunDir, RunDirBusy, RunDirError, write_imported
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import crossval
 from ferjax.train import loop
 from test_report import make_run
@@ -88,7 +89,7 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
 
 
 def test_kill_9_leaves_no_stale_lock(tmp_path):
-  code = ("import sys, time; from ferjax.run_dir import RunDir\n"
+  code = ("import sys, time; from ferjax.run.run_dir import RunDir\n"
           "with RunDir(sys.argv[1]).lock(['holder']):\n"
           "  print('locked', flush=True); time.sleep(60)\n")
   proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
@@ -266,7 +267,7 @@ def test_upgrade_fills_every_field_added_since_the_first_release():
   missing = set(leaves(config_lib.base_config().to_dict())) - set(
       leaves(upgraded))
   assert not missing, f"fields with no legacy value: {sorted(missing)}"
-  config_lib.validate(config_lib.from_dict(upgraded))
+  config_checks.validate(config_lib.from_dict(upgraded))
   assert config_lib.upgrade(upgraded) == (upgraded, {})
 
 
@@ -295,7 +296,7 @@ def test_report_lists_unreadable_runs_and_reports_the_rest(tmp_path, capsys):
              accuracies=[0.5, 0.6])
   (tmp_path / "lr=0.1" / "seed=1" / "config.json").unlink()
   (tmp_path / "lr=0.2" / "seed=0" / "manifest.json").write_text("")
-  assert report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+  assert report_command.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
   printed = capsys.readouterr().out
   assert printed.count("| lr=") == 2
   md = (tmp_path / "out" / "report.md").read_text()

@@ -16,12 +16,13 @@ import time
 
 import pytest
 
+from ferjax.commands import report as report_command
 from ferjax import config as config_lib
 from ferjax import filelock
 from ferjax.experiment import report
 from ferjax.experiment import sweep
-from ferjax.experiment import sweep_command
-from ferjax.run_dir import RunDir
+from ferjax.commands import sweep as sweep_command
+from ferjax.run.run_dir import RunDir
 from test_train import QUICKSTART, REPO
 
 # One epoch of 8 steps on one device: seconds per trial.
@@ -210,7 +211,7 @@ def test_four_trial_sweep_completes(grid_sweep):
 
 def test_report_of_the_sweep(grid_sweep, tmp_path, capsys):
   workdir = grid_sweep[0]
-  assert report.main([str(workdir), "--out", str(tmp_path)]) == 0
+  assert report_command.main([str(workdir), "--out", str(tmp_path)]) == 0
   printed = capsys.readouterr().out
   assert printed.count("| seed=") == 4
   rows = (tmp_path / "report.csv").read_text().splitlines()

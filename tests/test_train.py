@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.data import loading
-from ferjax.run_dir import read_metrics
-from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.run.run_dir import read_metrics
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import loop
 from ferjax.train import setup as setup_lib
 
@@ -298,6 +299,6 @@ def test_an_eval_with_every_epochs_runs_on_its_own_schedule_and_at_the_end(
 ])
 def test_eval_schedule_is_checked(synthetic_data_dir, evals, message):
   with pytest.raises(config_lib.ConfigError, match=message):
-    config_lib.validate(tiny_config(synthetic_data_dir, evals=evals,
+    config_checks.validate(tiny_config(synthetic_data_dir, evals=evals,
                                     **{"checkpoint.best_metric":
                                        "test/accuracy"}))

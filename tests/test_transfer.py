@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import init_from
 from ferjax.train import loop
 from ferjax.train import setup as setup_lib

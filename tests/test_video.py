@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from ferjax.commands import predict as predict_command
 from ferjax import compilation_cache
 from ferjax.recognition import pipeline, predict, stream, tracking, video
 from ferjax.recognition.classifier import batch_bucket
@@ -364,7 +365,7 @@ def test_interrupting_predict_keeps_the_video_written_so_far(
     ([], "give image or video files")])
 def test_main_rejects_bad_video_options(tmp_path, capsys, args, message):
   with pytest.raises(SystemExit) as e:
-    predict.main(["--workdir", str(tmp_path), *args])
+    predict_command.main(["--workdir", str(tmp_path), *args])
   assert e.value.code == 2
   assert message in capsys.readouterr().err
 
@@ -436,7 +437,7 @@ def test_predict_never_writes_the_annotated_video_over_its_input(
 def test_the_command_runs_a_video_with_a_trained_run(reference_run, squares,
                                                      tmp_path, capsys):
   workdir, _ = reference_run
-  code = predict.main(["--workdir", str(workdir), str(squares[0]), "--out",
+  code = predict_command.main(["--workdir", str(workdir), str(squares[0]), "--out",
                        str(tmp_path), "--max-frames", "3", "--detector",
                        "haar", "--no-compile-cache"])
   assert code == 0

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 
 from ferjax.labels import check_same_labels
-from ferjax.run_dir import RunDir
+from ferjax.run.run_dir import RunDir
 from ferjax.train import metrics as metrics_lib
 from ferjax.train import setup
 from ferjax.train.evaluator import Evaluator

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 
 from ferjax.data import loading
-from ferjax.train import losses
+from ferjax import losses
 from ferjax.train import metrics as metrics_lib
 from ferjax.train import steps
 from ferjax.train.parallel import Parallel
