@@ -8,7 +8,7 @@ import pytest
 
 from ferjax import config as config_lib
 from ferjax.run.run_dir import RunDir
-from ferjax.train import evaluate
+from ferjax.train import run_evaluation as evaluate
 from test_run_dir import cli
 from test_train import REPO
 

@@ -10,7 +10,7 @@ from ferjax import pretrained
 from ferjax.labels import FER2013_CLASSES
 from ferjax.recognition.classifier import load_classifier
 from ferjax.run.run_dir import RunDir, export_variables
-from ferjax.train import evaluate
+from ferjax.train import run_evaluation as evaluate
 from test_run_dir import cli
 
 

@@ -184,7 +184,7 @@ def test_run_directory_records(reference_run):
 
 def test_eval_counts_every_example_once(synthetic_data_dir):
   """37 examples over 4 devices x 8: padded and masked, never dropped."""
-  from ferjax.train.evaluator import Evaluator
+  from ferjax.train.split_evaluator import Evaluator
   config = tiny_config(synthetic_data_dir)
   setup = setup_lib.training(config,
                              loop.Parallel.from_config(config.parallel))

@@ -14,6 +14,7 @@ import ml_collections
 from ferjax.config import FUSION_FEATURES, FUSION_MODES, LEGACY_VALUES
 from ferjax.config import ConfigError
 from ferjax.data import registry as data_registry
+from ferjax.evaluations import EVALUATIONS
 from ferjax.features.lbp import LBP_METHODS
 from ferjax.features.lbp import num_codes
 from ferjax.losses import LOSSES
@@ -22,7 +23,7 @@ from ferjax.models import MODEL_NAMES
 
 BACKENDS = ("shard_map", "pmap")
 SCHEDULES = ("constant", "piecewise", "cosine", "plateau")
-TTA_MODES = ("none", "ten_crop")
+TTA_MODES = tuple(EVALUATIONS)
 # One-hot histograms of more bins than this cost more than the CNN.
 MAX_LBP_BINS = 256
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from ferjax import commands
 from ferjax import config as config_lib
 from ferjax import finite_json
+from ferjax.evaluations import EVALUATIONS
 
 
 def _crop_size(text: str) -> tuple[int, int]:
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                   help="best (default), latest or a step number; for an "
                   "ensemble once for all members or once per --workdir, "
                   "in the same order")
-  ev.add_argument("--tta", choices=("none", "ten_crop"),
+  ev.add_argument("--tta", choices=tuple(EVALUATIONS),
                   help="test-time augmentation for every eval (default: "
                   "each eval's own)")
   ev.add_argument("--crop-size", type=_crop_size, metavar="H,W",
@@ -69,19 +70,19 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   config = RunDir(args.workdir[0]).read_config()
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
-  from ferjax.train import evaluate
+  from ferjax.train import run_evaluation
   options = dict(split=args.split, tta=args.tta, crop_size=args.crop_size,
                  data_dir=args.data_dir, manual_dir=args.manual_dir)
   if len(args.workdir) > 1:
-    result = evaluate.evaluate_ensemble(args.workdir, checkpoint=checkpoints,
-                                        **options)
+    result = run_evaluation.evaluate_ensemble(
+        args.workdir, checkpoint=checkpoints, **options)
   else:
-    result = evaluate.evaluate_run(args.workdir[0], checkpoint=checkpoints[0],
-                                   **options)
+    result = run_evaluation.evaluate_run(
+        args.workdir[0], checkpoint=checkpoints[0], **options)
   if args.json:
     print(finite_json.dumps(result))
   else:
-    print(evaluate.format_results(result, per_class=args.per_class))
+    print(run_evaluation.format_results(result, per_class=args.per_class))
   return 0
 
 

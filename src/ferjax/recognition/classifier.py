@@ -67,7 +67,7 @@ class Ensemble:
 
   Each member aligns the faces at its own ``crop_shape`` and preprocesses
   them its own way (input size, channels, normalisation), as
-  ``train.evaluate.evaluate_ensemble`` does for a split; ``names`` (the
+  ``train.run_evaluation.evaluate_ensemble`` does for a split; ``names`` (the
   members' run directories) label each member's scores.
   """
 

@@ -25,7 +25,7 @@ from ferjax import losses
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import state as state_lib
 from ferjax.train import steps
-from ferjax.train.evaluator import Evaluator
+from ferjax.train.split_evaluator import Evaluator
 from ferjax.train.parallel import AXIS, Parallel
 
 
