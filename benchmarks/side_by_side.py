@@ -29,8 +29,8 @@ from ferjax.train import state as state_lib
 from ferjax.train import steps
 from ferjax.train.parallel import AXIS, Parallel
 
-import torch_models
-import twin_weights
+from twins import torch_models
+from twins import twin_weights
 
 
 def torch_scheduler(opt: ml_collections.ConfigDict,

@@ -14,8 +14,7 @@ from ferjax.models import create_model
 from ferjax.train import crossval
 from ferjax.train import loop
 from ferjax.train import optimizer as optimizer_lib
-from test_crossval import write_ck_plus
-from test_transfer import short_config
+from helpers import short_config, write_ck_plus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

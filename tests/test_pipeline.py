@@ -12,8 +12,8 @@ from ferjax.commands import predict as predict_command
 from ferjax.labels import FER2013_CLASSES
 from ferjax.recognition import align, detectors, pipeline, predict
 from ferjax.recognition.align import Face
+from helpers import PHOTOS, DarkSquares
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 
 # Every fully visible face in the shared photos, (x, y, w, h): the original
 # MTCNN's boxes where it found the face, drawn by hand for the Santa, all
@@ -118,16 +118,6 @@ def test_as_rgb_rejects_what_it_cannot_convert():
     pipeline.as_rgb(np.zeros((4, 4, 5), np.uint8))
   with pytest.raises(ValueError, match="empty"):
     pipeline.as_rgb(np.zeros((0, 4, 3), np.uint8))
-
-
-class DarkSquares:
-  """A real (if simple) detector: dark squares in a light image."""
-
-  def detect(self, image):
-    mask = (image[..., 0] < 50).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
-    return [Face(tuple(map(float, s[:4])), float(s[4]) / 1e6)
-            for s in stats[1:n]]
 
 
 def test_multi_resolution_maps_faces_back_and_merges_duplicates():

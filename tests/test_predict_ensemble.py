@@ -18,9 +18,7 @@ from ferjax.recognition import classifier as classifier_lib
 from ferjax.recognition import pipeline, stream
 from ferjax.run.run_dir import RunDir
 from ferjax.train import loop
-from test_pipeline import PHOTOS, DarkSquares
-from test_train import tiny_config
-from test_video import square_frames
+from helpers import PHOTOS, DarkSquares, square_frames, tiny_config
 
 
 @pytest.fixture(scope="module")

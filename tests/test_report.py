@@ -3,55 +3,14 @@
 import contextlib
 import csv
 import io
-import json
 import pathlib
 import statistics
 
 import pytest
 
 from ferjax.commands import report as report_command
-from ferjax import config as config_lib
 from ferjax.experiment import report
-
-CLASSES = ["angry", "happy", "neutral"]
-
-
-def make_run(path: pathlib.Path, *, seed: int, lr: float,
-             accuracies: list[float], finished: bool = True,
-             command: str = "train") -> None:
-  """A run directory as ``ferjax train`` leaves it, with chosen numbers.
-
-  Eval i (at step 10 * (i + 1)) has accuracy ``accuracies[i]`` and macro F1
-  half of it.
-  """
-  config = config_lib.base_config()
-  config.seed, config.optimizer.learning_rate = seed, lr
-  path.mkdir(parents=True)
-  (path / "config.json").write_text(config_lib.to_json(config))
-  session = {"start_time": "2025-01-01T00:00:00+00:00", "start_step": 0,
-             "end_time": "2025-01-01T01:00:00+00:00" if finished else None,
-             "command": ["ferjax", command], "versions": {"jax": "0.10.2"},
-             "backend": "cpu", "device_count": 1}
-  (path / "manifest.json").write_text(json.dumps(
-      {"seed": seed, "dataset": {"class_names": CLASSES},
-       "sessions": [session]}))
-  events = []
-  for i, acc in enumerate(accuracies):
-    step = 10 * (i + 1)
-    events.append({"step": step, "split": "train", "loss": 2.0 / (i + 1),
-                   "accuracy": acc, "learning_rate": lr,
-                   "images_per_second": 100.0})
-    correct = round(30 * acc)
-    events.append({
-        "step": step, "split": "test", "accuracy": acc, "loss": 1.0 - acc,
-        "macro_f1": acc / 2,
-        "per_class_accuracy": {c: acc for c in CLASSES},
-        "confusion_matrix": [[correct // 3, 10 - correct // 3, 0],
-                             [0, correct // 3, 10 - correct // 3],
-                             [10 - correct // 3, 0, correct // 3]],
-        "num_examples": 30})
-  (path / "metrics.jsonl").write_text(
-      "".join(json.dumps(e) + "\n" for e in events))
+from helpers import make_run
 
 
 ACCURACIES = {  # (lr, seed) -> test accuracy at each eval.

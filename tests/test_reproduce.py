@@ -11,8 +11,7 @@ import sys
 from ferjax.commands import reproduce as reproduce_command
 from ferjax import config as config_lib
 from ferjax.experiment import reproduce
-from test_sweep import TINY
-from test_train import QUICKSTART, REPO
+from helpers import QUICKSTART, REPO, TINY
 
 
 

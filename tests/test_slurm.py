@@ -26,10 +26,9 @@ from ferjax.experiment import sweep
 from ferjax.commands import sweep as sweep_command
 from ferjax.run.run_dir import RunDir, read_metrics
 import slurm_cluster
-from test_distributed import finish, launch
-from test_sweep import GRID, run_sweep, status, sweep_args, sweep_file
-from test_train import QUICKSTART, REPO, final_params, tiny_overrides
-from test_train import without_timing
+from helpers import (GRID, QUICKSTART, REPO, final_params, finish, launch,
+                     run_sweep, status, sweep_args, sweep_file, tiny_overrides,
+                     without_timing)
 
 TIMEOUT = 600
 

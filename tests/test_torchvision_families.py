@@ -23,7 +23,7 @@ from ferjax import config_checks
 from ferjax.convert import torchvision as torchvision_convert  # noqa: E402
 from ferjax.recognition.classifier import load_classifier  # noqa: E402
 from ferjax.train import loop  # noqa: E402
-from test_torchvision_import import load_converted  # noqa: E402
+from helpers import load_converted  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

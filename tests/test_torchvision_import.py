@@ -11,18 +11,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import (final_params, flat, load_converted, tiny_config)  # noqa: E402
 from ferjax import cli  # noqa: E402  (after the skip on purpose)
-from ferjax.models import create_model  # noqa: E402
 from ferjax.convert import torchvision as torchvision_convert  # noqa: E402
 from ferjax.recognition.classifier import load_classifier  # noqa: E402
-from ferjax.run.run_dir import RunDir  # noqa: E402
 from ferjax.train import loop  # noqa: E402
-from test_train import final_params, tiny_config  # noqa: E402
-from test_transfer import flat  # noqa: E402
+from twins import torch_vgg  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import torch_vgg  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # torchvision's vgg16 / vgg16_bn: positions of the Conv2d layers in features.
 VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -57,19 +52,6 @@ def convert(model: "torch.nn.Module", tmp: pathlib.Path) -> pathlib.Path:
   torch.save(model.state_dict(), pth)
   assert cli.main(["convert", "torchvision", str(pth), str(out)]) == 0
   return out
-
-
-def load_converted(workdir: pathlib.Path) -> tuple[object, dict, dict]:
-  """(model, variables, manifest), read as init_from reads a source run."""
-  run = RunDir(workdir)
-  config = run.read_config()
-  manifest = run.read_manifest()
-  with run.checkpoints(config) as ckpt:
-    variables = ckpt.restore_variables(run.resolve_step(ckpt, "best"))
-  model = create_model(config.model.name,
-                       num_classes=len(manifest["dataset"]["class_names"]),
-                       **dict(config.model.kwargs))
-  return model, variables, manifest
 
 
 @pytest.fixture(scope="module")
