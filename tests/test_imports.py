@@ -176,6 +176,17 @@ def test_only_the_run_package_names_run_files():
   assert run_file_names(SRC / "ferjax" / "run" / "run_dir.py")
 
 
+def test_only_commands_parse_arguments():
+  """Library modules take values; argparse is the commands' business."""
+  parsing = sorted(
+      _module_name(path) for path in (SRC / "ferjax").rglob("*.py")
+      if "argparse" in {alias.name for node in ast.walk(ast.parse(
+          path.read_text())) if isinstance(node, ast.Import)
+                        for alias in node.names})
+  assert parsing and all(m == "ferjax.cli" or m.startswith("ferjax.commands.")
+                         for m in parsing), parsing
+
+
 def test_no_test_file_imports_another():
   tests = pathlib.Path(__file__).resolve().parent
   names = {p.stem for p in tests.glob("test_*.py")} | {"conftest"}

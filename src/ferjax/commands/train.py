@@ -5,6 +5,7 @@ Nothing touches a device before the config is read: CPU device counts and
 """
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -18,6 +19,33 @@ from ferjax import config_checks
 from ferjax.train import distributed
 
 OVERRIDES = "Any config field can be set with --config.FIELD=VALUE."
+
+
+def _add_launch_flags(parser: argparse.ArgumentParser) -> None:
+  """The launch flags of every multi-process command."""
+  group = parser.add_argument_group(
+      "several processes (jax.distributed)",
+      "Give all three, set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+      "JAX_PROCESS_ID, or pass --distributed alone on SLURM or Cloud TPU. "
+      "Without any of them ferjax runs as a single process.")
+  group.add_argument("--distributed", action="store_true",
+                     help="join a jax.distributed cluster; unset values come "
+                     "from the environment or JAX's cluster detection")
+  group.add_argument("--coordinator", metavar="HOST:PORT",
+                     help="address of process 0's coordination service")
+  group.add_argument("--num-processes", type=int, metavar="N",
+                     help="how many processes the job has")
+  group.add_argument("--process-id", type=int, metavar="I",
+                     help="this process's index, 0 to N-1 (0 writes the "
+                     "run directory)")
+  group.add_argument("--heartbeat-timeout", type=int, default=60,
+                     metavar="SECONDS",
+                     help="abort when another process is silent this long "
+                     "(default %(default)s)")
+  group.add_argument("--init-timeout", type=int, default=300,
+                     metavar="SECONDS",
+                     help="give up when the processes have not all joined "
+                     "after this long (default %(default)s)")
 
 
 def add_experiment_flags(parser: argparse.ArgumentParser,
@@ -34,7 +62,7 @@ def add_experiment_flags(parser: argparse.ArgumentParser,
   parser.add_argument("--data-dir", metavar="DIR", type=os.path.expanduser,
                       help="TFDS data dir of the prepared dataset; same as "
                       "--config.input.data_dir=DIR")
-  distributed.add_flags(parser)
+  _add_launch_flags(parser)
 
 
 def experiment_config(args: argparse.Namespace, extra: list[str]):
@@ -48,7 +76,10 @@ def experiment_config(args: argparse.Namespace, extra: list[str]):
   config_checks.validate(config)
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
-  if distributed.initialize(args) and jax.process_index():
+  launch = distributed.Launch(**{
+      f.name: getattr(args, f.name)
+      for f in dataclasses.fields(distributed.Launch)})
+  if distributed.initialize(launch) and jax.process_index():
     # Process 0 speaks for the job; the others report only problems.
     logging.getLogger("ferjax").setLevel(logging.WARNING)
   return config
