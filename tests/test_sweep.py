@@ -332,7 +332,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
   workdir = tmp_path / "sw"
   args = sweep_args(config, workdir, synthetic_data_dir, "--concurrent-trials", "2")
   proc = subprocess.Popen(
-      [sys.executable, "-m", "ferjax.experiment.sweep_command", *args], cwd=REPO,
+      [sys.executable, "-m", "ferjax.cli", "sweep", *args], cwd=REPO,
       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
       start_new_session=True)  # Its own process group, trials included.
   deadline = time.monotonic() + 300

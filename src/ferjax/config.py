@@ -1,4 +1,4 @@
-"""Experiment configs as data: defaults, loading ``file.py[:args]``, overrides, upgrade.
+"""Configs as data: defaults, loading ``file.py[:args]``, overrides, upgrade.
 
 Configs are code (``experiments/<dataset>_<model>.py`` with ``get_config()``),
 as in big_vision. Everything here runs before JAX starts, so a typo in a field
@@ -168,7 +168,7 @@ def base_config() -> ml_collections.ConfigDict:
                  orientations=4, gamma=0.5, grid=(6, 6))))
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.name = "cross_entropy"  # cross_entropy | focal (train.losses)
+  c.loss.name = "cross_entropy"  # cross_entropy | focal (ferjax.losses)
   c.loss.focal_gamma = 2.0  # focal: (1 - p)^gamma down-weights easy examples.
   # Online hard example mining: only this fraction of each global batch, the
   # examples with the highest loss, contributes; 1.0 keeps every example.

@@ -1,4 +1,4 @@
-"""The checks of a config: every field the trainer reads, one function per section.
+"""The checks of a config: every field the trainer reads, one per section.
 
 A failed check raises ``ConfigError`` naming the field, what was expected and
 what was found, before any work. The lists of names it checks against come
@@ -239,7 +239,17 @@ def _check_parallel(config: ml_collections.ConfigDict) -> None:
            par.get("num_devices"))
 
 
-_SECTIONS = (_check_top, _check_input, _check_model, _check_loss, _check_optimizer, _check_init_from, _check_evals, _check_checkpoint, _check_parallel)
+_SECTIONS = (
+    _check_top,
+    _check_input,
+    _check_model,
+    _check_loss,
+    _check_optimizer,
+    _check_init_from,
+    _check_evals,
+    _check_checkpoint,
+    _check_parallel,
+)
 
 
 def _check_fusion(config: ml_collections.ConfigDict) -> None:

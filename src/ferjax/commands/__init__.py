@@ -1,4 +1,4 @@
-"""The ``ferjax`` commands, one module each: parse the arguments, call the library.
+"""The ``ferjax`` commands, one module each: parse arguments, call the library.
 
 ``ferjax.cli`` dispatches ``ferjax <command> ...`` to ``<module>.main(argv)``;
 what the commands share is how a failure reaches the user.

@@ -1,4 +1,4 @@
-"""``ferjax predict``: faces in photos, videos and cameras, and their expressions."""
+"""``ferjax predict``: faces in photos, videos and cameras, and their labels."""
 
 import argparse
 import os

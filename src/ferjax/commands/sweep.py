@@ -1,4 +1,4 @@
-"""``ferjax sweep``: the command over ``sweep`` (local) and ``slurm`` launchers."""
+"""``ferjax sweep``: the command over the ``sweep`` and ``slurm`` launchers."""
 
 import argparse
 import os

@@ -1,7 +1,7 @@
 """``ferjax report``: one table and a few plots for a set of run directories.
 
-Reads only what runs leave behind (through ``ferjax.run.run_dir``), so it works
-on finished, running and copied runs alike; a run it cannot read is listed
+Reads only what runs leave behind (through ``ferjax.run.run_dir``), so it
+works on finished, running and copied runs alike; a run it cannot read is listed
 with the reason, and the rest are still reported. The table shows the
 config fields that differ between runs, so a sweep's table is its axes; runs
 that differ only in ``seed`` are also summarised as mean and sample standard

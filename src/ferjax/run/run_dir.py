@@ -389,7 +389,7 @@ def write_imported(out: str | os.PathLike, config: ml_collections.ConfigDict,
                    argv: list[str]) -> pathlib.Path:
   """Writes imported weights as a run directory, complete or not at all.
 
-  For converters of other frameworks' weights (``models/torchvision_*``):
+  For converters of other frameworks' weights (``convert/torchvision_*``):
   ``variables`` (``params`` and ``batch_stats``) become checkpoint step 0,
   ``config`` says how to build and feed the model, and the manifest records
   ``source`` (format, model) with the file's path, size and SHA-256 as
