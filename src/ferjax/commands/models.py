@@ -5,13 +5,13 @@ import sys
 from typing import Any
 
 from ferjax import models
-from ferjax.models.summary import (_check_input_shape, format_models_table,
+from ferjax.models.summary import (check_input_shape, format_models_table,
                                    model_summary)
 
 
 def _parse_input_shape(text: str) -> tuple[int, int, int]:
   try:
-    return _check_input_shape(tuple(int(part) for part in text.split(",")))
+    return check_input_shape(tuple(int(part) for part in text.split(",")))
   except ValueError:
     raise argparse.ArgumentTypeError(
         f"expected H,W,C as three positive integers (e.g. 48,48,1), "

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ferjax import compilation_cache
 from ferjax.recognition.classifier import load_classifier, load_ensemble
-from ferjax.recognition.inputs import check_out_dir
 from ferjax.recognition.detectors import DETECTORS
+from ferjax.recognition.inputs import check_out_dir
 from ferjax.recognition.predict import run
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH
 

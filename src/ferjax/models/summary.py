@@ -20,7 +20,7 @@ from ferjax import models
 _ACTIVATION_LAYERS = (nn.Conv, nn.Dense, nn.BatchNorm)
 
 
-def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
   shape = tuple(input_shape)
   if len(shape) != 3 or not all(
       isinstance(d, (int, np.integer)) and d > 0 for d in shape):
@@ -46,7 +46,7 @@ def model_summary(name: str, input_shape: Sequence[int], num_classes: int,
   ``config.model.fusion``; the features' own FLOPs count in ``flops``.
   ``kwargs`` are the family's options (``config.model.kwargs``).
   """
-  height, width, channels = _check_input_shape(input_shape)
+  height, width, channels = check_input_shape(input_shape)
   model = models.create_model(name, num_classes=num_classes, fusion=fusion,
                               **(kwargs or {}))
   x = jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32)
