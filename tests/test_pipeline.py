@@ -322,3 +322,23 @@ def test_main_requires_images(tmp_path):
   with pytest.raises(SystemExit) as e:
     predict_command.main(["--workdir", str(tmp_path)])
   assert e.value.code == 2
+
+
+def test_a_registered_detector_is_found_by_name(monkeypatch):
+  """A new detector is a class and one entry in ``detectors.DETECTORS``."""
+  seen = []
+
+  class Corner:
+
+    def detect(self, image):
+      seen.append(image.shape)
+      return [Face((1, 2, 10, 10), 0.9, None)]
+
+  monkeypatch.setitem(detectors.DETECTORS, "corner",
+                      detectors.DetectorSpec(Corner, (64,)))
+  faces = pipeline.get_detector("corner").detect(
+      np.zeros((128, 96, 3), np.uint8))
+  assert seen == [(64, 48, 3)]  # Run on the copy with the longer side 64.
+  assert [f.box for f in faces] == [(2, 4, 20, 20)]  # In the image's pixels.
+  with pytest.raises(ValueError, match="auto, haar, mtcnn"):
+    pipeline.get_detector("nope")
