@@ -120,7 +120,7 @@ def test_reproduces_a_tiny_run_exactly(synthetic_data_dir, tmp_path,
   assert "\r" not in train.stderr  # Not a terminal: no progress bar.
   experiment.unlink()  # Reproduced from config.json, not the file.
   proc = subprocess.run(
-      [sys.executable, "-m", "ferjax.experiment.reproduce", str(run_dir)],
+      [sys.executable, "-m", "ferjax.cli", "reproduce", str(run_dir)],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert "metrics: all 3 events identical" in proc.stdout
