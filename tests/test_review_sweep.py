@@ -16,7 +16,7 @@ from ferjax.models import summary
 from ferjax.run.run_dir import RunDir, read_metrics
 from helpers import REPO, SHARED_FER2013
 
-import review_budget  # noqa: E402  (benchmarks/ is not a package)
+import review_budget  # noqa: E402  (benchmarks/ is on pytest's pythonpath)
 
 REVIEW = str(REPO / "experiments" / "fer2013_review.py")
 EXPERIMENTS = REPO / "experiments"
