@@ -7,10 +7,10 @@ test selection, and cheap enough for the default CPU run.
 
 import numpy as np
 
-from ferjax.run_dir import read_metrics
+from ferjax.run.run_dir import read_metrics
 from ferjax.train import loop
 
-from test_train import tiny_config
+from helpers import tiny_config
 
 
 def test_bfloat16_training_is_finite_and_follows_float32(

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.train import parallel
 
 
@@ -37,7 +38,7 @@ def test_only_a_boolean_is_accepted():
   saved = json.loads(config_lib.to_json(config))
   saved["parallel"]["deterministic_gpu"] = "yes"
   with pytest.raises(config_lib.ConfigError, match="parallel.deterministic_gpu"):
-    config_lib.validate(config_lib.from_dict(saved))
+    config_checks.validate(config_lib.from_dict(saved))
 
 
 def test_a_run_records_the_flag_in_its_manifest(synthetic_data_dir, tmp_path):

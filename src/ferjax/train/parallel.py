@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-AXIS = "batch"
+from ferjax.axis import AXIS
 
 
 def configure_cpu_devices(count: int | None) -> int | None:

@@ -1,6 +1,6 @@
 """What a run's manifest records: a session per process that trained it.
 
-The run directory (``ferjax.run_dir``) writes the manifest at start and
+The run directory (``ferjax.run.run_dir``) writes the manifest at start and
 completes it at the end; each resumption of the run appends a session, so
 the record shows every machine and version the run touched -- what a
 reproducibility study needs to rebuild a number.
