@@ -18,8 +18,8 @@ from ferjax import config as config_lib
 from ferjax.recognition.classifier import load_classifier
 from ferjax.recognition.pipeline import recognize
 from ferjax.recognition.predict import load_image
-from ferjax.run_dir import RunDir
-from ferjax.train import evaluate, loop, parallel
+from ferjax.run.run_dir import RunDir
+from ferjax.train import loop, parallel, run_evaluation
 
 QUICKSTART = pathlib.Path(__file__).parents[1] / "experiments" / "quickstart.py"
 
@@ -49,8 +49,8 @@ def main() -> None:
       print(f"  step {event['step']}: test accuracy {event['accuracy']:.4f}")
 
   # 3. Evaluate its best checkpoint (on the run's own evals, or any split).
-  result = evaluate.evaluate_run(args.workdir, split="test[:500]")
-  print(evaluate.format_results(result))
+  result = run_evaluation.evaluate_run(args.workdir, split="test[:500]")
+  print(run_evaluation.format_results(result))
 
   # 4. Recognise a photo with the bundled FER2013 model.
   classifier = load_classifier()

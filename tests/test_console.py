@@ -3,7 +3,6 @@
 import contextlib
 import io
 import logging
-import pathlib
 import re
 import subprocess
 import sys
@@ -11,10 +10,10 @@ import sys
 import pytest
 
 from ferjax import cli
-from ferjax.experiment import sweep_command
+from ferjax.commands import sweep as sweep_command
+from ferjax.commands import train as train_command
 from ferjax.train.progress import Progress, duration
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from helpers import QUICKSTART, REPO
 
 COMMANDS = ("train", "eval", "crossval", "models", "data", "sweep", "report",
             "reproduce", "predict", "convert")
@@ -59,10 +58,8 @@ def test_version_names_the_backend():
 
 
 def test_every_train_option_has_help():
-  text = cli.build_parser()._subparsers._group_actions[0].choices[
-      "train"].format_help()
-  for action in cli.build_parser()._subparsers._group_actions[0].choices[
-      "train"]._actions:
+  text = train_command.build_parser().format_help()
+  for action in train_command.build_parser()._actions:
     if action.option_strings and action.help is None:
       pytest.fail(f"train {action.option_strings[0]} has no help text:\n"
                   f"{text}")
@@ -175,7 +172,7 @@ def test_train_into_a_log_file_shows_progress_lines(tmp_path,
   with open(log_path, "w") as log_file:
     proc = subprocess.run(
         [sys.executable, "-m", "ferjax.cli", "train", "--config",
-         str(REPO / "experiments" / "quickstart.py"), "--workdir",
+         QUICKSTART, "--workdir",
          str(tmp_path / "run"), *(f"--config.{k}={v}"
                                   for k, v in overrides.items())],
         stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO, timeout=300)

@@ -13,9 +13,9 @@ import pytest
 from ferjax import pretrained
 from ferjax.labels import FER2013_CLASSES
 from ferjax.recognition.classifier import load_classifier
-from ferjax.run_dir import RunDir, export_variables
-from ferjax.train import evaluate
-from test_run_dir import cli
+from ferjax.run.run_dir import RunDir, export_variables
+from ferjax.train import run_evaluation as evaluate
+from helpers import ferjax_cli
 
 
 def test_export_keeps_the_model_and_drops_the_optimizer(reference_run,
@@ -56,7 +56,7 @@ def test_bundled_model_is_a_fer2013_classifier():
 def test_predict_without_workdir_uses_the_bundled_model(tmp_path):
   image = tmp_path / "blank.png"
   cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
-  proc = cli("predict", str(image))
+  proc = ferjax_cli("predict", str(image))
   assert proc.returncode == 0, proc.stderr
   assert "using the bundled LeNet-5 trained on FER2013" in proc.stderr
   assert json.loads(proc.stdout.splitlines()[0])["faces"] == []
@@ -65,7 +65,7 @@ def test_predict_without_workdir_uses_the_bundled_model(tmp_path):
 def test_predict_warns_about_a_synthetic_model(reference_run, tmp_path):
   image = tmp_path / "blank.png"
   cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
-  proc = cli("predict", "--workdir", str(reference_run[0]), str(image))
+  proc = ferjax_cli("predict", "--workdir", str(reference_run[0]), str(image))
   assert proc.returncode == 0, proc.stderr
   assert "trained on synthetic_fer" in proc.stderr
   assert "Traceback" not in proc.stderr
@@ -89,7 +89,7 @@ def test_load_classifier_defaults_to_the_bundled_model_quietly(caplog):
 def test_predict_pretrained_on_a_generated_image(tmp_path):
   image = tmp_path / "blank.png"
   cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
-  proc = cli("predict", "--pretrained", "fer2013_lenet5", str(image))
+  proc = ferjax_cli("predict", "--pretrained", "fer2013_lenet5", str(image))
   assert proc.returncode == 0, proc.stderr
   assert json.loads(proc.stdout.splitlines()[0]) == {"path": str(image),
                                                      "faces": []}
@@ -104,7 +104,7 @@ def test_predict_pretrained_on_a_generated_image(tmp_path):
     (["export", "--out", "x"], "ferjax export: error: expected --workdir"),
 ])
 def test_pretrained_or_workdir_errors(args, message, tmp_path):
-  proc = cli(*args)
+  proc = ferjax_cli(*args)
   assert proc.returncode == 2
   assert message in proc.stderr and "Traceback" not in proc.stderr
 
@@ -123,8 +123,9 @@ def _mini_fer2013(root: pathlib.Path, n: int) -> pathlib.Path:
                     reason=f"{SHARED_FER2013} absent")
 def test_eval_pretrained_on_fer2013(tmp_path):
   manual = _mini_fer2013(tmp_path / "fer2013", 10)
-  proc = cli("eval", "--pretrained", "--split", "public_test", "--json",
-             "--manual-dir", str(manual), "--data-dir", str(tmp_path / "tfds"))
+  proc = ferjax_cli("eval", "--pretrained", "--split", "public_test", "--json",
+                    "--manual-dir", str(manual), "--data-dir",
+                    str(tmp_path / "tfds"))
   assert proc.returncode == 0, proc.stderr
   result = json.loads(proc.stdout)
   (only,) = result["results"].values()

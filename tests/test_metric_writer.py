@@ -5,7 +5,7 @@ import struct
 import numpy as np
 from tensorboardX.proto import event_pb2
 
-from ferjax.train.metric_writer import MetricWriter, confusion_image
+from ferjax.run.metric_writer import MetricWriter, confusion_image
 
 
 def read_events(directory) -> list[event_pb2.Event]:

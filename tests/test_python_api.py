@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-PHOTO = pathlib.Path(os.environ.get("FERJAX_PHOTOS") or (
-    REPO.parent / "shared" / "data" / "photos")) / "faces" / "happy-baby.jpeg"
+from helpers import PHOTOS, REPO
+
+PHOTO = pathlib.Path(os.environ.get("FERJAX_PHOTOS") or PHOTOS) / "faces" / (
+    "happy-baby.jpeg")
 
 
 @pytest.mark.slow  # About a minute: a short training run and MTCNN.

@@ -22,7 +22,6 @@ when no ``--workdir`` is given, and from Python::
   classifier = load_classifier()  # = load_classifier(pretrained.path())
 """
 
-import argparse
 import pathlib
 
 FER2013_LENET5 = pathlib.Path(__file__).parent / "fer2013_lenet5"
@@ -38,23 +37,3 @@ def path(name: str = DEFAULT) -> pathlib.Path:
                      f"of {', '.join(MODELS)}")
   return MODELS[name]
 
-
-def add_option(parser: argparse.ArgumentParser) -> None:
-  """``--pretrained [NAME]``: a bundled model where a run directory goes;
-  ``workdirs`` reads it back."""
-  parser.add_argument(
-      "--pretrained", nargs="?", const=DEFAULT, metavar="NAME",
-      help=f"a model shipped with ferjax instead of (or, for an ensemble, "
-      f"with) --workdir: {', '.join(MODELS)} (default {DEFAULT}: LeNet-5 "
-      "trained on FER2013, PublicTest accuracy 0.51)")
-
-
-def workdirs(args: argparse.Namespace) -> list[str]:
-  """The run directories of ``args``: ``--workdir``s, then ``--pretrained``."""
-  given = args.workdir or []
-  given = [given] if isinstance(given, str) else list(given)
-  if args.pretrained is not None:
-    given.append(str(path(args.pretrained)))
-  if not given:
-    raise ValueError("expected --workdir DIR or --pretrained [NAME]")
-  return given
