@@ -88,8 +88,10 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int],
   return noise / max(float(noise.std()), 1e-6)
 
 
-def negatives(seed: int = 0) -> Iterator[tuple[str, np.ndarray]]:
-  """Faceless uint8 RGB images: (name, image), the same for the same seed.
+def negatives(seed: int = 0, sizes: Sequence[tuple[int, int]] = NEGATIVE_SIZES
+              ) -> Iterator[tuple[str, np.ndarray]]:
+  """Faceless uint8 RGB images of each (height, width) of ``sizes``: (name,
+  image), the same for the same seed.
 
   Walls (one colour, a lighting gradient, sensor noise), textures (smooth
   noise at four scales, a woven grating) and dark clothing (navy or
@@ -97,7 +99,7 @@ def negatives(seed: int = 0) -> Iterator[tuple[str, np.ndarray]]:
   lighter, blurred background), each JPEG-compressed like a photo.
   """
   rng = np.random.default_rng(seed)
-  for h, w in NEGATIVE_SIZES:
+  for h, w in sizes:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     yy, xx = yy / h, xx / w
     for i, colour in enumerate(((225, 215, 195), (245, 245, 240),
