@@ -188,6 +188,9 @@ def main() -> None:
   parser.add_argument("--json", action="store_true",
                       help="print one JSON object instead of tables")
   args = parser.parse_args()
+  for part in ("photos", "resolution", "video"):
+    if not (args.data / part).is_dir():
+      parser.error(f"{args.data / part}: not a folder (see --data)")
 
   from ferjax.recognition import pipeline
   truth = json.loads(TRUTH.read_text())
