@@ -1,14 +1,10 @@
 """benchmarks/detection.py: matching, counting and the generated negatives."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import detection  # noqa: E402  (benchmarks/ is not a package)
+import detection  # benchmarks/, on pytest's pythonpath
 
 
 def test_match_pairs_each_face_once_at_iou_one_half():

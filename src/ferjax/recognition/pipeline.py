@@ -8,8 +8,8 @@ bounds the time and memory huge photos cost, and faces small enough to be
 lost there are too small to classify. Crops come from the full image.
 
 The default, 'auto', is MTCNN run at two resolutions, longer side 640 and
-1024, with the faces merged; 'auto' and 'mtcnn' report faces MTCNN scores
-at least ``MIN_SCORE`` (the original reports from 0.8). On the shared
+1024, with the faces merged; 'auto' and 'mtcnn' report faces MTCNN scores at
+least ``detectors.MIN_SCORE`` (the original reports from 0.8). On the shared
 photos, as they are, mirrored, rotated by 12 degrees either way and
 recompressed, MTCNN at any single resolution from 480 to 1024 pixels or at
 full size missed the Santa face in at least one variant (except at 640),
@@ -28,25 +28,10 @@ import numpy as np
 
 from ferjax.recognition.align import Face
 from ferjax.recognition.classifier import FaceClassifier, FaceScores
-from ferjax.recognition.haar import HaarDetector
-from ferjax.recognition.mtcnn import MTCNN
-
-DETECTORS: tuple[str, ...] = ("auto", "haar", "mtcnn")
-
-# Longer sides of the downscaled copies each detector runs on.
-DETECTION_SIDES: Mapping[str, tuple[int, ...]] = {
-    "auto": (640, 1024), "haar": (1024,), "mtcnn": (1024,)}
+from ferjax.recognition.detectors import DETECTORS
 
 # Two detections overlapping more than this are one face.
 MERGE_IOU = 0.3
-
-# The least MTCNN score of a reported face. The original's 0.8 buys recall
-# for detection benchmarks; a face here is classified, and averaged over an
-# audience. In benchmarks/detection.py every false MTCNN detection (textures,
-# a suit, hair) scored 0.82-0.96, every true one 0.954 or more but a profile
-# (0.875); the suit's 0.95-0.96 came only from 18-23 pixel patches, which
-# MultiResolution leaves to its largest copy.
-MIN_SCORE = 0.9
 
 
 class Detector(Protocol):
@@ -182,22 +167,20 @@ def shift_face(face: Face, dx: float, dy: float) -> Face:
 
 
 @functools.cache
-def _base_detector(kind: str) -> Detector:
-  # One MTCNN per process, shared by 'auto' and 'mtcnn': it loads weights
-  # and compiles its nets.
-  return HaarDetector() if kind == "haar" else MTCNN()
+def _base_detector(build: Any) -> Detector:
+  # One of each kind per process, MTCNN shared by 'auto' and 'mtcnn': it
+  # loads weights and compiles its nets.
+  return build()
 
 
 def get_detector(name: str) -> MultiResolution:
-  """The named detector from ``DETECTORS``."""
+  """The named detector from ``detectors.DETECTORS``."""
   if name not in DETECTORS:
     raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, "
                      f"got {name!r}")
-  if name == "haar":
-    return MultiResolution(_base_detector("haar"), DETECTION_SIDES[name])
-  detector = _base_detector("mtcnn")
-  return MultiResolution(detector, DETECTION_SIDES[name],
-                         detector.min_face_size, MIN_SCORE)
+  spec = DETECTORS[name]
+  return MultiResolution(_base_detector(spec.build), spec.sides,
+                         spec.min_face, spec.min_score)
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -284,7 +267,7 @@ def recognize(image: np.ndarray, classifier: FaceClassifier,
   """Faces in ``image`` (RGB, see ``as_rgb``) with their expressions.
 
   ``classifier`` is a ``Classifier`` or an ``Ensemble``; ``detector`` is a
-  name from ``DETECTORS`` or any ``Detector``; ``margin`` is the fraction of
+  name from ``detectors.DETECTORS`` or any ``Detector``; ``margin`` is the fraction of
   the face added on every side of its crop. An image without faces gives an
   empty list.
   """
