@@ -26,6 +26,8 @@ from ferjax.train.losses import LOSSES
 BACKENDS = ("shard_map", "pmap")
 SCHEDULES = ("constant", "piecewise", "cosine", "plateau")
 TTA_MODES = ("none", "ten_crop")
+EVAL_WEIGHTS = ("raw", "ema")
+CLASS_WEIGHTS = ("balanced", "effective_number")
 
 
 class ConfigError(ValueError):
@@ -85,6 +87,12 @@ LEGACY_VALUES: dict[str, Any] = {
     "model.fusion.gabor.grid": (6, 6),
     # The late head saw the raw histogram fractions and Gabor cell means.
     "model.fusion.standardize": False,
+    # No mixing, no moving average; beta only matters with effective_number.
+    "input.mix.mixup_alpha": 0.0,
+    "input.mix.cutmix_alpha": 0.0,
+    "input.mix.cutmix_prob": 0.5,
+    "loss.class_balance_beta": 0.9999,
+    "optimizer.ema_decay": 0.0,
 }
 
 
@@ -159,6 +167,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.augment = ml_collections.ConfigDict()  # See data.augment.augment.
   c.input.pipeline = "auto"  # memory | stream | auto (by memory_limit_mb)
   c.input.memory_limit_mb = 2048
+  # Mixup / CutMix of each global batch with itself reversed (data.mix):
+  # lam ~ Beta(alpha, alpha), 0 off; with both on, CutMix with cutmix_prob.
+  c.input.mix = ml_collections.ConfigDict(dict(
+      mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_prob=0.5))
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "lenet5"
@@ -176,13 +188,16 @@ def base_config() -> ml_collections.ConfigDict:
                  orientations=4, gamma=0.5, grid=(6, 6))))
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.name = "cross_entropy"  # cross_entropy | focal (train.losses)
+  c.loss.name = "cross_entropy"  # cross_entropy | focal | l2_svm
   c.loss.focal_gamma = 2.0  # focal: (1 - p)^gamma down-weights easy examples.
   # Online hard example mining: only this fraction of each global batch, the
   # examples with the highest loss, contributes; 1.0 keeps every example.
   c.loss.ohem_fraction = 1.0
   c.loss.label_smoothing = 0.0
-  c.loss.class_weights = None  # None | 'balanced' | one weight per class.
+  # None | 'balanced' (inverse frequency) | 'effective_number' (Cui et al.
+  # 2019, with class_balance_beta) | one weight per class.
+  c.loss.class_weights = None
+  c.loss.class_balance_beta = 0.9999
   c.loss.aux_weight = 0.3  # GoogLeNet's auxiliary heads.
 
   c.optimizer = ml_collections.ConfigDict()
@@ -191,6 +206,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.nesterov = False
   c.optimizer.weight_decay = 0.0  # Coupled L2, as torch.optim.SGD.
   c.optimizer.grad_clip_norm = None
+  # Exponential moving average of the variables, kept beside them (0: none);
+  # evals.NAME.weights='ema' evaluates it.
+  c.optimizer.ema_decay = 0.0
   c.optimizer.schedule = "constant"  # constant | piecewise | cosine | plateau
   c.optimizer.warmup_epochs = 0.0
   c.optimizer.boundaries_epochs = ()
@@ -213,6 +231,8 @@ def base_config() -> ml_collections.ConfigDict:
                                                checkpoint="best"))
 
   c.evals = ml_collections.ConfigDict()
+  # Each: split, tta ('none' | 'ten_crop' with crop_size), and optionally
+  # weights ('raw' | 'ema', the moving average of optimizer.ema_decay).
   c.evals.test = ml_collections.ConfigDict(dict(split="test", tta="none"))
 
   c.checkpoint = ml_collections.ConfigDict()
@@ -398,6 +418,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if inp.get("std") is not None:
     _require(all(s > 0 for s in inp.std), "input.std", "positive numbers",
              inp.std)
+  mix = inp.get("mix") or {}
+  for field in ("mixup_alpha", "cutmix_alpha", "cutmix_prob"):
+    value = mix.get(field, LEGACY_VALUES[f"input.mix.{field}"])
+    _require(_is_numbers([value]) and value >= 0 and (
+        field != "cutmix_prob" or value <= 1), f"input.mix.{field}",
+             "a number in [0, 1]" if field == "cutmix_prob" else
+             "a number >= 0 (0: off)", value)
 
   _require(config.model.name in MODEL_NAMES, "model.name",
            f"one of {', '.join(MODEL_NAMES)}", config.model.name)
@@ -408,10 +435,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   loss = config.loss
   _require(0.0 <= loss.label_smoothing < 1.0, "loss.label_smoothing",
            "a number in [0, 1)", loss.label_smoothing)
-  _require(loss.class_weights in (None, "balanced") or _is_numbers(
-      loss.class_weights), "loss.class_weights",
-           "None, 'balanced' or one positive weight per class",
-           loss.class_weights)
+  _require(loss.class_weights is None or loss.class_weights in CLASS_WEIGHTS
+           or _is_numbers(loss.class_weights), "loss.class_weights",
+           "None, 'balanced', 'effective_number' or one positive weight "
+           "per class", loss.class_weights)
+  beta = loss.get("class_balance_beta",
+                  LEGACY_VALUES["loss.class_balance_beta"])
+  _require(_is_numbers([beta]) and 0 <= beta < 1, "loss.class_balance_beta",
+           "a number in [0, 1)", beta)
   _require(loss.aux_weight >= 0, "loss.aux_weight", "a number >= 0",
            loss.aux_weight)
   name = loss.get("name", LEGACY_VALUES["loss.name"])
@@ -435,6 +466,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(opt.grad_clip_norm is None or opt.grad_clip_norm > 0,
            "optimizer.grad_clip_norm", "None or a number > 0",
            opt.grad_clip_norm)
+  ema_decay = opt.get("ema_decay", LEGACY_VALUES["optimizer.ema_decay"])
+  _require(_is_numbers([ema_decay]) and 0 <= ema_decay < 1,
+           "optimizer.ema_decay", "a number in [0, 1) (0: no moving average)",
+           ema_decay)
   _require(not opt.nesterov or opt.momentum > 0, "optimizer.nesterov",
            "False when momentum is 0", opt.nesterov)
   _require(opt.schedule in SCHEDULES, "optimizer.schedule",
@@ -491,6 +526,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "a split name", ev.get("split"))
     _require(ev.get("tta", "none") in TTA_MODES, f"evals.{name}.tta",
              f"one of {', '.join(TTA_MODES)}", ev.get("tta"))
+    weights = ev.get("weights", "raw")
+    _require(weights in EVAL_WEIGHTS, f"evals.{name}.weights",
+             f"one of {', '.join(EVAL_WEIGHTS)}", weights)
+    _require(weights != "ema" or (_is_numbers([ema_decay]) and ema_decay > 0),
+             f"evals.{name}.weights", "'raw' when optimizer.ema_decay is 0 "
+             "(no moving average is kept)", weights)
     if ev.get("tta", "none") == "ten_crop":
       _require(_is_size(ev.get("crop_size")), f"evals.{name}.crop_size",
                "(height, width) for ten-crop", ev.get("crop_size"))
