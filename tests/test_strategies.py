@@ -417,6 +417,7 @@ def _comparable(events: list[dict], resumed_window: int) -> list[dict]:
           if e["split"] != "train" or e["step"] != resumed_window]
 
 
+@pytest.mark.timeout(900)  # Three tiny trainings, two of them processes.
 def test_kill_9_then_resume_with_mixing_and_ema_is_bit_identical(
     synthetic_data_dir, tmp_path):
   """SIGKILL mid-training, run the same command again: the same numbers as
