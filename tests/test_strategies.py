@@ -32,7 +32,6 @@ from ferjax.train import checkpoint as checkpoint_lib
 from ferjax.train import evaluate
 from ferjax.train import losses
 from ferjax.train import loop
-from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import setup as setup_lib
 from ferjax.train import state as state_lib
 from ferjax.train import steps
@@ -158,40 +157,45 @@ def _flat_batch(n: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
 
 def _mix_on(num_devices: int, images: np.ndarray, labels: np.ndarray,
             mix: mix_lib.MixSpec, key: jax.Array):
+  """``steps.mix_batch`` of a global batch split over ``num_devices``:
+  (mixed global batch, partner labels, lam)."""
+  per_device = len(images) // num_devices
   parallel = Parallel("shard_map", jax.devices()[:num_devices])
   spec = steps.TrainSpec(global_batch=len(images),
-                         per_device_batch=len(images) // num_devices,
-                         steps_per_epoch=1, inputs=None, loss=None, mix=mix)
+                         per_device_batch=per_device, steps_per_epoch=1,
+                         inputs=None, loss=None, mix=mix)
+
+  def mine(a):
+    return jax.lax.dynamic_slice_in_dim(
+        a, jax.lax.axis_index(AXIS) * per_device, per_device)
 
   def fn(x, y):
-    mine = lax_slice(x), lax_slice(y)
-    mixed, m = steps._mix_batch(key, *mine, spec)  # pylint: disable=protected-access
+    mixed, m = steps.mix_batch(key, mine(x), mine(y), spec)
     return (jax.lax.all_gather(mixed, AXIS, tiled=True),
             jax.lax.all_gather(m.partner, AXIS, tiled=True), m.lam)
-
-  def lax_slice(a):
-    per = len(images) // num_devices
-    return jax.lax.dynamic_slice_in_dim(a, jax.lax.axis_index(AXIS) * per, per)
 
   out = parallel.map(fn)(parallel.replicate(jnp.asarray(images)),
                          parallel.replicate(jnp.asarray(labels)))
   return jax.device_get(parallel.unreplicate(out))
 
 
-@pytest.mark.parametrize("alphas", [(0.4, 0.0), (0.0, 1.0)])
-def test_mixing_mixes_labels_with_the_images_lambda(alphas):
+# With both on, key 3 picks CutMix and key 4 mixup.
+@pytest.mark.parametrize("alphas,key", [((0.4, 0.0), 3), ((0.0, 1.0), 3),
+                                        ((0.4, 1.0), 3), ((0.4, 1.0), 4)])
+def test_mixing_mixes_labels_with_the_images_lambda(alphas, key):
   """Each image is lam of itself and 1 - lam of its partner (the batch
   reversed), the partner's label weighs 1 - lam, and neither depends on the
-  device count."""
+  device count. With both on, a batch is mixed by one or the other."""
   images, labels = _flat_batch(8)
   mix = mix_lib.MixSpec(mixup_alpha=alphas[0], cutmix_alpha=alphas[1])
-  results = [_mix_on(n, images, labels, mix, jax.random.key(3))
+  results = [_mix_on(n, images, labels, mix, jax.random.key(key))
              for n in (1, 4)]
   for mixed, partner, lam in results:
     assert 0.02 < lam < 0.98  # A real mix for this key.
     np.testing.assert_array_equal(partner, labels[::-1])
     own, other = images, images[::-1]
-    if alphas[0]:
+    blended = lam * own + (1 - lam) * other
+    if alphas[0] and (not alphas[1] or np.allclose(mixed, blended)):
       np.testing.assert_allclose(mixed, lam * own + (1 - lam) * other,
                                  rtol=1e-6)
     else:

@@ -78,7 +78,7 @@ def _device_batch_indices(perm: jnp.ndarray, step: jnp.ndarray,
   return (rows if spec.streaming else perm[positions]), positions
 
 
-def _mix_batch(key: jax.Array, images: jnp.ndarray, labels: jnp.ndarray,
+def mix_batch(key: jax.Array, images: jnp.ndarray, labels: jnp.ndarray,
                spec: TrainSpec) -> tuple[jnp.ndarray, losses.Mix]:
   """This device's images mixed with their partners in the global batch.
 
@@ -128,7 +128,7 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
     images = jax.vmap(lambda k, x: augment(k, x[None])[0])(keys, images)
   mixed = None
   if spec.mix is not None:
-    images, mixed = _mix_batch(jax.random.fold_in(step_key, _MIX_STREAM),
+    images, mixed = mix_batch(jax.random.fold_in(step_key, _MIX_STREAM),
                                images, labels, spec)
   x = spec.inputs(images)
   dropout_key = jax.random.fold_in(dropout_key, lax.axis_index(AXIS))
