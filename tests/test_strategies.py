@@ -18,44 +18,30 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from ferjax import config as config_lib
+from ferjax import config_checks
+from ferjax import losses
+from ferjax.axis import AXIS
 from ferjax.data import mix as mix_lib
 from ferjax.experiment import sweep
 from ferjax.models import create_model
-from ferjax.run_dir import read_metrics
-from ferjax.train import checkpoint as checkpoint_lib
-from ferjax.train import evaluate
-from ferjax.train import losses
+from ferjax.run import checkpoint as checkpoint_lib
+from ferjax.run.run_dir import read_metrics
 from ferjax.train import loop
+from ferjax.train import run_evaluation
 from ferjax.train import setup as setup_lib
 from ferjax.train import state as state_lib
 from ferjax.train import steps
-from ferjax.train.parallel import AXIS, Parallel
+from ferjax.train.parallel import Parallel
+from helpers import QUICKSTART, REPO, tiny_config, tiny_overrides
+from helpers import without_timing
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-QUICKSTART = str(REPO / "experiments" / "quickstart.py")
 # FER2013's Training split, by class (angry ... neutral): disgust is rare.
 FER2013_TRAIN_COUNTS = (3995, 436, 4097, 7215, 4830, 3171, 4965)
-
-
-def tiny_fields(data_dir: str, **extra: Any) -> dict[str, Any]:
-  """A 2-epoch LeNet-5 run on 1,024 synthetic examples."""
-  return {"input.data_dir": data_dir,
-          "input.train_split": "train[:1024]",
-          "evals": "{'test': {'split': 'test[:300]', 'tta': 'none'}}",
-          "num_epochs": 2, "batch_size": 64, "log_every_steps": 4,
-          "checkpoint.every_steps": 5, "parallel.cpu_devices": None, **extra}
-
-
-def tiny_config(data_dir: str, **extra: Any) -> ml_collections.ConfigDict:
-  return config_lib.apply_overrides(
-      config_lib.load_config(QUICKSTART),
-      [f"{k}={v}" for k, v in tiny_fields(data_dir, **extra).items()])
 
 
 # L2-SVM.
@@ -118,7 +104,7 @@ def test_class_balanced_weights_reach_the_loss(synthetic_data_dir):
   config = tiny_config(synthetic_data_dir, **{
       "loss.class_weights": "effective_number",
       "loss.class_balance_beta": 0.99})
-  config_lib.validate(config)
+  config_checks.validate(config)
   data = setup_lib.load_data(config)
   training = setup_lib.training(config, Parallel.from_config(config.parallel),
                                 data)
@@ -337,11 +323,11 @@ def test_eval_weights_need_a_moving_average(synthetic_data_dir):
       "{'test': {'split': 'test[:300]', 'tta': 'none', 'weights': 'ema'}}"))
   with pytest.raises(config_lib.ConfigError,
                      match=r"evals\.test\.weights.*ema_decay"):
-    config_lib.validate(config)
+    config_checks.validate(config)
   bad = tiny_config(synthetic_data_dir, evals=(
       "{'test': {'split': 'test[:300]', 'weights': 'average'}}"))
   with pytest.raises(config_lib.ConfigError, match="raw, ema"):
-    config_lib.validate(bad)
+    config_checks.validate(bad)
 
 
 # Focal loss and OHEM, swept.
@@ -360,9 +346,8 @@ def test_a_sweep_override_of_focal_gamma_and_ohem_reaches_the_step(
       "def get_sweep():\n"
       "  return sweep.product(sweep.axis('loss.focal_gamma', [0.5, 3.0]),\n"
       "                       sweep.axis('loss.ohem_fraction', [0.25]))\n")
-  common = [f"{k}={v}" for k, v in tiny_fields(
-      synthetic_data_dir, **{"loss.name": "focal", "input.augment": "{}"}
-  ).items()]
+  common = tiny_overrides(
+      synthetic_data_dir, **{"loss.name": "focal", "input.augment": "{}"})
   trials = sweep.plan(str(experiment), common, tmp_path / "sweep")
   assert [t.overrides for t in trials] == [
       {"loss.focal_gamma": 0.5, "loss.ohem_fraction": 0.25},
@@ -370,7 +355,7 @@ def test_a_sweep_override_of_focal_gamma_and_ohem_reaches_the_step(
   first_losses = []
   for trial in trials:
     config = sweep.trial_config(str(experiment), common, trial)
-    config_lib.validate(config)
+    config_checks.validate(config)
     training = setup_lib.training(config,
                                   Parallel.from_config(config.parallel))
     assert training.spec.loss.focal_gamma == trial.overrides[
@@ -416,9 +401,8 @@ def _final_state(workdir: pathlib.Path) -> Any:
 
 
 def _comparable(events: list[dict], resumed_window: int) -> list[dict]:
-  return [{k: v for k, v in e.items() if k != "images_per_second"}
-          for e in events
-          if e["split"] != "train" or e["step"] != resumed_window]
+  return without_timing([e for e in events if e["split"] != "train" or
+                         e["step"] != resumed_window])
 
 
 @pytest.mark.timeout(900)  # Three tiny trainings, two of them processes.
@@ -432,14 +416,14 @@ def test_kill_9_then_resume_with_mixing_and_ema_is_bit_identical(
   # The moving average is evaluated, and it is not the raw weights.
   assert results["test"]["loss"] != results["test_ema"]["loss"]
   final = _final_state(reference)
-  ema_eval = evaluate.evaluate_run(str(reference), checkpoint="latest")
+  ema_eval = run_evaluation.evaluate_run(str(reference), checkpoint="latest")
   assert ema_eval["results"] == results
 
   workdir = tmp_path / "resumed"
   args = [sys.executable, "-m", "ferjax.cli", "train", "--config", QUICKSTART,
           "--workdir", str(workdir)] + [
-              f"--config.{k}={v}"
-              for k, v in tiny_fields(synthetic_data_dir, **MIX_EMA).items()]
+              f"--config.{o}"
+              for o in tiny_overrides(synthetic_data_dir, **MIX_EMA)]
   proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   ckpts = workdir / "checkpoints"

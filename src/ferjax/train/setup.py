@@ -17,17 +17,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ferjax import config as config_lib
 from ferjax.data import loading
 from ferjax.data import mix as mix_lib
 from ferjax.data import preprocess
 from ferjax.models import create_model
 from ferjax.train import input_pipeline
-from ferjax.train import losses
+from ferjax import losses
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import state as state_lib
 from ferjax.train import steps
-from ferjax.train.evaluator import Evaluator
+from ferjax.train.split_evaluator import Evaluator
 from ferjax.train.parallel import AXIS, Parallel
 
 
@@ -103,7 +102,7 @@ def input_statistics(config: ml_collections.ConfigDict,
   """
   inp = config.input
   if (inp.mean is not None and inp.std is not None and
-      config.loss.class_weights not in config_lib.CLASS_WEIGHTS):
+      config.loss.class_weights not in losses.CLASS_WEIGHTS):
     return Statistics(None, None, None)
   counts = np.zeros(len(data.info.class_names), np.int64)
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ferjax.train.parallel import AXIS
+from ferjax.axis import AXIS
 
 LossFn = Callable[[jnp.ndarray, jnp.ndarray, "LossSpec"], jnp.ndarray]
 
@@ -70,6 +70,9 @@ LOSSES: dict[str, LossFn] = {
 # Losses of margins, not of probabilities: not invariant to shifting the
 # logits by a constant, so evaluations give them the logits themselves.
 MARGIN_LOSSES = ("l2_svm",)
+# ``loss.class_weights`` computed from the train split's class counts:
+# inverse frequency, or the effective number of samples (Cui et al.).
+CLASS_WEIGHTS = ("balanced", "effective_number")
 
 
 @dataclasses.dataclass(frozen=True)
