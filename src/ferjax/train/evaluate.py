@@ -31,7 +31,9 @@ def _eval_configs(config: ml_collections.ConfigDict, split: str | None,
   """The run's evals, or one on ``split``; ``tta`` overrides each one's.
 
   On ``split``, the run's own eval of that split with that test-time
-  augmentation is preferred, so that ten-crop keeps the run's crop size.
+  augmentation is preferred, so that ten-crop keeps the run's crop size;
+  a ten-crop eval without one takes that of the run's ten-crop eval of any
+  split, else none (``_default_crops`` fills it in from the stored images).
   """
   evals = ml_collections.ConfigDict(config.evals.to_dict())
   if split is not None:
@@ -43,13 +45,30 @@ def _eval_configs(config: ml_collections.ConfigDict, split: str | None,
   if tta is not None:
     if tta not in TTA:
       raise ValueError(f"--tta: expected one of {', '.join(TTA)}, got {tta!r}")
-    height, width = config.input.image_size
+    runs_crops = [tuple(ev.crop_size) for ev in config.evals.values()
+                  if ev.get("tta", "none") == "ten_crop"
+                  and ev.get("crop_size")]
     for ev in evals.values():
       ev.tta = tta
       if tta == "ten_crop" and (crop_size or not ev.get("crop_size")):
-        ev.crop_size = tuple(crop_size or (round(0.9 * height),
-                                           round(0.9 * width)))
+        chosen = crop_size or next(iter(runs_crops), None)
+        if chosen:
+          ev.crop_size = tuple(chosen)
   return evals
+
+
+def _default_crops(evals: ml_collections.ConfigDict,
+                   image_shape: tuple[int, ...]) -> None:
+  """Gives each ten-crop eval without a crop size 90% of the stored image.
+
+  The crops are cut from the stored images (48x48 for FER2013) before the
+  model's resize, so a size taken from the model's input (32x32 for LeNet-5)
+  would classify a small part of each face.
+  """
+  height, width = image_shape[:2]
+  for ev in evals.values():
+    if ev.get("tta", "none") == "ten_crop" and not ev.get("crop_size"):
+      ev.crop_size = (round(0.9 * height), round(0.9 * width))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +97,7 @@ def _member(workdir: str, *, split: str | None, checkpoint: str,
     restored = ckpt.restore_variables(step)
   parallel = Parallel.from_config(config.parallel)
   data = setup.load_data(config, with_train=False)
+  _default_crops(config.evals, data.info.image_shape)
   _, model = setup.models(config, len(data.info.class_names))
   evaluators = setup.evaluators(config, data.eval_splits, parallel=parallel,
                                 model=model,
