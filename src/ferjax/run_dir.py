@@ -17,6 +17,7 @@ error, so a corrupt run is reported, never a bare ``json`` message.
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,8 @@ from ferjax import filelock
 from ferjax.train import checkpoint as checkpoint_lib
 from ferjax.train import manifest as manifest_lib
 from ferjax.train.metric_writer import MetricWriter
+
+log = logging.getLogger(__name__)
 
 _CONFIG = "config.json"
 _MANIFEST = "manifest.json"
@@ -421,13 +424,17 @@ def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
   at its own step and with its evaluation scalars, without optimizer state:
   a model small enough to ship, which ``ferjax predict``, ``eval`` and
   ``init_from`` read like the run itself. The manifest records the export;
-  the data paths of the training machine are dropped.
+  the data paths of the training machine are dropped. A step without
+  recorded checksums is exported with a warning and stays unverified in
+  ``out`` (``exported_from.verified``): fresh checksums would vouch for
+  values nobody checked.
   """
   run, out = RunDir(src), pathlib.Path(out)
   _refuse_existing(out, "exporting")
   config = run.read_config()
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)
+    verified = ckpt.is_verified(step)
     variables = ckpt.restore_variables(step)
     scalars = {k: v for k, v in ckpt.metrics(step).items()
                if isinstance(v, (int, float))}
@@ -436,7 +443,11 @@ def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
   manifest = run.read_manifest()
   manifest["exported_from"] = {
       "path": str(run.path.absolute()), "checkpoint": checkpoint,
-      "step": step, "command": list(argv), "time": manifest_lib.now()}
+      "step": step, "verified": verified, "command": list(argv),
+      "time": manifest_lib.now()}
+  if not verified:
+    log.warning("%s: exporting step %d, which is unverified; the export "
+                "records no checksums for it either", out, step)
   with atomic.directory(out) as tmp:
     exported = RunDir(tmp)
     exported.write_config(config)
@@ -446,7 +457,7 @@ def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
       (exported.path / _METRICS).write_bytes(metrics.read_bytes())
     saver = exported.checkpoints(config, read_only=False)
     try:
-      saver.save(step, variables, scalars)
+      saver.save(step, variables, scalars, unverified=not verified)
       saver.wait()
     finally:
       saver.close()

@@ -17,7 +17,6 @@ the crops come from the full image; only what OpenCV itself will not decode
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,9 +26,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ferjax import atomic, compilation_cache
-from ferjax.recognition.classifier import (FaceClassifier, load_classifier,
-                                           load_ensemble)
+from ferjax import atomic, compilation_cache, finite_json
+from ferjax.recognition.classifier import (FaceClassifier, NonFiniteScores,
+                                           load_classifier, load_ensemble)
 from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
                                        expand_paths)
 from ferjax.recognition.pipeline import DETECTORS, FaceResult, recognize
@@ -347,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 else [])
   try:
     return run(inputs, classifier, args.detector, args.out, **options)
+  except NonFiniteScores as e:
+    print(f"ferjax predict: error: {e}", file=sys.stderr)
+    return 2
   except KeyboardInterrupt:
     print("ferjax predict: interrupted; annotated output written so far is "
           "kept", file=sys.stderr)
@@ -383,13 +385,13 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
       for record in records:
         inputs += 1
         failures += "error" in record
-        print(json.dumps(record), flush=True)
+        print(finite_json.dumps(record), flush=True)
     else:
       inputs += 1
       failed = False
       for record in predict_video(group, classifier, detector, out_dir,
                                   used=used, **video_options):
         failed |= "error" in record
-        print(json.dumps(record), flush=True)
+        print(finite_json.dumps(record), flush=True)
       failures += failed
   return 1 if failures == inputs else 0

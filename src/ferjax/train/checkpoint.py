@@ -5,15 +5,20 @@ complete, so a ``kill -9`` during a save leaves the previous checkpoints
 intact and the half-written one invisible. What Orbax does not see is a
 checkpoint damaged later (a flipped bit, a truncated copy): restoring it can
 give silently wrong numbers. So the SHA-256 of every file of every step is
-recorded once its save completes (``checksums.json``) and verified before
-a restore; a damaged step is refused with the file that does not match.
-Runs saved before checksums existed restore unverified.
+recorded as soon as Orbax commits it (``checksums.json``; the trainer asks
+after every step) and verified before a restore; a damaged step is refused
+with the file that does not match. A step without recorded checksums (saved
+before they existed, or committed just before a ``kill -9``) is restored
+with a warning naming it unverified, and it stays unverified: only the
+process that saved a step records its checksums. Restored variables that
+are not finite (ferjax never saves such) are refused as damage.
 """
 
 import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -27,6 +32,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from ferjax import atomic
+
+log = logging.getLogger(__name__)
 
 _CHECKSUMS = "checksums.json"
 
@@ -42,6 +49,24 @@ def sha256(path: pathlib.Path) -> str:
     for block in iter(lambda: f.read(1 << 20), b""):
       digest.update(block)
   return digest.hexdigest()
+
+
+def check_finite(step_dir: pathlib.Path, tree: Any) -> None:
+  """Raises CorruptCheckpoint naming the first variable of ``tree`` (restored
+  from ``step_dir``) that holds a NaN or an infinity.
+
+  Training never saves such a state (``train.divergence``), so in a
+  checkpoint they mean damage, e.g. a flipped exponent bit in a step that
+  has no checksums to catch it.
+  """
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    array = np.asarray(leaf)
+    if (jax.numpy.issubdtype(array.dtype, jax.numpy.inexact)
+        and not np.isfinite(array).all()):
+      raise CorruptCheckpoint(
+          f"checkpoint {step_dir}: {jax.tree_util.keystr(path)} holds "
+          "non-finite values (NaN or infinity), which ferjax never saves "
+          "(the checkpoint is damaged)")
 
 
 def _file_hashes(step_dir: pathlib.Path) -> dict[str, str]:
@@ -137,6 +162,8 @@ class Checkpoints:
     self.best_metric = best_metric
     self._best_mode = best_mode
     self._read_only = read_only
+    # Steps this process saved whose checksums are not recorded yet.
+    self._unrecorded: set[int] = set()
     worst = float("-inf") if best_mode == "max" else float("inf")
 
     def score(metrics: dict[str, Any]) -> float:
@@ -190,17 +217,28 @@ class Checkpoints:
     sign = 1.0 if self._best_mode == "max" else -1.0
     return max(scored, key=lambda t: (sign * t[0], -t[1]))[1]
 
-  def save(self, step: int, state: Any,
-           metrics: dict[str, Any] | None = None) -> None:
+  def save(self, step: int, state: Any, metrics: dict[str, Any] | None = None,
+           *, unverified: bool = False) -> None:
     """Saves asynchronously; training goes on while Orbax writes.
 
-    The previous save's checksums are recorded first (it has normally long
-    finished by then).
+    ``record_committed`` (or the next save, ``wait`` or ``close``) records
+    its checksums once Orbax has committed it; with ``unverified`` (a state
+    read from an unverified checkpoint) none are, so it stays unverified
+    rather than getting checksums of possibly damaged values.
     """
     with _write_errors(self.directory):
       self._record_checksums()
       self._manager.save(step, args=ocp.args.StandardSave(state),
                          metrics=dict(metrics or {}), force=True)
+      if not unverified:
+        self._unrecorded.add(step)
+
+  def record_committed(self) -> None:
+    """Records the checksums of the steps saved here once Orbax committed
+    them; returns at once while a save is still being written."""
+    if self._unrecorded and not self._manager.is_saving_in_progress():
+      with _write_errors(self.directory):
+        self._record_checksums()
 
   def _checksums_path(self) -> pathlib.Path:
     return self.directory / _CHECKSUMS
@@ -219,30 +257,44 @@ class Checkpoints:
     return recorded if isinstance(recorded, dict) else {}
 
   def _record_checksums(self) -> None:
-    """Hashes every completed step not hashed yet; drops deleted steps."""
+    """Hashes the completed steps saved here; drops deleted steps.
+
+    A step found on disk without checksums is left so: hashing it now would
+    vouch for whatever it holds today.
+    """
     if self._read_only:
       return
     self._manager.wait_until_finished()
+    saved, self._unrecorded = self._unrecorded, set()
     if jax.process_index():
       return
     recorded = self._read_checksums() or {}
     steps = {str(s) for s in self._manager.all_steps()}
     updated = {s: h for s, h in recorded.items() if s in steps}
-    for step in steps - updated.keys():
+    for step in {str(s) for s in saved} & steps:
       updated[step] = _file_hashes(self.directory / step)
     if updated != recorded or not self._checksums_path().exists():
       atomic.write_text(self._checksums_path(),
                         json.dumps(updated, indent=1, sort_keys=True) + "\n")
 
+  def is_verified(self, step: int) -> bool:
+    """Whether ``step`` has recorded checksums to be verified against."""
+    return str(step) in (self._read_checksums() or {})
+
   def verify(self, step: int) -> None:
-    """Raises CorruptCheckpoint if a file of ``step`` changed since saved."""
+    """Raises CorruptCheckpoint if a file of ``step`` changed since saved;
+    warns that a step without recorded checksums is used unverified."""
     step_dir = self.directory / str(step)
     recorded = (self._read_checksums() or {}).get(str(step))
     if recorded is None:
-      # Saved before checksums existed, or killed before recording them.
       damaged = _damaged_json(step_dir)
       if damaged is not None:
         raise damaged
+      log.warning(
+          "checkpoint %s is unverified: %s records no checksums for it "
+          "(saved before ferjax recorded them, or its run was killed before "
+          "it could); a damaged file in it may go unnoticed", step_dir,
+          self._checksums_path())
       return
     actual = _file_hashes(step_dir)
     for name, digest in recorded.items():
@@ -254,7 +306,7 @@ class Checkpoints:
             "recorded when it was saved (the file is damaged)")
 
   def _restore(self, step: int, template: Any) -> Any:
-    self.verify(step)
+    """Reads ``step``, which the caller has verified."""
     try:
       return self._manager.restore(
           step, args=ocp.args.StandardRestore(template))
@@ -265,6 +317,7 @@ class Checkpoints:
     """Restores ``step`` as host numpy arrays shaped like ``template``."""
     abstract = jax.tree.map(
         lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), template)
+    self.verify(step)
     return jax.device_get(self._restore(step, abstract))
 
   def restore_variables(self, step: int) -> dict[str, Any]:
@@ -280,8 +333,10 @@ class Checkpoints:
     template = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype),
                             dict(metadata))
     restored = self._restore(step, template)
-    return {"params": restored["params"],
-            "batch_stats": restored.get("batch_stats") or {}}
+    variables = {"params": restored["params"],
+                 "batch_stats": restored.get("batch_stats") or {}}
+    check_finite(self.directory / str(step), variables)
+    return variables
 
   def set_aside(self, step: int, where: pathlib.Path) -> pathlib.Path:
     """Moves a damaged step out of the checkpoints (kept for inspection)."""
@@ -302,4 +357,5 @@ class Checkpoints:
 
   def close(self) -> None:
     with _write_errors(self.directory):
+      self._record_checksums()
       self._manager.close()

@@ -8,6 +8,7 @@ augmentation, as the review's "combining models" does.
 """
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,6 +82,17 @@ class _Member:
   variables: Any  # Replicated over the devices.
   evaluators: dict[str, Evaluator]
 
+  def evaluate(self, name: str) -> dict[str, Any]:
+    """The metrics of eval ``name``; an error naming the checkpoint if its
+    outputs are not finite (the metrics of NaN scores would mean nothing)."""
+    result = self.evaluators[name](self.variables)
+    if not math.isfinite(result["loss"]):
+      raise ValueError(
+          f"checkpoint {RunDir(self.workdir).checkpoints_path / str(self.step)}"
+          f" gives non-finite outputs (NaN or infinity) on {name!r}: loss "
+          f"{result['loss']}; its accuracy would be meaningless")
+    return result
+
 
 def _member(workdir: str, *, split: str | None, checkpoint: str,
             tta: str | None, crop_size: tuple[int, int] | None,
@@ -119,8 +131,7 @@ def evaluate_run(workdir: str, *, split: str | None = None,
   member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
                    crop_size=crop_size, data_dir=data_dir,
                    manual_dir=manual_dir)
-  results = {name: ev(member.variables)
-             for name, ev in member.evaluators.items()}
+  results = {name: member.evaluate(name) for name in member.evaluators}
   return {"workdir": str(workdir), "step": member.step,
           "checkpoint": checkpoint, "selected_by": member.selected_by,
           "results": results}
@@ -158,7 +169,7 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
     member = _member(workdir, split=split, checkpoint=member_checkpoint,
                      tta=tta, crop_size=crop_size, data_dir=data_dir,
                      manual_dir=manual_dir)
-    (ev,) = member.evaluators.values()
+    ((name, ev),) = member.evaluators.items()
     if first is None:
       first = ev
     else:
@@ -172,7 +183,7 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
     members.append({"workdir": str(workdir), "step": member.step,
                     "checkpoint": member_checkpoint,
                     "selected_by": member.selected_by,
-                    "results": {split: ev(member.variables)}})
+                    "results": {split: member.evaluate(name)}})
     probabilities.append(ev.probabilities(member.variables))
   ensemble = metrics_lib.from_probabilities(
       np.mean(probabilities, axis=0), first.labels, first.class_names)

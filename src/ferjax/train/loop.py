@@ -71,7 +71,13 @@ def _restore_newest_intact(run: RunDir, ckpt: checkpoint_lib.Checkpoints,
   """
   for step in sorted(ckpt.all_steps(), reverse=True):
     try:
-      return step, ckpt.restore(step, template)
+      state = ckpt.restore(step, template)
+      # An unverified step's damage may show only as non-finite values.
+      checkpoint_lib.check_finite(
+          ckpt.directory / str(step),
+          {"params": state.params, "batch_stats": state.batch_stats,
+           "opt_state": state.opt_state})
+      return step, state
     except checkpoint_lib.CorruptCheckpoint as e:
       moved = ckpt.set_aside(step, run.path / "corrupt_checkpoints")
       log.warning("%s; moved to %s, resuming from an earlier checkpoint",
@@ -179,6 +185,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
       log.info("compiling the train step (first step only)")
       compile_start = time.monotonic()
     state, metrics = training.train_step(state, data, order)
+    ckpt.record_committed()  # The last save's checksums, once written.
     if step == start_step:
       log.info("train step compiled and dispatched in %.1f s",
                time.monotonic() - compile_start)
