@@ -30,7 +30,7 @@ from ferjax import config as config_lib
 from ferjax import filelock
 from ferjax.train import checkpoint as checkpoint_lib
 from ferjax.train import manifest as manifest_lib
-from ferjax.train.metric_writer import MetricWriter
+from ferjax.train.metric_writer import MetricWriter, parse_events
 
 log = logging.getLogger(__name__)
 
@@ -239,19 +239,28 @@ class RunDir:
                         enabled=enabled)
 
   def events(self) -> list[dict[str, Any]]:
-    """Every metric event in order; a line torn by a kill is skipped."""
+    """Every metric event in order (see ``read_events``)."""
+    return self.read_events()[0]
+
+  def read_events(self) -> tuple[list[dict[str, Any]], str | None]:
+    """Every metric event in order, and a note if a torn last line was left
+    out (a process killed while writing it; the trainer drops it on resume).
+
+    Any other line that is not an event is a RunDirError naming it: skipping
+    it would change a run's numbers without a word.
+    """
     path = self.path / _METRICS
-    if not path.exists():
-      return []
-    events = []
-    for line in path.read_text().splitlines():
-      try:
-        event = json.loads(line)
-      except json.JSONDecodeError:
-        continue  # Torn by a kill; the trainer drops it on resume.
-      if isinstance(event, dict):
-        events.append(event)
-    return events
+    try:
+      events, torn = parse_events(path.read_bytes())
+    except FileNotFoundError:
+      return [], None
+    except OSError as e:
+      raise RunDirError(f"{path}: cannot be read ({e.strerror})") from None
+    except ValueError as e:
+      raise RunDirError(f"{path}: {e}") from None
+    note = (f"{_METRICS}: line {torn} is torn (cut off mid-write) and left "
+            "out; final values are from before it") if torn else None
+    return events, note
 
   # Checkpoints.
 
