@@ -374,6 +374,18 @@ def test_non_finite_outputs_of_finite_weights_are_errors(synthetic_data_dir,
     load_classifier(str(out)).predict(crops)
 
 
+def test_a_runs_config_with_a_nan_mean_is_refused(reference_run, tmp_path):
+  """The probe: input.mean [NaN] in config.json evaluated at chance, exit 0."""
+  workdir = copy_run(reference_run, tmp_path)
+  config = json.loads((workdir / "config.json").read_text())
+  config["input"]["mean"] = [float("nan")]
+  (workdir / "config.json").write_text(json.dumps(config))
+  assert_one_clean_error(cli("eval", "--workdir", str(workdir)),
+                         "config.json", "config.input.mean", "finite")
+  with pytest.raises(RunDirError, match=r"config\.input\.mean"):
+    load_classifier(str(workdir))
+
+
 # Runs written by an earlier ferjax (item 11).
 
 def old_layout(reference_run, tmp_path: pathlib.Path) -> pathlib.Path:

@@ -394,10 +394,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = inp.get(field)
     _require(value is None or (_is_numbers(value) and len(value) in (1, 3)),
              f"input.{field}", "None (computed from the train split) or 1 "
-             "or 3 numbers", value)
+             "or 3 finite numbers", value)
   if inp.get("std") is not None:
     _require(all(s > 0 for s in inp.std), "input.std", "positive numbers",
              inp.std)
+  augment = inp.get("augment") or {}
+  for key in ("rotation", "brightness", "contrast"):
+    value = augment.get(key)
+    _require(value is None or _is_number(value), f"input.augment.{key}",
+             "None or a finite number", value)
 
   _require(config.model.name in MODEL_NAMES, "model.name",
            f"one of {', '.join(MODEL_NAMES)}", config.model.name)
@@ -410,36 +415,39 @@ def validate(config: ml_collections.ConfigDict) -> None:
            "a number in [0, 1)", loss.label_smoothing)
   _require(loss.class_weights in (None, "balanced") or _is_numbers(
       loss.class_weights), "loss.class_weights",
-           "None, 'balanced' or one positive weight per class",
+           "None, 'balanced' or one finite positive weight per class",
            loss.class_weights)
-  _require(loss.aux_weight >= 0, "loss.aux_weight", "a number >= 0",
-           loss.aux_weight)
+  _require(_is_number(loss.aux_weight) and loss.aux_weight >= 0,
+           "loss.aux_weight", "a finite number >= 0", loss.aux_weight)
   name = loss.get("name", LEGACY_VALUES["loss.name"])
   _require(name in LOSSES, "loss.name", f"one of {', '.join(LOSSES)}", name)
   gamma = loss.get("focal_gamma", LEGACY_VALUES["loss.focal_gamma"])
-  _require(_is_numbers([gamma]) and gamma >= 0, "loss.focal_gamma",
-           "a number >= 0", gamma)
+  _require(_is_number(gamma) and gamma >= 0, "loss.focal_gamma",
+           "a finite number >= 0", gamma)
   fraction = loss.get("ohem_fraction", LEGACY_VALUES["loss.ohem_fraction"])
-  _require(_is_numbers([fraction]) and 0 < fraction <= 1,
+  _require(_is_number(fraction) and 0 < fraction <= 1,
            "loss.ohem_fraction", "a number in (0, 1] (1: every example)",
            fraction)
 
   opt = config.optimizer
-  _require(math.isfinite(opt.learning_rate) and opt.learning_rate > 0,
+  _require(_is_number(opt.learning_rate) and opt.learning_rate > 0,
            "optimizer.learning_rate", "a finite number > 0",
            opt.learning_rate)
-  _require(0.0 <= opt.momentum < 1.0, "optimizer.momentum",
+  _require(_is_number(opt.momentum) and 0.0 <= opt.momentum < 1.0,
+           "optimizer.momentum",
            "a number in [0, 1)", opt.momentum)
-  _require(opt.weight_decay >= 0, "optimizer.weight_decay", "a number >= 0",
-           opt.weight_decay)
-  _require(opt.grad_clip_norm is None or opt.grad_clip_norm > 0,
-           "optimizer.grad_clip_norm", "None or a number > 0",
+  _require(_is_number(opt.weight_decay) and opt.weight_decay >= 0,
+           "optimizer.weight_decay", "a finite number >= 0", opt.weight_decay)
+  _require(opt.grad_clip_norm is None or (
+      _is_number(opt.grad_clip_norm) and opt.grad_clip_norm > 0),
+           "optimizer.grad_clip_norm", "None or a finite number > 0",
            opt.grad_clip_norm)
   _require(not opt.nesterov or opt.momentum > 0, "optimizer.nesterov",
            "False when momentum is 0", opt.nesterov)
   _require(opt.schedule in SCHEDULES, "optimizer.schedule",
            f"one of {', '.join(SCHEDULES)}", opt.schedule)
-  _require(opt.warmup_epochs >= 0, "optimizer.warmup_epochs", "a number >= 0",
+  _require(_is_number(opt.warmup_epochs) and opt.warmup_epochs >= 0,
+           "optimizer.warmup_epochs", "a finite number >= 0",
            opt.warmup_epochs)
   if opt.schedule == "piecewise":
     _require(_is_numbers(opt.boundaries_epochs) and
@@ -648,9 +656,15 @@ def _is_size(value: Any) -> bool:
           all(isinstance(v, int) and v > 0 for v in value))
 
 
+def _is_number(value: Any) -> bool:
+  """A finite int or float: NaN passes no range check and makes every
+  number computed from it NaN (an input.mean of NaN gives chance accuracy)."""
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
 def _is_numbers(value: Any) -> bool:
-  return isinstance(value, (tuple, list)) and all(
-      isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+  return isinstance(value, (tuple, list)) and all(map(_is_number, value))
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
