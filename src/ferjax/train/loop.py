@@ -23,7 +23,7 @@ from ferjax.train import divergence
 from ferjax.train import init_from as init_from_lib
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import setup as setup_lib
-from ferjax.train.parallel import Parallel
+from ferjax.train.parallel import Parallel, cpu_devices_in_force
 from ferjax.train.progress import Progress
 
 log = logging.getLogger("ferjax")
@@ -105,7 +105,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   is_chief = jax.process_index() == 0
   with run.lock(argv) if is_chief else contextlib.nullcontext():
     legacy = run.legacy_fields()
-    config = run.resumable_config(config)
+    config = cpu_devices_in_force(run.resumable_config(config))
     parallel = Parallel.from_config(config.parallel)
     training = setup_lib.training(config, parallel)
     if is_chief:
