@@ -390,14 +390,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(isinstance(inp.get("fold"), int) and
              0 <= inp.fold < inp.get("folds", 0), "input.fold",
              "an integer in [0, input.folds)", inp.get("fold"))
-  for field in ("mean", "std"):
-    value = inp.get(field)
-    _require(value is None or (_is_numbers(value) and len(value) in (1, 3)),
-             f"input.{field}", "None (computed from the train split) or 1 "
-             "or 3 finite numbers", value)
-  if inp.get("std") is not None:
-    _require(all(s > 0 for s in inp.std), "input.std", "positive numbers",
-             inp.std)
+  validate_statistics(config)
   augment = inp.get("augment") or {}
   for key in ("rotation", "brightness", "contrast"):
     value = augment.get(key)
@@ -649,6 +642,25 @@ def _is_regex(value: Any) -> bool:
   except re.error:
     return False
   return True
+
+
+def validate_statistics(config: ml_collections.ConfigDict) -> None:
+  """``input.mean`` and ``input.std``: None (the trainer computes them) or
+  finite, the std positive.
+
+  Every command that loads a run checks these (``RunDir.read_config``):
+  evaluation and inference apply them to every image, and a NaN in a
+  hand-edited config.json gives chance accuracy without an error.
+  """
+  inp = config.input
+  for field in ("mean", "std"):
+    value = inp.get(field)
+    _require(value is None or (_is_numbers(value) and len(value) in (1, 3)),
+             f"input.{field}", "None (computed from the train split) or 1 "
+             "or 3 finite numbers", value)
+  if inp.get("std") is not None:
+    _require(all(s > 0 for s in inp.std), "input.std", "positive numbers",
+             inp.std)
 
 
 def _is_size(value: Any) -> bool:

@@ -121,13 +121,14 @@ class RunDir:
     A run written by an earlier version lacks the fields added since; they
     get the values that reproduce that version's behaviour
     (``config.LEGACY_VALUES``), so old runs resume, evaluate and predict.
-    A field no trainer accepts (an ``input.mean`` of NaN, a hand edit) is a
-    RunDirError naming it, before it can give meaningless numbers.
+    Normalisation statistics no trainer writes (an ``input.mean`` of NaN,
+    a hand edit) are a RunDirError naming the field, before they can give
+    meaningless numbers.
     """
     upgraded, _ = config_lib.upgrade(self.read_config_dict())
     config = config_lib.from_dict(upgraded)
     try:
-      config_lib.validate(config)
+      config_lib.validate_statistics(config)
     except config_lib.ConfigError as e:
       raise RunDirError(f"{self.path / _CONFIG}: {e}") from None
     return config

@@ -11,7 +11,7 @@ with the file that does not match. A step without recorded checksums (saved
 before they existed, or committed just before a ``kill -9``) is restored
 with a warning naming it unverified, and it stays unverified: only the
 process that saved a step records its checksums. Restored variables that
-are not finite (ferjax never saves such) are refused as damage.
+are not finite (the trainer never saves such) are refused.
 """
 
 import contextlib
@@ -56,8 +56,9 @@ def check_finite(step_dir: pathlib.Path, tree: Any) -> None:
   from ``step_dir``) that holds a NaN or an infinity.
 
   Training never saves such a state (``train.divergence``), so in a
-  checkpoint they mean damage, e.g. a flipped exponent bit in a step that
-  has no checksums to catch it.
+  checkpoint they mean damage (e.g. a flipped exponent bit in a step that
+  has no checksums to catch it) or a diverged run of a ferjax from before
+  that check; either way its outputs would be meaningless.
   """
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
     array = np.asarray(leaf)
@@ -65,8 +66,8 @@ def check_finite(step_dir: pathlib.Path, tree: Any) -> None:
         and not np.isfinite(array).all()):
       raise CorruptCheckpoint(
           f"checkpoint {step_dir}: {jax.tree_util.keystr(path)} holds "
-          "non-finite values (NaN or infinity), which ferjax never saves "
-          "(the checkpoint is damaged)")
+          "non-finite values (NaN or infinity): it is damaged, or a diverged "
+          "run's from before ferjax checked for divergence")
 
 
 def _file_hashes(step_dir: pathlib.Path) -> dict[str, str]:
