@@ -9,9 +9,9 @@ import pytest
 from ferjax import pretrained
 from ferjax.labels import FER2013_CLASSES
 from ferjax.recognition.classifier import load_classifier
-from ferjax.run_dir import RunDir, export_variables
-from ferjax.train import evaluate
-from test_run_dir import cli
+from ferjax.run.run_dir import RunDir, export_variables
+from ferjax.train import run_evaluation as evaluate
+from helpers import ferjax_cli
 
 
 def test_export_keeps_the_model_and_drops_the_optimizer(reference_run,
@@ -52,7 +52,7 @@ def test_bundled_model_is_a_fer2013_classifier():
 def test_predict_without_workdir_uses_the_bundled_model(tmp_path):
   image = tmp_path / "blank.png"
   cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
-  proc = cli("predict", str(image))
+  proc = ferjax_cli("predict", str(image))
   assert proc.returncode == 0, proc.stderr
   assert "using the bundled LeNet-5 trained on FER2013" in proc.stderr
   assert json.loads(proc.stdout.splitlines()[0])["faces"] == []
@@ -61,7 +61,7 @@ def test_predict_without_workdir_uses_the_bundled_model(tmp_path):
 def test_predict_warns_about_a_synthetic_model(reference_run, tmp_path):
   image = tmp_path / "blank.png"
   cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
-  proc = cli("predict", "--workdir", str(reference_run[0]), str(image))
+  proc = ferjax_cli("predict", "--workdir", str(reference_run[0]), str(image))
   assert proc.returncode == 0, proc.stderr
   assert "trained on synthetic_fer" in proc.stderr
   assert "Traceback" not in proc.stderr

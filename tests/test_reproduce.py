@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
+from ferjax.commands import reproduce as reproduce_command
 from ferjax import config as config_lib
 from ferjax.experiment import reproduce
-from test_sweep import TINY
-from test_train import QUICKSTART, REPO
+from helpers import QUICKSTART, REPO, TINY, tiny_config
 
 
 
@@ -93,7 +93,7 @@ def test_refuses_what_it_cannot_reproduce(tmp_path, capsys):
           "may only change where it runs",
   }
   for argv, message in cases.items():
-    assert reproduce.main(list(argv)) == 2
+    assert reproduce_command.main(list(argv)) == 2
     assert message in capsys.readouterr().err
   assert not (tmp_path / "done.reproduce").exists()
 
@@ -122,7 +122,7 @@ def test_reproduces_a_tiny_run_exactly(synthetic_data_dir, tmp_path,
   assert "\r" not in train.stderr  # Not a terminal: no progress bar.
   experiment.unlink()  # Reproduced from config.json, not the file.
   proc = subprocess.run(
-      [sys.executable, "-m", "ferjax.experiment.reproduce", str(run_dir)],
+      [sys.executable, "-m", "ferjax.cli", "reproduce", str(run_dir)],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert "metrics: all 3 events identical" in proc.stdout
@@ -169,7 +169,6 @@ def test_an_xla_flags_device_count_is_recorded_and_reproduced(
   run's config records 4, and its reproduction without the flag uses 4,
   also for a run whose config still says 2."""
   from ferjax.train import loop
-  from test_train import tiny_config
   assert "device_count=4" in os.environ["XLA_FLAGS"]
   run_dir = tmp_path / "run"
   loop.train_and_evaluate(tiny_config(
@@ -188,7 +187,7 @@ def test_an_xla_flags_device_count_is_recorded_and_reproduced(
   (run_dir / "config.json").write_text(json.dumps(config))
   env = {**os.environ, "XLA_FLAGS": ""}
   proc = subprocess.run(
-      [sys.executable, "-m", "ferjax.experiment.reproduce", str(run_dir)],
+      [sys.executable, "-m", "ferjax.cli", "reproduce", str(run_dir)],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert "REPRODUCED: identical" in proc.stdout

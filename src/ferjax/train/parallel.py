@@ -23,7 +23,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-AXIS = "batch"
+from ferjax.axis import AXIS
+
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,21 @@ def cpu_devices_in_force(config: ml_collections.ConfigDict
   resolved = ml_collections.ConfigDict(config.to_dict())
   resolved.parallel.cpu_devices = have
   return resolved
+
+
+DETERMINISTIC_GPU_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def configure_gpu_determinism(deterministic: bool) -> None:
+  """Asks XLA for deterministic GPU kernels; call before JAX starts.
+
+  XLA reads its flags once, when the backend starts, so the flag goes into
+  ``XLA_FLAGS`` (where the manifest records it). A flag already there is
+  the caller's own choice and is kept either way.
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if deterministic and "--xla_gpu_deterministic_ops" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_GPU_FLAG}".strip()
 
 
 class Parallel:
