@@ -5,6 +5,7 @@ import os
 from collections.abc import Sequence
 
 from ferjax import commands
+from ferjax import compilation_cache
 from ferjax import config as config_lib
 from ferjax import finite_json
 from ferjax.evaluations import EVALUATIONS
@@ -72,6 +73,7 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
   parallel.configure_gpu_determinism(
       config.parallel.get("deterministic_gpu", False))
+  compilation_cache.enable(compilation_cache.default_dir())
   from ferjax.train import run_evaluation
   options = dict(split=args.split, tta=args.tta, crop_size=args.crop_size,
                  data_dir=args.data_dir, manual_dir=args.manual_dir)

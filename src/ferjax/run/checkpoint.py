@@ -218,6 +218,17 @@ class Checkpoints:
     sign = 1.0 if self._best_mode == "max" else -1.0
     return max(scored, key=lambda t: (sign * t[0], -t[1]))[1]
 
+  def improves(self, metrics: dict[str, Any]) -> bool:
+    """Whether ``metrics`` beat every saved step's ``best_metric``."""
+    if not self.best_metric or self.best_metric not in metrics:
+      return False
+    best = self.best_step()
+    saved = self.metrics(best) if best is not None else {}
+    if self.best_metric not in saved:
+      return True
+    new, old = float(metrics[self.best_metric]), float(saved[self.best_metric])
+    return new > old if self._best_mode == "max" else new < old
+
   def save(self, step: int, state: Any, metrics: dict[str, Any] | None = None,
            *, unverified: bool = False) -> None:
     """Saves asynchronously; training goes on while Orbax writes.
