@@ -71,9 +71,10 @@ def test_infinite_learning_rate_is_a_config_error(synthetic_data_dir,
   assert not (tmp_path / "run").exists()
 
 
-def test_eval_of_a_nan_checkpoint_prints_strict_json(reference_run,
-                                                     tmp_path, capsys):
-  """A checkpoint from before the divergence check: loss NaN -> null."""
+def test_eval_of_a_nan_checkpoint_is_an_error_naming_it(reference_run,
+                                                        tmp_path, capsys):
+  """A checkpoint from before the divergence check: its NaN weights would
+  give chance accuracy and loss NaN (issue 27 item 2)."""
   reference, _ = reference_run
   workdir = tmp_path / "run"
   shutil.copytree(reference, workdir)
@@ -88,10 +89,11 @@ def test_eval_of_a_nan_checkpoint_prints_strict_json(reference_run,
   ckpt.wait()
   ckpt.close()
   assert cli.main(["eval", "--workdir", str(workdir),
-                   "--checkpoint", "latest", "--json"]) == 0
-  result = _strict_json(capsys.readouterr().out)
-  assert result["step"] == step + 1
-  assert result["results"]["test"]["loss"] is None
+                   "--checkpoint", "latest", "--json"]) == 2
+  captured = capsys.readouterr()
+  assert not captured.out
+  assert f"checkpoints/{step + 1}: ['params']" in captured.err
+  assert "non-finite values" in captured.err
 
 
 def test_finite_json_replaces_only_non_finite_numbers():

@@ -53,6 +53,38 @@ def test_ten_crop_on_any_split(reference_run):
     evaluate.evaluate_run(str(workdir), tta="five_crop")
 
 
+def test_ten_crop_on_a_split_the_run_never_configured(reference_run):
+  """The default crop is 90% of the stored 48x48 image (43x43), not of the
+  model's 32x32 input (a 29x29 crop, far below single-crop accuracy)."""
+  workdir, _ = reference_run
+  split = "test[300:900]"
+  assert all(ev["split"] != split for ev in
+             RunDir(workdir).read_config_dict()["evals"].values())
+  plain = evaluate.evaluate_run(str(workdir), split=split)["results"][split]
+  tta = evaluate.evaluate_run(str(workdir), split=split,
+                              tta="ten_crop")["results"][split]
+  stored = evaluate.evaluate_run(str(workdir), split=split, tta="ten_crop",
+                                 crop_size=(43, 43))["results"][split]
+  assert tta == stored
+  assert plain["accuracy"] > 0.3  # Chance is 1/7.
+  assert tta["accuracy"] > plain["accuracy"] - 0.05, (tta, plain)
+
+
+def test_ten_crop_keeps_the_runs_crop_size_on_another_split(reference_run,
+                                                           tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(reference_run[0], workdir)
+  config = json.loads((workdir / "config.json").read_text())
+  config["evals"]["test_tencrop"] = {"split": "test[:300]", "tta": "ten_crop",
+                                     "crop_size": [40, 40]}
+  (workdir / "config.json").write_text(json.dumps(config))
+  split = "test[300:500]"
+  tta = evaluate.evaluate_run(str(workdir), split=split, tta="ten_crop")
+  own = evaluate.evaluate_run(str(workdir), split=split, tta="ten_crop",
+                              crop_size=(40, 40))
+  assert tta["results"] == own["results"]
+
+
 def test_probabilities_agree_with_the_evaluator_on_every_row(reference_run):
   """Row order over 4 devices and padding: argmax equals the confusion."""
   workdir, _ = reference_run
@@ -139,8 +171,9 @@ def test_ten_crop_on_a_split_keeps_the_runs_own_crop_size():
   assert plain["public_test"].tta == "none"
   chosen = evaluate._eval_configs(config, "public_test", "ten_crop", (40, 40))
   assert tuple(chosen["public_test (ten_crop)"].crop_size) == (40, 40)
+  # Another split: the run's ten-crop eval of any split says what it crops.
   other = evaluate._eval_configs(config, "train[90%:]", "ten_crop", None)
-  assert tuple(other["train[90%:] (ten_crop)"].crop_size) == (29, 29)
+  assert tuple(other["train[90%:] (ten_crop)"].crop_size) == (44, 44)
   own = evaluate._eval_configs(config, None, "ten_crop", None)
   assert set(own) == {"val (ten_crop)", "public_test (ten_crop)",
                       "public_test_tencrop"}

@@ -11,6 +11,8 @@ import pytest
 
 from ferjax.commands import report as report_command
 from ferjax.experiment import report
+from ferjax.run.metric_writer import MetricWriter
+from ferjax.run.run_dir import RunDir, RunDirError
 from helpers import make_run
 
 
@@ -359,3 +361,36 @@ def test_one_point_curves_show_and_start_at_zero(tmp_path):
     assert ax.get_xlabel() == "epoch" and ax.get_xlim()[0] == 0
     assert ax.get_xlim()[1] > line.get_xdata()[0] == 1.0
     assert ax.get_ylim()[0] == 0 < line.get_ydata()[0] < ax.get_ylim()[1]
+
+
+def test_a_torn_last_line_is_left_out_with_a_note(tmp_path):
+  """A finished run that lost its last 40 bytes: the final accuracy shown
+  is the earlier eval's, and the notes say why."""
+  make_run(tmp_path / "runs" / "a", seed=0, lr=0.1, accuracies=[0.5, 0.7])
+  metrics = tmp_path / "runs" / "a" / "metrics.jsonl"
+  metrics.write_bytes(metrics.read_bytes()[:-40])
+  tables = report.write_report([tmp_path / "runs"], tmp_path / "out")
+  assert "| 0.5000 |" in tables
+  notes = (tmp_path / "out" / "report.md").read_text().split("## Notes")[1]
+  assert "a: metrics.jsonl: line 4 is torn" in notes
+  assert "final values are from before it" in notes
+
+
+def test_a_damaged_line_before_the_last_is_reported(tmp_path):
+  make_run(tmp_path / "runs" / "a", seed=0, lr=0.1, accuracies=[0.5, 0.7])
+  make_run(tmp_path / "runs" / "b", seed=1, lr=0.1, accuracies=[0.5, 0.7])
+  metrics = tmp_path / "runs" / "a" / "metrics.jsonl"
+  lines = metrics.read_text().splitlines(keepends=True)
+  lines[1] = lines[1][:30] + "\n"
+  metrics.write_text("".join(lines))
+  with pytest.raises(RunDirError, match=r"a/metrics\.jsonl: line 2 is not"):
+    RunDir(metrics.parent).events()
+  report.write_report([tmp_path / "runs"], tmp_path / "out")
+  notes = (tmp_path / "out" / "report.md").read_text().split("## Notes")[1]
+  assert "a: not reported, unreadable:" in notes and "line 2" in notes
+  # Nor does a resumed run drop it: its trainer refuses to rewrite the file.
+  writer = MetricWriter(metrics, tmp_path / "tb")
+  with pytest.raises(ValueError, match=r"metrics\.jsonl: line 2 is not"):
+    writer.truncate_after(10)
+  writer.close()
+  assert metrics.read_text() == "".join(lines)

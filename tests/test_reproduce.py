@@ -8,10 +8,12 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from ferjax.commands import reproduce as reproduce_command
 from ferjax import config as config_lib
 from ferjax.experiment import reproduce
-from helpers import QUICKSTART, REPO, TINY
+from helpers import QUICKSTART, REPO, TINY, tiny_config
 
 
 
@@ -145,3 +147,48 @@ def test_default_rerun_lies_outside_the_sweep(tmp_path):
   (tmp_path / "lone").mkdir()
   assert reproduce._new_workdir(tmp_path / "lone") == (
       tmp_path / "lone.reproduce")
+
+
+def test_the_cpu_devices_in_force_are_what_a_config_records(caplog):
+  from ferjax.train import parallel
+  config = config_lib.base_config()
+  config.parallel.cpu_devices = 2
+  resolved = parallel.cpu_devices_in_force(config)
+  assert resolved.parallel.cpu_devices == 4
+  assert config.parallel.cpu_devices == 2  # Never written into.
+  assert ("XLA_FLAGS (--xla_force_host_platform_device_count) sets 4 CPU "
+          "devices, overriding config.parallel.cpu_devices=2") in caplog.text
+  config.parallel.cpu_devices = 4
+  assert parallel.cpu_devices_in_force(config) is config
+
+
+@pytest.mark.slow
+def test_an_xla_flags_device_count_is_recorded_and_reproduced(
+    synthetic_data_dir, tmp_path, caplog):
+  """XLA_FLAGS (4 devices here, see conftest) wins over cpu_devices=2: the
+  run's config records 4, and its reproduction without the flag uses 4,
+  also for a run whose config still says 2."""
+  from ferjax.train import loop
+  assert "device_count=4" in os.environ["XLA_FLAGS"]
+  run_dir = tmp_path / "run"
+  loop.train_and_evaluate(tiny_config(
+      synthetic_data_dir, **{"parallel.cpu_devices": 2,
+                             "input.train_split": "train[:512]",
+                             "num_epochs": 1}), run_dir)
+  assert ("sets 4 CPU devices, overriding config.parallel.cpu_devices=2"
+          in caplog.text)
+  config = json.loads((run_dir / "config.json").read_text())
+  manifest = json.loads((run_dir / "manifest.json").read_text())
+  assert config["parallel"]["cpu_devices"] == 4
+  assert manifest["sessions"][-1]["device_count"] == 4
+  # As a run written before ferjax recorded the override: the manifest's
+  # device count, not the config's, is what the original used.
+  config["parallel"]["cpu_devices"] = 2
+  (run_dir / "config.json").write_text(json.dumps(config))
+  env = {**os.environ, "XLA_FLAGS": ""}
+  proc = subprocess.run(
+      [sys.executable, "-m", "ferjax.cli", "reproduce", str(run_dir)],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert "REPRODUCED: identical" in proc.stdout
+  assert "device_count: " not in proc.stdout

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import (QUICKSTART, ferjax_cli, make_run, tiny_config,
+from helpers import (QUICKSTART, ferjax_cli, make_run, run_cli, tiny_config,
                      tiny_overrides, without_timing)
 from ferjax.commands import report as report_command
 from ferjax import config as config_lib
@@ -26,11 +26,14 @@ from ferjax.data import preprocess
 from ferjax.experiment import reproduce
 from ferjax.experiment import sweep
 from ferjax.models import create_model
-from ferjax.recognition.classifier import load_classifier
+from ferjax.recognition.classifier import NonFiniteScores, load_classifier
 from ferjax.run.run_dir import RunDir, RunDirBusy, RunDirError, write_imported
 from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import crossval
 from ferjax.train import loop
+from ferjax.train import run_evaluation as evaluate
+from ferjax.train import setup as setup_lib
+from ferjax.train.parallel import Parallel
 
 OLD_CONFIG = pathlib.Path(__file__).parent / "data" / "config_8ad864e.json"
 
@@ -190,6 +193,191 @@ def test_resume_falls_back_past_a_corrupt_checkpoint_exactly(
       RunDir(reference_run[0]).events())
   comparison = reproduce.compare_runs(reference_run[0], workdir)
   assert comparison.identical, reproduce.format_summary(comparison)
+
+
+# Unverified steps and non-finite values (issue 27, item 2).
+
+def forget_checksums(workdir: pathlib.Path, step: int) -> None:
+  """Drops ``step``'s entry from checksums.json: a step committed just
+  before a kill -9, or saved before ferjax recorded checksums."""
+  path = workdir / "checkpoints" / "checksums.json"
+  recorded = json.loads(path.read_text())
+  recorded.pop(str(step), None)
+  path.write_text(json.dumps(recorded))
+
+
+def nan_into(workdir: pathlib.Path, step: int, template=None) -> None:
+  """Rewrites ``step`` with NaN in its largest kernel and no checksums: what
+  a flipped exponent bit in an unverified step reads back as.
+
+  ``template``: the state to restore it as (default: model variables).
+  """
+  path = workdir / "checkpoints"
+  with checkpoint_lib.Checkpoints(path, read_only=True) as ckpt:
+    saved = (ckpt.restore_variables(step) if template is None
+             else ckpt.restore(step, template))
+    metrics = ckpt.metrics(step)
+  leaves, treedef = jax.tree.flatten(
+      saved["params"] if template is None else saved.params)
+  largest = max(range(len(leaves)), key=lambda i: leaves[i].size)
+  leaves[largest] = np.array(leaves[largest])
+  leaves[largest].reshape(-1)[:3] = np.nan
+  params = treedef.unflatten(leaves)
+  saved = ({**saved, "params": params} if template is None
+           else saved.replace(params=params))
+  shutil.rmtree(path / str(step))
+  with checkpoint_lib.Checkpoints(path) as ckpt:
+    ckpt.save(step, saved, metrics)
+  forget_checksums(workdir, step)
+
+
+def test_a_saved_step_is_verified_once_committed(tmp_path):
+  """Without waiting for the next save: a kill -9 then loses no checksum."""
+  ckpt = checkpoint_lib.Checkpoints(tmp_path / "c", keep=2)
+  tree = {"w": np.arange(1000, dtype=np.float32)}
+  ckpt.save(1, tree)
+  deadline = time.monotonic() + 60
+  while not ckpt.is_verified(1) and time.monotonic() < deadline:
+    ckpt.record_committed()
+    time.sleep(0.02)
+  assert ckpt.is_verified(1)
+  recorded = json.loads((tmp_path / "c" / "checksums.json").read_text())
+  assert set(recorded["1"]) == {
+      str(p.relative_to(tmp_path / "c" / "1"))
+      for p in (tmp_path / "c" / "1").rglob("*") if p.is_file()}
+  ckpt.close()
+
+
+def test_the_trainer_records_a_step_before_the_next_save(synthetic_data_dir,
+                                                         tmp_path):
+  """Killed between two saves, the latest step already has its checksums.
+
+  Checkpoints at the two epoch ends only (steps 48 and 96): step 48's
+  checksums must appear while the second epoch trains, not when step 96
+  is saved (after its evaluation is in metrics.jsonl).
+  """
+  args = ["train", "--config", QUICKSTART, "--workdir", str(tmp_path)] + [
+      f"--config.{o}" for o in tiny_overrides(
+          synthetic_data_dir, **{"input.train_split": "train[:3072]",
+                                 "checkpoint.every_steps": 0})]
+  proc = run_cli(args)
+  checksums = tmp_path / "checkpoints" / "checksums.json"
+  deadline = time.monotonic() + 240
+  try:
+    while time.monotonic() < deadline and proc.poll() is None:
+      if checksums.exists() and "48" in json.loads(checksums.read_text()):
+        break
+      time.sleep(0.02)
+    events = RunDir(tmp_path).events()
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+  assert "48" in json.loads(checksums.read_text())
+  assert max(e["step"] for e in events) < 96, "recorded only at the next save"
+
+
+def test_an_unverified_step_is_named_and_stays_unverified(reference_run,
+                                                          tmp_path, caplog):
+  workdir = copy_run(reference_run, tmp_path)
+  run = RunDir(workdir)
+  with run.checkpoints(run.read_config()) as ckpt:
+    best = run.resolve_step(ckpt, "best")
+  forget_checksums(workdir, best)
+  proc = ferjax_cli("eval", "--workdir", str(workdir))
+  assert proc.returncode == 0, proc.stderr
+  assert f"checkpoints/{best} is unverified" in proc.stderr
+  proc = ferjax_cli("export", "--workdir", str(workdir), "--out",
+             str(tmp_path / "out"))
+  assert proc.returncode == 0, proc.stderr
+  assert f"exporting step {best}, which is unverified" in proc.stderr
+  exported = RunDir(tmp_path / "out")
+  assert exported.read_manifest()["exported_from"]["verified"] is False
+  with exported.checkpoints(exported.read_config()) as ckpt:
+    assert ckpt.all_steps() == [best] and not ckpt.is_verified(best)
+  # A verified step exports verified.
+  other = max(json.loads(
+      (workdir / "checkpoints" / "checksums.json").read_text()), key=int)
+  proc = ferjax_cli("export", "--workdir", str(workdir), "--out",
+             str(tmp_path / "out2"), "--checkpoint", other)
+  assert proc.returncode == 0 and "unverified" not in proc.stderr, proc.stderr
+  assert RunDir(tmp_path / "out2").read_manifest()["exported_from"][
+      "verified"] is True
+
+
+def test_non_finite_weights_of_an_unverified_step_are_refused(reference_run,
+                                                              tmp_path):
+  """The probe: no checksum, a flipped exponent; eval gave loss NaN, exit 0."""
+  out = tmp_path / "exported"
+  assert ferjax_cli("export", "--workdir", str(reference_run[0]), "--out",
+             str(out)).returncode == 0
+  step = json.loads((out / "manifest.json").read_text())["exported_from"][
+      "step"]
+  nan_into(out, step)
+  assert_one_clean_error(ferjax_cli("eval", "--workdir", str(out)),
+                         f"checkpoints/{step}", "['params']", "non-finite")
+  proc = ferjax_cli("predict", "--workdir", str(out), str(tmp_path / "x.png"))
+  assert proc.returncode == 2 and "non-finite" in proc.stderr, proc.stderr
+  assert f"checkpoints/{step}" in proc.stderr
+  assert_one_clean_error(ferjax_cli("export", "--workdir", str(out), "--out",
+                             str(tmp_path / "again")), "non-finite")
+  assert not (tmp_path / "again").exists()
+
+
+def test_resume_neither_trusts_nor_vouches_for_an_unverified_step(
+    reference_run, synthetic_data_dir, tmp_path, caplog):
+  """Step 32 unverified and holding NaNs: resume falls back to step 30,
+  itself unverified, and finishes exactly; 30 gets no checksums then."""
+  workdir = copy_run(reference_run, tmp_path)
+  run = RunDir(workdir)
+  config = run.read_config()
+  template = setup_lib.training(config, Parallel.from_config(
+      config.parallel)).init_state()
+  nan_into(workdir, 32, template)
+  forget_checksums(workdir, 30)
+  results = loop.train_and_evaluate(tiny_config(synthetic_data_dir), workdir)
+  assert results == reference_run[1]
+  assert "checkpoints/32: ['params']" in caplog.text
+  assert "checkpoints/30 is unverified" in caplog.text
+  assert [s["start_step"] for s in run.read_manifest()["sessions"]] == [0, 30]
+  recorded = json.loads((workdir / "checkpoints" / "checksums.json").read_text())
+  assert "32" in recorded and "30" not in recorded
+
+
+def test_non_finite_outputs_of_finite_weights_are_errors(synthetic_data_dir,
+                                                        tmp_path):
+  """Weights of 1e30 are finite but overflow the activations: eval and
+  predict say so, naming the checkpoint, instead of scoring NaN."""
+  model = create_model("lenet5", num_classes=7)
+  variables = jax.device_get(model.init(jax.random.PRNGKey(0),
+                                        np.zeros((1, 32, 32, 3))))
+  variables = {"params": jax.tree.map(lambda x: x * 1e30,
+                                      variables["params"]),
+               "batch_stats": {}}
+  config = tiny_config(synthetic_data_dir, **{"input.mean": (0.5,),
+                                              "input.std": (0.25,)})
+  source = tmp_path / "weights.bin"
+  source.write_bytes(b"weights")
+  out = write_imported(tmp_path / "huge", config, variables,
+                       class_names=[f"c{i}" for i in range(7)],
+                       image_shape=(48, 48, 1), source_file=source,
+                       source={"format": "test"}, argv=["convert"])
+  with pytest.raises(ValueError, match=r"huge/checkpoints/0 gives non-finite"):
+    evaluate.evaluate_run(str(out))
+  crops = np.zeros((2, 48, 48, 1), np.uint8)
+  with pytest.raises(NonFiniteScores, match=r"huge/checkpoints/0 gives non-"):
+    load_classifier(str(out)).predict(crops)
+
+
+def test_a_runs_config_with_a_nan_mean_is_refused(reference_run, tmp_path):
+  """The probe: input.mean [NaN] in config.json evaluated at chance, exit 0."""
+  workdir = copy_run(reference_run, tmp_path)
+  config = json.loads((workdir / "config.json").read_text())
+  config["input"]["mean"] = [float("nan")]
+  (workdir / "config.json").write_text(json.dumps(config))
+  assert_one_clean_error(ferjax_cli("eval", "--workdir", str(workdir)),
+                         "config.json", "config.input.mean", "finite")
+  with pytest.raises(RunDirError, match=r"config\.input\.mean"):
+    load_classifier(str(workdir))
 
 
 # Runs written by an earlier ferjax (item 11).

@@ -179,6 +179,27 @@ def test_bad_config_fails_before_any_work(tmp_path, override, message):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("field,value", [
+    ("input.mean", (float("nan"),)),
+    ("input.std", (0.2, float("inf"), 0.2)),
+    ("input.augment.rotation", float("nan")),
+    ("loss.aux_weight", float("inf")),
+    ("loss.focal_gamma", float("nan")),
+    ("loss.class_weights", (1.0,) * 6 + (float("nan"),)),
+    ("optimizer.weight_decay", float("inf")),
+    ("optimizer.grad_clip_norm", float("nan")),
+    ("optimizer.warmup_epochs", float("inf")),
+])
+def test_non_finite_numbers_are_config_errors(field, value):
+  """No range check catches NaN (every comparison is False) nor, for a
+  lower bound alone, infinity; each would give meaningless numbers."""
+  config = config_lib.load_config(QUICKSTART).to_dict()
+  config_lib.set_field(config, field, value)
+  with pytest.raises(config_lib.ConfigError,
+                     match=rf"config\.{field}: expected .*finite"):
+    config_checks.validate(config_lib.from_dict(config))
+
+
 def test_batch_must_divide_over_devices(synthetic_data_dir, tmp_path):
   config = tiny_config(synthetic_data_dir, batch_size=30)
   with pytest.raises(ValueError, match="does not divide evenly over 4"):

@@ -41,6 +41,25 @@ _REQUIRED = ("seed", "num_epochs", "batch_size", "input", "model", "loss",
              "eval_every_epochs")
 
 
+def validate_statistics(config: ml_collections.ConfigDict) -> None:
+  """``input.mean`` and ``input.std``: None (the trainer computes them) or
+  finite, the std positive.
+
+  Every command that loads a run checks these (``RunDir.read_config``):
+  evaluation and inference apply them to every image, and a NaN in a
+  hand-edited config.json gives chance accuracy without an error.
+  """
+  inp = config.input
+  for field in ("mean", "std"):
+    value = inp.get(field)
+    _require(value is None or (_is_numbers(value) and len(value) in (1, 3)),
+             f"input.{field}", "None (computed from the train split) or 1 "
+             "or 3 finite numbers", value)
+  if inp.get("std") is not None:
+    _require(all(s > 0 for s in inp.std), "input.std", "positive numbers",
+             inp.std)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks every field the trainer reads; raises ConfigError naming it."""
   for check in _SECTIONS:
@@ -83,18 +102,16 @@ def _check_input(config: ml_collections.ConfigDict) -> None:
     _require(isinstance(inp.get("fold"), int) and
              0 <= inp.fold < inp.get("folds", 0), "input.fold",
              "an integer in [0, input.folds)", inp.get("fold"))
-  for field in ("mean", "std"):
-    value = inp.get(field)
-    _require(value is None or (_is_numbers(value) and len(value) in (1, 3)),
-             f"input.{field}", "None (computed from the train split) or 1 "
-             "or 3 numbers", value)
-  if inp.get("std") is not None:
-    _require(all(s > 0 for s in inp.std), "input.std", "positive numbers",
-             inp.std)
+  validate_statistics(config)
+  augment = inp.get("augment") or {}
+  for key in ("rotation", "brightness", "contrast"):
+    value = augment.get(key)
+    _require(value is None or _is_number(value), f"input.augment.{key}",
+             "None or a finite number", value)
   mix = inp.get("mix") or {}
   for field in ("mixup_alpha", "cutmix_alpha", "cutmix_prob"):
     value = mix.get(field, LEGACY_VALUES[f"input.mix.{field}"])
-    _require(_is_numbers([value]) and value >= 0 and (
+    _require(_is_number(value) and value >= 0 and (
         field != "cutmix_prob" or value <= 1), f"input.mix.{field}",
              "a number in [0, 1]" if field == "cutmix_prob" else
              "a number >= 0 (0: off)", value)
@@ -116,21 +133,21 @@ def _check_loss(config: ml_collections.ConfigDict) -> None:
            "a number in [0, 1)", loss.label_smoothing)
   _require(loss.class_weights is None or loss.class_weights in CLASS_WEIGHTS
            or _is_numbers(loss.class_weights), "loss.class_weights",
-           "None, 'balanced', 'effective_number' or one positive weight "
-           "per class", loss.class_weights)
+           "None, 'balanced', 'effective_number' or one finite positive "
+           "weight per class", loss.class_weights)
   beta = loss.get("class_balance_beta",
                   LEGACY_VALUES["loss.class_balance_beta"])
-  _require(_is_numbers([beta]) and 0 <= beta < 1, "loss.class_balance_beta",
+  _require(_is_number(beta) and 0 <= beta < 1, "loss.class_balance_beta",
            "a number in [0, 1)", beta)
-  _require(loss.aux_weight >= 0, "loss.aux_weight", "a number >= 0",
-           loss.aux_weight)
+  _require(_is_number(loss.aux_weight) and loss.aux_weight >= 0,
+           "loss.aux_weight", "a finite number >= 0", loss.aux_weight)
   name = loss.get("name", LEGACY_VALUES["loss.name"])
   _require(name in LOSSES, "loss.name", f"one of {', '.join(LOSSES)}", name)
   gamma = loss.get("focal_gamma", LEGACY_VALUES["loss.focal_gamma"])
-  _require(_is_numbers([gamma]) and gamma >= 0, "loss.focal_gamma",
-           "a number >= 0", gamma)
+  _require(_is_number(gamma) and gamma >= 0, "loss.focal_gamma",
+           "a finite number >= 0", gamma)
   fraction = loss.get("ohem_fraction", LEGACY_VALUES["loss.ohem_fraction"])
-  _require(_is_numbers([fraction]) and 0 < fraction <= 1,
+  _require(_is_number(fraction) and 0 < fraction <= 1,
            "loss.ohem_fraction", "a number in (0, 1] (1: every example)",
            fraction)
 
@@ -138,25 +155,28 @@ def _check_loss(config: ml_collections.ConfigDict) -> None:
 def _check_optimizer(config: ml_collections.ConfigDict) -> None:
   """``optimizer``: rates, schedule, freezing and multipliers."""
   opt = config.optimizer
-  _require(math.isfinite(opt.learning_rate) and opt.learning_rate > 0,
+  _require(_is_number(opt.learning_rate) and opt.learning_rate > 0,
            "optimizer.learning_rate", "a finite number > 0",
            opt.learning_rate)
-  _require(0.0 <= opt.momentum < 1.0, "optimizer.momentum",
+  _require(_is_number(opt.momentum) and 0.0 <= opt.momentum < 1.0,
+           "optimizer.momentum",
            "a number in [0, 1)", opt.momentum)
-  _require(opt.weight_decay >= 0, "optimizer.weight_decay", "a number >= 0",
-           opt.weight_decay)
-  _require(opt.grad_clip_norm is None or opt.grad_clip_norm > 0,
-           "optimizer.grad_clip_norm", "None or a number > 0",
+  _require(_is_number(opt.weight_decay) and opt.weight_decay >= 0,
+           "optimizer.weight_decay", "a finite number >= 0", opt.weight_decay)
+  _require(opt.grad_clip_norm is None or (
+      _is_number(opt.grad_clip_norm) and opt.grad_clip_norm > 0),
+           "optimizer.grad_clip_norm", "None or a finite number > 0",
            opt.grad_clip_norm)
   ema_decay = _ema_decay(config)
-  _require(_is_numbers([ema_decay]) and 0 <= ema_decay < 1,
+  _require(_is_number(ema_decay) and 0 <= ema_decay < 1,
            "optimizer.ema_decay", "a number in [0, 1) (0: no moving average)",
            ema_decay)
   _require(not opt.nesterov or opt.momentum > 0, "optimizer.nesterov",
            "False when momentum is 0", opt.nesterov)
   _require(opt.schedule in SCHEDULES, "optimizer.schedule",
            f"one of {', '.join(SCHEDULES)}", opt.schedule)
-  _require(opt.warmup_epochs >= 0, "optimizer.warmup_epochs", "a number >= 0",
+  _require(_is_number(opt.warmup_epochs) and opt.warmup_epochs >= 0,
+           "optimizer.warmup_epochs", "a finite number >= 0",
            opt.warmup_epochs)
   if opt.schedule == "piecewise":
     _require(_is_numbers(opt.boundaries_epochs) and
@@ -403,6 +423,12 @@ def _is_size(value: Any) -> bool:
           all(isinstance(v, int) and v > 0 for v in value))
 
 
+def _is_number(value: Any) -> bool:
+  """A finite int or float: NaN passes no range check and makes every
+  number computed from it NaN (an input.mean of NaN gives chance accuracy)."""
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
 def _is_numbers(value: Any) -> bool:
-  return isinstance(value, (tuple, list)) and all(
-      isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+  return isinstance(value, (tuple, list)) and all(map(_is_number, value))

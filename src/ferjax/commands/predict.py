@@ -9,7 +9,8 @@ from pathlib import Path
 from ferjax import compilation_cache
 from ferjax import pretrained
 from ferjax.commands import run_dirs
-from ferjax.recognition.classifier import load_classifier, load_ensemble
+from ferjax.recognition.classifier import (NonFiniteScores, load_classifier,
+                                           load_ensemble)
 from ferjax.recognition.detectors import DETECTORS
 from ferjax.recognition.inputs import check_out_dir
 from ferjax.recognition.predict import run
@@ -130,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 else [])
   try:
     return run(inputs, classifier, args.detector, args.out, **options)
+  except NonFiniteScores as e:
+    print(f"ferjax predict: error: {e}", file=sys.stderr)
+    return 2
   except KeyboardInterrupt:
     print("ferjax predict: interrupted; annotated output written so far is "
           "kept", file=sys.stderr)

@@ -3,7 +3,8 @@
 A weight mapping names, for every ferjax variable, the torch key it comes
 from and how to transform it; ``assemble`` fills the variables of the model's
 own shapes and refuses, naming the file and the key, a state dict that is
-truncated, of another shape or carries keys the model has no place for.
+truncated, of another shape, holds a NaN or infinity or carries keys the
+model has no place for.
 """
 
 import os
@@ -40,6 +41,19 @@ def flatten_dense_kernel(channels: int, side: int
   return transform
 
 
+def finite_array(value: Any, path: str | os.PathLike,
+                 key: str) -> np.ndarray:
+  """``value`` as contiguous float32; a ValueError naming the file and the
+  key if it holds a NaN or an infinity, which no trained weight is."""
+  array = np.ascontiguousarray(value, np.float32)
+  if not np.isfinite(array).all():
+    raise ValueError(
+        f"{path}: key {key!r} holds non-finite values (NaN or infinity); "
+        "a trained model's weights are finite numbers (is the file damaged, "
+        "or from a diverged training?)")
+  return array
+
+
 def shapes(model: Any, image_size: tuple[int, int]) -> dict[str, Any]:
   """The model's variable shapes at ``image_size`` RGB, training mode."""
   abstract = jax.eval_shape(lambda: model.init(
@@ -67,7 +81,7 @@ def assemble(state: Mapping[str, np.ndarray], sources: Sources,
       if torch_key not in state:
         raise ValueError(f"{path}: key {torch_key!r} missing; a torchvision "
                          f"{name} state dict has it (is the file truncated?)")
-      array = np.ascontiguousarray(transform(state[torch_key]), np.float32)
+      array = finite_array(transform(state[torch_key]), path, torch_key)
       if array.shape != tuple(value):
         raise ValueError(
             f"{path}: key {torch_key!r} has shape "

@@ -119,7 +119,7 @@ def to_variables(state: Mapping[str, np.ndarray],
               f"{path}: key {key!r} has shape {tuple(state[key].shape)}, "
               f"torchvision's {name} has {expected}")
         variables[collection].setdefault(module, {})[leaf] = (
-            np.ascontiguousarray(transform(state[key]), np.float32))
+            torch_state.finite_array(transform(state[key]), path, key))
   used = {source[0] for source in sources.values()}
   unused = [k for k in state if k not in used
             and not k.endswith(torch_state.IGNORED_SUFFIX)]

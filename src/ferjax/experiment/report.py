@@ -48,6 +48,7 @@ class Run:
   config: dict[str, Any]
   manifest: dict[str, Any]
   events: list[dict[str, Any]]
+  events_note: str | None = None  # A torn last line left out of events.
 
   @property
   def status(self) -> str:
@@ -139,8 +140,9 @@ def read_run(name: str, path: pathlib.Path) -> Run:
   """A run's records; RunDirError or FileNotFoundError saying what is wrong."""
   run_dir = RunDir(path)
   config, _ = config_lib.upgrade(run_dir.read_config_dict())
+  events, note = run_dir.read_events()
   return Run(name=name, path=path, config=config,
-             manifest=run_dir.read_manifest(), events=run_dir.events())
+             manifest=run_dir.read_manifest(), events=events, events_note=note)
 
 
 def load_all(dirs: Sequence[str | os.PathLike]
@@ -767,6 +769,7 @@ def write_report(dirs: Sequence[str | os.PathLike],
 
   notes = [f"- {u.name}: not reported, unreadable: {u.reason}"
            for u in unreadable]
+  notes += [f"- {r.name}: {r.events_note}" for r in runs if r.events_note]
   notes += [f"- {line}" for line in _failed_trials(dirs)]
   notes += [f"- {name}: no {eval_name or 'eval'} confusion matrix"
             f"{f' at step {step}' if step is not None else ''}"

@@ -245,8 +245,13 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
   config_checks.validate(config)
   original = manifest["sessions"][-1]
   cpu_devices = config.parallel.cpu_devices
-  if cpu_devices is None and original.get("backend") == "cpu":
-    cpu_devices = original.get("device_count")
+  chosen = any(o.startswith("parallel.cpu_devices") for o in overrides)
+  if original.get("backend") == "cpu" and not chosen:
+    # What the original used: its config may say otherwise when XLA_FLAGS
+    # overrode it (runs written before the config recorded the override).
+    cpu_devices = (original.get("local_device_count")
+                   or original.get("device_count") or cpu_devices)
+  config.parallel.cpu_devices = cpu_devices
   # JAX starts here: config errors above cost milliseconds, not a compile.
   from ferjax.train import parallel
   parallel.configure_cpu_devices(cpu_devices)

@@ -15,6 +15,11 @@ from ferjax.labels import check_same_labels
 from ferjax.recognition.align import Face, align_faces
 
 
+class NonFiniteScores(FloatingPointError):
+  """A model gave NaN or infinite class probabilities: the model, not the
+  input, is at fault, so prediction stops instead of reporting per image."""
+
+
 @dataclasses.dataclass(frozen=True)
 class FaceScores:
   """Class probabilities of the faces of one image, ``probs`` (N, C); for an
@@ -37,6 +42,7 @@ class Classifier:
   class_names: tuple[str, ...]
   crop_shape: tuple[int, int, int]
   predict_fn: Callable[[jnp.ndarray], jnp.ndarray]
+  source: str = "the model"  # Named in errors: the checkpoint it came from.
 
   def predict(self, crops: np.ndarray) -> np.ndarray:
     """Class probabilities, float32 ``(N, num_classes)``, for uint8 crops."""
@@ -52,7 +58,12 @@ class Classifier:
     # compile the model again.
     padded = np.zeros((batch_bucket(n), *self.crop_shape), np.uint8)
     padded[:n] = crops
-    return np.asarray(self.predict_fn(jnp.asarray(padded)), np.float32)[:n]
+    probs = np.asarray(self.predict_fn(jnp.asarray(padded)), np.float32)[:n]
+    if not np.isfinite(probs).all():
+      raise NonFiniteScores(
+          f"{self.source} gives non-finite class probabilities (NaN or "
+          "infinity); its scores would mean nothing")
+    return probs
 
   def score_faces(self, image: np.ndarray, faces: Sequence[Face], *,
                   margin: float = 0.1) -> FaceScores:
@@ -109,8 +120,10 @@ def classifier_from_model(model: nn.Module, variables: Any, *,
                           crop_shape: Sequence[int],
                           image_size: Sequence[int], channels: int,
                           mean: Sequence[float],
-                          std: Sequence[float]) -> Classifier:
-  """Wraps a model and its variables with the evaluation preprocessing."""
+                          std: Sequence[float],
+                          source: str = "the model") -> Classifier:
+  """Wraps a model and its variables with the evaluation preprocessing;
+  ``source`` (where the variables came from) is named in errors."""
 
   @jax.jit
   def predict_fn(crops: jnp.ndarray) -> jnp.ndarray:
@@ -119,7 +132,7 @@ def classifier_from_model(model: nn.Module, variables: Any, *,
         channels=channels, mean=mean, std=std)
     return jax.nn.softmax(model.apply(variables, x, train=False))
 
-  return Classifier(tuple(class_names), tuple(crop_shape), predict_fn)
+  return Classifier(tuple(class_names), tuple(crop_shape), predict_fn, source)
 
 
 def load_ensemble(workdirs: Sequence[str],
@@ -154,7 +167,8 @@ def load_classifier(workdir: str | os.PathLike | None = None,
   config = run.read_config()
   dataset = run.read_manifest()["dataset"]
   with run.checkpoints(config) as ckpt:
-    variables = ckpt.restore_variables(run.resolve_step(ckpt, checkpoint))
+    step = run.resolve_step(ckpt, checkpoint)
+    variables = ckpt.restore_variables(step)
   model = create_model(
       config.model.name, num_classes=len(dataset["class_names"]),
       dtype=jnp.dtype(config.model.dtype), fusion=config.model.get("fusion"),
@@ -163,4 +177,5 @@ def load_classifier(workdir: str | os.PathLike | None = None,
       model, variables, class_names=dataset["class_names"],
       crop_shape=dataset["image_shape"], image_size=config.input.image_size,
       channels=config.input.channels, mean=config.input.mean,
-      std=config.input.std)
+      std=config.input.std,
+      source=f"checkpoint {run.checkpoints_path / str(step)}")

@@ -16,7 +16,6 @@ the crops come from the full image; only what OpenCV itself will not decode
 """
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ferjax import atomic
+from ferjax import atomic, finite_json
 from ferjax.recognition.classifier import FaceClassifier
 from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
                                        expand_paths)
@@ -293,13 +292,13 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
       for record in records:
         inputs += 1
         failures += "error" in record
-        print(json.dumps(record), flush=True)
+        print(finite_json.dumps(record), flush=True)
     else:
       inputs += 1
       failed = False
       for record in predict_video(group, classifier, detector, out_dir,
                                   used=used, **video_options):
         failed |= "error" in record
-        print(json.dumps(record), flush=True)
+        print(finite_json.dumps(record), flush=True)
       failures += failed
   return 1 if failures == inputs else 0

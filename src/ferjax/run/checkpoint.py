@@ -5,9 +5,13 @@ complete, so a ``kill -9`` during a save leaves the previous checkpoints
 intact and the half-written one invisible. What Orbax does not see is a
 checkpoint damaged later (a flipped bit, a truncated copy): restoring it can
 give silently wrong numbers. So the SHA-256 of every file of every step is
-recorded once its save completes (``checksums.json``) and verified before
-a restore; a damaged step is refused with the file that does not match.
-Runs saved before checksums existed restore unverified.
+recorded as soon as Orbax commits it (``checksums.json``; the trainer asks
+after every step) and verified before a restore; a damaged step is refused
+with the file that does not match. A step without recorded checksums (saved
+before they existed, or committed just before a ``kill -9``) is restored
+with a warning naming it unverified, and it stays unverified: only the
+process that saved a step records its checksums. Restored variables that
+are not finite (the trainer never saves such) are refused.
 """
 
 import contextlib
@@ -30,6 +34,8 @@ from orbax.checkpoint import checkpoint_managers
 
 from ferjax import atomic
 
+log = logging.getLogger(__name__)
+
 _CHECKSUMS = "checksums.json"
 
 
@@ -44,6 +50,25 @@ def sha256(path: pathlib.Path) -> str:
     for block in iter(lambda: f.read(1 << 20), b""):
       digest.update(block)
   return digest.hexdigest()
+
+
+def check_finite(step_dir: pathlib.Path, tree: Any) -> None:
+  """Raises CorruptCheckpoint naming the first variable of ``tree`` (restored
+  from ``step_dir``) that holds a NaN or an infinity.
+
+  Training never saves such a state (``train.divergence``), so in a
+  checkpoint they mean damage (e.g. a flipped exponent bit in a step that
+  has no checksums to catch it) or a diverged run of a ferjax from before
+  that check; either way its outputs would be meaningless.
+  """
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    array = np.asarray(leaf)
+    if (jax.numpy.issubdtype(array.dtype, jax.numpy.inexact)
+        and not np.isfinite(array).all()):
+      raise CorruptCheckpoint(
+          f"checkpoint {step_dir}: {jax.tree_util.keystr(path)} holds "
+          "non-finite values (NaN or infinity): it is damaged, or a diverged "
+          "run's from before ferjax checked for divergence")
 
 
 def _file_hashes(step_dir: pathlib.Path) -> dict[str, str]:
@@ -159,6 +184,8 @@ class Checkpoints:
     self.best_metric = best_metric
     self._best_mode = best_mode
     self._read_only = read_only
+    # Steps this process saved whose checksums are not recorded yet.
+    self._unrecorded: set[int] = set()
     worst = float("-inf") if best_mode == "max" else float("inf")
 
     def score(metrics: dict[str, Any]) -> float:
@@ -223,17 +250,28 @@ class Checkpoints:
     new, old = float(metrics[self.best_metric]), float(saved[self.best_metric])
     return new > old if self._best_mode == "max" else new < old
 
-  def save(self, step: int, state: Any,
-           metrics: dict[str, Any] | None = None) -> None:
+  def save(self, step: int, state: Any, metrics: dict[str, Any] | None = None,
+           *, unverified: bool = False) -> None:
     """Saves asynchronously; training goes on while Orbax writes.
 
-    The previous save's checksums are recorded first (it has normally long
-    finished by then).
+    ``record_committed`` (or the next save, ``wait`` or ``close``) records
+    its checksums once Orbax has committed it; with ``unverified`` (a state
+    read from an unverified checkpoint) none are, so it stays unverified
+    rather than getting checksums of possibly damaged values.
     """
     with _write_errors(self.directory):
       self._record_checksums()
       self._manager.save(step, args=ocp.args.StandardSave(state),
                          metrics=dict(metrics or {}), force=True)
+      if not unverified:
+        self._unrecorded.add(step)
+
+  def record_committed(self) -> None:
+    """Records the checksums of the steps saved here once Orbax committed
+    them; returns at once while a save is still being written."""
+    if self._unrecorded and not self._manager.is_saving_in_progress():
+      with _write_errors(self.directory):
+        self._record_checksums()
 
   def _checksums_path(self) -> pathlib.Path:
     return self.directory / _CHECKSUMS
@@ -252,30 +290,44 @@ class Checkpoints:
     return recorded if isinstance(recorded, dict) else {}
 
   def _record_checksums(self) -> None:
-    """Hashes every completed step not hashed yet; drops deleted steps."""
+    """Hashes the completed steps saved here; drops deleted steps.
+
+    A step found on disk without checksums is left so: hashing it now would
+    vouch for whatever it holds today.
+    """
     if self._read_only:
       return
     self._manager.wait_until_finished()
+    saved, self._unrecorded = self._unrecorded, set()
     if jax.process_index():
       return
     recorded = self._read_checksums() or {}
     steps = {str(s) for s in self._manager.all_steps()}
     updated = {s: h for s, h in recorded.items() if s in steps}
-    for step in steps - updated.keys():
+    for step in {str(s) for s in saved} & steps:
       updated[step] = _file_hashes(self.directory / step)
     if updated != recorded or not self._checksums_path().exists():
       atomic.write_text(self._checksums_path(),
                         json.dumps(updated, indent=1, sort_keys=True) + "\n")
 
+  def is_verified(self, step: int) -> bool:
+    """Whether ``step`` has recorded checksums to be verified against."""
+    return str(step) in (self._read_checksums() or {})
+
   def verify(self, step: int) -> None:
-    """Raises CorruptCheckpoint if a file of ``step`` changed since saved."""
+    """Raises CorruptCheckpoint if a file of ``step`` changed since saved;
+    warns that a step without recorded checksums is used unverified."""
     step_dir = self.directory / str(step)
     recorded = (self._read_checksums() or {}).get(str(step))
     if recorded is None:
-      # Saved before checksums existed, or killed before recording them.
       damaged = _damaged_json(step_dir)
       if damaged is not None:
         raise damaged
+      log.warning(
+          "checkpoint %s is unverified: %s records no checksums for it "
+          "(saved before ferjax recorded them, or its run was killed before "
+          "it could); a damaged file in it may go unnoticed", step_dir,
+          self._checksums_path())
       return
     actual = _file_hashes(step_dir)
     for name, digest in recorded.items():
@@ -346,8 +398,10 @@ class Checkpoints:
             "average of the weights (its run had optimizer.ema_decay=0); "
             "evaluate weights='raw'")
       restored = restored["ema"]
-    return {"params": restored["params"],
-            "batch_stats": restored.get("batch_stats") or {}}
+    variables = {"params": restored["params"],
+                 "batch_stats": restored.get("batch_stats") or {}}
+    check_finite(self.directory / str(step), variables)
+    return variables
 
   def set_aside(self, step: int, where: pathlib.Path) -> pathlib.Path:
     """Moves a damaged step out of the checkpoints (kept for inspection)."""
@@ -368,4 +422,5 @@ class Checkpoints:
 
   def close(self) -> None:
     with _write_errors(self.directory):
+      self._record_checksums()
       self._manager.close()

@@ -43,6 +43,35 @@ def confusion_image(matrix: Any) -> np.ndarray:
   return image
 
 
+def parse_events(data: bytes) -> tuple[list[dict[str, Any]], int | None]:
+  """The events of a metrics file's bytes, and the number of a torn last
+  line left out (None if there is none).
+
+  Only the last line can be torn by a kill: any other line that is not a
+  JSON event ({"step": int, "split": str, ...}) raises a ValueError naming
+  its number.
+  """
+  lines = data.split(b"\n")
+  if lines[-1] == b"":
+    lines.pop()
+  events, torn = [], None
+  for number, line in enumerate(lines, 1):
+    try:
+      event = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+      if number == len(lines) and not data.endswith(b"\n"):
+        torn = number
+        continue
+      raise ValueError(f"line {number} is not valid JSON (the file is "
+                       "damaged)") from None
+    if not (isinstance(event, dict) and isinstance(event.get("step"), int)
+            and isinstance(event.get("split"), str)):
+      raise ValueError(f"line {number} is not a metric event (expected "
+                       '{"step": int, "split": str, ...})')
+    events.append(event)
+  return events, torn
+
+
 class MetricWriter:
   """Appends metric events; only the process that owns the run writes."""
 
@@ -58,19 +87,21 @@ class MetricWriter:
   def truncate_after(self, step: int) -> None:
     """Drops events after ``step``: a resumed run logs them again.
 
-    Also drops a torn last line left by a process killed mid-write.
+    Also drops a torn last line left by a process killed mid-write; any
+    other line that is not an event is an error, never dropped.
     """
     if not self.enabled or not self.path.exists():
       return
-    kept = []
-    for line in self.path.read_text().splitlines():
-      try:
-        event = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      if event.get("step", 0) <= step:
-        kept.append(line)
-    atomic.write_text(self.path, "".join(f"{line}\n" for line in kept))
+    data = self.path.read_bytes()
+    try:
+      events, _ = parse_events(data)
+    except ValueError as e:
+      raise ValueError(f"{self.path}: {e}; resuming would rewrite the file "
+                       "without it: repair or remove that line") from None
+    lines = data.split(b"\n")
+    atomic.write_bytes(self.path, b"".join(
+        line + b"\n" for line, event in zip(lines, events)
+        if event["step"] <= step))
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
     if not self.enabled:

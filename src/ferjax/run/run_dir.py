@@ -17,6 +17,7 @@ error, so a corrupt run is reported, never a bare ``json`` message.
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 from collections.abc import Iterator, Mapping
@@ -26,10 +27,13 @@ import ml_collections
 
 from ferjax import atomic
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax import filelock
 from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.run import manifest as manifest_lib
-from ferjax.run.metric_writer import MetricWriter
+from ferjax.run.metric_writer import MetricWriter, parse_events
+
+log = logging.getLogger(__name__)
 
 _CONFIG = "config.json"
 _MANIFEST = "manifest.json"
@@ -139,9 +143,17 @@ class RunDir:
     A run written by an earlier version lacks the fields added since; they
     get the values that reproduce that version's behaviour
     (``config.LEGACY_VALUES``), so old runs resume, evaluate and predict.
+    Normalisation statistics no trainer writes (an ``input.mean`` of NaN,
+    a hand edit) are a RunDirError naming the field, before they can give
+    meaningless numbers.
     """
     upgraded, _ = config_lib.upgrade(self.read_config_dict())
-    return config_lib.from_dict(upgraded)
+    config = config_lib.from_dict(upgraded)
+    try:
+      config_checks.validate_statistics(config)
+    except config_lib.ConfigError as e:
+      raise RunDirError(f"{self.path / _CONFIG}: {e}") from None
+    return config
 
   def legacy_fields(self) -> dict[str, Any]:
     """Fields config.json lacks, with the values they are read with."""
@@ -257,19 +269,28 @@ class RunDir:
                         enabled=enabled)
 
   def events(self) -> list[dict[str, Any]]:
-    """Every metric event in order; a line torn by a kill is skipped."""
+    """Every metric event in order (see ``read_events``)."""
+    return self.read_events()[0]
+
+  def read_events(self) -> tuple[list[dict[str, Any]], str | None]:
+    """Every metric event in order, and a note if a torn last line was left
+    out (a process killed while writing it; the trainer drops it on resume).
+
+    Any other line that is not an event is a RunDirError naming it: skipping
+    it would change a run's numbers without a word.
+    """
     path = self.path / _METRICS
-    if not path.exists():
-      return []
-    events = []
-    for line in path.read_text().splitlines():
-      try:
-        event = json.loads(line)
-      except json.JSONDecodeError:
-        continue  # Torn by a kill; the trainer drops it on resume.
-      if isinstance(event, dict):
-        events.append(event)
-    return events
+    try:
+      events, torn = parse_events(path.read_bytes())
+    except FileNotFoundError:
+      return [], None
+    except OSError as e:
+      raise RunDirError(f"{path}: cannot be read ({e.strerror})") from None
+    except ValueError as e:
+      raise RunDirError(f"{path}: {e}") from None
+    note = (f"{_METRICS}: line {torn} is torn (cut off mid-write) and left "
+            "out; final values are from before it") if torn else None
+    return events, note
 
   # Checkpoints.
 
@@ -458,13 +479,17 @@ def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
   at its own step and with its evaluation scalars, without optimizer state:
   a model small enough to ship, which ``ferjax predict``, ``eval`` and
   ``init_from`` read like the run itself. The manifest records the export;
-  the data paths of the training machine are dropped.
+  the data paths of the training machine are dropped. A step without
+  recorded checksums is exported with a warning and stays unverified in
+  ``out`` (``exported_from.verified``): fresh checksums would vouch for
+  values nobody checked.
   """
   run, out = RunDir(src), pathlib.Path(out)
   _refuse_existing(out, "exporting")
   config = run.read_config()
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)
+    verified = ckpt.is_verified(step)
     variables = ckpt.restore_variables(step)
     scalars = {k: v for k, v in ckpt.metrics(step).items()
                if isinstance(v, (int, float))}
@@ -473,7 +498,11 @@ def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
   manifest = run.read_manifest()
   manifest["exported_from"] = {
       "path": str(run.path.absolute()), "checkpoint": checkpoint,
-      "step": step, "command": list(argv), "time": manifest_lib.now()}
+      "step": step, "verified": verified, "command": list(argv),
+      "time": manifest_lib.now()}
+  if not verified:
+    log.warning("%s: exporting step %d, which is unverified; the export "
+                "records no checksums for it either", out, step)
   with atomic.directory(out) as tmp:
     exported = RunDir(tmp)
     exported.write_config(config)
@@ -483,7 +512,7 @@ def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
       (exported.path / _METRICS).write_bytes(metrics.read_bytes())
     saver = exported.checkpoints(config, read_only=False)
     try:
-      saver.save(step, variables, scalars)
+      saver.save(step, variables, scalars, unverified=not verified)
       saver.wait()
     finally:
       saver.close()

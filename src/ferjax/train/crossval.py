@@ -8,7 +8,6 @@ directory too, by the trainer), so a second crossval there is refused.
 """
 
 import contextlib
-import json
 from typing import Any
 
 import jax
@@ -16,6 +15,7 @@ import ml_collections
 import numpy as np
 
 from ferjax import atomic
+from ferjax import finite_json
 from ferjax.run.run_dir import RunDir
 from ferjax.train import loop
 from ferjax.train import metrics
@@ -54,5 +54,5 @@ def run_folds(config: ml_collections.ConfigDict, workdir: str,
     summary = {"folds": config.input.folds, "metrics": aggregate(per_fold)}
     if is_chief:
       atomic.write_text(run.crossval_path,
-                        json.dumps(summary, indent=2) + "\n")
+                        finite_json.dumps(summary, indent=2) + "\n")
   return summary

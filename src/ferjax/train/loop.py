@@ -23,7 +23,7 @@ from ferjax.train import divergence
 from ferjax.train import init_from as init_from_lib
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import setup as setup_lib
-from ferjax.train.parallel import Parallel
+from ferjax.train.parallel import Parallel, cpu_devices_in_force
 from ferjax.train.progress import Progress
 
 log = logging.getLogger("ferjax")
@@ -77,7 +77,13 @@ def _restore_newest_intact(run: RunDir, ckpt: checkpoint_lib.Checkpoints,
   """
   for step in sorted(ckpt.all_steps(), reverse=True):
     try:
-      return step, ckpt.restore(step, template)
+      state = ckpt.restore(step, template)
+      # An unverified step's damage may show only as non-finite values.
+      checkpoint_lib.check_finite(
+          ckpt.directory / str(step),
+          {"params": state.params, "batch_stats": state.batch_stats,
+           "opt_state": state.opt_state})
+      return step, state
     except checkpoint_lib.CorruptCheckpoint as e:
       moved = ckpt.set_aside(step, run.corrupt_checkpoints_path)
       log.warning("%s; moved to %s, resuming from an earlier checkpoint",
@@ -105,7 +111,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   is_chief = jax.process_index() == 0
   with run.lock(argv) if is_chief else contextlib.nullcontext():
     legacy = run.legacy_fields()
-    config = run.resumable_config(config)
+    config = cpu_devices_in_force(run.resumable_config(config))
     parallel = Parallel.from_config(config.parallel)
     training = setup_lib.training(config, parallel)
     if is_chief:
@@ -189,6 +195,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
       log.info("compiling the train step (first step only)")
       compile_start = time.monotonic()
     state, metrics = training.train_step(state, data, order)
+    ckpt.record_committed()  # The last save's checksums, once written.
     if step == start_step:
       log.info("train step compiled and dispatched in %.1f s",
                time.monotonic() - compile_start)

@@ -12,16 +12,22 @@ names them as sharded: then device ``i`` of the mesh sees rows
 process only ever holds the rows of its own devices.
 """
 
+import logging
 import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ferjax.axis import AXIS
+
+_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+log = logging.getLogger(__name__)
 
 
 def configure_cpu_devices(count: int | None) -> int | None:
@@ -31,8 +37,7 @@ def configure_cpu_devices(count: int | None) -> int | None:
   caller's own choice for this invocation and wins over the config. Returns
   the count in force, or None when XLA's default (one device) applies.
   """
-  match = re.search(r"--xla_force_host_platform_device_count=(\d+)",
-                    os.environ.get("XLA_FLAGS", ""))
+  match = re.search(rf"{_DEVICE_FLAG}=(\d+)", os.environ.get("XLA_FLAGS", ""))
   if match:
     return int(match.group(1))
   if count is None:
@@ -44,6 +49,31 @@ def configure_cpu_devices(count: int | None) -> int | None:
         f"config.parallel.cpu_devices={count} must be set before JAX "
         f"initialises its backends ({e})") from None
   return count
+
+
+def cpu_devices_in_force(config: ml_collections.ConfigDict
+                         ) -> ml_collections.ConfigDict:
+  """``config`` with ``parallel.cpu_devices`` as the CPU devices JAX has.
+
+  XLA_FLAGS (or a JAX started before the config could apply) may give
+  another count than the config asks for; the run uses JAX's, so its config
+  records that one, with a warning, and ``reproduce`` rebuilds the run the
+  manifest describes rather than a different one.
+  """
+  wanted = config.parallel.cpu_devices
+  if wanted is None or jax.default_backend() != "cpu":
+    return config
+  have = jax.local_device_count()
+  if have == wanted:
+    return config
+  why = (f"XLA_FLAGS ({_DEVICE_FLAG}) sets {have}"
+         if _DEVICE_FLAG in os.environ.get("XLA_FLAGS", "")
+         else f"JAX was started with {have}")
+  log.warning("%s CPU devices, overriding config.parallel.cpu_devices=%d: "
+              "the run uses and records %d", why, wanted, have)
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  resolved.parallel.cpu_devices = have
+  return resolved
 
 
 DETERMINISTIC_GPU_FLAG = "--xla_gpu_deterministic_ops=true"

@@ -8,6 +8,7 @@ augmentation, as the review's "combining models" does.
 """
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +34,9 @@ def _eval_configs(config: ml_collections.ConfigDict, split: str | None,
   """The run's evals, or one on ``split``; ``tta`` overrides each one's.
 
   On ``split``, the run's own eval of that split with that test-time
-  augmentation is preferred, so that ten-crop keeps the run's crop size.
+  augmentation is preferred, so that ten-crop keeps the run's crop size;
+  a ten-crop eval without one takes that of the run's ten-crop eval of any
+  split, else none (``_default_crops`` fills it in from the stored images).
   Evals are named as the run names them, or by the split, with the
   test-time augmentation added where the name does not say it.
   """
@@ -47,12 +50,15 @@ def _eval_configs(config: ml_collections.ConfigDict, split: str | None,
   if tta is not None:
     if tta not in TTA:
       raise ValueError(f"--tta: expected one of {', '.join(TTA)}, got {tta!r}")
-    height, width = config.input.image_size
+    runs_crops = [tuple(ev.crop_size) for ev in config.evals.values()
+                  if ev.get("tta", "none") == "ten_crop"
+                  and ev.get("crop_size")]
     for ev in evals.values():
       ev.tta = tta
       if tta == "ten_crop" and (crop_size or not ev.get("crop_size")):
-        ev.crop_size = tuple(crop_size or (round(0.9 * height),
-                                           round(0.9 * width)))
+        chosen = crop_size or next(iter(runs_crops), None)
+        if chosen:
+          ev.crop_size = tuple(chosen)
   return ml_collections.ConfigDict({_row_name(name, ev.get("tta", "none")): ev
                                     for name, ev in evals.items()})
 
@@ -63,6 +69,20 @@ def _row_name(name: str, tta: str) -> str:
   if tta == "none" or tta.replace("_", "") in name.replace("_", ""):
     return name
   return f"{name} ({tta})"
+
+
+def _default_crops(evals: ml_collections.ConfigDict,
+                   image_shape: tuple[int, ...]) -> None:
+  """Gives each ten-crop eval without a crop size 90% of the stored image.
+
+  The crops are cut from the stored images (48x48 for FER2013) before the
+  model's resize, so a size taken from the model's input (32x32 for LeNet-5)
+  would classify a small part of each face.
+  """
+  height, width = image_shape[:2]
+  for ev in evals.values():
+    if ev.get("tta", "none") == "ten_crop" and not ev.get("crop_size"):
+      ev.crop_size = (round(0.9 * height), round(0.9 * width))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +96,17 @@ class _Member:
   evaluators: dict[str, Evaluator]
 
   def evaluate(self, name: str) -> dict[str, Any]:
-    """The metrics of evaluation ``name`` on the variables it asks for."""
+    """The metrics of evaluation ``name`` on the variables it asks for; an
+    error naming the checkpoint if its outputs are not finite (the metrics
+    of NaN scores would mean nothing)."""
     ev = self.evaluators[name]
-    return ev(self.variables[ev.weights])
+    result = ev(self.variables[ev.weights])
+    if not math.isfinite(result["loss"]):
+      raise ValueError(
+          f"checkpoint {RunDir(self.workdir).checkpoints_path / str(self.step)}"
+          f" gives non-finite outputs (NaN or infinity) on {name!r}: loss "
+          f"{result['loss']}; its accuracy would be meaningless")
+    return result
 
 
 def _member(workdir: str, *, split: str | None, checkpoint: str,
@@ -97,6 +125,7 @@ def _member(workdir: str, *, split: str | None, checkpoint: str,
     restored = {w: ckpt.restore_variables(step, w) for w in sorted(weights)}
   parallel = Parallel.from_config(config.parallel)
   data = setup.load_data(config, with_train=False)
+  _default_crops(config.evals, data.info.image_shape)
   _, model = setup.models(config, len(data.info.class_names))
   evaluators = setup.evaluators(config, data.eval_splits, parallel=parallel,
                                 model=model,
