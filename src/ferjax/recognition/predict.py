@@ -11,14 +11,18 @@ also lists every member's scores.
 
 Huge photos are not refused: a 48-megapixel phone photo is a normal input.
 Detection runs on downscaled copies (see ferjax.recognition.pipeline) and
-the crops come from the full image; only what OpenCV itself will not decode
-(over 2^30 pixels) is reported as unreadable.
+the crops come from the full image. Inputs are untrusted: only regular files
+are read (a FIFO or /dev/zero is an error, never a hang), and an image whose
+header declares more than ``MAX_PIXELS`` pixels (``--max-pixels``) is
+refused before it is decoded.
 """
 
 import argparse
 import contextlib
 import json
 import os
+import signal
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -28,6 +32,7 @@ import cv2
 import numpy as np
 
 from ferjax import atomic, compilation_cache
+from ferjax.data.image_header import image_size
 from ferjax.recognition.classifier import (FaceClassifier, load_classifier,
                                            load_ensemble)
 from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
@@ -35,7 +40,14 @@ from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
 from ferjax.recognition.pipeline import DETECTORS, FaceResult, recognize
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH, FaceStream
 from ferjax.recognition.video import (WRITABLE_SUFFIXES, VideoError,
-                                      VideoSource, VideoWriter, is_video)
+                                      VideoSource, VideoWriter, is_video,
+                                      leftover_partials)
+
+
+# The most pixels an input image may declare (``--max-pixels``): four
+# 48-megapixel phone photos; 600 MB as 8-bit RGB. Like Pillow's
+# MAX_IMAGE_PIXELS, it stops a small file from taking gigabytes to decode.
+MAX_PIXELS = 200_000_000
 
 
 class ImageError(Exception):
@@ -50,23 +62,61 @@ def _is_truncated_jpeg(data: bytes) -> bool:
           and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"))
 
 
-def load_image(path: str | Path) -> np.ndarray:
-  """uint8 RGB (H, W, 3) of an image file, or ImageError saying why not.
+def _read_regular_file(path: Path, max_bytes: int) -> bytes:
+  """The bytes of ``path`` if it is a regular file of at most ``max_bytes``.
 
-  Grey, 16-bit and RGBA files are converted (alpha dropped, high byte of 16
-  bits kept) and EXIF orientation is applied, as cv2.IMREAD_COLOR does.
+  Opened without blocking and checked before reading, so that a FIFO (which
+  would wait for a writer forever) or a device such as /dev/zero (which
+  never ends) is refused instead of read.
   """
-  path = Path(path)
   try:
-    data = path.read_bytes()
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
   except FileNotFoundError as e:
     raise ImageError(f"{path}: no such file") from e
   except IsADirectoryError as e:
     raise ImageError(f"{path}: is a directory, not an image") from e
   except OSError as e:
     raise ImageError(f"{path}: cannot read: {e.strerror or e}") from e
+  with open(fd, "rb") as f:
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISDIR(mode):
+      raise ImageError(f"{path}: is a directory, not an image")
+    if not stat.S_ISREG(mode):
+      kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket"
+              if stat.S_ISSOCK(mode) else "a device")
+      raise ImageError(f"{path}: {kind}, not a regular file; expected an "
+                       "image file")
+    size = os.fstat(fd).st_size
+    if size > max_bytes:
+      raise ImageError(f"{path}: {size} bytes, more than an image of the "
+                       f"pixel limit can take ({max_bytes})")
+    try:
+      return f.read()
+    except OSError as e:
+      raise ImageError(f"{path}: cannot read: {e.strerror or e}") from e
+
+
+def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+  """uint8 RGB (H, W, 3) of an image file, or ImageError saying why not.
+
+  Grey, 16-bit and RGBA files are converted (alpha dropped, high byte of 16
+  bits kept) and EXIF orientation is applied, as cv2.IMREAD_COLOR does.
+  Only regular files are read, and only images whose header declares at
+  most ``max_pixels`` pixels are decoded.
+  """
+  path = Path(path)
+  # 8 bytes a pixel (16-bit RGBA, uncompressed) and room for metadata.
+  data = _read_regular_file(path, 8 * max_pixels + (16 << 20))
   if not data:
     raise ImageError(f"{path}: empty file (0 bytes), expected an image")
+  size = image_size(data)
+  if size is None:
+    raise ImageError(f"{path}: not a readable image (expected JPEG, PNG, BMP, "
+                     "GIF, TIFF or WebP)")
+  if size[0] * size[1] > max_pixels:
+    raise ImageError(
+        f"{path}: declares {size[0]}x{size[1]} pixels, more than the limit of "
+        f"{max_pixels} (--max-pixels; a guard against decompression bombs)")
   if _is_truncated_jpeg(data):
     raise ImageError(f"{path}: truncated JPEG (no end-of-image marker after "
                      "the last scan)")
@@ -74,7 +124,7 @@ def load_image(path: str | Path) -> np.ndarray:
   if bgr is None:
     raise ImageError(
         f"{path}: not a readable image (expected JPEG, PNG, BMP, GIF, TIFF "
-        "or WebP that OpenCV can decode, under 2^30 pixels)")
+        "or WebP that OpenCV can decode)")
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -127,7 +177,8 @@ def _annotated_path(out_dir: Path, source: Path, used: set[str],
 
 def predict_paths(paths: Iterable[str | Path], classifier: FaceClassifier,
                   detector: str = "auto", out_dir: str | Path | None = None,
-                  *, margin: float = 0.1) -> Iterator[dict[str, Any]]:
+                  *, margin: float = 0.1,
+                  max_pixels: int = MAX_PIXELS) -> Iterator[dict[str, Any]]:
   """One JSON-ready record per file in ``paths``, in order.
 
   A file that cannot be read or processed gives {"path", "error"} and the
@@ -141,7 +192,7 @@ def predict_paths(paths: Iterable[str | Path], classifier: FaceClassifier,
     out_dir.mkdir(parents=True, exist_ok=True)
   for path in map(Path, paths):
     try:
-      image = load_image(path)
+      image = load_image(path, max_pixels)
       results = recognize(image, classifier, detector, margin=margin)
       if out_dir is not None:
         write_image_atomic(_annotated_path(out_dir, path, used),
@@ -173,6 +224,16 @@ def _open_window(title: str) -> str | None:
   return title
 
 
+def _close_writer(writer: VideoWriter | None, complete: bool, warn) -> None:
+  """Closes ``writer``; an incomplete video is kept beside, with a warning."""
+  if writer is None:
+    return
+  kept = writer.close(complete)
+  if kept is not None and not complete:
+    warn(f"{writer.path}: stopped early; its first {writer.frames_written} "
+         f"frames are in {kept}")
+
+
 def predict_video(source: str | Path | int, classifier: FaceClassifier,
                   detector: str = "auto", out_dir: str | Path | None = None,
                   *, start: float = 0.0, end: float | None = None,
@@ -184,7 +245,8 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
 
   A source that cannot be read gives one {"path", "error"} record (after
   the frames read before the problem). With ``out_dir`` the annotated video
-  is written there, named after the source (camera N: cameraN.mp4).
+  is written there, named after the source (camera N: cameraN.mp4); one
+  that cannot be written completely raises VideoError (see VideoWriter).
   """
   name = f"camera {source}" if isinstance(source, int) else str(source)
   try:
@@ -226,7 +288,12 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
               break
         frames += 1
         yield {"path": name, **result.to_json()}
+    except KeyboardInterrupt:
+      # Ctrl-C is how a camera recording ends; a file's video stops short.
+      _close_writer(writer, isinstance(source, int), warn)
+      raise
     except (VideoError, OSError, ValueError, cv2.error) as e:
+      _close_writer(writer, False, warn)
       message = str(e) if name in str(e) else f"{name}: {e}"
       yield {"path": name, "error": message}
       return
@@ -278,6 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--detector", choices=DETECTORS, default="auto",
                       help="face detector (default: auto, MTCNN at two "
                       "resolutions)")
+  parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                      metavar="N", help="refuse images whose header declares "
+                      f"more than N pixels (default {MAX_PIXELS:,}: a guard "
+                      "against decompression bombs)")
   parser.add_argument("--out", type=os.path.expanduser,
                       help="directory for annotated copies of the images and "
                       "videos; without it only the JSON lines are written "
@@ -307,7 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.error("give image or video files, directories, or --camera N")
   minimums = [("--start", args.start, 0), ("--max-frames", args.max_frames, 1),
               ("--detect-every", args.detect_every, 1),
-              ("--smooth", args.smooth, 0), ("--camera", args.camera, 0)]
+              ("--smooth", args.smooth, 0), ("--camera", args.camera, 0),
+              ("--max-pixels", args.max_pixels, 1)]
   for flag, value, low in minimums:
     if value is not None and value < low:
       parser.error(f"{flag} must be >= {low}, got {value:g}")
@@ -345,19 +417,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                  show=args.show)
   inputs = list(args.images) + ([args.camera] if args.camera is not None
                                 else [])
+  if args.out is not None:
+    for leftover in leftover_partials(args.out):
+      _warn(f"{leftover}: an unfinished video of a killed run (or of one "
+            "still writing); delete it when no ferjax predict writes there")
+  # SIGTERM (a scheduler's, or kill) stops like Ctrl-C: videos are closed.
+  previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
   try:
-    return run(inputs, classifier, args.detector, args.out, **options)
+    return run(inputs, classifier, args.detector, args.out,
+               max_pixels=args.max_pixels, **options)
   except KeyboardInterrupt:
     print("ferjax predict: interrupted; annotated output written so far is "
-          "kept", file=sys.stderr)
+          "kept (a video cut short as NAME.partial.EXT)", file=sys.stderr)
     return 130
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 def run(images: Sequence[str | int], classifier: FaceClassifier,
-        detector: str = "auto", out_dir: str | Path | None = None,
-        **video_options: Any) -> int:
+        detector: str = "auto", out_dir: str | Path | None = None, *,
+        max_pixels: int = MAX_PIXELS, **video_options: Any) -> int:
   """Prints a JSON line per image file and per video frame, in the order of
-  ``images`` (camera indices are ints); 1 if no input succeeded, else 0.
+  ``images`` (camera indices are ints); 1 if no input succeeded or an
+  annotated video could not be written, else 0.
 
   ``video_options`` are ``predict_video``'s keyword arguments.
   """
@@ -370,6 +452,7 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
     else:
       groups.append([item])
   inputs = failures = 0
+  unwritten = False
   used: set[str] = set()
   for group in groups:
     if isinstance(group, list):
@@ -379,7 +462,8 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
               f"{' '.join(map(str, group))}", file=sys.stderr)
         inputs, failures = inputs + 1, failures + 1
         continue
-      records = predict_paths(paths, classifier, detector, out_dir)
+      records = predict_paths(paths, classifier, detector, out_dir,
+                              max_pixels=max_pixels)
       for record in records:
         inputs += 1
         failures += "error" in record
@@ -387,9 +471,14 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
     else:
       inputs += 1
       failed = False
-      for record in predict_video(group, classifier, detector, out_dir,
-                                  used=used, **video_options):
-        failed |= "error" in record
-        print(json.dumps(record), flush=True)
+      try:
+        for record in predict_video(group, classifier, detector, out_dir,
+                                    used=used, **video_options):
+          failed |= "error" in record
+          print(json.dumps(record), flush=True)
+      except VideoError as e:  # The annotated video could not be written.
+        name = f"camera {group}" if isinstance(group, int) else str(group)
+        print(json.dumps({"path": name, "error": str(e)}), flush=True)
+        failed = unwritten = True
       failures += failed
-  return 1 if failures == inputs else 0
+  return 1 if failures == inputs or unwritten else 0
