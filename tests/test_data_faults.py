@@ -60,6 +60,35 @@ def test_data_without_a_train_split_is_refused(tmp_path, capsys):
   assert not _fer_prepared(tmp_path / "data")
 
 
+def _csv_with(manual: Path, row: bytes, *, tarball: bool) -> Path:
+  """fer2013.csv (or fer2013.tar.gz holding it) with ``row`` after 2 rows."""
+  manual.mkdir()
+  path = _write_csv(manual / "fer2013.csv", _rows(n=2))
+  path.write_bytes(path.read_bytes() + row)
+  if not tarball:
+    return path
+  with tarfile.open(manual / "fer2013.tar.gz", "w:gz") as archive:
+    archive.add(path, arcname="fer2013/fer2013.csv")
+  path.unlink()
+  return Path(f"{manual / 'fer2013.tar.gz'}:fer2013/fer2013.csv")
+
+
+@pytest.mark.parametrize("tarball", [False, True], ids=["csv", "tar"])
+@pytest.mark.parametrize("row,message", [
+    (b"0," + b"1 " * 70_000 + b",Training\r\n",
+     " line 4: not a valid CSV row (field larger than field limit (131072))"),
+    (b"0,\xff\xfe 1,Training\r\n", ": not UTF-8 text (byte 0xff)"),
+], ids=["huge_field", "latin1"])
+def test_a_csv_that_is_not_the_challenges_is_named(tmp_path, capsys, tarball,
+                                                   row, message):
+  name = _csv_with(tmp_path / "manual", row, tarball=tarball)
+  code, _, err = _prepare(capsys, "fer2013", "--manual-dir",
+                          tmp_path / "manual", "--data-dir", tmp_path / "data")
+  assert code == 1
+  assert err == f"error: {name}{message}; expected the challenge's CSV\n"
+  assert not _fer_prepared(tmp_path / "data")
+
+
 def test_an_empty_build_from_an_earlier_version_is_named(tmp_path,
                                                          monkeypatch):
   """Earlier versions cached a header-only CSV as a dataset of no splits."""
