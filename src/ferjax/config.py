@@ -352,6 +352,10 @@ def _require(ok: bool, field: str, expected: str, value: Any) -> None:
     raise ConfigError(f"config.{field}: expected {expected}, got {value!r}")
 
 
+# Evaluation pads every split to a multiple of the batch in memory: a typo
+# such as 10**12 would ask for terabytes. FER2013's train split is 28,709.
+MAX_BATCH_SIZE = 1 << 16
+
 _REQUIRED = ("seed", "num_epochs", "batch_size", "input", "model", "loss",
              "optimizer", "evals", "checkpoint", "parallel", "log_every_steps",
              "eval_every_epochs")
@@ -367,6 +371,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config[field]
     _require(isinstance(value, int) and not isinstance(value, bool)
              and value > 0, field, "a positive integer", value)
+  _require(config.batch_size <= MAX_BATCH_SIZE, "batch_size",
+           f"at most {MAX_BATCH_SIZE}", config.batch_size)
 
   inp = config.input
   _require(inp.dataset in data_registry.DATASETS, "input.dataset",

@@ -120,7 +120,16 @@ class RunDir:
     (``config.LEGACY_VALUES``), so old runs resume, evaluate and predict.
     """
     upgraded, _ = config_lib.upgrade(self.read_config_dict())
-    return config_lib.from_dict(upgraded)
+    config = config_lib.from_dict(upgraded)
+    # A hand-edited file fails here in one line, not deep in a command.
+    try:
+      config_lib.validate(config)
+    except config_lib.ConfigError as e:
+      raise RunDirError(f"{self.path / _CONFIG}: {e}") from None
+    except (TypeError, AttributeError, KeyError) as e:
+      raise RunDirError(f"{self.path / _CONFIG}: a field holds a value of the "
+                        f"wrong type ({e})") from None
+    return config
 
   def legacy_fields(self) -> dict[str, Any]:
     """Fields config.json lacks, with the values they are read with."""
@@ -162,12 +171,41 @@ class RunDir:
   # The manifest: one session per process that trained the run.
 
   def read_manifest(self) -> dict[str, Any]:
+    """manifest.json, with the fields commands read checked where present."""
     manifest = read_json(self._require(_MANIFEST))
+    path = self.path / _MANIFEST
     if not isinstance(manifest, dict) or not isinstance(
-        manifest.get("sessions"), list):
-      raise RunDirError(f"{self.path / _MANIFEST}: expected a JSON object "
-                        "with a list of sessions")
+        manifest.get("sessions"), list) or not all(
+            isinstance(s, dict) for s in manifest["sessions"]):
+      raise RunDirError(f"{path}: expected a JSON object with a list of "
+                        "sessions")
+    dataset = manifest.get("dataset", {})
+    if not isinstance(dataset, dict):
+      raise RunDirError(f"{path}: dataset: expected an object with "
+                        f"class_names and image_shape, got {dataset!r}")
+    names = dataset.get("class_names", ["a", "b"])
+    if not (isinstance(names, list) and len(names) >= 2 and all(
+        isinstance(n, str) and n for n in names)
+            and len(set(names)) == len(names)):
+      raise RunDirError(f"{path}: dataset.class_names: expected a list of two "
+                        f"or more distinct names, got {names!r}")
+    shape = dataset.get("image_shape", [1, 1, 1])
+    if not (isinstance(shape, list) and len(shape) == 3 and all(
+        isinstance(d, int) and not isinstance(d, bool) and d > 0
+        for d in shape) and shape[2] in (1, 3)):
+      raise RunDirError(f"{path}: dataset.image_shape: expected [height, "
+                        f"width, 1 or 3 channels], got {shape!r}")
     return manifest
+
+  def dataset(self) -> dict[str, Any]:
+    """The manifest's dataset record, which must name the classes and the
+    stored image shape (what inference needs)."""
+    dataset = self.read_manifest().get("dataset", {})
+    missing = [k for k in ("class_names", "image_shape") if k not in dataset]
+    if missing:
+      raise RunDirError(f"{self.path / _MANIFEST}: dataset lacks "
+                        f"{', '.join(missing)}")
+    return dataset
 
   def start_session(self, *, argv: list[str], start_step: int, seed: int,
                     dataset: dict[str, Any],
@@ -346,6 +384,16 @@ class RunDir:
       yield
     finally:
       os.close(fd)
+
+  def remove_if_unwritten(self) -> None:
+    """Removes the directory if it holds nothing but the lock file: a run
+    refused (bad data, bad device count) before it wrote a record. Only for
+    a directory this process created: no other process can be waiting on
+    its lock."""
+    if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {
+        _LOCK}:
+      (self.path / _LOCK).unlink(missing_ok=True)
+      self.path.rmdir()
 
   @staticmethod
   def _inherited_lock(path: pathlib.Path) -> int | None:
