@@ -252,7 +252,13 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
   from ferjax.train import parallel
   parallel.configure_cpu_devices(cpu_devices)
   from ferjax.train import loop
-  loop.train_and_evaluate(config, str(workdir), argv=argv)
+  fresh = not workdir.exists()
+  try:
+    loop.train_and_evaluate(config, str(workdir), argv=argv)
+  except BaseException:
+    if fresh:  # A run refused before it wrote anything leaves no directory.
+      RunDir(workdir).remove_if_unwritten()
+    raise
   comparison = compare_runs(run_dir, workdir)
   atomic.write_text(workdir / RESULT_FILE, json.dumps(
       {**dataclasses.asdict(comparison), "identical": comparison.identical},
