@@ -260,3 +260,21 @@ def test_data_dir_on_a_full_or_read_only_disk(tmp_path, mount, reason):
   assert f"error: {tmp_path / 'disk'}" in proc.stderr
   assert f": {reason}" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_an_empty_slice_is_named_in_eval_and_training(synthetic_data_dir,
+                                                      reference_run):
+  from ferjax.train import evaluate  # pylint: disable=g-import-not-at-top
+  message = ("split 'test[:0]' of dataset 'synthetic_fer' selects no examples "
+             "(of {}); give a non-empty slice")
+  builder = loading.prepared_builder("synthetic_fer",
+                                     data_dir=synthetic_data_dir)
+  whole = builder.info.splits["test"].num_examples
+  for split in ("test[:0]", "test[50%:50%]"):
+    with pytest.raises(ValueError) as e:
+      loading.read_split(builder, split)
+    assert str(e.value) == message.replace("test[:0]", split).format(whole)
+  with pytest.raises(ValueError) as e:
+    evaluate.evaluate_run(str(reference_run[0]), split="test[:0]")
+  assert str(e.value) == message.format(whole)
+  assert len(loading.read_split(builder, "test[:1]")) == 1

@@ -163,12 +163,23 @@ def chunks(data: Any, size: int = 4096) -> Iterator[Split]:
                   np.asarray([r["label"] for r in records], np.int32))
 
 
-def read_split(builder: Any, split: str) -> Split:
-  """Reads a whole split (TFDS slicing allowed: ``train[:10%]``) into memory."""
+def check_split(builder: Any, split: str) -> None:
+  """Raises ValueError unless ``split`` (TFDS slicing allowed) names
+  examples of the dataset; TFDS's own error for an empty slice ("Paths
+  sequence can not be of 0 length") names neither the split nor why."""
   if split.split("[")[0] not in builder.info.splits:
     raise ValueError(
         f"dataset {builder.name!r} has no split {split!r}; it has "
         f"{', '.join(builder.info.splits.keys())}")
+  if not builder.info.splits[split].num_examples:
+    whole = builder.info.splits[split.split("[")[0]].num_examples
+    raise ValueError(f"split {split!r} of dataset {builder.name!r} selects no "
+                     f"examples (of {whole}); give a non-empty slice")
+
+
+def read_split(builder: Any, split: str) -> Split:
+  """Reads a whole split (TFDS slicing allowed: ``train[:10%]``) into memory."""
+  check_split(builder, split)
   source = builder.as_data_source(split=split)
   n = len(source)
   records = source.__getitems__(range(n)) if n else []
