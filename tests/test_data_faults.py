@@ -278,3 +278,45 @@ def test_an_empty_slice_is_named_in_eval_and_training(synthetic_data_dir,
     evaluate.evaluate_run(str(reference_run[0]), split="test[:0]")
   assert str(e.value) == message.format(whole)
   assert len(loading.read_split(builder, "test[:1]")) == 1
+
+
+def _wait_until_blocked_on(lock: Path, timeout: float = 60) -> None:
+  """Returns once some thread waits for ``lock`` (Linux's /proc/locks lists
+  a blocked flock as "N: -> FLOCK ... DEV:INODE ...")."""
+  import time  # pylint: disable=g-import-not-at-top
+  inode = f":{lock.stat().st_ino} "
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if any("->" in line and inode in line
+           for line in Path("/proc/locks").read_text().splitlines()):
+      return
+    time.sleep(0.01)
+  raise AssertionError(f"nothing waited for {lock}")
+
+
+def test_a_prepare_that_waited_for_another_build_does_not_claim_it(tmp_path):
+  import threading  # pylint: disable=g-import-not-at-top
+  from ferjax import filelock  # pylint: disable=g-import-not-at-top
+  manual, data = tmp_path / "manual", tmp_path / "data"
+  manual.mkdir()
+  _write_csv(manual / "fer2013.csv", _rows())
+  summaries = []
+  # Another process's build: it holds the dataset lock, as loading does.
+  with filelock.held(data / ".fer2013.lock"):
+    waiting = threading.Thread(target=lambda: summaries.append(
+        prepare.prepare("fer2013", manual_dir=str(manual),
+                        data_dir=str(data))))
+    waiting.start()
+    _wait_until_blocked_on(data / ".fer2013.lock")
+    fer2013.Fer2013(data_dir=str(data), file_format="array_record"
+                    ).download_and_prepare(
+                        download_config=tfds.download.DownloadConfig(
+                            manual_dir=str(manual)))
+  waiting.join(timeout=300)
+  (summary,) = summaries
+  assert not summary["built"] and summary["waited"]
+  line = prepare.format_summary(summary).splitlines()[0]
+  assert "built by another process; waited " in line, line
+  assert "built in" not in line
+  again = prepare.prepare("fer2013", data_dir=str(data))
+  assert "(already built)" in prepare.format_summary(again).splitlines()[0]

@@ -72,13 +72,23 @@ def _lock(data_dir: pathlib.Path,
 def prepared_builder(name: str, *, data_dir: str | None = None,
                      manual_dir: str | None = None,
                      builder_config: str | None = None) -> Any:
-  """A builder whose files exist, building them once if needed.
+  """A builder whose files exist, building them once if needed."""
+  return prepare_builder(name, data_dir=data_dir, manual_dir=manual_dir,
+                         builder_config=builder_config)[0]
+
+
+def prepare_builder(name: str, *, data_dir: str | None = None,
+                    manual_dir: str | None = None,
+                    builder_config: str | None = None) -> tuple[Any, bool]:
+  """``prepared_builder``, and whether this process built it (False when it
+  was there, or another process built it while this one waited).
 
   A complete dataset is read without the lock: TFDS moves a build into place
   only once it is whole, and shared datasets are often on read-only mounts.
   """
   builder = registry.make_builder(name, data_dir=data_dir,
                                   builder_config=builder_config)
+  built = False
   if not builder.is_prepared():
     with _lock(pathlib.Path(builder.data_dir_root), name):
       builder = registry.make_builder(name, data_dir=data_dir,
@@ -86,12 +96,13 @@ def prepared_builder(name: str, *, data_dir: str | None = None,
       if not builder.is_prepared():
         _check_manual_files(builder, manual_dir)
         _build(builder, manual_dir)
+        built = True
   if not builder.info.splits:
     raise ValueError(
         f"{builder.data_dir} holds a build of {name} without any split (made "
         "by an earlier ferjax from empty data); delete that folder and "
         "prepare the dataset again")
-  return builder
+  return builder, built
 
 
 class DatasetNotPrepared(FileNotFoundError):
