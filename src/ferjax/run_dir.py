@@ -88,6 +88,12 @@ class RunDir:
   def tensorboard_path(self) -> pathlib.Path:
     return self.path / "tensorboard"
 
+  def contains(self, path: str | os.PathLike) -> bool:
+    """Whether ``path`` is this directory or lies inside it (links
+    resolved): a new run there would be nested in this one."""
+    inner, outer = pathlib.Path(path).resolve(), self.path.resolve()
+    return inner == outer or outer in inner.parents
+
   def has_config(self) -> bool:
     return (self.path / _CONFIG).is_file()
 
@@ -472,6 +478,10 @@ def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
   the data paths of the training machine are dropped.
   """
   run, out = RunDir(src), pathlib.Path(out)
+  if run.contains(out):
+    raise ValueError(f"{out}: inside the run it exports ({run.path}), which "
+                     "would then hold a run in a run; choose an OUT outside "
+                     "it")
   _refuse_existing(out, "exporting")
   config = run.read_config()
   with run.checkpoints(config) as ckpt:

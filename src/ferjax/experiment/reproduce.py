@@ -236,6 +236,9 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
   if workdir.exists() and any(workdir.iterdir()):
     raise ValueError(f"{workdir} exists and is not empty; reproduce into a "
                      "new directory")
+  if RunDir(run_dir).contains(workdir):
+    raise ValueError(f"{workdir}: inside the run it reproduces ({run_dir}); "
+                     "reproduce into a directory outside it")
   bad = [o for o in overrides if not o.startswith(config_lib.WHERE_FIELDS)]
   if bad:
     raise config_lib.ConfigError(
