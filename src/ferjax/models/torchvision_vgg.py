@@ -25,8 +25,9 @@ state dict is refused with the key that does not fit.
 import argparse
 import os
 import pathlib
-import pickle
+import re
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -48,6 +49,20 @@ _DEPTH_BY_CONVS = {8: 11, 10: 13, 13: 16, 16: 19}
 _IGNORED_SUFFIX = ".num_batches_tracked"
 
 
+def _torch_reason(error: BaseException, limit: int = 200) -> str:
+  """torch.load's reason in one line: its messages run to paragraphs of
+  advice on unsafe loading, with the cause after "WeightsUnpickler error:",
+  or start with the C++ location of a failed check."""
+  text = str(error)
+  _, marker, cause = text.partition("WeightsUnpickler error:")
+  if not marker:
+    cause = type(error).__name__ + ": " + re.sub(
+        r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", text)
+  cause = " ".join(cause.split()).split(" Check the documentation")[0]
+  cause = cause.split(". Please use")[0]
+  return cause if len(cause) <= limit else cause[:limit - 3] + "..."
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """The tensors of a ``torch.save(model.state_dict(), path)`` file."""
   try:
@@ -60,12 +75,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such file")
   try:
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-  except (RuntimeError, pickle.UnpicklingError, EOFError, OSError,
-          ValueError) as e:
+    with warnings.catch_warnings():  # Its warnings would be a second line.
+      warnings.simplefilter("ignore")
+      loaded = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # pylint: disable=broad-except
+    # Any file may be handed in; torch.load's errors on one that is not a
+    # checkpoint range from UnpicklingError to a bare KeyError.
     raise ValueError(
         f"{path}: not a readable PyTorch state dict (a truncated download?): "
-        f"{e}") from e
+        f"{_torch_reason(e)}") from None
   if not isinstance(loaded, Mapping) or not all(
       isinstance(v, torch.Tensor) for v in loaded.values()):
     raise ValueError(
