@@ -73,23 +73,20 @@ def _read_regular_file(path: Path, max_bytes: int) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
   except FileNotFoundError as e:
     raise ImageError(f"{path}: no such file") from e
-  except IsADirectoryError as e:
-    raise ImageError(f"{path}: is a directory, not an image") from e
   except OSError as e:
     raise ImageError(f"{path}: cannot read: {e.strerror or e}") from e
   with open(fd, "rb") as f:
-    mode = os.fstat(fd).st_mode
-    if stat.S_ISDIR(mode):
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
       raise ImageError(f"{path}: is a directory, not an image")
-    if not stat.S_ISREG(mode):
-      kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket"
-              if stat.S_ISSOCK(mode) else "a device")
+    if not stat.S_ISREG(info.st_mode):
+      kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket"
+              if stat.S_ISSOCK(info.st_mode) else "a device")
       raise ImageError(f"{path}: {kind}, not a regular file; expected an "
                        "image file")
-    size = os.fstat(fd).st_size
-    if size > max_bytes:
-      raise ImageError(f"{path}: {size} bytes, more than an image of the "
-                       f"pixel limit can take ({max_bytes})")
+    if info.st_size > max_bytes:
+      raise ImageError(f"{path}: {info.st_size} bytes, more than an image of "
+                       f"the pixel limit can take ({max_bytes})")
     try:
       return f.read()
     except OSError as e:
