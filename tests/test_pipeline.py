@@ -299,6 +299,8 @@ def test_only_regular_files_are_read_never_a_device_or_fifo(tmp_path):
     predict.load_image(fifo)
   assert str(e.value) == (f"{fifo}: a FIFO, not a regular file; expected an "
                           "image file")
+  with pytest.raises(predict.ImageError, match="is a directory, not an image"):
+    predict.load_image(tmp_path)
 
 
 def test_predict_paths_reports_bad_files_and_runs_the_rest(files, classifier,

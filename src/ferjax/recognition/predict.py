@@ -75,7 +75,7 @@ def _read_regular_file(path: Path, max_bytes: int) -> bytes:
     raise ImageError(f"{path}: no such file") from e
   except OSError as e:
     raise ImageError(f"{path}: cannot read: {e.strerror or e}") from e
-  with open(fd, "rb") as f:
+  try:
     info = os.fstat(fd)
     if stat.S_ISDIR(info.st_mode):
       raise ImageError(f"{path}: is a directory, not an image")
@@ -87,10 +87,12 @@ def _read_regular_file(path: Path, max_bytes: int) -> bytes:
     if info.st_size > max_bytes:
       raise ImageError(f"{path}: {info.st_size} bytes, more than an image of "
                        f"the pixel limit can take ({max_bytes})")
-    try:
+    with open(fd, "rb", closefd=False) as f:
       return f.read()
-    except OSError as e:
-      raise ImageError(f"{path}: cannot read: {e.strerror or e}") from e
+  except OSError as e:
+    raise ImageError(f"{path}: cannot read: {e.strerror or e}") from e
+  finally:
+    os.close(fd)
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
