@@ -189,16 +189,18 @@ class RunDir:
     if not isinstance(dataset, dict):
       raise RunDirError(f"{path}: dataset: expected an object with "
                         f"class_names and image_shape, got {dataset!r}")
-    names = dataset.get("class_names", ["a", "b"])
-    if not (isinstance(names, list) and len(names) >= 2 and all(
-        isinstance(n, str) and n for n in names)
-            and len(set(names)) == len(names)):
+    names = dataset.get("class_names")
+    if "class_names" in dataset and not (
+        isinstance(names, list) and len(names) >= 2
+        and all(isinstance(n, str) and n for n in names)
+        and len(set(names)) == len(names)):
       raise RunDirError(f"{path}: dataset.class_names: expected a list of two "
                         f"or more distinct names, got {names!r}")
-    shape = dataset.get("image_shape", [1, 1, 1])
-    if not (isinstance(shape, list) and len(shape) == 3 and all(
-        isinstance(d, int) and not isinstance(d, bool) and d > 0
-        for d in shape) and shape[2] in (1, 3)):
+    shape = dataset.get("image_shape")
+    if "image_shape" in dataset and not (
+        isinstance(shape, list) and len(shape) == 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                for d in shape) and shape[2] in (1, 3)):
       raise RunDirError(f"{path}: dataset.image_shape: expected [height, "
                         f"width, 1 or 3 channels], got {shape!r}")
     return manifest
