@@ -125,6 +125,17 @@ def test_bad_videos_say_what_is_wrong(tmp_path, kind, message):
   assert "\n" not in str(e.value)
 
 
+@pytest.mark.timeout(60)
+def test_only_regular_files_are_opened_as_videos(tmp_path):
+  (tmp_path / "zero.mp4").symlink_to("/dev/zero")
+  os.mkfifo(tmp_path / "fifo.mp4")
+  for name in ("zero.mp4", "fifo.mp4"):
+    with pytest.raises(video.VideoError) as e:
+      video.VideoSource(tmp_path / name)
+    assert str(e.value) == (f"{tmp_path / name}: not a regular file (a FIFO "
+                            "or a device); expected a video file")
+
+
 def test_a_missing_camera_is_one_clear_error():
   with pytest.raises(video.VideoError, match="camera 97: cannot be opened"):
     video.VideoSource(97)

@@ -94,6 +94,9 @@ class VideoSource:
         raise VideoError(f"{path}: no such file")
       if path.is_dir():
         raise VideoError(f"{path}: is a directory, not a video")
+      if not path.is_file():  # FFmpeg would wait on a FIFO, read a device.
+        raise VideoError(f"{path}: not a regular file (a FIFO or a device); "
+                         "expected a video file")
       if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file (0 bytes), expected a video")
       self._capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
