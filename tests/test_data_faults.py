@@ -320,3 +320,14 @@ def test_a_prepare_that_waited_for_another_build_does_not_claim_it(tmp_path):
   assert "built in" not in line
   again = prepare.prepare("fer2013", data_dir=str(data))
   assert "(already built)" in prepare.format_summary(again).splitlines()[0]
+
+
+def test_an_empty_streamed_train_slice_is_named(synthetic_data_dir):
+  from ferjax.train import setup  # pylint: disable=g-import-not-at-top
+  from test_train import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config(synthetic_data_dir)
+  config.input.pipeline = "stream"
+  config.input.train_split = "train[:0]"
+  with pytest.raises(ValueError, match=r"split 'train\[:0\]' of dataset "
+                     "'synthetic_fer' selects no examples"):
+    setup.load_data(config)
