@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from ferjax.models import create_model
-from ferjax.train import losses
+from ferjax import losses
 from ferjax.train import state as state_lib
 from ferjax.train import steps
 from ferjax.train.parallel import AXIS, Parallel

@@ -54,7 +54,7 @@ else
   WORKDIR="${WORKDIR:-runs/fer2013_review}"
   DTYPE="${DTYPE:-bfloat16}"
   if ! "$python" -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')"; then
-    echo "gpu_review.sh: JAX sees no GPU here (install jax[cuda12]); for a CPU" \
+    echo "gpu_review.sh: JAX sees no GPU here (pip install -c requirements.lock -e .[cuda]; .[cuda12] for older drivers); for a CPU" \
          "smoke test run: bash benchmarks/gpu_review.sh --runlocal" >&2
     exit 2
   fi

@@ -45,7 +45,7 @@ import ferjax_step  # noqa: E402
 from ferjax import config as config_lib  # noqa: E402
 from ferjax.data import augment  # noqa: E402
 from ferjax.train import loop  # noqa: E402
-from ferjax.run_dir import read_metrics  # noqa: E402
+from ferjax.run.run_dir import read_metrics  # noqa: E402
 from ferjax.train.parallel import Parallel, configure_cpu_devices  # noqa: E402
 
 # The augmentation of experiments/fer2013_*.py.

@@ -23,14 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from ferjax.models import create_model
-from ferjax.train import losses
+from ferjax import losses
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import state as state_lib
 from ferjax.train import steps
 from ferjax.train.parallel import AXIS, Parallel
 
-import torch_models
-import twin_weights
+from twins import torch_models
+from twins import twin_weights
 
 
 def torch_scheduler(opt: ml_collections.ConfigDict,

@@ -64,7 +64,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import ferjax_step  # noqa: E402
-import torch_models  # noqa: E402
+from twins import torch_models  # noqa: E402
 from ferjax.models.summary import model_summary  # noqa: E402
 from ferjax.train.parallel import Parallel, configure_cpu_devices  # noqa: E402
 

@@ -41,7 +41,7 @@ def reference_run(synthetic_data_dir: str,
   compare other runs with it; trained once per session.
   """
   from ferjax.train import loop  # pylint: disable=g-import-not-at-top
-  from test_train import tiny_config  # pylint: disable=g-import-not-at-top
+  from helpers import tiny_config  # pylint: disable=g-import-not-at-top
 
   workdir = tmp_path_factory.mktemp("reference")
   results = loop.train_and_evaluate(tiny_config(synthetic_data_dir), workdir)

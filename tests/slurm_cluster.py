@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from test_distributed import free_port
+from helpers import free_port
 
 COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "srun",
             "scancel", "sinfo")

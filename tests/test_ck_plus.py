@@ -14,23 +14,7 @@ from ferjax.data import ck_plus
 from ferjax.data import prepare
 from ferjax.data import splits
 from ferjax.labels import CKPLUS_CLASSES
-
-
-def _write_ck(root, n_subjects=9, seed=0):
-  """CK+48-style files: 3 frames of one sequence per (subject, class)."""
-  rng = np.random.default_rng(seed)
-  expected = {}
-  for subject in range(10, 10 + n_subjects):
-    for label in rng.choice(len(CKPLUS_CLASSES), 2, replace=False):
-      folder = root / CKPLUS_CLASSES[label]
-      folder.mkdir(parents=True, exist_ok=True)
-      sequence = int(rng.integers(1, 20))
-      for frame in (8, 9, 10):
-        image = rng.integers(0, 256, (48, 48), dtype=np.uint8)
-        name = f"S{subject:03d}_{sequence:03d}_{frame:08d}.png"
-        assert cv2.imwrite(str(folder / name), image)
-        expected[(subject, sequence, frame)] = (int(label), image)
-  return expected
+from helpers import write_ck
 
 
 def _build(manual_dir, data_dir):
@@ -46,7 +30,7 @@ def _all(builder):
 
 
 def test_build_keeps_labels_subjects_and_pixels(tmp_path):
-  expected = _write_ck(tmp_path / "m" / "CK+48")
+  expected = write_ck(tmp_path / "m" / "CK+48")
   (tmp_path / "m" / "README.txt").write_text("CK+48 crops")
   builder = _build(tmp_path / "m", tmp_path / "data")
   assert list(builder.info.splits) == ["train"]
@@ -62,7 +46,7 @@ def test_build_keeps_labels_subjects_and_pixels(tmp_path):
 
 
 def test_subject_folds_over_the_built_dataset_never_share_a_subject(tmp_path):
-  _write_ck(tmp_path / "m", n_subjects=12, seed=1)
+  write_ck(tmp_path / "m", n_subjects=12, seed=1)
   examples = _all(_build(tmp_path / "m", tmp_path / "data"))
   subjects = np.array([int(ex["subject"]) for ex in examples])
   labels = np.array([int(ex["label"]) for ex in examples])
@@ -75,7 +59,7 @@ def test_subject_folds_over_the_built_dataset_never_share_a_subject(tmp_path):
 
 
 def test_zip_one_folder_down_reads_the_same_examples(tmp_path):
-  _write_ck(tmp_path / "tree", seed=2)
+  write_ck(tmp_path / "tree", seed=2)
   (tmp_path / "m").mkdir()
   with zipfile.ZipFile(tmp_path / "m" / "ckplus.zip", "w") as archive:
     for f in sorted((tmp_path / "tree").rglob("*.png")):
@@ -116,7 +100,7 @@ def test_bad_file_is_an_error_naming_it(tmp_path, name, data, message):
 
 
 def test_builder_reports_the_bad_file_and_writes_nothing(tmp_path):
-  _write_ck(tmp_path / "m")
+  write_ck(tmp_path / "m")
   _one_file(tmp_path / "m", "sadness/S5_1.png")
   with pytest.raises(ValueError, match="sadness/S5_1.png"):
     _build(tmp_path / "m", tmp_path / "data")
@@ -134,7 +118,7 @@ def test_dir_without_class_folders_says_what_was_looked_for(tmp_path):
 
 
 def test_prepare_counts_classes(tmp_path):
-  expected = _write_ck(tmp_path / "m", seed=3)
+  expected = write_ck(tmp_path / "m", seed=3)
   summary = prepare.prepare("ck_plus", manual_dir=str(tmp_path / "m"),
                             data_dir=str(tmp_path / "data"))
   assert summary["config"] is None
@@ -147,7 +131,7 @@ def test_prepare_counts_classes(tmp_path):
 
 def test_prepare_cli_output_is_clean_in_a_log_file(tmp_path):
   """Off a terminal: no TFDS bars (carriage returns), no "Unknown size"."""
-  _write_ck(tmp_path / "m", n_subjects=3, seed=4)
+  write_ck(tmp_path / "m", n_subjects=3, seed=4)
   out = subprocess.run(
       [sys.executable, "-m", "ferjax.cli", "data", "prepare", "ck_plus",
        "--manual-dir", str(tmp_path / "m"), "--data-dir",

@@ -9,12 +9,12 @@ import jax.numpy as jnp
 import pytest
 
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.models import create_model
 from ferjax.train import crossval
 from ferjax.train import loop
 from ferjax.train import optimizer as optimizer_lib
-from test_crossval import write_ck_plus
-from test_transfer import short_config
+from helpers import short_config, write_ck_plus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_vgg_finetune_freezes_whole_stages(depth, bn, freeze, frozen_convs):
   config = config_lib.load_config(
       f"{REPO / 'experiments/ckplus_vgg_finetune.py'}:source=runs/x,"
       f"depth={depth},bn={bn},freeze={freeze}")
-  config_lib.validate(config)
+  config_checks.validate(config)
   model = create_model(config.model.name, num_classes=7)
   params = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), jnp.zeros((1, *config.input.image_size,

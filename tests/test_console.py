@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from ferjax import cli
-from ferjax.experiment import sweep_command
+from ferjax.commands import sweep as sweep_command
+from ferjax.commands import train as train_command
 from ferjax.train.progress import Progress
 
 COMMANDS = ("train", "eval", "crossval", "models", "data", "sweep", "report",
@@ -53,10 +53,8 @@ def test_version_names_the_backend():
 
 
 def test_every_train_option_has_help():
-  text = cli.build_parser()._subparsers._group_actions[0].choices[
-      "train"].format_help()
-  for action in cli.build_parser()._subparsers._group_actions[0].choices[
-      "train"]._actions:
+  text = train_command.build_parser().format_help()
+  for action in train_command.build_parser()._actions:
     if action.option_strings and action.help is None:
       pytest.fail(f"train {action.option_strings[0]} has no help text:\n"
                   f"{text}")

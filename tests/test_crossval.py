@@ -3,31 +3,15 @@
 import json
 import pathlib
 
-import cv2
 import numpy as np
 import pytest
 
 from ferjax import config as config_lib
-from ferjax.labels import CKPLUS_CLASSES
-from ferjax.run_dir import read_metrics
+from ferjax.run.run_dir import read_metrics
 from ferjax.train import crossval
+from helpers import write_ck_plus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def write_ck_plus(root: pathlib.Path, subjects: int = 6) -> int:
-  """Two frames per (subject, class); class c is brighter with c."""
-  rng = np.random.default_rng(0)
-  count = 0
-  for c, name in enumerate(CKPLUS_CLASSES):
-    (root / name).mkdir(parents=True)
-    for s in range(subjects):
-      for frame in (7, 8):
-        image = np.clip(rng.normal(30 + 30 * c, 10, (48, 48)), 0, 255)
-        cv2.imwrite(str(root / name / f"S{100 + s:03d}_001_{frame:08d}.png"),
-                    image.astype(np.uint8))
-        count += 1
-  return count
 
 
 def test_crossval_trains_every_fold_and_reports_mean_and_std(tmp_path):

@@ -15,16 +15,18 @@ import zipfile
 import pytest
 import tensorflow_datasets as tfds
 
-from ferjax import cli
+from helpers import (fer_rows, needs_mounts, read_only_mount, write_ck,
+                     write_csv, write_folders)
+from ferjax.commands import data as prepare_command
+from ferjax.commands import eval as eval_command
+from ferjax.commands import train as train_command
 from ferjax.data import fer2013
 from ferjax.data import loading
 from ferjax.data import prepare
-from test_ck_plus import _write_ck
-from test_fer2013 import _rows, _write_csv, _write_folders
 
 
 def _prepare(capsys, *argv: str) -> tuple[int, str, str]:
-  code = prepare.main([str(a) for a in argv])
+  code = prepare_command.main([str(a) for a in argv])
   out, err = capsys.readouterr()
   assert "Traceback" not in out + err
   return code, out, err
@@ -38,13 +40,13 @@ def _fer_prepared(data_dir: Path) -> bool:
 def test_header_only_csv_is_refused_and_not_cached(tmp_path, capsys):
   manual, data = tmp_path / "manual", tmp_path / "data"
   manual.mkdir()
-  _write_csv(manual / "fer2013.csv", [])
+  write_csv(manual / "fer2013.csv", [])
   code, _, err = _prepare(capsys, "fer2013", "--manual-dir", manual,
                           "--data-dir", data)
   assert code == 1
   assert f"csv {manual / 'fer2013.csv'}: no Training examples" in err
   assert not _fer_prepared(data)
-  _write_csv(manual / "fer2013.csv", _rows())
+  write_csv(manual / "fer2013.csv", fer_rows())
   code, out, _ = _prepare(capsys, "fer2013", "--manual-dir", manual,
                           "--data-dir", data)
   assert code == 0 and "built in" in out
@@ -52,7 +54,7 @@ def test_header_only_csv_is_refused_and_not_cached(tmp_path, capsys):
 
 
 def test_data_without_a_train_split_is_refused(tmp_path, capsys):
-  _write_csv(tmp_path / "fer2013.csv", _rows(usages=("PublicTest",), n=3))
+  write_csv(tmp_path / "fer2013.csv", fer_rows(usages=("PublicTest",), n=3))
   code, _, err = _prepare(capsys, "fer2013", "--manual-dir", tmp_path,
                           "--data-dir", tmp_path / "data")
   assert code == 1
@@ -63,7 +65,7 @@ def test_data_without_a_train_split_is_refused(tmp_path, capsys):
 def _csv_with(manual: Path, row: bytes, *, tarball: bool) -> Path:
   """fer2013.csv (or fer2013.tar.gz holding it) with ``row`` after 2 rows."""
   manual.mkdir()
-  path = _write_csv(manual / "fer2013.csv", _rows(n=2))
+  path = write_csv(manual / "fer2013.csv", fer_rows(n=2))
   path.write_bytes(path.read_bytes() + row)
   if not tarball:
     return path
@@ -94,7 +96,7 @@ def test_an_empty_build_from_an_earlier_version_is_named(tmp_path,
   """Earlier versions cached a header-only CSV as a dataset of no splits."""
   monkeypatch.setattr(fer2013.Fer2013, "_split_generators",
                       lambda self, dl_manager: {})
-  _write_csv(tmp_path / "fer2013.csv", [])
+  write_csv(tmp_path / "fer2013.csv", [])
   builder = fer2013.Fer2013(data_dir=str(tmp_path / "data"),
                             file_format="array_record")
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
@@ -111,7 +113,7 @@ def _truncate(path: Path, fraction: float = 0.6) -> None:
 
 
 def _fer_zip(path: Path, rows) -> None:
-  _write_folders(path.parent / "tree", rows)
+  write_folders(path.parent / "tree", rows)
   with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
     for f in sorted((path.parent / "tree").rglob("*.png")):
       archive.write(f, f.relative_to(path.parent / "tree"))
@@ -119,7 +121,7 @@ def _fer_zip(path: Path, rows) -> None:
 
 
 def _fer_tarball(path: Path, rows) -> None:
-  _write_csv(path.parent / "fer2013.csv", rows)
+  write_csv(path.parent / "fer2013.csv", rows)
   with tarfile.open(path, "w:gz") as archive:
     archive.add(path.parent / "fer2013.csv", "fer2013/fer2013.csv")
   (path.parent / "fer2013.csv").unlink()
@@ -145,9 +147,9 @@ def test_damaged_archive_is_named(tmp_path, capsys, dataset, name, make,
   manual.mkdir()
   archive = manual / name
   if make is not None:
-    make(archive, _rows(n=60))
+    make(archive, fer_rows(n=60))
   else:
-    _write_ck(tmp_path / "ck")
+    write_ck(tmp_path / "ck")
     shutil.make_archive(str(archive.with_suffix("")), "zip", tmp_path / "ck")
   damage(archive)
   code, _, err = _prepare(capsys, dataset, "--manual-dir", manual,
@@ -171,29 +173,9 @@ def test_manual_dir_or_data_dir_that_is_a_file(tmp_path, capsys):
     assert f"error: {a_file}: is a file, expected a directory" in err
 
 
-def _read_only_mount(path: str | Path, *command: str) -> list[str]:
-  """``command`` in a private mount namespace where ``path`` is read-only."""
-  script = ('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" '
-            '&& exec "$@"')
-  return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
-          script, str(path), *command]
-
-
-def _can_mount() -> bool:
-  if shutil.which("unshare") is None:
-    return False
-  probe = subprocess.run(_read_only_mount("/tmp", "true"),
-                         capture_output=True)
-  return probe.returncode == 0
-
-
-needs_mounts = pytest.mark.skipif(
-    not _can_mount(), reason="needs unshare and user mount namespaces")
-
-
 @needs_mounts
 def test_prepared_dataset_on_a_read_only_mount_is_usable(synthetic_data_dir):
-  proc = subprocess.run(_read_only_mount(
+  proc = subprocess.run(read_only_mount(
       synthetic_data_dir, sys.executable, "-m", "ferjax.cli", "data",
       "prepare", "synthetic_fer", "--data-dir", synthetic_data_dir),
                         capture_output=True, text=True, timeout=600)
@@ -215,11 +197,11 @@ def test_tilde_in_paths_is_the_home_folder(synthetic_data_dir, tmp_path,
   assert Path(builder.data_dir).is_relative_to(home / "tfds")
   code, out, _ = _prepare(capsys, "synthetic_fer", "--data-dir", "~/tfds")
   assert code == 0 and f"at {home / 'tfds'}" in out
-  args, _ = cli.build_parser().parse_known_args(
-      ["train", "--config", "~/c.py:runlocal", "--workdir", "~/run"])
+  args, _ = train_command.build_parser().parse_known_args(
+      ["--config", "~/c.py:runlocal", "--workdir", "~/run"])
   assert (args.config, args.workdir) == (f"{home}/c.py:runlocal",
                                          f"{home}/run")
-  args, _ = cli.build_parser().parse_known_args(["eval", "--workdir=~/run"])
+  args, _ = eval_command.build_parser().parse_known_args(["--workdir=~/run"])
   assert args.workdir == [f"{home}/run"]  # Several make an ensemble.
   assert not (cwd / "~").exists()
 
@@ -248,7 +230,7 @@ def test_tilde_in_init_from_workdir(reference_run, tmp_path, monkeypatch):
     ('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0"',
      "read-only file system")])
 def test_data_dir_on_a_full_or_read_only_disk(tmp_path, mount, reason):
-  _write_csv(tmp_path / "fer2013.csv", _rows(n=60))
+  write_csv(tmp_path / "fer2013.csv", fer_rows(n=60))
   (tmp_path / "disk").mkdir()
   proc = subprocess.run(
       ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
@@ -264,7 +246,7 @@ def test_data_dir_on_a_full_or_read_only_disk(tmp_path, mount, reason):
 
 def test_an_empty_slice_is_named_in_eval_and_training(synthetic_data_dir,
                                                       reference_run):
-  from ferjax.train import evaluate  # pylint: disable=g-import-not-at-top
+  from ferjax.train import run_evaluation  # pylint: disable=g-import-not-at-top
   message = ("split 'test[:0]' of dataset 'synthetic_fer' selects no examples "
              "(of {}); give a non-empty slice")
   builder = loading.prepared_builder("synthetic_fer",
@@ -275,7 +257,7 @@ def test_an_empty_slice_is_named_in_eval_and_training(synthetic_data_dir,
       loading.read_split(builder, split)
     assert str(e.value) == message.replace("test[:0]", split).format(whole)
   with pytest.raises(ValueError) as e:
-    evaluate.evaluate_run(str(reference_run[0]), split="test[:0]")
+    run_evaluation.evaluate_run(str(reference_run[0]), split="test[:0]")
   assert str(e.value) == message.format(whole)
   assert len(loading.read_split(builder, "test[:1]")) == 1
 
@@ -299,7 +281,7 @@ def test_a_prepare_that_waited_for_another_build_does_not_claim_it(tmp_path):
   from ferjax import filelock  # pylint: disable=g-import-not-at-top
   manual, data = tmp_path / "manual", tmp_path / "data"
   manual.mkdir()
-  _write_csv(manual / "fer2013.csv", _rows())
+  write_csv(manual / "fer2013.csv", fer_rows())
   summaries = []
   # Another process's build: it holds the dataset lock, as loading does.
   with filelock.held(data / ".fer2013.lock"):
@@ -324,7 +306,7 @@ def test_a_prepare_that_waited_for_another_build_does_not_claim_it(tmp_path):
 
 def test_an_empty_streamed_train_slice_is_named(synthetic_data_dir):
   from ferjax.train import setup  # pylint: disable=g-import-not-at-top
-  from test_train import tiny_config  # pylint: disable=g-import-not-at-top
+  from helpers import tiny_config  # pylint: disable=g-import-not-at-top
   config = tiny_config(synthetic_data_dir)
   config.input.pipeline = "stream"
   config.input.train_split = "train[:0]"

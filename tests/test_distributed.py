@@ -18,68 +18,20 @@ order: two processes of one device equal one process of two bit for bit.
 """
 
 import json
-import os
 import pathlib
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from ferjax.run_dir import read_metrics
+from helpers import (QUICKSTART, TIMEOUT, final_params, finish, launch,
+                     tiny_config, tiny_overrides, without_timing)
+from ferjax.run.run_dir import read_metrics
 from ferjax.train import loop
 from ferjax.train.parallel import AXIS, Parallel
-from test_train import (QUICKSTART, final_params, tiny_config, tiny_overrides,
-                        without_timing)
-
-TIMEOUT = 240
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
-def launch(workdir: pathlib.Path, overrides: list[str], *,
-           processes: int = 2, devices: int = 2,
-           heartbeat: int = 60) -> list[subprocess.Popen]:
-  """Starts every process of a ``ferjax train`` job on this machine."""
-  env = {**os.environ,
-         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-  port = free_port()
-  procs = []
-  for pid in range(processes):
-    cmd = [sys.executable, "-m", "ferjax.cli", "train", "--config",
-           QUICKSTART, "--workdir", str(workdir),
-           *(f"--config.{o}" for o in overrides)]
-    if processes > 1:
-      cmd += ["--coordinator", f"localhost:{port}", "--num-processes",
-              str(processes), "--process-id", str(pid),
-              "--heartbeat-timeout", str(heartbeat), "--init-timeout", "60"]
-    procs.append(subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True))
-  return procs
-
-
-def finish(procs: list[subprocess.Popen]) -> list[tuple[str, str]]:
-  outputs = []
-  for p in procs:
-    try:
-      out, err = p.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-      for q in procs:
-        q.kill()
-      raise
-    outputs.append((out, err))
-    assert p.returncode == 0, err[-3000:]
-  return outputs
 
 
 def run_two_processes(workdir: pathlib.Path, overrides: list[str]) -> str:

@@ -11,10 +11,10 @@ import pytest
 from ferjax import cli
 from ferjax import config as config_lib
 from ferjax import finite_json
-from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import setup as setup_lib
 from ferjax.train.parallel import Parallel
-from test_train import QUICKSTART, tiny_overrides
+from helpers import QUICKSTART, tiny_overrides
 
 
 def _strict_json(text: str):

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from ferjax import config as config_lib
-from ferjax.run_dir import RunDir
-from ferjax.train import evaluate
-from test_run_dir import cli
-from test_train import REPO
+from ferjax.run.run_dir import RunDir
+from ferjax.train import run_evaluation as evaluate
+from helpers import REPO, ferjax_cli
 
 
 def _earlier_copy(reference_run, path):
@@ -25,7 +24,7 @@ def _earlier_copy(reference_run, path):
 
 def test_eval_prints_a_table_by_default(reference_run):
   workdir, results = reference_run
-  proc = cli("eval", "--workdir", str(workdir), "--per-class")
+  proc = ferjax_cli("eval", "--workdir", str(workdir), "--per-class")
   assert proc.returncode == 0, proc.stderr
   lines = proc.stdout.splitlines()
   assert "checkpoint best (step" in lines[0]
@@ -70,7 +69,7 @@ def test_probabilities_agree_with_the_evaluator_on_every_row(reference_run):
 def test_ensemble_of_three_runs(reference_run, tmp_path):
   a = str(reference_run[0])
   b = str(_earlier_copy(reference_run, tmp_path / "b"))
-  proc = cli("eval", "--workdir", a, "--workdir", b, "--workdir", a,
+  proc = ferjax_cli("eval", "--workdir", a, "--workdir", b, "--workdir", a,
              "--split", "test[:300]", "--checkpoint", "latest")
   assert proc.returncode == 0, proc.stderr
   rows = [line.split()[0] for line in proc.stdout.splitlines()[2:]]
@@ -93,7 +92,7 @@ def test_ensemble_of_three_runs(reference_run, tmp_path):
 
 def test_ensemble_needs_a_split(reference_run):
   a = str(reference_run[0])
-  proc = cli("eval", "--workdir", a, "--workdir", a)
+  proc = ferjax_cli("eval", "--workdir", a, "--workdir", a)
   assert proc.returncode == 2 and "--split" in proc.stderr
   assert "Traceback" not in proc.stderr
 
@@ -104,7 +103,7 @@ def test_ensemble_takes_a_checkpoint_per_member(reference_run):
   run = RunDir(a)
   with run.checkpoints(run.read_config()) as ckpt:
     first, *_, last = ckpt.all_steps()
-  proc = cli("eval", "--workdir", a, "--workdir", a, "--split", "test[:100]",
+  proc = ferjax_cli("eval", "--workdir", a, "--workdir", a, "--split", "test[:100]",
              "--checkpoint", str(first), "--checkpoint", "latest", "--json")
   assert proc.returncode == 0, proc.stderr
   result = json.loads(proc.stdout)
@@ -112,7 +111,7 @@ def test_ensemble_takes_a_checkpoint_per_member(reference_run):
   assert [m["checkpoint"] for m in result["members"]] == [str(first),
                                                             "latest"]
   assert result["checkpoint"] is None
-  proc = cli("eval", "--workdir", a, "--workdir", a, "--workdir", a,
+  proc = ferjax_cli("eval", "--workdir", a, "--workdir", a, "--workdir", a,
              "--split", "test[:100]", "--checkpoint", "best",
              "--checkpoint", "latest")
   assert proc.returncode == 2

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.labels import CKPLUS_CLASSES, FER2013_CLASSES
 from ferjax.train import setup
 
@@ -42,7 +43,7 @@ def test_experiment_loads_validates_and_builds_its_model(spec):
   assert docstring and "ferjax " in docstring and name in docstring, (
       f"{name}: the docstring must give the command that runs it")
   config = config_lib.load_config(f"{path}:{arg}" if arg else str(path))
-  config_lib.validate(config)
+  config_checks.validate(config)
   classes = (CKPLUS_CLASSES if config.input.dataset == "ck_plus"
              else FER2013_CLASSES)
   model, _ = setup.models(config, len(classes))

@@ -9,9 +9,9 @@ import pytest
 from ferjax import pretrained
 from ferjax.labels import FER2013_CLASSES
 from ferjax.recognition.classifier import load_classifier
-from ferjax.run_dir import RunDir, export_variables
-from ferjax.train import evaluate
-from test_run_dir import cli
+from ferjax.run.run_dir import RunDir, export_variables
+from ferjax.train import run_evaluation as evaluate
+from helpers import ferjax_cli
 
 
 def test_export_keeps_the_model_and_drops_the_optimizer(reference_run,
@@ -52,7 +52,7 @@ def test_bundled_model_is_a_fer2013_classifier():
 def test_predict_without_workdir_uses_the_bundled_model(tmp_path):
   image = tmp_path / "blank.png"
   cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
-  proc = cli("predict", str(image))
+  proc = ferjax_cli("predict", str(image))
   assert proc.returncode == 0, proc.stderr
   assert "using the bundled LeNet-5 trained on FER2013" in proc.stderr
   assert json.loads(proc.stdout.splitlines()[0])["faces"] == []
@@ -61,7 +61,7 @@ def test_predict_without_workdir_uses_the_bundled_model(tmp_path):
 def test_predict_warns_about_a_synthetic_model(reference_run, tmp_path):
   image = tmp_path / "blank.png"
   cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
-  proc = cli("predict", "--workdir", str(reference_run[0]), str(image))
+  proc = ferjax_cli("predict", "--workdir", str(reference_run[0]), str(image))
   assert proc.returncode == 0, proc.stderr
   assert "trained on synthetic_fer" in proc.stderr
   assert "Traceback" not in proc.stderr
@@ -71,7 +71,7 @@ def test_export_and_reproduce_refuse_to_nest_a_run_in_its_source(tmp_path,
                                                                  capsys):
   import shutil  # pylint: disable=g-import-not-at-top
   from ferjax import cli as cli_lib  # pylint: disable=g-import-not-at-top
-  from ferjax.experiment import reproduce  # pylint: disable=g-import-not-at-top
+  from ferjax.commands import reproduce as reproduce_command  # pylint: disable=g-import-not-at-top
   run = tmp_path / "run"
   shutil.copytree(pretrained.FER2013_LENET5, run)
   before = sorted(p.relative_to(run) for p in run.rglob("*"))
@@ -85,7 +85,8 @@ def test_export_and_reproduce_refuse_to_nest_a_run_in_its_source(tmp_path,
   assert cli_lib.main(["export", "--workdir", str(run), "--out",
                        str(tmp_path / "link" / "x")]) == 2
   assert "inside the run it exports" in capsys.readouterr().err
-  assert reproduce.main([str(run), "--workdir", str(run / "again")]) == 2
+  assert reproduce_command.main([str(run), "--workdir",
+                                 str(run / "again")]) == 2
   assert f"{run / 'again'}: inside the run it reproduces" in (
       capsys.readouterr().err)
   assert sorted(p.relative_to(run) for p in run.rglob("*")) == before

@@ -2,7 +2,6 @@
 
 import csv
 import io
-from pathlib import Path
 import shutil
 import sys
 import tarfile
@@ -13,39 +12,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from ferjax.commands import data as prepare_command
 from ferjax.data import fer2013
 from ferjax.data import prepare
 from ferjax.labels import FER2013_CLASSES
-
-SHARED_FER2013 = (Path(__file__).resolve().parents[2] / "shared" / "data"
-                  / "fer2013")
-SPLIT_DIR = {"Training": "train", "PublicTest": "test", "PrivateTest": "test"}
-
-
-def _rows(seed=0, usages=("Training", "PublicTest", "PrivateTest"), n=21):
-  """(label, usage, image) rows covering every class and usage."""
-  rng = np.random.default_rng(seed)
-  return [(i % 7, usages[i % len(usages)],
-           rng.integers(0, 256, (48, 48), dtype=np.uint8)) for i in range(n)]
-
-
-def _write_csv(path, rows, header=("emotion", "pixels", "Usage")):
-  with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
-    for label, usage, image in rows:
-      by_name = {"emotion": label, "Usage": usage,
-                 "pixels": " ".join(map(str, image.ravel()))}
-      writer.writerow([by_name[h.strip()] for h in header])
-  return path
-
-
-def _write_folders(root, rows):
-  for i, (label, usage, image) in enumerate(rows):
-    folder = root / SPLIT_DIR[usage] / FER2013_CLASSES[label]
-    folder.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(folder / f"{usage}_{1000 + i}.png"), image)
-  return root
+from helpers import SHARED_FER2013, fer_rows, write_csv, write_folders
 
 
 def _build(manual_dir, data_dir, config="original"):
@@ -76,8 +47,8 @@ def _expected(rows):
 
 
 def test_csv_build_has_the_rows_features_and_no_tensorflow(tmp_path):
-  rows = _rows()
-  _write_csv(tmp_path / "fer2013.csv", rows)
+  rows = fer_rows()
+  write_csv(tmp_path / "fer2013.csv", rows)
   builder = _build(tmp_path, tmp_path / "data")
   features = builder.info.features
   assert features["image"].shape == (48, 48, 1)
@@ -92,12 +63,12 @@ def test_csv_build_has_the_rows_features_and_no_tensorflow(tmp_path):
 
 
 def test_csv_and_png_folders_give_identical_datasets(tmp_path):
-  rows = _rows(seed=1)
+  rows = fer_rows(seed=1)
   csv_dir = tmp_path / "csv"
   csv_dir.mkdir()
-  _write_csv(csv_dir / "fer2013.csv", rows)
+  write_csv(csv_dir / "fer2013.csv", rows)
   from_csv = _contents(_build(csv_dir, tmp_path / "a"))
-  from_folders = _contents(_build(_write_folders(tmp_path / "folders", rows),
+  from_folders = _contents(_build(write_folders(tmp_path / "folders", rows),
                                   tmp_path / "b"))
   assert from_csv == from_folders
   assert set(from_csv) == {"train", "public_test", "private_test"}
@@ -111,19 +82,19 @@ def _same(examples, rows):
 
 
 def test_every_form_reads_the_same_examples(tmp_path):
-  rows = _rows(seed=2)
+  rows = fer_rows(seed=2)
   forms = {name: tmp_path / name
            for name in ("csv_down", "icml", "tar", "folders_down", "zip",
                         "zip_down")}
   for path in forms.values():
     path.mkdir()
   (forms["csv_down"] / "fer2013").mkdir()
-  csv_path = _write_csv(forms["csv_down"] / "fer2013" / "fer2013.csv", rows)
-  _write_csv(forms["icml"] / "icml_face_data.csv", rows,
+  csv_path = write_csv(forms["csv_down"] / "fer2013" / "fer2013.csv", rows)
+  write_csv(forms["icml"] / "icml_face_data.csv", rows,
              header=("emotion", " Usage", " pixels"))
   with tarfile.open(forms["tar"] / "fer2013.tar.gz", "w:gz") as archive:
     archive.add(csv_path, arcname="fer2013/fer2013.csv")
-  folders = _write_folders(tmp_path / "tree" / "archive", rows)
+  folders = write_folders(tmp_path / "tree" / "archive", rows)
   shutil.copytree(folders, forms["folders_down"] / "archive")
   for name, prefix in (("zip", ""), ("zip_down", "fer2013/")):
     with zipfile.ZipFile(forms[name] / "archive.zip", "w") as archive:
@@ -149,7 +120,7 @@ def test_folder_labels_follow_fer2013_order_not_folder_order(tmp_path):
 
 
 def test_withheld_private_test_split_is_left_out(tmp_path):
-  _write_folders(tmp_path / "m", _rows(usages=("Training", "PublicTest")))
+  write_folders(tmp_path / "m", fer_rows(usages=("Training", "PublicTest")))
   builder = _build(tmp_path / "m", tmp_path / "data")
   assert set(builder.info.splits) == {"train", "public_test"}
   with pytest.raises(ValueError, match="private_test"):
@@ -169,7 +140,7 @@ def test_withheld_private_test_split_is_left_out(tmp_path):
     (lambda r: r.pop(), "line 3: 2 fields, expected 3"),
 ])
 def test_malformed_csv_row_is_named_by_line(tmp_path, edit, message):
-  path = _write_csv(tmp_path / "fer2013.csv", _rows(n=4))
+  path = write_csv(tmp_path / "fer2013.csv", fer_rows(n=4))
   lines = list(csv.reader(io.StringIO(path.read_text())))
   edit(lines[2])
   with open(path, "w", newline="") as f:
@@ -231,7 +202,7 @@ def test_dir_without_any_form_says_what_was_looked_for(tmp_path):
 
 def test_failed_build_leaves_no_dataset_that_looks_valid(tmp_path):
   (tmp_path / "m").mkdir()
-  path = _write_csv(tmp_path / "m" / "fer2013.csv", _rows(n=30))
+  path = write_csv(tmp_path / "m" / "fer2013.csv", fer_rows(n=30))
   with open(path, "a") as f:
     f.write("3,1 2 3,Training\n")
   with pytest.raises(ValueError, match="line 32: 3 pixels"):
@@ -244,7 +215,7 @@ def test_failed_build_leaves_no_dataset_that_looks_valid(tmp_path):
 
 def _clean_rows():
   """Rows with one blank image, a leaked test image and a label conflict."""
-  rows = _rows(seed=3, n=14)
+  rows = fer_rows(seed=3, n=14)
   rows[0] = (rows[0][0], "Training", np.full((48, 48), 128, np.uint8))
   near_blank = np.full((48, 48), 90, np.uint8)
   near_blank[0, :10] = 91  # std ~0.2 < 1 grey level.
@@ -256,7 +227,7 @@ def _clean_rows():
 
 
 def test_clean_examples_removes_and_reports(tmp_path):
-  _write_csv(tmp_path / "fer2013.csv", _clean_rows())
+  write_csv(tmp_path / "fer2013.csv", _clean_rows())
   examples, _ = fer2013.load_examples(tmp_path)
   kept, report = fer2013.clean_examples(examples)
   assert report["removed_constant"] == ["fer2013.csv:2", "fer2013.csv:3"]
@@ -270,7 +241,7 @@ def test_clean_examples_removes_and_reports(tmp_path):
 
 def test_clean_config_build_stores_its_report(tmp_path):
   rows = _clean_rows()
-  _write_csv(tmp_path / "fer2013.csv", rows)
+  write_csv(tmp_path / "fer2013.csv", rows)
   built = _contents(_build(tmp_path, tmp_path / "data", config="clean"))
   # A fresh builder reads the report back from disk.
   builder = fer2013.Fer2013(data_dir=str(tmp_path / "data"), config="clean",
@@ -284,11 +255,11 @@ def test_clean_config_build_stores_its_report(tmp_path):
 
 
 def test_prepare_main_prints_counts_and_clean_removals(tmp_path, capsys):
-  _write_csv(tmp_path / "fer2013.csv", _clean_rows())
+  write_csv(tmp_path / "fer2013.csv", _clean_rows())
   data_dir = tmp_path / "data"
   argv = ["fer2013", "--manual-dir", str(tmp_path), "--data-dir",
           str(data_dir), "--config", "clean"]
-  assert prepare.main(argv) == 0
+  assert prepare_command.main(argv) == 0
   out = capsys.readouterr().out
   assert "fer2013/clean 1.0.0" in out and "built in" in out
   assert "clean removed 2 constant images" in out
@@ -307,11 +278,11 @@ def test_prepare_main_prints_counts_and_clean_removals(tmp_path, capsys):
 def test_prepare_main_reports_missing_data_and_returns_1(tmp_path, capsys):
   argv = ["fer2013", "--manual-dir", str(tmp_path / "nope"), "--data-dir",
           str(tmp_path / "data")]
-  assert prepare.main(argv) == 1
+  assert prepare_command.main(argv) == 1
   assert "does not exist" in capsys.readouterr().err
-  assert prepare.main(argv[:1] + argv[3:]) == 1
+  assert prepare_command.main(argv[:1] + argv[3:]) == 1
   assert "needs --manual-dir" in capsys.readouterr().err
-  assert prepare.main(argv + ["--config", "dirty"]) == 1
+  assert prepare_command.main(argv + ["--config", "dirty"]) == 1
   assert "no config 'dirty'; its configs: original, clean" in (
       capsys.readouterr().err)
 

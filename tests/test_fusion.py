@@ -11,11 +11,12 @@ import pytest
 
 from ferjax import cli
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax import features
 from ferjax.models import create_model
 from ferjax.models import fusion
 from ferjax.models import summary
-from ferjax.run_dir import read_metrics
+from ferjax.run.run_dir import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "experiments" / "quickstart.py")
@@ -182,7 +183,7 @@ def test_models_summary_counts_what_fusion_adds():
 def _validated(*overrides: str):
   config = config_lib.apply_overrides(config_lib.load_config(QUICKSTART),
                                       overrides)
-  config_lib.validate(config)
+  config_checks.validate(config)
 
 
 @pytest.mark.parametrize("overrides,field,expected", [
@@ -224,9 +225,9 @@ def test_good_fusion_configs_validate():
   for arg in ("features=lbp,mode=late", "features=gabor,mode=early",
               "features=lbp+gabor,mode=late", "model=lbp_linear",
               "model=vgg11_bn,features=lbp+gabor,mode=early"):
-    config_lib.validate(config_lib.load_config(
+    config_checks.validate(config_lib.load_config(
         f"{REPO / 'experiments/fer2013_fusion.py'}:{arg}"))
-  config_lib.validate(config_lib.load_config(
+  config_checks.validate(config_lib.load_config(
       f"{REPO / 'experiments/ckplus_fusion.py'}:features=lbp,mode=late"))
 
 

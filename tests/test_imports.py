@@ -1,4 +1,6 @@
-"""The package's import graph: no cycles; inference loads no training stack."""
+"""The package's import graph: layers that point down, no cycles; run-dir
+files named in one place; inference loads no training stack; test files
+import shared helpers, never each other."""
 
 import ast
 import pathlib
@@ -67,13 +69,141 @@ def test_the_walker_finds_a_cycle():
 
 def test_no_import_cycle_in_the_package():
   graph = import_graph()
-  assert "ferjax.train.loop" in graph["ferjax.cli"]  # Imports in functions too.
+  assert "ferjax.train.loop" in graph["ferjax.commands.train"]  # In functions too.
   assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+# Bottom to top. A module may import from its own unit and from lower layers
+# only; units of one layer know nothing of each other.
+LAYERS = (
+    ("ferjax", "ferjax.atomic", "ferjax.axis", "ferjax.compilation_cache",
+     "ferjax.features", "ferjax.filelock", "ferjax.finite_json",
+     "ferjax.fs_errors", "ferjax.labels", "ferjax.pretrained"),
+    ("ferjax.data", "ferjax.models", "ferjax.losses"),
+    ("ferjax.evaluations",),
+    ("ferjax.config",),
+    ("ferjax.run",),
+    ("ferjax.train", "ferjax.recognition", "ferjax.convert"),
+    ("ferjax.experiment",),
+    ("ferjax.commands",),
+    ("ferjax.cli",),
+)
+# Modules that belong to another unit than their name says.
+_UNIT_OF = {"ferjax.config_checks": "ferjax.config"}
+# Leaves may use one another (fs_errors by filelock, say): none of them
+# imports anything above.
+_LEAVES = LAYERS[0]
+
+
+def unit(module: str) -> str:
+  """The package (or top-level module) a module belongs to."""
+  if module in _UNIT_OF:
+    return _UNIT_OF[module]
+  return ".".join(module.split(".")[:2])
+
+
+def layer(module: str) -> int:
+  name = unit(module)
+  for i, units in enumerate(LAYERS):
+    if name in units:
+      return i
+  raise AssertionError(f"{module}: in no layer of test_imports.LAYERS")
+
+
+def arrows_up(graph: dict[str, set[str]]) -> list[str]:
+  """Imports that do not point to a lower layer (or within a unit)."""
+  bad = []
+  for source, targets in graph.items():
+    for target in targets:
+      if unit(source) == unit(target):
+        continue
+      if layer(target) < layer(source) or (
+          unit(source) in _LEAVES and unit(target) in _LEAVES):
+        continue
+      bad.append(f"{source} -> {target}")
+  return sorted(bad)
+
+
+def test_the_layer_check_finds_an_arrow_up():
+  assert arrows_up({"ferjax.run.run_dir": {"ferjax.train.loop"},
+                    "ferjax.train.loop": {"ferjax.run.run_dir"}}) == [
+                        "ferjax.run.run_dir -> ferjax.train.loop"]
+  # One layer, two units: recognition may not import train.
+  assert arrows_up({"ferjax.recognition.x": {"ferjax.train.y"}}) == [
+      "ferjax.recognition.x -> ferjax.train.y"]
+  assert arrows_up({"ferjax.config_checks": {"ferjax.config"},
+                    "ferjax.train.a": {"ferjax.train.b"}}) == []
+
+
+def test_layers_only_point_down():
+  graph = import_graph()
+  assert {layer(m) for m in graph} == set(range(len(LAYERS)))
+  assert not arrows_up(graph), "\n".join(arrows_up(graph))
+
+
+# What a run directory holds; only ferjax.run names these (a dataset's
+# build lock, also ".lock", is the data package's own).
+RUN_FILES = ("config.json", "manifest.json", "metrics.jsonl", "checkpoints",
+             "tensorboard", "corrupt_checkpoints", "crossval.json",
+             "checksums.json")
+
+
+def run_file_names(path: pathlib.Path) -> list[str]:
+  """The run-directory names that the code of ``path`` spells out."""
+  found = []
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+      found += [n for n in RUN_FILES
+                if node.value == n or node.value.endswith("/" + n)]
+  return found
+
+
+def test_the_name_check_finds_a_run_file(tmp_path):
+  code = tmp_path / "m.py"
+  code.write_text('"""Writes metrics.jsonl."""\nA = "crossval.json"\n'
+                  'B = f"{A}/checkpoints"\n')
+  assert run_file_names(code) == ["crossval.json", "checkpoints"]
+
+
+def test_only_the_run_package_names_run_files():
+  named = {}
+  for path in (SRC / "ferjax").rglob("*.py"):
+    if _module_name(path).startswith("ferjax.run."):
+      continue
+    if names := run_file_names(path):
+      named[str(path.relative_to(SRC))] = names
+  assert not named, named
+  assert run_file_names(SRC / "ferjax" / "run" / "run_dir.py")
+
+
+def test_only_commands_parse_arguments():
+  """Library modules take values; argparse is the commands' business."""
+  parsing = sorted(
+      _module_name(path) for path in (SRC / "ferjax").rglob("*.py")
+      if "argparse" in {alias.name for node in ast.walk(ast.parse(
+          path.read_text())) if isinstance(node, ast.Import)
+                        for alias in node.names})
+  assert parsing and all(m == "ferjax.cli" or m.startswith("ferjax.commands.")
+                         for m in parsing), parsing
+
+
+def test_no_test_file_imports_another():
+  tests = pathlib.Path(__file__).resolve().parent
+  names = {p.stem for p in tests.glob("test_*.py")} | {"conftest"}
+  offenders = []
+  for path in tests.glob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.ImportFrom) and node.module in names:
+        offenders.append(f"{path.name} imports {node.module}")
+      elif isinstance(node, ast.Import):
+        offenders += [f"{path.name} imports {a.name}" for a in node.names
+                      if a.name in names]
+  assert not offenders, offenders
 
 
 def test_predict_loads_neither_optax_nor_tfds():
   """`ferjax predict` reads a run directory, not the training stack."""
-  code = ("import sys, ferjax.recognition.predict, ferjax.run_dir, "
+  code = ("import sys, ferjax.commands.predict, ferjax.run.run_dir, "
           "ferjax.models.lenet;"
           "from ferjax.recognition import classifier;"
           "print(sorted(m for m in ('optax', 'tensorflow_datasets', "
@@ -83,6 +213,6 @@ def test_predict_loads_neither_optax_nor_tfds():
   assert out.stdout.strip() == "[]"
   loaded = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()
             if line.startswith("import time:")}
-  assert "ferjax.recognition.predict" in loaded
+  assert {"ferjax.commands.predict", "ferjax.recognition.predict"} <= loaded
   assert not {m for m in loaded if m.split(".")[0] in (
       "optax", "tensorflow_datasets")}

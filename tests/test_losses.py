@@ -9,8 +9,9 @@ import optax
 import pytest
 
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.models import create_model
-from ferjax.train import losses
+from ferjax import losses
 from ferjax.train import state as state_lib
 from ferjax.train import steps
 from ferjax.train.parallel import AXIS, Parallel
@@ -158,4 +159,4 @@ def test_bad_loss_settings_are_config_errors(field, value, message):
   config = config_lib.base_config()
   config.loss[field] = value
   with pytest.raises(config_lib.ConfigError, match=message):
-    config_lib.validate(config)
+    config_checks.validate(config)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ferjax import config as config_lib
-from ferjax.run_dir import read_metrics
+from ferjax.run.run_dir import read_metrics
 from ferjax.train import loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from ferjax.commands import models as models_command
 from ferjax import config as config_lib
 from ferjax import models
 from ferjax.models import summary
@@ -567,14 +568,14 @@ def test_format_models_table_aligns_one_row_per_model():
 ])
 def test_models_cli_rejects_bad_arguments(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    summary.main(argv)
+    models_command.main(argv)
   assert exit_info.value.code == 2
   assert message in capsys.readouterr().err
 
 
 @_slow
 def test_models_cli_prints_every_registered_model(capsys):
-  assert summary.main(["--input-shape", "32,32,3", "--num-classes", "7"]) == 0
+  assert models_command.main(["--input-shape", "32,32,3", "--num-classes", "7"]) == 0
   out = capsys.readouterr().out.splitlines()
   assert out[0] == "input 32x32x3, 7 classes"
   assert [line.split()[0] for line in out[2:]] == [

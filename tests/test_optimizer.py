@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ferjax import config as config_lib
-from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import optimizer
 
 

@@ -1,7 +1,7 @@
 """Step parity with PyTorch: every family, its recipe's SGD and schedules.
 
 Each family trains with ferjax's own train step and with its PyTorch twin
-(``benchmarks/torch_models.py``) from the same weights on the same batches,
+(``benchmarks/twins/torch_models.py``) from the same weights on the same batches,
 dropout 0, BatchNorm in training mode, the experiment config's SGD
 (momentum, Nesterov, coupled weight decay) and schedule. These checks catch
 porting bugs (BatchNorm momentum, LRN constants, padding, flatten order,
@@ -33,7 +33,6 @@ that no loss collapses towards 0 (where relative errors mean nothing).
 
 import copy
 import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -41,7 +40,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 from ferjax import config as config_lib  # noqa: E402
 import side_by_side  # noqa: E402  pylint: disable=g-import-not-at-top

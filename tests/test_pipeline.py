@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
+from ferjax.commands import predict as predict_command
 from ferjax.labels import FER2013_CLASSES
-from ferjax.recognition import align, pipeline, predict
+from ferjax.recognition import align, detectors, pipeline, predict
 from ferjax.recognition.align import Face
+from helpers import PHOTOS, DarkSquares
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 
 # Every fully visible face in the shared photos, (x, y, w, h): the original
 # MTCNN's boxes where it found the face, drawn by hand for the Santa, all
@@ -122,16 +123,6 @@ def test_as_rgb_rejects_what_it_cannot_convert():
     pipeline.as_rgb(np.zeros((0, 4, 3), np.uint8))
 
 
-class DarkSquares:
-  """A real (if simple) detector: dark squares in a light image."""
-
-  def detect(self, image):
-    mask = (image[..., 0] < 50).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
-    return [Face(tuple(map(float, s[:4])), float(s[4]) / 1e6)
-            for s in stats[1:n]]
-
-
 def test_multi_resolution_maps_faces_back_and_merges_duplicates():
   image = np.full((400, 800, 3), 255, np.uint8)
   image[100:180, 200:280] = 0
@@ -157,7 +148,7 @@ def test_get_detector_rejects_unknown_names():
     pipeline.get_detector("dlib")
 
 
-@pytest.mark.parametrize("detector", pipeline.DETECTORS)
+@pytest.mark.parametrize("detector", list(detectors.DETECTORS))
 def test_recognize_returns_nothing_without_faces(classifier, detector):
   image = np.full((300, 400), 128, np.uint8)
   assert pipeline.recognize(image, classifier, detector) == []
@@ -367,14 +358,34 @@ def test_predict_end_to_end_on_a_photo(classifier, tmp_path):
 
 def test_main_rejects_an_unusable_run_dir_or_out_dir(tmp_path, capsys):
   image = _write(tmp_path / "a.png", np.zeros((10, 10, 3), np.uint8))
-  assert predict.main(["--workdir", str(tmp_path / "run"), str(image)]) == 2
+  assert predict_command.main(["--workdir", str(tmp_path / "run"), str(image)]) == 2
   assert str(tmp_path / "run") in capsys.readouterr().err
-  assert predict.main(["--workdir", str(tmp_path / "run"), "--out",
+  assert predict_command.main(["--workdir", str(tmp_path / "run"), "--out",
                        str(image), str(image)]) == 2
   assert f"--out {image}" in capsys.readouterr().err
 
 
 def test_main_requires_images(tmp_path):
   with pytest.raises(SystemExit) as e:
-    predict.main(["--workdir", str(tmp_path)])
+    predict_command.main(["--workdir", str(tmp_path)])
   assert e.value.code == 2
+
+
+def test_a_registered_detector_is_found_by_name(monkeypatch):
+  """A new detector is a class and one entry in ``detectors.DETECTORS``."""
+  seen = []
+
+  class Corner:
+
+    def detect(self, image):
+      seen.append(image.shape)
+      return [Face((1, 2, 10, 10), 0.9, None)]
+
+  monkeypatch.setitem(detectors.DETECTORS, "corner",
+                      detectors.DetectorSpec(Corner, (64,)))
+  faces = pipeline.get_detector("corner").detect(
+      np.zeros((128, 96, 3), np.uint8))
+  assert seen == [(64, 48, 3)]  # Run on the copy with the longer side 64.
+  assert [f.box for f in faces] == [(2, 4, 20, 20)]  # In the image's pixels.
+  with pytest.raises(ValueError, match="auto, haar, mtcnn"):
+    pipeline.get_detector("nope")

@@ -11,15 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ferjax.commands import predict as predict_command
 from ferjax.labels import FER2013_CLASSES
 from ferjax.models import create_model
 from ferjax.recognition import classifier as classifier_lib
-from ferjax.recognition import pipeline, predict, stream
-from ferjax.run_dir import RunDir
+from ferjax.recognition import pipeline, stream
+from ferjax.run.run_dir import RunDir
 from ferjax.train import loop
-from test_pipeline import PHOTOS, DarkSquares
-from test_train import tiny_config
-from test_video import square_frames
+from helpers import PHOTOS, DarkSquares, square_frames, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +117,7 @@ def test_predict_command_prints_the_ensemble_and_each_member(
     pytest.skip(f"{PHOTOS} not present")
   photo = PHOTOS / "faces" / "astronaut.png"
   args = [arg for w in members for arg in ("--workdir", w)]
-  assert predict.main([*args, "--no-compile-cache", str(photo)]) == 0
+  assert predict_command.main([*args, "--no-compile-cache", str(photo)]) == 0
   (line,) = capsys.readouterr().out.splitlines()
   (face,) = json.loads(line)["faces"]
   assert [m["workdir"] for m in face["members"]] == members
@@ -128,7 +127,7 @@ def test_predict_command_prints_the_ensemble_and_each_member(
   np.testing.assert_allclose([face["scores"][c] for c in FER2013_CLASSES],
                              mean, atol=1e-4)
   for workdir, member in zip(members, face["members"], strict=True):
-    assert predict.main(["--workdir", workdir, "--no-compile-cache",
+    assert predict_command.main(["--workdir", workdir, "--no-compile-cache",
                          str(photo)]) == 0
     (alone,) = json.loads(capsys.readouterr().out)["faces"]
     assert alone["box"] == face["box"]
@@ -151,7 +150,7 @@ def test_a_member_with_other_labels_is_refused_before_any_work(
     classifier_lib.load_ensemble([str(first), str(other)])
   image = tmp_path / "a.png"
   image.write_bytes(b"")
-  assert predict.main(["--workdir", str(first), "--workdir", str(other),
+  assert predict_command.main(["--workdir", str(first), "--workdir", str(other),
                        str(image)]) == 2
   captured = capsys.readouterr()
   assert captured.out == ""

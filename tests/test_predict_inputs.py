@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from ferjax.commands import predict as predict_command
 from ferjax.recognition import inputs, predict
 
 
@@ -42,7 +43,7 @@ def test_out_dir_that_is_or_holds_an_input_is_refused(tmp_path, photos):
 
 def test_cli_refuses_out_equal_to_the_input_folder(tmp_path, photos, capsys):
   before = _snapshot(photos)
-  assert predict.main(["--workdir", str(tmp_path / "run"), "--out",
+  assert predict_command.main(["--workdir", str(tmp_path / "run"), "--out",
                        str(photos), str(photos)]) == 2
   err = capsys.readouterr().err
   assert f"--out {photos} is the input {photos}" in err

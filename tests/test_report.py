@@ -3,54 +3,14 @@
 import contextlib
 import csv
 import io
-import json
 import pathlib
 import statistics
 
 import pytest
 
-from ferjax import config as config_lib
+from ferjax.commands import report as report_command
 from ferjax.experiment import report
-
-CLASSES = ["angry", "happy", "neutral"]
-
-
-def make_run(path: pathlib.Path, *, seed: int, lr: float,
-             accuracies: list[float], finished: bool = True,
-             command: str = "train") -> None:
-  """A run directory as ``ferjax train`` leaves it, with chosen numbers.
-
-  Eval i (at step 10 * (i + 1)) has accuracy ``accuracies[i]`` and macro F1
-  half of it.
-  """
-  config = config_lib.base_config()
-  config.seed, config.optimizer.learning_rate = seed, lr
-  path.mkdir(parents=True)
-  (path / "config.json").write_text(config_lib.to_json(config))
-  session = {"start_time": "2025-01-01T00:00:00+00:00", "start_step": 0,
-             "end_time": "2025-01-01T01:00:00+00:00" if finished else None,
-             "command": ["ferjax", command], "versions": {"jax": "0.10.2"},
-             "backend": "cpu", "device_count": 1}
-  (path / "manifest.json").write_text(json.dumps(
-      {"seed": seed, "dataset": {"class_names": CLASSES},
-       "sessions": [session]}))
-  events = []
-  for i, acc in enumerate(accuracies):
-    step = 10 * (i + 1)
-    events.append({"step": step, "split": "train", "loss": 2.0 / (i + 1),
-                   "accuracy": acc, "learning_rate": lr,
-                   "images_per_second": 100.0})
-    correct = round(30 * acc)
-    events.append({
-        "step": step, "split": "test", "accuracy": acc, "loss": 1.0 - acc,
-        "macro_f1": acc / 2,
-        "per_class_accuracy": {c: acc for c in CLASSES},
-        "confusion_matrix": [[correct // 3, 10 - correct // 3, 0],
-                             [0, correct // 3, 10 - correct // 3],
-                             [10 - correct // 3, 0, correct // 3]],
-        "num_examples": 30})
-  (path / "metrics.jsonl").write_text(
-      "".join(json.dumps(e) + "\n" for e in events))
+from helpers import make_run
 
 
 ACCURACIES = {  # (lr, seed) -> test accuracy at each eval.
@@ -82,7 +42,7 @@ def reported(tmp_path_factory) -> tuple[list[pathlib.Path], pathlib.Path, str]:
   dirs, out = make_runs(tmp_path), tmp_path / "out"
   printed = io.StringIO()
   with contextlib.redirect_stdout(printed):
-    assert report.main([*map(str, dirs), "--out", str(out)]) == 0
+    assert report_command.main([*map(str, dirs), "--out", str(out)]) == 0
   return dirs, out, printed.getvalue()
 
 
@@ -136,7 +96,7 @@ def test_seed_groups_mean_and_sample_std(reported):
 def test_chosen_columns_in_their_order(tmp_path, capsys):
   dirs = make_runs(tmp_path / "runs")
   out = tmp_path / "out"
-  assert report.main([*map(str, dirs), "--out", str(out), "--columns",
+  assert report_command.main([*map(str, dirs), "--out", str(out), "--columns",
                       "test/macro_f1_final,test/accuracy_final"]) == 0
   printed = capsys.readouterr().out
   header = list(read_csv(out / "report_seeds.csv")[0])
@@ -154,7 +114,7 @@ def test_chosen_columns_in_their_order(tmp_path, capsys):
 
 def test_unknown_column_names_the_known_ones(tmp_path, capsys):
   dirs = make_runs(tmp_path / "runs")
-  assert report.main([*map(str, dirs), "--out", str(tmp_path / "out"),
+  assert report_command.main([*map(str, dirs), "--out", str(tmp_path / "out"),
                       "--columns", "test/accuracy_final,public_test/f1"]) == 2
   err = capsys.readouterr().err
   assert "--columns: unknown column(s) public_test/f1" in err
@@ -186,7 +146,7 @@ def test_chosen_step_for_confusion_matrices(tmp_path):
 
 def test_no_runs_is_an_error(tmp_path, capsys):
   (tmp_path / "empty").mkdir()
-  assert report.main([str(tmp_path / "empty")]) == 2
+  assert report_command.main([str(tmp_path / "empty")]) == 2
   assert "no run directories" in capsys.readouterr().err
 
 

@@ -8,10 +8,10 @@ import shutil
 import subprocess
 import sys
 
+from ferjax.commands import reproduce as reproduce_command
 from ferjax import config as config_lib
 from ferjax.experiment import reproduce
-from test_sweep import TINY
-from test_train import QUICKSTART, REPO
+from helpers import QUICKSTART, REPO, TINY
 
 
 
@@ -91,7 +91,7 @@ def test_refuses_what_it_cannot_reproduce(tmp_path, capsys):
           "may only change where it runs",
   }
   for argv, message in cases.items():
-    assert reproduce.main(list(argv)) == 2
+    assert reproduce_command.main(list(argv)) == 2
     assert message in capsys.readouterr().err
   assert not (tmp_path / "done.reproduce").exists()
 
@@ -100,8 +100,9 @@ def test_a_reproduction_refused_before_training_leaves_no_directory(
     tmp_path, capsys):
   from ferjax import pretrained
   new = tmp_path / "again"
-  code = reproduce.main([str(pretrained.FER2013_LENET5), "--workdir", str(new),
-                         f"--config.input.data_dir={tmp_path / 'no_data'}"])
+  code = reproduce_command.main([
+      str(pretrained.FER2013_LENET5), "--workdir", str(new),
+      f"--config.input.data_dir={tmp_path / 'no_data'}"])
   assert code == 2
   assert "ferjax reproduce: error: " in capsys.readouterr().err
   assert not new.exists()  # Not even a directory holding only .lock.
@@ -131,7 +132,7 @@ def test_reproduces_a_tiny_run_exactly(synthetic_data_dir, tmp_path,
   assert "\r" not in train.stderr  # Not a terminal: no progress bar.
   experiment.unlink()  # Reproduced from config.json, not the file.
   proc = subprocess.run(
-      [sys.executable, "-m", "ferjax.experiment.reproduce", str(run_dir)],
+      [sys.executable, "-m", "ferjax.cli", "reproduce", str(run_dir)],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert "metrics: all 3 events identical" in proc.stdout

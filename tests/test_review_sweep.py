@@ -7,19 +7,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 
 from ferjax import config as config_lib
 from ferjax.experiment import sweep
 from ferjax.models import summary
-from ferjax.run_dir import RunDir, read_metrics
-from test_fer2013 import SHARED_FER2013
-from test_train import REPO
+from ferjax.run.run_dir import RunDir, read_metrics
+from helpers import REPO, SHARED_FER2013
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-import review_budget  # noqa: E402  (benchmarks/ is not a package)
+import review_budget  # noqa: E402  (benchmarks/ is on pytest's pythonpath)
 
 REVIEW = str(REPO / "experiments" / "fer2013_review.py")
 EXPERIMENTS = REPO / "experiments"

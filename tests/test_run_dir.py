@@ -1,6 +1,6 @@
 """The run directory: one writer, verified checkpoints, old runs, bad files.
 
-Runs are copies of the session's reference run (test_train.tiny_config), so
+Runs are copies of the session's reference run (helpers.tiny_config), so
 only the tests that resume train, and only a few steps.
 """
 
@@ -17,20 +17,20 @@ import jax
 import numpy as np
 import pytest
 
+from helpers import (QUICKSTART, ferjax_cli, make_run, tiny_config,
+                     tiny_overrides, without_timing)
+from ferjax.commands import report as report_command
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.data import preprocess
-from ferjax.experiment import report
 from ferjax.experiment import reproduce
 from ferjax.experiment import sweep
 from ferjax.models import create_model
 from ferjax.recognition.classifier import load_classifier
-from ferjax.run_dir import RunDir, RunDirBusy, RunDirError, write_imported
-from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.run.run_dir import RunDir, RunDirBusy, RunDirError, write_imported
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import crossval
 from ferjax.train import loop
-from test_report import make_run
-from test_train import QUICKSTART, run_cli, tiny_config, tiny_overrides
-from test_train import without_timing
 
 OLD_CONFIG = pathlib.Path(__file__).parent / "data" / "config_8ad864e.json"
 
@@ -51,12 +51,6 @@ def assert_one_clean_error(proc: subprocess.CompletedProcess, *needles: str):
     assert needle in errors[0], errors[0]
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-  proc = run_cli(list(args))
-  out, err = proc.communicate(timeout=300)
-  return subprocess.CompletedProcess(args, proc.returncode, out, err)
-
-
 def flip_bytes(path: pathlib.Path, offset: int = 64) -> None:
   data = bytearray(path.read_bytes())
   offset = min(offset, len(data) - 8)
@@ -75,7 +69,7 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
   run = RunDir(tmp_path / "run")
   with run.lock(["ferjax", "train", "--workdir", "first"]):
     assert run.status() == "running"
-    proc = cli("train", "--config", QUICKSTART, "--workdir", str(run.path),
+    proc = ferjax_cli("train", "--config", QUICKSTART, "--workdir", str(run.path),
                *(f"--config.{o}" for o in tiny_overrides(str(tmp_path))))
     assert_one_clean_error(proc, str(run.path), f"process {os.getpid()}",
                            "ferjax train --workdir first")
@@ -88,7 +82,7 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
 
 
 def test_kill_9_leaves_no_stale_lock(tmp_path):
-  code = ("import sys, time; from ferjax.run_dir import RunDir\n"
+  code = ("import sys, time; from ferjax.run.run_dir import RunDir\n"
           "with RunDir(sys.argv[1]).lock(['holder']):\n"
           "  print('locked', flush=True); time.sleep(60)\n")
   proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],
@@ -136,16 +130,16 @@ def test_corrupt_checkpoint_fails_eval_and_predict_clearly(reference_run,
     other = max(s for s in ckpt.all_steps() if s != best)
   damaged = largest_file(workdir / "checkpoints" / str(best))
   flip_bytes(damaged)
-  proc = cli("eval", "--workdir", str(workdir))
+  proc = ferjax_cli("eval", "--workdir", str(workdir))
   assert_one_clean_error(proc, f"checkpoints/{best}", damaged.name, "damaged")
   with pytest.raises(checkpoint_lib.CorruptCheckpoint, match=damaged.name):
     load_classifier(str(workdir))
-  proc = cli("predict", "--workdir", str(workdir), str(tmp_path / "x.png"))
+  proc = ferjax_cli("predict", "--workdir", str(workdir), str(tmp_path / "x.png"))
   assert proc.returncode == 2 and damaged.name in proc.stderr, proc.stderr
   assert "Traceback" not in proc.stderr and len(
       proc.stderr.strip().splitlines()) == 1, proc.stderr
   # Another step still evaluates.
-  assert cli("eval", "--workdir", str(workdir), "--checkpoint",
+  assert ferjax_cli("eval", "--workdir", str(workdir), "--checkpoint",
              str(other)).returncode == 0
 
 
@@ -155,7 +149,7 @@ def test_truncated_checkpoint_gives_one_message(reference_run, tmp_path,
   (workdir / "checkpoints" / "checksums.json").unlink()  # As before them.
   damaged = largest_file(workdir / "checkpoints" / "32")
   damaged.write_bytes(damaged.read_bytes()[:16])
-  assert_one_clean_error(cli("eval", "--workdir", str(workdir)),
+  assert_one_clean_error(ferjax_cli("eval", "--workdir", str(workdir)),
                          "checkpoints/32")
   # The reads still in flight when the restore fails find Orbax's event
   # loop closed; they must not each print a traceback.
@@ -170,7 +164,7 @@ def test_truncated_checkpoint_gives_one_message(reference_run, tmp_path,
   assert not [u for u in reported if "Event loop" in str(u.exc_value)]
   metadata = workdir / "checkpoints" / "30" / "default" / "_METADATA"
   metadata.write_text("{")
-  assert_one_clean_error(cli("eval", "--workdir", str(workdir),
+  assert_one_clean_error(ferjax_cli("eval", "--workdir", str(workdir),
                              "--checkpoint", "30"),
                          "checkpoints/30", "default/_METADATA", "valid JSON")
 
@@ -224,7 +218,7 @@ def test_an_old_run_evaluates_predicts_and_resumes(reference_run,
   assert legacy["optimizer.freeze_batch_stats"] is False
   assert legacy["input.pipeline"] == "memory"
 
-  proc = cli("eval", "--workdir", str(workdir), "--checkpoint", "latest",
+  proc = ferjax_cli("eval", "--workdir", str(workdir), "--checkpoint", "latest",
              "--json")
   assert proc.returncode == 0, proc.stderr
   printed = json.loads(proc.stdout.strip().splitlines()[-1])["results"]
@@ -266,7 +260,7 @@ def test_upgrade_fills_every_field_added_since_the_first_release():
   missing = set(leaves(config_lib.base_config().to_dict())) - set(
       leaves(upgraded))
   assert not missing, f"fields with no legacy value: {sorted(missing)}"
-  config_lib.validate(config_lib.from_dict(upgraded))
+  config_checks.validate(config_lib.from_dict(upgraded))
   assert config_lib.upgrade(upgraded) == (upgraded, {})
 
 
@@ -278,7 +272,7 @@ def test_every_damaged_json_names_itself(tmp_path):
   (run.path / "config.json").write_text("{not json")
   with pytest.raises(RunDirError, match=r"a/config\.json: not valid JSON"):
     run.read_config()
-  assert_one_clean_error(cli("eval", "--workdir", str(run.path)),
+  assert_one_clean_error(ferjax_cli("eval", "--workdir", str(run.path)),
                          "config.json", "not valid JSON")
   (run.path / "manifest.json").write_bytes(b"\xff\xfe")
   with pytest.raises(RunDirError, match=r"manifest\.json"):
@@ -329,15 +323,15 @@ def _edited_bundled_model(tmp_path: pathlib.Path, name: str, dotted: str,
 def test_hand_edited_run_files_are_one_line_errors_in_every_command(
     tmp_path, monkeypatch, capsys, name, dotted, value, commands, message):
   from ferjax import cli as cli_lib
-  from ferjax.recognition import predict
+  from ferjax.commands import predict as predict_command
   workdir = _edited_bundled_model(tmp_path, name, dotted, value)
   monkeypatch.chdir(tmp_path)  # Messages name the run as given: "run".
   argv = {"eval": ["eval", "--workdir", "run", "--data-dir", "nowhere"],
           "export": ["export", "--workdir", "run", "--out", "out"]}
   for command in commands:
     if command == "predict":
-      code = predict.main(["--workdir", "run", "--no-compile-cache",
-                           "face.png"])
+      code = predict_command.main(["--workdir", "run", "--no-compile-cache",
+                                   "face.png"])
     else:
       code = cli_lib.main(argv[command])
     err = capsys.readouterr().err
@@ -354,7 +348,7 @@ def test_report_lists_unreadable_runs_and_reports_the_rest(tmp_path, capsys):
              accuracies=[0.5, 0.6])
   (tmp_path / "lr=0.1" / "seed=1" / "config.json").unlink()
   (tmp_path / "lr=0.2" / "seed=0" / "manifest.json").write_text("")
-  assert report.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+  assert report_command.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
   printed = capsys.readouterr().out
   assert printed.count("| lr=") == 2
   md = (tmp_path / "out" / "report.md").read_text()

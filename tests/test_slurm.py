@@ -17,19 +17,18 @@ import ml_collections
 import numpy as np
 import pytest
 
+from ferjax.commands import reproduce as reproduce_command
+from ferjax.commands import report as report_command
 from ferjax import config as config_lib
 from ferjax import filelock
-from ferjax.experiment import report
-from ferjax.experiment import reproduce
 from ferjax.experiment import slurm
 from ferjax.experiment import sweep
-from ferjax.experiment import sweep_command
-from ferjax.run_dir import RunDir, read_metrics
+from ferjax.commands import sweep as sweep_command
+from ferjax.run.run_dir import RunDir, read_metrics
 import slurm_cluster
-from test_distributed import finish, launch
-from test_sweep import GRID, run_sweep, status, sweep_args, sweep_file
-from test_train import QUICKSTART, REPO, final_params, tiny_overrides
-from test_train import without_timing
+from helpers import (GRID, QUICKSTART, REPO, final_params, finish, launch,
+                     run_sweep, status, sweep_args, sweep_file, tiny_overrides,
+                     without_timing)
 
 TIMEOUT = 600
 
@@ -151,12 +150,12 @@ def test_slurm_sweep_finishes_every_trial_like_the_local_one(grids, tmp_path):
 
   reports = {}
   for launcher, (run_dir, _, _) in grids.items():
-    assert report.main([str(run_dir), "--out", str(tmp_path / launcher)]) == 0
+    assert report_command.main([str(run_dir), "--out", str(tmp_path / launcher)]) == 0
     reports[launcher] = (tmp_path / launcher / "report.csv").read_text()
   assert reports["slurm"] == reports["local"]
   assert reports["slurm"].count("\n") == 5
   trial = workdir / summary["trials"][0]["name"]
-  assert reproduce.main([str(trial), "--workdir", str(tmp_path / "again")]) == 0
+  assert reproduce_command.main([str(trial), "--workdir", str(tmp_path / "again")]) == 0
 
 
 def test_status_shows_each_trial_and_its_job(grids, capsys):

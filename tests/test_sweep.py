@@ -1,8 +1,6 @@
 """Sweeps: expansion, validation before any work, and real tiny trials that
 finish, fail, and resume after the sweep is killed."""
 
-import contextlib
-import io
 import json
 import os
 import pathlib
@@ -16,37 +14,15 @@ import time
 
 import pytest
 
+from helpers import (GRID, QUICKSTART, REPO, TINY, run_sweep, status,
+                     sweep_args, sweep_file)
+from ferjax.commands import report as report_command
 from ferjax import config as config_lib
 from ferjax import filelock
 from ferjax.experiment import report
 from ferjax.experiment import sweep
-from ferjax.experiment import sweep_command
-from ferjax.run_dir import RunDir
-from test_train import QUICKSTART, REPO
-
-# One epoch of 8 steps on one device: seconds per trial.
-TINY = [
-    "input.train_split=train[:512]",
-    "evals={'test': {'split': 'test[:300]', 'tta': 'none'}}",
-    "num_epochs=1", "batch_size=64", "log_every_steps=4",
-    "parallel.cpu_devices=None", "parallel.num_devices=1",
-]
-GRID = ("sweep.product(sweep.axis('seed', [0, 1]), "
-        "sweep.axis('optimizer.learning_rate', [0.05, 0.1]))")
-
-
-def sweep_file(directory: pathlib.Path, trials: str) -> str:
-  """An experiment file: the tiny quickstart with ``get_sweep`` -> trials."""
-  path = directory / "tiny_sweep.py"
-  path.write_text(
-      "from ferjax import config as config_lib\n"
-      "from ferjax.experiment import sweep\n\n"
-      "def get_config(arg=None):\n"
-      f"  return config_lib.apply_overrides(\n"
-      f"      config_lib.load_config({QUICKSTART!r}), {TINY!r})\n\n"
-      "def get_sweep(arg=None):\n"
-      f"  return {trials}\n")
-  return str(path)
+from ferjax.commands import sweep as sweep_command
+from ferjax.run.run_dir import RunDir
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,24 +34,6 @@ def compile_cache(tmp_path_factory):
     patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     patch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     yield
-
-
-def sweep_args(config: str, workdir: pathlib.Path, data_dir: str,
-               *extra: str) -> list[str]:
-  return ["--config", config, "--workdir", str(workdir),
-          f"--config.input.data_dir={data_dir}", *extra]
-
-
-def run_sweep(args: list[str]) -> tuple[int, str]:
-  """``ferjax sweep`` in this process (its trials are processes): code, out."""
-  out = io.StringIO()
-  with contextlib.redirect_stdout(out):
-    code = sweep_command.main(args)
-  return code, out.getvalue()
-
-
-def status(run_dir: pathlib.Path) -> dict:
-  return json.loads((run_dir / sweep.STATUS_FILE).read_text())
 
 
 def mtimes(run_dir: pathlib.Path) -> dict[str, int]:
@@ -210,7 +168,7 @@ def test_four_trial_sweep_completes(grid_sweep):
 
 def test_report_of_the_sweep(grid_sweep, tmp_path, capsys):
   workdir = grid_sweep[0]
-  assert report.main([str(workdir), "--out", str(tmp_path)]) == 0
+  assert report_command.main([str(workdir), "--out", str(tmp_path)]) == 0
   printed = capsys.readouterr().out
   assert printed.count("| seed=") == 4
   rows = (tmp_path / "report.csv").read_text().splitlines()
@@ -374,7 +332,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(
   workdir = tmp_path / "sw"
   args = sweep_args(config, workdir, synthetic_data_dir, "--concurrent-trials", "2")
   proc = subprocess.Popen(
-      [sys.executable, "-m", "ferjax.experiment.sweep_command", *args], cwd=REPO,
+      [sys.executable, "-m", "ferjax.cli", "sweep", *args], cwd=REPO,
       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
       start_new_session=True)  # Its own process group, trials included.
   deadline = time.monotonic() + 300

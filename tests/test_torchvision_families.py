@@ -19,10 +19,11 @@ torch = pytest.importorskip("torch")
 
 from ferjax import cli  # noqa: E402
 from ferjax import config as config_lib  # noqa: E402
-from ferjax.models import torchvision_vgg  # noqa: E402
+from ferjax import config_checks
+from ferjax.convert import torchvision as torchvision_convert  # noqa: E402
 from ferjax.recognition.classifier import load_classifier  # noqa: E402
 from ferjax.train import loop  # noqa: E402
-from test_torchvision_import import load_converted  # noqa: E402
+from helpers import load_converted  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -139,8 +140,8 @@ def test_googlenet_imagenet_normalisation_is_transform_input(converted):
   try:
     crops = np.random.default_rng(2).integers(0, 256, (2, 224, 224, 3),
                                               dtype=np.uint8)
-    x = (crops / 255.0 - torchvision_vgg.IMAGENET_MEAN) / (
-        torchvision_vgg.IMAGENET_STD)
+    x = (crops / 255.0 - torchvision_convert.IMAGENET_MEAN) / (
+        torchvision_convert.IMAGENET_STD)
     with torch.no_grad():
       expected = torch.softmax(torch_model.eval()(torch.from_numpy(
           x.transpose(0, 3, 1, 2).astype(np.float32))), -1).numpy()
@@ -188,7 +189,7 @@ def test_unusable_state_dict_names_file_and_key(tmp_path, name, edit, match):
   path = tmp_path / "edited.pth"
   torch.save(state, path)
   with pytest.raises(ValueError, match=match) as e:
-    torchvision_vgg.convert(path, tmp_path / "out")
+    torchvision_convert.convert(path, tmp_path / "out")
   assert str(path) in str(e.value)
   assert not (tmp_path / "out").exists()
 
@@ -208,7 +209,7 @@ def test_finetune_config_starts_from_a_converted_googlenet(
       "evals={'test': {'split': 'test[:32]', 'tta': 'none'}}",
       "checkpoint.best_metric=test/accuracy", "batch_size=16",
       "parallel.cpu_devices=None", "parallel.num_devices=1"])
-  config_lib.validate(config)
+  config_checks.validate(config)
   results = loop.train_and_evaluate(config, tmp_path)
   assert np.isfinite(results["test"]["loss"])
   record = json.loads((tmp_path / "manifest.json").read_text())["init_from"]

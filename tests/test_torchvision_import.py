@@ -11,18 +11,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import (final_params, flat, load_converted, tiny_config)  # noqa: E402
 from ferjax import cli  # noqa: E402  (after the skip on purpose)
-from ferjax.models import create_model  # noqa: E402
-from ferjax.models import torchvision_vgg  # noqa: E402
+from ferjax.convert import torchvision as torchvision_convert  # noqa: E402
 from ferjax.recognition.classifier import load_classifier  # noqa: E402
-from ferjax.run_dir import RunDir  # noqa: E402
 from ferjax.train import loop  # noqa: E402
-from test_train import final_params, tiny_config  # noqa: E402
-from test_transfer import flat  # noqa: E402
+from twins import torch_vgg  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-import torch_vgg  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # torchvision's vgg16 / vgg16_bn: positions of the Conv2d layers in features.
 VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -57,19 +52,6 @@ def convert(model: "torch.nn.Module", tmp: pathlib.Path) -> pathlib.Path:
   torch.save(model.state_dict(), pth)
   assert cli.main(["convert", "torchvision", str(pth), str(out)]) == 0
   return out
-
-
-def load_converted(workdir: pathlib.Path) -> tuple[object, dict, dict]:
-  """(model, variables, manifest), read as init_from reads a source run."""
-  run = RunDir(workdir)
-  config = run.read_config()
-  manifest = run.read_manifest()
-  with run.checkpoints(config) as ckpt:
-    variables = ckpt.restore_variables(run.resolve_step(ckpt, "best"))
-  model = create_model(config.model.name,
-                       num_classes=len(manifest["dataset"]["class_names"]),
-                       **dict(config.model.kwargs))
-  return model, variables, manifest
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +112,8 @@ def test_predict_reads_the_converted_run(vgg11_bn):
   torch_model, workdir = vgg11_bn
   crops = np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3),
                                             dtype=np.uint8)
-  x = (crops / 255.0 - torchvision_vgg.IMAGENET_MEAN) / (
-      torchvision_vgg.IMAGENET_STD)
+  x = (crops / 255.0 - torchvision_convert.IMAGENET_MEAN) / (
+      torchvision_convert.IMAGENET_STD)
   with torch.no_grad():
     expected = torch.softmax(torch_model(torch.from_numpy(
         x.transpose(0, 3, 1, 2).astype(np.float32))), -1).numpy()
@@ -188,7 +170,7 @@ def state_dict_file(tmp_path: pathlib.Path, edit) -> pathlib.Path:
 def test_unusable_state_dict_names_file_and_key(tmp_path, edit, match):
   path = state_dict_file(tmp_path, edit)
   with pytest.raises(ValueError, match=match) as e:
-    torchvision_vgg.convert(path, tmp_path / "out")
+    torchvision_convert.convert(path, tmp_path / "out")
   assert str(path) in str(e.value)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["edited.pth"]
 
@@ -244,4 +226,4 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys, kind,
 def test_missing_torch_says_how_to_install(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, "torch", None)
   with pytest.raises(ImportError, match="pip install torch"):
-    torchvision_vgg.read_state_dict(tmp_path / "any.pth")
+    torchvision_convert.read_state_dict(tmp_path / "any.pth")

@@ -1,61 +1,22 @@
 """The training core: equal results across backends, exact resume, eval."""
 
 import json
-import os
-import pathlib
 import signal
-import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
+from helpers import (QUICKSTART, final_params, run_cli, tiny_config,
+                     tiny_overrides, without_timing)
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.data import loading
-from ferjax.run_dir import read_metrics
-from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.run.run_dir import read_metrics
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import loop
 from ferjax.train import setup as setup_lib
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-QUICKSTART = str(REPO / "experiments" / "quickstart.py")
-
-
-def tiny_overrides(data_dir: str, **extra: object) -> list[str]:
-  """A 2-epoch LeNet-5 run on 1,024 examples: seconds, not minutes."""
-  fields = {
-      "input.data_dir": data_dir,
-      "input.train_split": "train[:1024]",
-      "evals": "{'test': {'split': 'test[:300]', 'tta': 'none'}}",
-      "num_epochs": 2,
-      "batch_size": 64,
-      "log_every_steps": 4,
-      "checkpoint.every_steps": 5,
-      "parallel.cpu_devices": None,
-      **extra,
-  }
-  return [f"{k}={v}" for k, v in fields.items()]
-
-
-def tiny_config(data_dir: str, **extra: object):
-  config = config_lib.load_config(QUICKSTART)
-  return config_lib.apply_overrides(config, tiny_overrides(data_dir, **extra))
-
-
-def final_params(workdir: pathlib.Path) -> dict:
-  config = config_lib.from_json((workdir / "config.json").read_text())
-  ckpt = checkpoint_lib.Checkpoints(workdir / "checkpoints", read_only=True)
-  setup = setup_lib.training(config,
-                             loop.Parallel.from_config(config.parallel))
-  state = ckpt.restore(ckpt.latest_step(), setup.init_state())
-  return jax.device_get(state.params)
-
-
-def without_timing(events: list[dict]) -> list[dict]:
-  return [{k: v for k, v in e.items() if k != "images_per_second"}
-          for e in events]
 
 
 def test_four_simulated_devices():
@@ -107,13 +68,6 @@ def test_same_config_twice_is_identical(reference_run, synthetic_data_dir,
       read_metrics(workdir))
   jax.tree.map(np.testing.assert_array_equal, final_params(tmp_path),
                final_params(workdir))
-
-
-def run_cli(args: list[str], **kwargs) -> subprocess.Popen:
-  env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-  return subprocess.Popen([sys.executable, "-m", "ferjax.cli", *args],
-                          cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def test_kill_9_then_resume_is_bit_identical(reference_run,
@@ -183,7 +137,7 @@ def test_run_directory_records(reference_run):
 
 def test_eval_counts_every_example_once(synthetic_data_dir):
   """37 examples over 4 devices x 8: padded and masked, never dropped."""
-  from ferjax.train.evaluator import Evaluator
+  from ferjax.train.split_evaluator import Evaluator
   config = tiny_config(synthetic_data_dir)
   setup = setup_lib.training(config,
                              loop.Parallel.from_config(config.parallel))
@@ -298,6 +252,6 @@ def test_an_eval_with_every_epochs_runs_on_its_own_schedule_and_at_the_end(
 ])
 def test_eval_schedule_is_checked(synthetic_data_dir, evals, message):
   with pytest.raises(config_lib.ConfigError, match=message):
-    config_lib.validate(tiny_config(synthetic_data_dir, evals=evals,
+    config_checks.validate(tiny_config(synthetic_data_dir, evals=evals,
                                     **{"checkpoint.best_metric":
                                        "test/accuracy"}))

@@ -8,20 +8,14 @@ import jax
 import numpy as np
 import pytest
 
-from ferjax.train import checkpoint as checkpoint_lib
+from helpers import final_params, flat, short_config, tiny_config
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import init_from
 from ferjax.train import loop
 from ferjax.train import setup as setup_lib
-from test_train import final_params, tiny_config
 
 HEAD = "Dense_1"  # LeNet-5's classifier: the only Dense num_classes wide.
 BACKBONE = f"(?!{HEAD}/).*"
-
-
-def short_config(data_dir: str, **extra: object):
-  """One epoch of 8 steps: enough for parameters to move."""
-  return tiny_config(data_dir, **{"input.train_split": "train[:512]",
-                                  "num_epochs": 1, **extra})
 
 
 def best_variables(workdir: pathlib.Path) -> dict:
@@ -31,11 +25,6 @@ def best_variables(workdir: pathlib.Path) -> dict:
     return ckpt.restore_variables(ckpt.best_step())
   finally:
     ckpt.close()
-
-
-def flat(tree) -> dict:
-  return {"/".join(str(k.key) for k in p): np.asarray(v)
-          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 @pytest.fixture(scope="module")

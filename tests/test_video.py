@@ -11,30 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
+from helpers import PHOTOS, SIZE, DarkSquares, square_frames
+from ferjax.commands import predict as predict_command
 from ferjax import compilation_cache
 from ferjax.recognition import pipeline, predict, stream, tracking, video
 from ferjax.recognition.classifier import batch_bucket
-from test_pipeline import PHOTOS, DarkSquares
 
-SIZE = (240, 320)  # (H, W) of the generated videos
 FPS = 10.0
-
-
-def square_frames(n: int = 12, second_from: int = 6) -> tuple[list, list]:
-  """Frames (BGR) with a dark 60-pixel square moving right 8 pixels a frame,
-  and from frame ``second_from`` a second, still one; and their true boxes."""
-  frames, boxes = [], []
-  for i in range(n):
-    frame = np.full((*SIZE, 3), 230, np.uint8)
-    x = 20 + 8 * i
-    frame[60:120, x:x + 60] = 0
-    truth = [(x, 60, 60, 60)]
-    if i >= second_from:
-      frame[150:190, 240:280] = 0
-      truth.append((240, 150, 40, 40))
-    frames.append(frame)
-    boxes.append(truth)
-  return frames, boxes
 
 
 def write_video(path: Path, frames, fps: float = FPS) -> Path:
@@ -503,7 +486,7 @@ def test_sigterm_keeps_the_complete_video_and_names_hidden_leftovers(
     ([], "give image or video files")])
 def test_main_rejects_bad_video_options(tmp_path, capsys, args, message):
   with pytest.raises(SystemExit) as e:
-    predict.main(["--workdir", str(tmp_path), *args])
+    predict_command.main(["--workdir", str(tmp_path), *args])
   assert e.value.code == 2
   assert message in capsys.readouterr().err
 
@@ -575,7 +558,7 @@ def test_predict_never_writes_the_annotated_video_over_its_input(
 def test_the_command_runs_a_video_with_a_trained_run(reference_run, squares,
                                                      tmp_path, capsys):
   workdir, _ = reference_run
-  code = predict.main(["--workdir", str(workdir), str(squares[0]), "--out",
+  code = predict_command.main(["--workdir", str(workdir), str(squares[0]), "--out",
                        str(tmp_path), "--max-frames", "3", "--detector",
                        "haar", "--no-compile-cache"])
   assert code == 0

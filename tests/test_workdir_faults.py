@@ -10,8 +10,7 @@ import sys
 
 
 from ferjax import cli
-from test_data_faults import needs_mounts
-from test_train import QUICKSTART, REPO, tiny_overrides
+from helpers import QUICKSTART, REPO, needs_mounts, tiny_overrides
 
 
 def _train_args(workdir, data_dir) -> list[str]:

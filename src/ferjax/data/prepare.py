@@ -6,22 +6,15 @@ The counts reported are read back from the written array_record files, so
 they check the build rather than echo the generator.
 """
 
-import argparse
-from collections.abc import Sequence
-import logging
-import os
 import pathlib
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from ferjax import fs_errors
 from ferjax.data import image_files
 from ferjax.data import loading
 from ferjax.data import registry
-
 
 
 def _class_counts(builder: Any, split: str) -> dict[str, int]:
@@ -110,43 +103,3 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"images have conflicting labels (kept); full lists in "
         f"{summary['data_dir']}/metadata.json")
   return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  """Runs ``prepare`` from arguments after ``ferjax data prepare``."""
-  parser = argparse.ArgumentParser(
-      prog="ferjax data prepare",
-      description="Build a dataset as array_record files (no TensorFlow).")
-  parser.add_argument("name", choices=sorted(registry.DATASETS),
-                      help="the dataset to build")
-  parser.add_argument("--manual-dir", type=os.path.expanduser,
-                      help="where the downloaded files are")
-  parser.add_argument("--data-dir", type=os.path.expanduser,
-                      help="TFDS data dir to build into "
-                      "(default: TFDS's, ~/tensorflow_datasets)")
-  parser.add_argument("--builder-config", metavar="NAME",
-                      help="the dataset's variant, e.g. original|clean for "
-                      "fer2013 (the experiment's input.builder_config)")
-  parser.add_argument("--config", dest="old_config", metavar="NAME",
-                      help="deprecated spelling of --builder-config")
-  args = parser.parse_args(argv)
-  if args.old_config:
-    print("ferjax data prepare: --config is deprecated here (it names the "
-          "experiment file elsewhere); use --builder-config", file=sys.stderr)
-    args.builder_config = args.builder_config or args.old_config
-  try:
-    summary = prepare(args.name, manual_dir=args.manual_dir,
-                      data_dir=args.data_dir, config=args.builder_config)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  except OSError as e:
-    print(f"error: {fs_errors.describe(e)}", file=sys.stderr)
-    return 1
-  print(format_summary(summary))
-  return 0
-
-
-if __name__ == "__main__":
-  logging.basicConfig(level=logging.INFO)
-  sys.exit(main())

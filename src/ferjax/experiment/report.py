@@ -1,14 +1,13 @@
 """``ferjax report``: one table and a few plots for a set of run directories.
 
-Reads only what runs leave behind (through ``ferjax.run_dir``), so it works
-on finished, running and copied runs alike; a run it cannot read is listed
+Reads only what runs leave behind (through ``ferjax.run.run_dir``), so it
+works on finished, running and copied runs alike; a run it cannot read is listed
 with the reason, and the rest are still reported. The table shows the
 config fields that differ between runs, so a sweep's table is its axes; runs
 that differ only in ``seed`` are also summarised as mean and sample standard
 deviation over seeds, the number a paper reports.
 """
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -16,7 +15,6 @@ import json
 import math
 import os
 import pathlib
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -26,11 +24,11 @@ from matplotlib.figure import Figure
 from ferjax import atomic
 from ferjax import config as config_lib
 from ferjax.experiment import sweep as sweep_lib
-from ferjax.run_dir import RunDir, RunDirError, read_json
-from ferjax.train.manifest import now
+from ferjax.run.run_dir import RECORD_FOLDERS, RunDir, RunDirError, read_json
+from ferjax.run.manifest import now
 from ferjax.train.metrics import HEADLINE as METRICS
 
-_SKIP_DIRS = ("checkpoints", "tensorboard", "plots", "corrupt_checkpoints")
+_SKIP_DIRS = (*RECORD_FOLDERS, "plots")
 
 
 @dataclasses.dataclass
@@ -518,41 +516,3 @@ def write_report(dirs: Sequence[str | os.PathLike],
     tables += "\n## Not reported (unreadable)\n\n" + "".join(
         f"- {u.path}: {u.reason}\n" for u in unreadable)
   return tables
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  """``ferjax report DIR... [--out DIR] [--eval NAME] [--step N]``."""
-  parser = argparse.ArgumentParser(
-      prog="ferjax report",
-      description="Tabulate and plot the runs under one or more directories "
-      "(found recursively): report.md, report.csv, plots/.")
-  parser.add_argument("dirs", nargs="+", metavar="DIR", type=os.path.expanduser,
-                      help="run or sweep directories, searched for runs")
-  parser.add_argument("--out", type=os.path.expanduser,
-                      help="where to write (default: the first DIR)")
-  parser.add_argument("--eval", dest="eval_name",
-                      help="evaluation to plot as confusion matrices and "
-                      "per-class accuracy (default: the one that selects "
-                      "each run's best checkpoint)")
-  parser.add_argument("--step", type=int,
-                      help="step of that evaluation (default: the last)")
-  parser.add_argument(
-      "--columns", type=lambda text: [c for c in text.split(",") if c],
-      metavar="EVAL/METRIC_WHICH,...",
-      help="metric columns of the tables, in this order, e.g. "
-      "public_test/accuracy_final,public_test/macro_f1_final (default: "
-      "every evaluation's final and best accuracy and macro F1)")
-  args = parser.parse_args(argv)
-  try:
-    tables = write_report(args.dirs, args.out, eval_name=args.eval_name,
-                          step=args.step, columns=args.columns)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"ferjax report: error: {e}", file=sys.stderr)
-    return 2
-  print(tables)
-  print(f"wrote {pathlib.Path(args.out or args.dirs[0]) / 'report.md'}")
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

@@ -8,13 +8,11 @@ otherwise the summary lists the differences next to the version and device
 changes between the two manifests that explain them.
 """
 
-import argparse
 import dataclasses
 import json
 import math
 import os
 import pathlib
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,8 +20,9 @@ import numpy as np
 
 from ferjax import atomic
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.experiment import sweep as sweep_lib
-from ferjax.run_dir import RunDir
+from ferjax.run.run_dir import RunDir
 
 RESULT_FILE = "reproduction.json"
 TIMING_FIELDS = ("images_per_second",)
@@ -246,7 +245,7 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
         f"({', '.join(config_lib.WHERE_FIELDS)}*)")
   config = config_lib.apply_overrides(RunDir(run_dir).read_config(),
                                       overrides)
-  config_lib.validate(config)
+  config_checks.validate(config)
   original = manifest["sessions"][-1]
   cpu_devices = config.parallel.cpu_devices
   if cpu_devices is None and original.get("backend") == "cpu":
@@ -254,6 +253,7 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
   # JAX starts here: config errors above cost milliseconds, not a compile.
   from ferjax.train import parallel
   parallel.configure_cpu_devices(cpu_devices)
+  parallel.configure_gpu_determinism(config.parallel.deterministic_gpu)
   from ferjax.train import loop
   fresh = not workdir.exists()
   try:
@@ -267,40 +267,3 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
       {**dataclasses.asdict(comparison), "identical": comparison.identical},
       indent=2) + "\n")
   return comparison
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-  """``ferjax reproduce RUN_DIR [--workdir NEW_DIR]``: 0 when identical."""
-  argv = list(sys.argv[1:] if argv is None else argv)
-  parser = argparse.ArgumentParser(
-      prog="ferjax reproduce",
-      description="Train a finished run again from its saved config into a "
-      "new directory and compare every metric event. Exit status 0 when "
-      "identical, 1 when not.",
-      epilog="--config.input.data_dir=... (or parallel.*, input.manual_dir) "
-      "points the reproduction at another machine's data.")
-  parser.add_argument("run_dir", metavar="RUN_DIR", type=os.path.expanduser,
-                      help="a finished run directory to train again")
-  parser.add_argument("--workdir", type=os.path.expanduser,
-                      help="new run directory (default: "
-                      "RUN_DIR.reproduce, or SWEEP.reproduce/TRIAL for a "
-                      "sweep's trial, numbered if taken)")
-  args, extra = parser.parse_known_args(argv)
-  run_dir = pathlib.Path(args.run_dir)
-  try:
-    overrides = config_lib.split_override_args(extra)
-    workdir = pathlib.Path(args.workdir) if args.workdir else _new_workdir(
-        run_dir)
-    print(f"reproducing {run_dir} in {workdir}", flush=True)
-    comparison = reproduce(run_dir, workdir, overrides=overrides,
-                           argv=["ferjax", "reproduce", *argv])
-  except (config_lib.ConfigError, ValueError, FileNotFoundError,
-          FileExistsError) as e:
-    print(f"ferjax reproduce: error: {e}", file=sys.stderr)
-    return 2
-  print(format_summary(comparison))
-  return 0 if comparison.identical else 1
-
-
-if __name__ == "__main__":
-  sys.exit(main())

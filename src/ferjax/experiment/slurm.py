@@ -33,8 +33,8 @@ import ml_collections
 
 from ferjax import config as config_lib
 from ferjax.experiment import sweep
-from ferjax.run_dir import RunDir
-from ferjax.train.manifest import now
+from ferjax.run.run_dir import RunDir
+from ferjax.run.manifest import now
 
 SUBMITIT_DIR = "slurm"
 # SLURM job states in which a job may still run its trial.

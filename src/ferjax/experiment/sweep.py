@@ -42,9 +42,10 @@ from typing import Any
 
 from ferjax import atomic
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax import filelock
-from ferjax.run_dir import LOCK_FD_ENV, RunDir, RunDirError, read_json
-from ferjax.train.manifest import now
+from ferjax.run.run_dir import LOCK_FD_ENV, RunDir, RunDirError, read_json
+from ferjax.run.manifest import now
 
 Overrides = dict[str, Any]
 
@@ -254,7 +255,7 @@ def plan(spec: str, common: Sequence[str],
           f"{spec}'s get_sweep(); drop one of them")
     try:
       config = trial_config(spec, common, trial)
-      config_lib.validate(config)
+      config_checks.validate(config)
     except config_lib.ConfigError as e:
       raise config_lib.ConfigError(f"trial {trial.name}: {e}") from None
     _check_existing(trial, config)

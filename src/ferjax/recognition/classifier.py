@@ -67,7 +67,7 @@ class Ensemble:
 
   Each member aligns the faces at its own ``crop_shape`` and preprocesses
   them its own way (input size, channels, normalisation), as
-  ``train.evaluate.evaluate_ensemble`` does for a split; ``names`` (the
+  ``train.run_evaluation.evaluate_ensemble`` does for a split; ``names`` (the
   members' run directories) label each member's scores.
   """
 
@@ -128,7 +128,7 @@ def load_ensemble(workdirs: Sequence[str],
   Label sets are compared, from the runs' manifests, before any checkpoint
   is read: members that classify different labels fail at once.
   """
-  from ferjax.run_dir import RunDir
+  from ferjax.run.run_dir import RunDir
   workdirs = [str(w) for w in workdirs]
   check_same_labels(workdirs, [RunDir(w).dataset()["class_names"]
                                for w in workdirs])
@@ -164,7 +164,7 @@ def load_classifier(workdir: str, checkpoint: str = "best") -> Classifier:
   Reads the run directory and the checkpoint only: no dataset, no optimizer.
   """
   from ferjax.models import create_model
-  from ferjax.run_dir import RunDir
+  from ferjax.run.run_dir import RunDir
 
   run = RunDir(workdir)
   config = run.read_config()

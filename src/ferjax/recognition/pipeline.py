@@ -27,14 +27,7 @@ import numpy as np
 
 from ferjax.recognition.align import Face
 from ferjax.recognition.classifier import FaceClassifier, FaceScores
-from ferjax.recognition.haar import HaarDetector
-from ferjax.recognition.mtcnn import MTCNN
-
-DETECTORS: tuple[str, ...] = ("auto", "haar", "mtcnn")
-
-# Longer sides of the downscaled copies each detector runs on.
-DETECTION_SIDES: Mapping[str, tuple[int, ...]] = {
-    "auto": (640, 1024), "haar": (1024,), "mtcnn": (1024,)}
+from ferjax.recognition.detectors import DETECTORS
 
 # Two detections overlapping more than this are one face.
 MERGE_IOU = 0.3
@@ -155,19 +148,19 @@ def shift_face(face: Face, dx: float, dy: float) -> Face:
 
 
 @functools.cache
-def _base_detector(kind: str) -> Detector:
-  # One MTCNN per process, shared by 'auto' and 'mtcnn': it loads weights
-  # and compiles its nets.
-  return HaarDetector() if kind == "haar" else MTCNN()
+def _base_detector(build: Any) -> Detector:
+  # One of each kind per process, MTCNN shared by 'auto' and 'mtcnn': it
+  # loads weights and compiles its nets.
+  return build()
 
 
 def get_detector(name: str) -> MultiResolution:
-  """The named detector from ``DETECTORS``."""
+  """The named detector from ``detectors.DETECTORS``."""
   if name not in DETECTORS:
     raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, "
                      f"got {name!r}")
-  return MultiResolution(_base_detector("haar" if name == "haar" else "mtcnn"),
-                         DETECTION_SIDES[name])
+  return MultiResolution(_base_detector(DETECTORS[name].build),
+                         DETECTORS[name].sides)
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -254,7 +247,7 @@ def recognize(image: np.ndarray, classifier: FaceClassifier,
   """Faces in ``image`` (RGB, see ``as_rgb``) with their expressions.
 
   ``classifier`` is a ``Classifier`` or an ``Ensemble``; ``detector`` is a
-  name from ``DETECTORS`` or any ``Detector``; ``margin`` is the fraction of
+  name from ``detectors.DETECTORS`` or any ``Detector``; ``margin`` is the fraction of
   the face added on every side of its crop. An image without faces gives an
   empty list.
   """

@@ -80,7 +80,7 @@ def _follow(detector: Detector, image: np.ndarray,
 class FaceStream:
   """Recognises expressions frame after frame, keeping track of faces.
 
-  ``detector`` is a name from ``pipeline.DETECTORS`` or any ``Detector``
+  ``detector`` is a name from ``detectors.DETECTORS`` or any ``Detector``
   (one with a ``follow(image, faces)`` method is used between detections);
   ``detect_every`` >= 1 is how often the full detector runs; ``smooth`` is
   the score smoothing window in frames (0 turns it off); ``margin`` is the

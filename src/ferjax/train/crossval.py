@@ -9,7 +9,6 @@ directory too, by the trainer), so a second crossval there is refused.
 
 import contextlib
 import json
-import pathlib
 from typing import Any
 
 import jax
@@ -17,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from ferjax import atomic
-from ferjax.run_dir import RunDir
+from ferjax.run.run_dir import RunDir
 from ferjax.train import loop
 from ferjax.train import metrics
 
@@ -37,22 +36,23 @@ def aggregate(per_fold: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
 
 def run_folds(config: ml_collections.ConfigDict, workdir: str,
               *, argv: list[str] | None = None) -> dict[str, Any]:
-  """Trains every fold of ``config`` and writes ``crossval.json``."""
+  """Trains every fold of ``config`` and writes the run's crossval summary."""
   if config.input.get("protocol") != "kfold":
     raise ValueError("config.input.protocol: cross-validation needs 'kfold', "
                      f"got {config.input.get('protocol')!r}")
   is_chief = jax.process_index() == 0
-  with (RunDir(workdir).lock(argv) if is_chief
+  run = RunDir(workdir)
+  with (run.lock(argv) if is_chief
         else contextlib.nullcontext()):
     per_fold = []
     for fold in range(config.input.folds):
       fold_config = ml_collections.ConfigDict(config.to_dict())
       fold_config.input.fold = fold
       results = loop.train_and_evaluate(
-          fold_config, str(pathlib.Path(workdir) / f"fold_{fold}"), argv=argv)
+          fold_config, str(run.fold(fold).path), argv=argv)
       per_fold.append(results)
     summary = {"folds": config.input.folds, "metrics": aggregate(per_fold)}
     if is_chief:
-      atomic.write_text(pathlib.Path(workdir) / "crossval.json",
+      atomic.write_text(run.crossval_path,
                         json.dumps(summary, indent=2) + "\n")
   return summary

@@ -1,7 +1,7 @@
 """Several processes, one global mesh: ``jax.distributed`` set up from flags.
 
 ferjax has no launcher of its own. Each process runs the same ``ferjax
-train`` command; this module joins them into one JAX cluster before any
+train`` command (its launch flags: ``commands.train``); this module joins them into one JAX cluster before any
 backend starts, from explicit flags, from the environment, or (``--distributed``
 alone) from JAX's own cluster detection on SLURM, Open MPI and Cloud TPU.
 A dead process makes the coordination service abort the others once its
@@ -9,7 +9,7 @@ heartbeats stop for ``heartbeat_timeout`` seconds, so a crash never hangs a
 job; relaunching the same command resumes from the last checkpoint.
 """
 
-import argparse
+import dataclasses
 import os
 
 import jax
@@ -21,31 +21,16 @@ ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-  """The launch flags of every multi-process command."""
-  group = parser.add_argument_group(
-      "several processes (jax.distributed)",
-      "Give all three, set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
-      "JAX_PROCESS_ID, or pass --distributed alone on SLURM or Cloud TPU. "
-      "Without any of them ferjax runs as a single process.")
-  group.add_argument("--distributed", action="store_true",
-                     help="join a jax.distributed cluster; unset values come "
-                     "from the environment or JAX's cluster detection")
-  group.add_argument("--coordinator", metavar="HOST:PORT",
-                     help="address of process 0's coordination service")
-  group.add_argument("--num-processes", type=int, metavar="N",
-                     help="how many processes the job has")
-  group.add_argument("--process-id", type=int, metavar="I",
-                     help="this process's index, 0 to N-1 (0 writes the "
-                     "run directory)")
-  group.add_argument("--heartbeat-timeout", type=int, default=60,
-                     metavar="SECONDS",
-                     help="abort when another process is silent this long "
-                     "(default %(default)s)")
-  group.add_argument("--init-timeout", type=int, default=300,
-                     metavar="SECONDS",
-                     help="give up when the processes have not all joined "
-                     "after this long (default %(default)s)")
+@dataclasses.dataclass(frozen=True)
+class Launch:
+  """What the launch flags say (``ferjax train --help``); None: unset."""
+
+  distributed: bool = False
+  coordinator: str | None = None
+  num_processes: int | None = None
+  process_id: int | None = None
+  heartbeat_timeout: int = 60
+  init_timeout: int = 300
 
 
 def _env_int(name: str) -> int | None:
@@ -59,7 +44,7 @@ def _env_int(name: str) -> int | None:
                      f"got {value!r}") from None
 
 
-def initialize(args: argparse.Namespace) -> bool:
+def initialize(args: Launch) -> bool:
   """Joins the cluster the flags describe; returns False for one process.
 
   Must run before JAX initialises its backends (before ``jax.devices()``).

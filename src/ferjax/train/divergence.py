@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ferjax.train.checkpoint import Checkpoints
+from ferjax.run.checkpoint import Checkpoints
 from ferjax.train.state import TrainState
 
 _ADVICE = ("lower config.optimizer.learning_rate or set "

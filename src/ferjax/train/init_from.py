@@ -21,8 +21,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from ferjax.run_dir import RunDir
-from ferjax.train import checkpoint as checkpoint_lib
+from ferjax.run.run_dir import RunDir
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import state as state_lib
 

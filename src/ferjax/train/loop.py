@@ -16,9 +16,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from ferjax import config as config_lib
-from ferjax.run_dir import RunDir
-from ferjax.train import checkpoint as checkpoint_lib
+from ferjax import config_checks
+from ferjax.run.run_dir import RunDir
+from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import divergence
 from ferjax.train import init_from as init_from_lib
 from ferjax.train import optimizer as optimizer_lib
@@ -73,7 +73,7 @@ def _restore_newest_intact(run: RunDir, ckpt: checkpoint_lib.Checkpoints,
     try:
       return step, ckpt.restore(step, template)
     except checkpoint_lib.CorruptCheckpoint as e:
-      moved = ckpt.set_aside(step, run.path / "corrupt_checkpoints")
+      moved = ckpt.set_aside(step, run.corrupt_checkpoints_path)
       log.warning("%s; moved to %s, resuming from an earlier checkpoint",
                   e, moved)
   return 0, template
@@ -93,7 +93,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns the final evaluation results by eval name. The chief process
   holds the run directory's lock throughout: a second writer is refused.
   """
-  config_lib.validate(config)
+  config_checks.validate(config)
   run = RunDir(workdir)
   argv = argv if argv is not None else sys.argv
   is_chief = jax.process_index() == 0

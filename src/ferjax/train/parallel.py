@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-AXIS = "batch"
+from ferjax.axis import AXIS
 
 
 def configure_cpu_devices(count: int | None) -> int | None:
@@ -44,6 +44,21 @@ def configure_cpu_devices(count: int | None) -> int | None:
         f"config.parallel.cpu_devices={count} must be set before JAX "
         f"initialises its backends ({e})") from None
   return count
+
+
+DETERMINISTIC_GPU_FLAG = "--xla_gpu_deterministic_ops=true"
+
+
+def configure_gpu_determinism(deterministic: bool) -> None:
+  """Asks XLA for deterministic GPU kernels; call before JAX starts.
+
+  XLA reads its flags once, when the backend starts, so the flag goes into
+  ``XLA_FLAGS`` (where the manifest records it). A flag already there is
+  the caller's own choice and is kept either way.
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if deterministic and "--xla_gpu_deterministic_ops" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_GPU_FLAG}".strip()
 
 
 class Parallel:

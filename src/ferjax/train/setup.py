@@ -21,11 +21,11 @@ from ferjax.data import loading
 from ferjax.data import preprocess
 from ferjax.models import create_model
 from ferjax.train import input_pipeline
-from ferjax.train import losses
+from ferjax import losses
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import state as state_lib
 from ferjax.train import steps
-from ferjax.train.evaluator import Evaluator
+from ferjax.train.split_evaluator import Evaluator
 from ferjax.train.parallel import AXIS, Parallel
 
 

@@ -18,7 +18,7 @@ import optax
 from jax import lax
 
 from ferjax.data import preprocess
-from ferjax.train import losses
+from ferjax import losses
 from ferjax.train import optimizer
 from ferjax.train.parallel import AXIS
 from ferjax.train.state import TrainState

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from torch_vgg import VGG
+from twins.torch_vgg import VGG
 
 
 def _lrn(k: float) -> nn.LocalResponseNorm:

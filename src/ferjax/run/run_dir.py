@@ -26,15 +26,23 @@ import ml_collections
 
 from ferjax import atomic
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax import filelock
-from ferjax.train import checkpoint as checkpoint_lib
-from ferjax.train import manifest as manifest_lib
-from ferjax.train.metric_writer import MetricWriter
+from ferjax.run import checkpoint as checkpoint_lib
+from ferjax.run import manifest as manifest_lib
+from ferjax.run.metric_writer import MetricWriter
 
 _CONFIG = "config.json"
 _MANIFEST = "manifest.json"
 _METRICS = "metrics.jsonl"
 _LOCK = ".lock"
+_CROSSVAL = "crossval.json"
+_CHECKPOINTS = "checkpoints"
+_TENSORBOARD = "tensorboard"
+_CORRUPT_CHECKPOINTS = "corrupt_checkpoints"
+
+# The folders a run writes that hold no runs, for walks over a tree of runs.
+RECORD_FOLDERS = (_CHECKPOINTS, _TENSORBOARD, _CORRUPT_CHECKPOINTS)
 # A process that inherits a run's lock (a sweep's trial) finds its fd here.
 LOCK_FD_ENV = "FERJAX_RUN_LOCK_FD"
 # Fields the trainer fills in when the config leaves them None.
@@ -82,11 +90,25 @@ class RunDir:
 
   @property
   def checkpoints_path(self) -> pathlib.Path:
-    return self.path / "checkpoints"
+    return self.path / _CHECKPOINTS
 
   @property
   def tensorboard_path(self) -> pathlib.Path:
-    return self.path / "tensorboard"
+    return self.path / _TENSORBOARD
+
+  @property
+  def corrupt_checkpoints_path(self) -> pathlib.Path:
+    """Where checkpoints that fail their checksums are set aside."""
+    return self.path / _CORRUPT_CHECKPOINTS
+
+  @property
+  def crossval_path(self) -> pathlib.Path:
+    """The mean and std over the folds of a cross-validation."""
+    return self.path / _CROSSVAL
+
+  def fold(self, index: int) -> "RunDir":
+    """The run directory of one fold of a cross-validation."""
+    return RunDir(self.path / f"fold_{index}")
 
   def contains(self, path: str | os.PathLike) -> bool:
     """Whether ``path`` is this directory or lies inside it (links
@@ -100,7 +122,7 @@ class RunDir:
   def is_run(self) -> bool:
     """Whether the directory holds any record a run writes."""
     return any((self.path / name).exists()
-               for name in (_CONFIG, _MANIFEST, _METRICS, "checkpoints"))
+               for name in (_CONFIG, _MANIFEST, _METRICS, _CHECKPOINTS))
 
   def _require(self, name: str) -> pathlib.Path:
     path = self.path / name
@@ -129,7 +151,7 @@ class RunDir:
     config = config_lib.from_dict(upgraded)
     # A hand-edited file fails here in one line, not deep in a command.
     try:
-      config_lib.validate(config)
+      config_checks.validate(config)
     except config_lib.ConfigError as e:
       raise RunDirError(f"{self.path / _CONFIG}: {e}") from None
     except (TypeError, AttributeError, KeyError) as e:
@@ -424,7 +446,7 @@ def write_imported(out: str | os.PathLike, config: ml_collections.ConfigDict,
                    argv: list[str]) -> pathlib.Path:
   """Writes imported weights as a run directory, complete or not at all.
 
-  For converters of other frameworks' weights (``models/torchvision_*``):
+  For converters of other frameworks' weights (``convert/torchvision_*``):
   ``variables`` (``params`` and ``batch_stats``) become checkpoint step 0,
   ``config`` says how to build and feed the model, and the manifest records
   ``source`` (format, model) with the file's path, size and SHA-256 as

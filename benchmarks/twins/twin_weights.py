@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ferjax.models.googlenet import INCEPTION_FILTERS
-import torch_models
+from twins import torch_models
 
 # (torch module, ferjax module path, kind); kind 'conv:nobias' is a convolution
 # without bias (BatchNorm follows), 'flatten:C' a dense layer

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ferjax.train.parallel import AXIS
+from ferjax.axis import AXIS
 
 LossFn = Callable[[jnp.ndarray, jnp.ndarray, "LossSpec"], jnp.ndarray]
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ferjax.models import create_model
-from ferjax.models import torch_state
+from ferjax.convert import torch_state
 
 NAME = "alexnet_tv"
 _CONVS = (0, 3, 6, 8, 10)

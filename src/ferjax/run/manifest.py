@@ -1,6 +1,6 @@
 """What a run's manifest records: a session per process that trained it.
 
-The run directory (``ferjax.run_dir``) writes the manifest at start and
+The run directory (``ferjax.run.run_dir``) writes the manifest at start and
 completes it at the end; each resumption of the run appends a session, so
 the record shows every machine and version the run touched -- what a
 reproducibility study needs to rebuild a number.
@@ -8,6 +8,7 @@ reproducibility study needs to rebuild a number.
 
 import datetime
 import importlib.metadata
+import os
 import pathlib
 import platform
 import subprocess
@@ -68,4 +69,6 @@ def session_record(argv: list[str], start_step: int) -> dict[str, Any]:
       "device_count": jax.device_count(),
       "local_device_count": jax.local_device_count(),
       "process_count": jax.process_count(),
+      # Device counts and kernel choices set outside the config.
+      "xla_flags": os.environ.get("XLA_FLAGS"),
   }

@@ -14,14 +14,15 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from ferjax.evaluations import EVALUATIONS
 from ferjax.labels import check_same_labels
-from ferjax.run_dir import RunDir
+from ferjax.run.run_dir import RunDir
 from ferjax.train import metrics as metrics_lib
 from ferjax.train import setup
-from ferjax.train.evaluator import Evaluator
+from ferjax.train.split_evaluator import Evaluator
 from ferjax.train.parallel import Parallel
 
-TTA = ("none", "ten_crop")
+TTA = tuple(EVALUATIONS)
 
 
 def _eval_configs(config: ml_collections.ConfigDict, split: str | None,

@@ -9,15 +9,11 @@ import ml_collections
 import numpy as np
 
 from ferjax.data import loading
-from ferjax.train import losses
+from ferjax.evaluations import EVALUATIONS
+from ferjax import losses
 from ferjax.train import metrics as metrics_lib
 from ferjax.train import steps
 from ferjax.train.parallel import Parallel
-
-
-def ten_crop_fn(crop_size: tuple[int, int]) -> steps.TenCropFn:
-  from ferjax.data import augment
-  return functools.partial(augment.ten_crop, crop_size=tuple(crop_size))
 
 
 class Evaluator:
@@ -44,9 +40,7 @@ class Evaluator:
         num_examples=n, num_batches=num_batches, per_device_batch=per_device,
         num_devices=parallel.num_devices, num_classes=len(class_names),
         inputs=inputs, loss=loss)
-    tta = eval_config.get("tta", "none")
-    ten_crop = (ten_crop_fn(eval_config.crop_size) if tta == "ten_crop"
-                else None)
+    ten_crop = EVALUATIONS[eval_config.get("tta", "none")].views(eval_config)
     self._fn = parallel.map(functools.partial(
         steps.eval_split, model=model, spec=spec, ten_crop=ten_crop))
     self._probabilities = functools.partial(

@@ -1,6 +1,6 @@
 """Writes metrics where researchers read them: JSON lines and TensorBoard.
 
-The run's metrics file (``ferjax.run_dir``) holds one JSON object per event,
+The run's metrics file (``ferjax.run.run_dir``) holds one JSON object per event,
 e.g. ``{"step": 400, "split": "test", "accuracy": 0.93, ...}``. Scalars also
 go to TensorBoard under ``<split>/<name>``; structured values (confusion
 matrix, per-class accuracy) stay in the JSON lines. A value that is not a finite

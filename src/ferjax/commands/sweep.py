@@ -1,8 +1,4 @@
-"""``ferjax sweep``: the command over ``sweep`` (local) and ``slurm`` launchers.
-
-Its own module so that the launchers, which build on ``sweep``, never make
-``sweep`` import them back.
-"""
+"""``ferjax sweep``: the command over the ``sweep`` and ``slurm`` launchers."""
 
 import argparse
 import os
@@ -14,7 +10,7 @@ from collections.abc import Sequence
 from ferjax import config as config_lib
 from ferjax.experiment import slurm
 from ferjax.experiment import sweep
-from ferjax.run_dir import RunDir
+from ferjax.run.run_dir import RunDir
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ferjax.models import create_model
-from ferjax.models import torch_state
+from ferjax.convert import torch_state
 
 NAME = "googlenet_tv"
 # torchvision's ``transform_input`` for its ImageNet weights, as a

@@ -1,0 +1,32 @@
+"""``ferjax convert torchvision PTH OUT``: torchvision weights as a run."""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ferjax.convert.torchvision import convert
+
+
+def main(argv: Sequence[str]) -> int:
+  """Runs `ferjax convert torchvision PTH OUT`; 2 on unusable input."""
+  parser = argparse.ArgumentParser(
+      prog="ferjax convert torchvision",
+      description="Turn a torchvision VGG-11/13/16/19(_bn), AlexNet or "
+      "GoogLeNet state dict (.pth) into a ferjax run directory for "
+      "config.init_from.workdir (AlexNet and GoogLeNet as alexnet_tv and "
+      "googlenet_tv).")
+  parser.add_argument("pth", type=os.path.expanduser,
+                      help="torchvision state dict, e.g. "
+                      "vgg16_bn-b566c6a1.pth")
+  parser.add_argument("out", type=os.path.expanduser,
+                      help="new run directory to create")
+  args = parser.parse_args(argv)
+  try:
+    out = convert(args.pth, args.out,
+                  argv=["ferjax", "convert", "torchvision", *argv])
+  except (ImportError, FileNotFoundError, FileExistsError, ValueError) as e:
+    print(f"ferjax convert torchvision: error: {e}", file=sys.stderr)
+    return 2
+  print(f"wrote {out}")
+  return 0

@@ -1,0 +1,45 @@
+"""``ferjax data prepare NAME``: build a dataset once."""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ferjax import fs_errors
+from ferjax.data import registry
+from ferjax.data.prepare import format_summary, prepare
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs ``prepare`` from arguments after ``ferjax data prepare``."""
+  parser = argparse.ArgumentParser(
+      prog="ferjax data prepare",
+      description="Build a dataset as array_record files (no TensorFlow).")
+  parser.add_argument("name", choices=sorted(registry.DATASETS),
+                      help="the dataset to build")
+  parser.add_argument("--manual-dir", type=os.path.expanduser,
+                      help="where the downloaded files are")
+  parser.add_argument("--data-dir", type=os.path.expanduser,
+                      help="TFDS data dir to build into "
+                      "(default: TFDS's, ~/tensorflow_datasets)")
+  parser.add_argument("--builder-config", metavar="NAME",
+                      help="the dataset's variant, e.g. original|clean for "
+                      "fer2013 (the experiment's input.builder_config)")
+  parser.add_argument("--config", dest="old_config", metavar="NAME",
+                      help="deprecated spelling of --builder-config")
+  args = parser.parse_args(argv)
+  if args.old_config:
+    print("ferjax data prepare: --config is deprecated here (it names the "
+          "experiment file elsewhere); use --builder-config", file=sys.stderr)
+    args.builder_config = args.builder_config or args.old_config
+  try:
+    summary = prepare(args.name, manual_dir=args.manual_dir,
+                      data_dir=args.data_dir, config=args.builder_config)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  except OSError as e:
+    print(f"error: {fs_errors.describe(e)}", file=sys.stderr)
+    return 1
+  print(format_summary(summary))
+  return 0

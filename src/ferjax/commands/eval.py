@@ -1,0 +1,93 @@
+"""``ferjax eval``: metrics of a run's checkpoint, or of an ensemble of runs."""
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from ferjax import commands
+from ferjax import config as config_lib
+from ferjax import finite_json
+from ferjax.evaluations import EVALUATIONS
+
+
+def _crop_size(text: str) -> tuple[int, int]:
+  try:
+    height, width = (int(v) for v in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"expected H,W in pixels, e.g. 40,40; got {text!r}") from None
+  return height, width
+
+
+def build_parser() -> argparse.ArgumentParser:
+  ev = argparse.ArgumentParser(
+      prog="ferjax eval",
+      description="Metrics of a run's checkpoint on its evals or on --split; "
+      "with several --workdir, each member's and their ensemble's (the mean "
+      "of their softmax, each member with its own preprocessing).")
+  ev.add_argument("--workdir", required=True, action="append",
+                  type=os.path.expanduser,
+                  help="run directory written by 'ferjax train'; repeat it "
+                  "to evaluate an ensemble (needs --split)")
+  ev.add_argument("--split", default=None,
+                  help="dataset split, TFDS slicing allowed (default: the "
+                  "run's own evals)")
+  ev.add_argument("--checkpoint", action="append",
+                  help="best (default), latest or a step number; for an "
+                  "ensemble once for all members or once per --workdir, "
+                  "in the same order")
+  ev.add_argument("--tta", choices=tuple(EVALUATIONS),
+                  help="test-time augmentation for every eval (default: "
+                  "each eval's own)")
+  ev.add_argument("--crop-size", type=_crop_size, metavar="H,W",
+                  help="ten-crop size in pixels of the stored image "
+                  "(default: the eval's own, else 90%% of the image)")
+  ev.add_argument("--data-dir", metavar="DIR", type=os.path.expanduser,
+                  help="TFDS data dir of the dataset on this machine "
+                  "(default: the run's)")
+  ev.add_argument("--manual-dir", metavar="DIR", type=os.path.expanduser,
+                  help="where its manual download lies, to build it here")
+  ev.add_argument("--per-class", action="store_true",
+                  help="also print per-class accuracy")
+  ev.add_argument("--json", action="store_true",
+                  help="print the full result (confusion matrices included) "
+                  "as JSON instead of tables")
+  return ev
+
+
+def _eval(args: argparse.Namespace, extra: list[str]) -> int:
+  if extra:
+    raise config_lib.ConfigError(f"unrecognised arguments: {' '.join(extra)}")
+  if len(args.workdir) > 1 and args.split is None:
+    raise config_lib.ConfigError(
+        "an ensemble (several --workdir) is evaluated on one --split")
+  checkpoints = args.checkpoint or ["best"]
+  if len(checkpoints) not in (1, len(args.workdir)):
+    raise config_lib.ConfigError(
+        f"--checkpoint: expected one for every run or one per --workdir "
+        f"({len(args.workdir)}), got {len(checkpoints)}")
+  from ferjax.run.run_dir import RunDir
+  config = RunDir(args.workdir[0]).read_config()
+  from ferjax.train import parallel
+  parallel.configure_cpu_devices(config.parallel.cpu_devices)
+  parallel.configure_gpu_determinism(
+      config.parallel.get("deterministic_gpu", False))
+  from ferjax.train import run_evaluation
+  options = dict(split=args.split, tta=args.tta, crop_size=args.crop_size,
+                 data_dir=args.data_dir, manual_dir=args.manual_dir)
+  if len(args.workdir) > 1:
+    result = run_evaluation.evaluate_ensemble(
+        args.workdir, checkpoint=checkpoints, **options)
+  else:
+    result = run_evaluation.evaluate_run(
+        args.workdir[0], checkpoint=checkpoints[0], **options)
+  if args.json:
+    print(finite_json.dumps(result))
+  else:
+    print(run_evaluation.format_results(result, per_class=args.per_class))
+  return 0
+
+
+def main(argv: Sequence[str]) -> int:
+  args, extra = build_parser().parse_known_args(argv)
+  return commands.reporting_errors("eval", lambda: _eval(args, extra))

@@ -1,0 +1,43 @@
+"""``ferjax report DIR...``: tables and plots over runs and sweeps."""
+
+import argparse
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+
+from ferjax.experiment.report import write_report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """``ferjax report DIR... [--out DIR] [--eval NAME] [--step N]``."""
+  parser = argparse.ArgumentParser(
+      prog="ferjax report",
+      description="Tabulate and plot the runs under one or more directories "
+      "(found recursively): report.md, report.csv, plots/.")
+  parser.add_argument("dirs", nargs="+", metavar="DIR", type=os.path.expanduser,
+                      help="run or sweep directories, searched for runs")
+  parser.add_argument("--out", type=os.path.expanduser,
+                      help="where to write (default: the first DIR)")
+  parser.add_argument("--eval", dest="eval_name",
+                      help="evaluation to plot as confusion matrices and "
+                      "per-class accuracy (default: the one that selects "
+                      "each run's best checkpoint)")
+  parser.add_argument("--step", type=int,
+                      help="step of that evaluation (default: the last)")
+  parser.add_argument(
+      "--columns", type=lambda text: [c for c in text.split(",") if c],
+      metavar="EVAL/METRIC_WHICH,...",
+      help="metric columns of the tables, in this order, e.g. "
+      "public_test/accuracy_final,public_test/macro_f1_final (default: "
+      "every evaluation's final and best accuracy and macro F1)")
+  args = parser.parse_args(argv)
+  try:
+    tables = write_report(args.dirs, args.out, eval_name=args.eval_name,
+                          step=args.step, columns=args.columns)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"ferjax report: error: {e}", file=sys.stderr)
+    return 2
+  print(tables)
+  print(f"wrote {pathlib.Path(args.out or args.dirs[0]) / 'report.md'}")
+  return 0

@@ -1,0 +1,380 @@
+"""The checks of a config: every field the trainer reads, one per section.
+
+A failed check raises ``ConfigError`` naming the field, what was expected and
+what was found, before any work. The lists of names it checks against come
+from their registries (datasets, models, losses, LBP methods).
+"""
+
+import math
+import re
+from typing import Any
+
+import ml_collections
+
+from ferjax.config import FUSION_FEATURES, FUSION_MODES, LEGACY_VALUES
+from ferjax.config import ConfigError
+from ferjax.data import registry as data_registry
+from ferjax.evaluations import EVALUATIONS
+from ferjax.features.lbp import LBP_METHODS
+from ferjax.features.lbp import num_codes
+from ferjax.losses import LOSSES
+from ferjax.models import HANDCRAFTED_MODELS
+from ferjax.models import MODEL_NAMES
+
+BACKENDS = ("shard_map", "pmap")
+SCHEDULES = ("constant", "piecewise", "cosine", "plateau")
+TTA_MODES = tuple(EVALUATIONS)
+# One-hot histograms of more bins than this cost more than the CNN.
+MAX_LBP_BINS = 256
+
+
+def _require(ok: bool, field: str, expected: str, value: Any) -> None:
+  if not ok:
+    raise ConfigError(f"config.{field}: expected {expected}, got {value!r}")
+
+
+# Evaluation pads every split to a multiple of the batch in memory: a typo
+# such as 10**12 would ask for terabytes. FER2013's train split is 28,709.
+MAX_BATCH_SIZE = 1 << 16
+
+_REQUIRED = ("seed", "num_epochs", "batch_size", "input", "model", "loss",
+             "optimizer", "evals", "checkpoint", "parallel", "log_every_steps",
+             "eval_every_epochs")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every field the trainer reads; raises ConfigError naming it."""
+  for check in _SECTIONS:
+    check(config)
+
+
+def _check_top(config: ml_collections.ConfigDict) -> None:
+  """The fields every run needs, and the counts."""
+  for field in _REQUIRED:
+    _require(field in config, field, "a value (field missing)", None)
+  _require(isinstance(config.seed, int), "seed", "an integer", config.seed)
+  for field in ("num_epochs", "batch_size", "log_every_steps",
+                "eval_every_epochs"):
+    value = config[field]
+    _require(isinstance(value, int) and not isinstance(value, bool)
+             and value > 0, field, "a positive integer", value)
+  _require(config.batch_size <= MAX_BATCH_SIZE, "batch_size",
+           f"at most {MAX_BATCH_SIZE}", config.batch_size)
+
+
+def _check_input(config: ml_collections.ConfigDict) -> None:
+  """``input``: the dataset, image size, protocol and normalisation."""
+  inp = config.input
+  _require(inp.dataset in data_registry.DATASETS, "input.dataset",
+           f"one of {', '.join(data_registry.DATASETS)}", inp.dataset)
+  _require(_is_size(inp.image_size), "input.image_size",
+           "(height, width) of positive integers", inp.image_size)
+  _require(inp.channels in (1, 3), "input.channels", "1 or 3", inp.channels)
+  _require(inp.get("pipeline", LEGACY_VALUES["input.pipeline"]) in (
+      "memory", "stream", "auto"),
+           "input.pipeline", "'memory', 'stream' or 'auto'",
+           inp.get("pipeline"))
+  protocol = inp.get("protocol", "official")
+  _require(protocol in data_registry.PROTOCOLS, "input.protocol",
+           f"one of {', '.join(data_registry.PROTOCOLS)}", protocol)
+  if protocol != "official":
+    _require(isinstance(inp.get("split_seed"), int), "input.split_seed",
+             "an integer seed for the protocol's split", inp.get("split_seed"))
+  if protocol == "kfold":
+    _require(isinstance(inp.get("folds"), int) and inp.folds >= 2,
+             "input.folds", "an integer >= 2", inp.get("folds"))
+    _require(isinstance(inp.get("fold"), int) and
+             0 <= inp.fold < inp.get("folds", 0), "input.fold",
+             "an integer in [0, input.folds)", inp.get("fold"))
+  for field in ("mean", "std"):
+    value = inp.get(field)
+    _require(value is None or (_is_numbers(value) and len(value) in (1, 3)),
+             f"input.{field}", "None (computed from the train split) or 1 "
+             "or 3 numbers", value)
+  if inp.get("std") is not None:
+    _require(all(s > 0 for s in inp.std), "input.std", "positive numbers",
+             inp.std)
+
+
+def _check_model(config: ml_collections.ConfigDict) -> None:
+  """``model``: a registered name, its dtype and fusion."""
+  _require(config.model.name in MODEL_NAMES, "model.name",
+           f"one of {', '.join(MODEL_NAMES)}", config.model.name)
+  _require(config.model.dtype in ("float32", "bfloat16"), "model.dtype",
+           "'float32' or 'bfloat16'", config.model.dtype)
+  _check_fusion(config)
+
+
+def _check_loss(config: ml_collections.ConfigDict) -> None:
+  """``loss``: a registered loss and its hyperparameters."""
+  loss = config.loss
+  _require(0.0 <= loss.label_smoothing < 1.0, "loss.label_smoothing",
+           "a number in [0, 1)", loss.label_smoothing)
+  _require(loss.class_weights in (None, "balanced") or _is_numbers(
+      loss.class_weights), "loss.class_weights",
+           "None, 'balanced' or one positive weight per class",
+           loss.class_weights)
+  _require(loss.aux_weight >= 0, "loss.aux_weight", "a number >= 0",
+           loss.aux_weight)
+  name = loss.get("name", LEGACY_VALUES["loss.name"])
+  _require(name in LOSSES, "loss.name", f"one of {', '.join(LOSSES)}", name)
+  gamma = loss.get("focal_gamma", LEGACY_VALUES["loss.focal_gamma"])
+  _require(_is_numbers([gamma]) and gamma >= 0, "loss.focal_gamma",
+           "a number >= 0", gamma)
+  fraction = loss.get("ohem_fraction", LEGACY_VALUES["loss.ohem_fraction"])
+  _require(_is_numbers([fraction]) and 0 < fraction <= 1,
+           "loss.ohem_fraction", "a number in (0, 1] (1: every example)",
+           fraction)
+
+
+def _check_optimizer(config: ml_collections.ConfigDict) -> None:
+  """``optimizer``: rates, schedule, freezing and multipliers."""
+  opt = config.optimizer
+  _require(math.isfinite(opt.learning_rate) and opt.learning_rate > 0,
+           "optimizer.learning_rate", "a finite number > 0",
+           opt.learning_rate)
+  _require(0.0 <= opt.momentum < 1.0, "optimizer.momentum",
+           "a number in [0, 1)", opt.momentum)
+  _require(opt.weight_decay >= 0, "optimizer.weight_decay", "a number >= 0",
+           opt.weight_decay)
+  _require(opt.grad_clip_norm is None or opt.grad_clip_norm > 0,
+           "optimizer.grad_clip_norm", "None or a number > 0",
+           opt.grad_clip_norm)
+  _require(not opt.nesterov or opt.momentum > 0, "optimizer.nesterov",
+           "False when momentum is 0", opt.nesterov)
+  _require(opt.schedule in SCHEDULES, "optimizer.schedule",
+           f"one of {', '.join(SCHEDULES)}", opt.schedule)
+  _require(opt.warmup_epochs >= 0, "optimizer.warmup_epochs", "a number >= 0",
+           opt.warmup_epochs)
+  if opt.schedule == "piecewise":
+    _require(_is_numbers(opt.boundaries_epochs) and
+             list(opt.boundaries_epochs) == sorted(opt.boundaries_epochs),
+             "optimizer.boundaries_epochs", "increasing epoch numbers",
+             opt.boundaries_epochs)
+    _require(0 < opt.decay_factor <= 1, "optimizer.decay_factor",
+             "a number in (0, 1]", opt.decay_factor)
+  if opt.schedule == "plateau":
+    _check_metric_name(config, "optimizer.plateau.metric", opt.plateau.metric)
+    _require(opt.plateau.mode in ("max", "min"), "optimizer.plateau.mode",
+             "'max' or 'min'", opt.plateau.mode)
+    _require(0 < opt.plateau.factor < 1, "optimizer.plateau.factor",
+             "a number in (0, 1)", opt.plateau.factor)
+    _require(opt.plateau.patience >= 0, "optimizer.plateau.patience",
+             "an integer >= 0", opt.plateau.patience)
+  frozen = opt.get("frozen", ())
+  _require(isinstance(frozen, (tuple, list)) and all(
+      _is_regex(p) for p in frozen), "optimizer.frozen",
+           "a tuple of regular expressions", frozen)
+  _require(isinstance(opt.get("freeze_batch_stats", True), bool),
+           "optimizer.freeze_batch_stats", "True or False",
+           opt.get("freeze_batch_stats"))
+  multipliers = opt.get("lr_multipliers", ())
+  _require(isinstance(multipliers, (tuple, list)) and all(
+      isinstance(pair, (tuple, list)) and len(pair) == 2 and
+      _is_regex(pair[0]) and _is_numbers(pair[1:]) and pair[1] >= 0
+      for pair in multipliers), "optimizer.lr_multipliers",
+           "a tuple of (regular expression, multiplier >= 0) pairs",
+           multipliers)
+
+
+def _check_init_from(config: ml_collections.ConfigDict) -> None:
+  """``init_from``: the run to start from."""
+  init_from = config.get("init_from")
+  if init_from is not None and init_from.get("workdir") is not None:
+    _require(isinstance(init_from.workdir, str) and init_from.workdir,
+             "init_from.workdir", "None or a run directory", init_from.workdir)
+    which = init_from.get("checkpoint", "best")
+    _require(which in ("best", "latest") or (
+        isinstance(which, int) and not isinstance(which, bool) and which > 0)
+             or (isinstance(which, str) and which.isdigit()),
+             "init_from.checkpoint", "'best', 'latest' or a step number",
+             which)
+
+
+def _check_evals(config: ml_collections.ConfigDict) -> None:
+  """``evals``: named evaluations of a split."""
+  _require(isinstance(config.evals, ml_collections.ConfigDict) and
+           len(config.evals) > 0, "evals", "a dict of named evaluations",
+           config.evals)
+  for name, ev in config.evals.items():
+    _require("/" not in name, f"evals.{name}", "a name without '/'", name)
+    _require(isinstance(ev.get("split"), str), f"evals.{name}.split",
+             "a split name", ev.get("split"))
+    _require(ev.get("tta", "none") in TTA_MODES, f"evals.{name}.tta",
+             f"one of {', '.join(TTA_MODES)}", ev.get("tta"))
+    if ev.get("tta", "none") == "ten_crop":
+      _require(_is_size(ev.get("crop_size")), f"evals.{name}.crop_size",
+               "(height, width) for ten-crop", ev.get("crop_size"))
+    every = ev.get("every_epochs")
+    _require(every is None or (
+        isinstance(every, int) and every > 0 and
+        every % config.eval_every_epochs == 0), f"evals.{name}.every_epochs",
+             f"a multiple of eval_every_epochs ({config.eval_every_epochs})",
+             every)
+
+
+def _check_checkpoint(config: ml_collections.ConfigDict) -> None:
+  """``checkpoint``: how many to keep and which is best."""
+  ckpt = config.checkpoint
+  _require(ckpt.every_steps >= 0, "checkpoint.every_steps",
+           "an integer >= 0 (0: at the end of each epoch only)",
+           ckpt.every_steps)
+  _require(ckpt.keep >= 1, "checkpoint.keep", "an integer >= 1", ckpt.keep)
+  _check_metric_name(config, "checkpoint.best_metric", ckpt.best_metric)
+  _check_metric_eval_runs_always(config, "checkpoint.best_metric",
+                                 ckpt.best_metric)
+  if config.optimizer.schedule == "plateau":
+    _check_metric_eval_runs_always(config, "optimizer.plateau.metric",
+                                   config.optimizer.plateau.metric)
+  _require(ckpt.best_mode in ("max", "min"), "checkpoint.best_mode",
+           "'max' or 'min'", ckpt.best_mode)
+
+
+def _check_parallel(config: ml_collections.ConfigDict) -> None:
+  """``parallel``: backend and device counts."""
+  par = config.parallel
+  _require(par.backend in BACKENDS, "parallel.backend",
+           f"one of {', '.join(BACKENDS)}", par.backend)
+  _require(par.cpu_devices is None or (
+      isinstance(par.cpu_devices, int) and par.cpu_devices > 0),
+           "parallel.cpu_devices", "None or a positive integer",
+           par.cpu_devices)
+  _require(par.get("num_devices") is None or (
+      isinstance(par.num_devices, int) and par.num_devices > 0),
+           "parallel.num_devices", "None (all) or a positive integer",
+           par.get("num_devices"))
+  _require(isinstance(par.get("deterministic_gpu", False), bool),
+           "parallel.deterministic_gpu", "true or false",
+           par.get("deterministic_gpu"))
+
+
+_SECTIONS = (
+    _check_top,
+    _check_input,
+    _check_model,
+    _check_loss,
+    _check_optimizer,
+    _check_init_from,
+    _check_evals,
+    _check_checkpoint,
+    _check_parallel,
+)
+
+
+def _check_fusion(config: ml_collections.ConfigDict) -> None:
+  """``model.fusion``: names, and sizes that fit ``input.image_size``."""
+  fusion = config.model.get("fusion")
+  if fusion is None:
+    return
+  feats = fusion.get("features", ())
+  _require(isinstance(feats, (tuple, list)) and len(set(feats)) == len(feats)
+           and all(f in FUSION_FEATURES for f in feats),
+           "model.fusion.features",
+           f"a tuple of distinct names from {', '.join(FUSION_FEATURES)} "
+           "(() for none)", feats)
+  name = config.model.name
+  _require(not (feats and name in HANDCRAFTED_MODELS),
+           "model.fusion.features", f"() with model {name!r}, which has no "
+           "CNN to fuse features into", feats)
+  _require(fusion.get("mode") in FUSION_MODES, "model.fusion.mode",
+           f"one of {', '.join(FUSION_MODES)}", fusion.get("mode"))
+  _require(_is_positive_int(fusion.get("width")), "model.fusion.width",
+           "a positive integer", fusion.get("width"))
+  _require(isinstance(fusion.get("standardize"), bool),
+           "model.fusion.standardize", "True or False",
+           fusion.get("standardize"))
+  side = min(config.input.image_size) if _is_size(
+      config.input.image_size) else 0
+  height, width = config.input.image_size if side else (0, 0)
+  late = fusion.mode == "late" or name in HANDCRAFTED_MODELS
+  if "lbp" in feats or name in HANDCRAFTED_MODELS:
+    lbp = fusion.lbp
+    _require(_is_positive_int(lbp.get("points")) and lbp.points <= 24,
+             "model.fusion.lbp.points", "an integer in [1, 24]",
+             lbp.get("points"))
+    _require(lbp.get("method") in LBP_METHODS, "model.fusion.lbp.method",
+             f"one of {', '.join(LBP_METHODS)}", lbp.get("method"))
+    radius = lbp.get("radius")
+    _require(_is_numbers([radius]) and 0 < radius and
+             2 * math.ceil(radius) + 1 <= side, "model.fusion.lbp.radius",
+             f"a number > 0 whose circle (2*ceil(radius)+1 pixels) fits the "
+             f"{height}x{width} input", radius)
+    if late:
+      bins = num_codes(lbp.points, lbp.method)
+      _require(bins <= MAX_LBP_BINS, "model.fusion.lbp.method",
+               f"at most {MAX_LBP_BINS} histogram bins (method 'uniform' or "
+               f"'nri_uniform', or points <= 8); {lbp.method!r} with "
+               f"{lbp.points} points has {bins}", lbp.method)
+      _check_grid(lbp.get("grid"), "model.fusion.lbp.grid", height, width)
+  if "gabor" in feats:
+    gabor = fusion.gabor
+    ksize = gabor.get("ksize")
+    _require(_is_positive_int(ksize) and (ksize | 1) <= side,
+             "model.fusion.gabor.ksize", f"a positive integer whose kernel "
+             f"(ksize, or ksize+1 when even) fits the {height}x{width} input",
+             ksize)
+    sigmas, wavelengths = gabor.get("sigmas"), gabor.get("wavelengths")
+    _require(_is_numbers(sigmas) and len(sigmas) > 0 and
+             all(s > 0 for s in sigmas), "model.fusion.gabor.sigmas",
+             "a tuple of numbers > 0", sigmas)
+    _require(_is_numbers(wavelengths) and len(wavelengths) == len(sigmas) and
+             all(w > 0 for w in wavelengths), "model.fusion.gabor.wavelengths",
+             "one number > 0 per sigma", wavelengths)
+    _require(_is_positive_int(gabor.get("orientations")),
+             "model.fusion.gabor.orientations", "a positive integer",
+             gabor.get("orientations"))
+    _require(_is_numbers([gabor.get("gamma")]) and gabor.gamma > 0,
+             "model.fusion.gabor.gamma", "a number > 0", gabor.get("gamma"))
+    if late:
+      _check_grid(gabor.get("grid"), "model.fusion.gabor.grid", height, width)
+
+
+def _check_grid(grid: Any, field: str, height: int, width: int) -> None:
+  _require(_is_size(grid) and grid[0] <= height and grid[1] <= width, field,
+           f"(rows, columns) of cells, at most {height}x{width} for the "
+           f"{height}x{width} input", grid)
+
+
+def _is_positive_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_metric_name(config: ml_collections.ConfigDict, field: str,
+                       value: Any) -> None:
+  ok = isinstance(value, str) and value.count("/") == 1
+  if ok:
+    eval_name, _ = value.split("/")
+    ok = eval_name in config.evals
+  _require(ok, field, "'<eval name>/<metric>' naming one of config.evals "
+           f"({', '.join(config.evals.keys())})", value)
+
+
+def _check_metric_eval_runs_always(config: ml_collections.ConfigDict,
+                                   field: str, value: str) -> None:
+  """Selection and schedules need their metric at every evaluation."""
+  name = value.split("/")[0]
+  every = config.evals[name].get("every_epochs")
+  _require(every in (None, config.eval_every_epochs),
+           f"evals.{name}.every_epochs",
+           f"unset: {field} reads this evaluation, so it runs at every one",
+           every)
+
+
+def _is_regex(value: Any) -> bool:
+  if not isinstance(value, str):
+    return False
+  try:
+    re.compile(value)
+  except re.error:
+    return False
+  return True
+
+
+def _is_size(value: Any) -> bool:
+  return (isinstance(value, (tuple, list)) and len(value) == 2 and
+          all(isinstance(v, int) and v > 0 for v in value))
+
+
+def _is_numbers(value: Any) -> bool:
+  return isinstance(value, (tuple, list)) and all(
+      isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)

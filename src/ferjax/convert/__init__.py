@@ -1,0 +1,1 @@
+"""Weights from other frameworks as ferjax runs; models know none of this."""
