@@ -305,6 +305,10 @@ def _edited_bundled_model(tmp_path: pathlib.Path, name: str, dotted: str,
     ("config.json", "model.dtype", "float1024", ("eval", "predict", "export"),
      "config.json: config.model.dtype: expected 'float32' or 'bfloat16', "
      "got 'float1024'"),
+    # Only a converted run (its manifest says converted_from) may name it.
+    ("config.json", "input.dataset", "imagenet", ("eval", "predict"),
+     "config.json: config.input.dataset: expected one of synthetic_fer, "
+     "fer2013, ck_plus, got 'imagenet'"),
     ("config.json", "loss.label_smoothing", "x", ("eval", "predict"),
      "config.json: a field holds a value of the wrong type"),
     ("manifest.json", "dataset", "hello", ("predict", "export"),
@@ -318,8 +322,8 @@ def _edited_bundled_model(tmp_path: pathlib.Path, name: str, dotted: str,
      "run: its checkpoint does not fit the model that config.json and "
      "manifest.json describe (LeNet5, 2 classes): params/Dense_1/bias is "
      "(7,), expected (2,)"),
-], ids=["batch_lots", "batch_huge", "dtype", "wrong_type", "dataset_hello",
-        "names_repeated", "names_too_few"])
+], ids=["batch_lots", "batch_huge", "dtype", "imagenet", "wrong_type",
+        "dataset_hello", "names_repeated", "names_too_few"])
 def test_hand_edited_run_files_are_one_line_errors_in_every_command(
     tmp_path, monkeypatch, capsys, name, dotted, value, commands, message):
   from ferjax import cli as cli_lib

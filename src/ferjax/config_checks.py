@@ -7,6 +7,7 @@ from their registries (datasets, models, losses, LBP methods).
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
@@ -42,10 +43,26 @@ _REQUIRED = ("seed", "num_epochs", "batch_size", "input", "model", "loss",
              "eval_every_epochs")
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks every field the trainer reads; raises ConfigError naming it."""
+# What converted weights (``ferjax convert``) were trained on: a dataset
+# without a builder here, so such a run is read (predict, init_from), never
+# trained or evaluated.
+CONVERTED_DATASETS = ("imagenet",)
+
+
+def validate(config: ml_collections.ConfigDict, *,
+             converted: bool = False) -> None:
+  """Checks every field the trainer reads; raises ConfigError naming it.
+
+  ``converted``: the config of a converted run, which may name one of
+  ``CONVERTED_DATASETS``.
+  """
+  datasets = (*data_registry.DATASETS,
+              *(CONVERTED_DATASETS if converted else ()))
   for check in _SECTIONS:
-    check(config)
+    if check is _check_input:
+      _check_input(config, datasets)
+    else:
+      check(config)
 
 
 def _check_top(config: ml_collections.ConfigDict) -> None:
@@ -62,11 +79,13 @@ def _check_top(config: ml_collections.ConfigDict) -> None:
            f"at most {MAX_BATCH_SIZE}", config.batch_size)
 
 
-def _check_input(config: ml_collections.ConfigDict) -> None:
+def _check_input(config: ml_collections.ConfigDict,
+                 datasets: Sequence[str] = tuple(data_registry.DATASETS)
+                 ) -> None:
   """``input``: the dataset, image size, protocol and normalisation."""
   inp = config.input
-  _require(inp.dataset in data_registry.DATASETS, "input.dataset",
-           f"one of {', '.join(data_registry.DATASETS)}", inp.dataset)
+  _require(inp.dataset in datasets, "input.dataset",
+           f"one of {', '.join(datasets)}", inp.dataset)
   _require(_is_size(inp.image_size), "input.image_size",
            "(height, width) of positive integers", inp.image_size)
   _require(inp.channels in (1, 3), "input.channels", "1 or 3", inp.channels)

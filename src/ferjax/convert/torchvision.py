@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.convert import torchvision_alexnet
 from ferjax.convert import torchvision_googlenet
 from ferjax.convert import torchvision_vgg
@@ -111,7 +112,7 @@ def convert(pth: str | os.PathLike, out: str | os.PathLike,
     kwargs = {} if width == 4096 else {"classifier_width": width}
 
   config = config_lib.base_config()
-  config.input.dataset = "imagenet"
+  config.input.dataset = config_checks.CONVERTED_DATASETS[0]
   config.input.image_size = IMAGE_SIZE
   config.input.channels = 3
   config.input.mean = mean

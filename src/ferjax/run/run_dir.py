@@ -151,13 +151,24 @@ class RunDir:
     config = config_lib.from_dict(upgraded)
     # A hand-edited file fails here in one line, not deep in a command.
     try:
-      config_checks.validate(config)
+      config_checks.validate(config, converted=self._converted(config))
     except config_lib.ConfigError as e:
       raise RunDirError(f"{self.path / _CONFIG}: {e}") from None
     except (TypeError, AttributeError, KeyError) as e:
       raise RunDirError(f"{self.path / _CONFIG}: a field holds a value of the "
                         f"wrong type ({e})") from None
     return config
+
+  def _converted(self, config: ml_collections.ConfigDict) -> bool:
+    """Whether ``write_imported`` wrote this run from other weights, whose
+    config names a dataset without a builder here."""
+    inp = config.get("input")
+    if not isinstance(inp, ml_collections.ConfigDict) or inp.get(
+        "dataset") not in config_checks.CONVERTED_DATASETS:
+      return False
+    path = self.path / _MANIFEST
+    manifest = read_json(path) if path.is_file() else None
+    return isinstance(manifest, dict) and "converted_from" in manifest
 
   def legacy_fields(self) -> dict[str, Any]:
     """Fields config.json lacks, with the values they are read with."""
