@@ -1,7 +1,7 @@
 """LeNet-5 on CK+48, fine-tuned from a FER2013 run, over the same 10 folds.
 
   ferjax train --config experiments/fer2013_lenet.py \
-      --config.input.manual_dir=../shared/data/fer2013 \
+      --config.input.manual_dir=~/Downloads/fer2013 \
       --workdir runs/fer2013_lenet
   ferjax data prepare ck_plus --manual-dir /path/to/CK+48
   ferjax crossval \

@@ -1,7 +1,7 @@
 """VGG on CK+48, fine-tuned from a FER2013 run, over 10 subject folds.
 
   ferjax train --config experiments/fer2013_vgg.py:depth=16,bn=True \
-      --config.input.manual_dir=../shared/data/fer2013 \
+      --config.input.manual_dir=~/Downloads/fer2013 \
       --workdir runs/fer2013_vgg16
   ferjax data prepare ck_plus --manual-dir /path/to/CK+48
   ferjax crossval --config \

@@ -1,7 +1,7 @@
 """AlexNet on FER2013: the VGG recipe of fer2013_vgg.py with AlexNet.
 
   ferjax train --config experiments/fer2013_alexnet.py \
-      --config.input.manual_dir=../shared/data/fer2013 --workdir runs/fer2013_alexnet
+      --config.input.manual_dir=~/Downloads/fer2013 --workdir runs/fer2013_alexnet
 
 Same data, augmentation, ten-crop evaluation and optimiser as the VGG recipe
 (SGD 0.01, Nesterov, weight decay 1e-4, reduce-on-plateau x0.75 / 5 epochs,

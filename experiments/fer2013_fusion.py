@@ -1,7 +1,7 @@
 """LBP and Gabor features fused with a CNN on FER2013 (LeNet-5 by default).
 
   ferjax train --config experiments/fer2013_fusion.py:features=lbp,mode=late \
-      --config.input.manual_dir=../shared/data/fer2013 --workdir runs/lbp_late
+      --config.input.manual_dir=~/Downloads/fer2013 --workdir runs/lbp_late
 
 Config arguments: ``features=none|lbp|gabor|lbp+gabor``, ``mode=early|late``
 (``model.fusion``, see README "Hand-crafted features and fusion"),
@@ -18,7 +18,7 @@ LeNet-5 alone, 0.450 with LBP early, 0.460-0.464 for the other fusions and
 0.353 for LBP + linear; fusion does not help LeNet-5 here:
 
   ferjax sweep --config experiments/fer2013_fusion.py:epochs=10 \
-      --config.input.manual_dir=../shared/data/fer2013 \
+      --config.input.manual_dir=~/Downloads/fer2013 \
       --workdir runs/fer2013_fusion --concurrent-trials 2 \
       --config.parallel.cpu_devices=1
 

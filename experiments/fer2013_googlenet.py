@@ -1,7 +1,7 @@
 """GoogLeNet on FER2013: the VGG recipe of fer2013_vgg.py, with BatchNorm.
 
   ferjax train --config experiments/fer2013_googlenet.py \
-      --config.input.manual_dir=../shared/data/fer2013 --workdir runs/fer2013_googlenet
+      --config.input.manual_dir=~/Downloads/fer2013 --workdir runs/fer2013_googlenet
 
 Same data, augmentation, ten-crop evaluation and optimiser as the VGG recipe
 (SGD 0.01, Nesterov, weight decay 1e-4, reduce-on-plateau x0.75 / 5 epochs,

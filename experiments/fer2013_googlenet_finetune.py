@@ -3,7 +3,7 @@
   ferjax convert torchvision googlenet-1378be20.pth runs/imagenet_googlenet
   ferjax train --config \
       experiments/fer2013_googlenet_finetune.py:source=runs/imagenet_googlenet \
-      --config.input.manual_dir=../shared/data/fer2013 --workdir runs/fer2013_googlenet_ft
+      --config.input.manual_dir=~/Downloads/fer2013 --workdir runs/fer2013_googlenet_ft
 
 The network is torchvision's GoogLeNet (``googlenet_tv``: BatchNorm, the
 ImageNet weights' own architecture, not the paper's ``googlenet``), started

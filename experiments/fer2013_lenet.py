@@ -1,8 +1,8 @@
 """LeNet-5 on FER2013 as the review specifies it (32x32x3), with augmentation.
 
-  ferjax data prepare fer2013 --manual-dir ../shared/data/fer2013
+  ferjax data prepare fer2013 --manual-dir ~/Downloads/fer2013
   ferjax train --config experiments/fer2013_lenet.py \
-      --config.input.manual_dir=../shared/data/fer2013 --workdir runs/fer2013_lenet
+      --config.input.manual_dir=~/Downloads/fer2013 --workdir runs/fer2013_lenet
 
 Trains on the official Training split less a 10% validation slice (model
 selection uses it, never PublicTest; so would the plateau schedule with
@@ -17,7 +17,7 @@ Training+PublicTest instead of the official splits).
 The reproducibility study (5 seeds, see experiments/RESULTS.md):
 
   ferjax sweep --config experiments/fer2013_lenet.py:epochs=10 \
-      --config.input.manual_dir=../shared/data/fer2013 \
+      --config.input.manual_dir=~/Downloads/fer2013 \
       --workdir runs/fer2013_lenet_seeds --concurrent-trials 2 \
       --config.parallel.cpu_devices=1
   ferjax report runs/fer2013_lenet_seeds

@@ -1,7 +1,7 @@
 """The review's four-family comparison on FER2013, at full scale: one sweep.
 
   ferjax sweep --config experiments/fer2013_review.py \
-      --config.input.manual_dir=../shared/data/fer2013 \
+      --config.input.manual_dir=~/Downloads/fer2013 \
       --config.model.dtype=bfloat16 --workdir runs/fer2013_review
   ferjax report runs/fer2013_review
 

@@ -288,22 +288,27 @@ CLASSES = ["angry", "happy", "neutral"]
 
 def make_run(path: pathlib.Path, *, seed: int, lr: float,
              accuracies: list[float], finished: bool = True,
-             command: str = "train") -> None:
+             command: str = "train", **fields) -> None:
   """A run directory as ``ferjax train`` leaves it, with chosen numbers.
 
   Eval i (at step 10 * (i + 1)) has accuracy ``accuracies[i]`` and macro F1
-  half of it.
+  half of it; ``fields`` set config fields (``model__name="vgg"``).
   """
   config = config_lib.base_config()
   config.seed, config.optimizer.learning_rate = seed, lr
+  saved = json.loads(config_lib.to_json(config))
+  for field, value in fields.items():
+    config_lib.set_field(saved, field.replace("__", "."), value)
   path.mkdir(parents=True)
-  (path / "config.json").write_text(config_lib.to_json(config))
+  (path / "config.json").write_text(json.dumps(saved))
   session = {"start_time": "2025-01-01T00:00:00+00:00", "start_step": 0,
              "end_time": "2025-01-01T01:00:00+00:00" if finished else None,
              "command": ["ferjax", command], "versions": {"jax": "0.10.2"},
              "backend": "cpu", "device_count": 1}
   (path / "manifest.json").write_text(json.dumps(
-      {"seed": seed, "dataset": {"class_names": CLASSES},
+      {"seed": seed,
+       "dataset": {"class_names": CLASSES,
+                   "split_sizes_used": {"train": 10 * config.batch_size}},
        "sessions": [session]}))
   events = []
   for i, acc in enumerate(accuracies):

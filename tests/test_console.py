@@ -3,14 +3,17 @@
 import contextlib
 import io
 import logging
+import re
 import subprocess
 import sys
 
 import pytest
 
+from ferjax import cli
 from ferjax.commands import sweep as sweep_command
 from ferjax.commands import train as train_command
-from ferjax.train.progress import Progress
+from ferjax.train.progress import Progress, duration
+from helpers import QUICKSTART, REPO
 
 COMMANDS = ("train", "eval", "crossval", "models", "data", "sweep", "report",
             "reproduce", "predict", "convert")
@@ -35,6 +38,8 @@ def test_help_lists_every_command_with_a_description():
             if line.startswith("    ") and line.split()}
   for command in COMMANDS:
     assert command in listed, f"{command} missing from ferjax --help"
+  # predict is more than photos.
+  assert "videos" in listed["predict"] and "camera" in listed["predict"]
   assert "Traceback" not in out.stderr
 
 
@@ -119,3 +124,75 @@ def test_sweep_parallel_is_a_deprecated_alias(tmp_path):
   assert code == 2  # The missing file, after the notice.
   assert "--parallel is deprecated" in err.getvalue()
   assert "use --concurrent-trials" in err.getvalue()
+
+
+def test_off_a_terminal_each_window_is_a_log_line(root_handler):
+  _, handler = root_handler
+  log_file = io.StringIO()  # Not a terminal: a batch job's log.
+  handler.setStream(log_file)
+  bar = Progress(100, 0, 64, stream=log_file)
+  bar.update(1, "epoch 1/2")  # Not the end of a window: no line.
+  window = {"loss": 1.23456, "accuracy": 0.5, "learning_rate": 0.001,
+            "images_per_second": 812.4}
+  bar.update(50, "epoch 1/2", window)
+  bar.update(100, "epoch 2/2", window)
+  bar.close()
+  lines = log_file.getvalue().splitlines()
+  assert len(lines) == 2 and "\r" not in log_file.getvalue()
+  assert re.fullmatch(r"INFO step 50/100 \(epoch 1/2\): train loss 1\.2346, "
+                      r"accuracy 0\.5000, lr 0\.001, 812 img/s, ETA \d+s",
+                      lines[0]), lines[0]
+  assert lines[1].startswith("INFO step 100/100 (epoch 2/2): train loss")
+  assert "ETA" not in lines[1]
+
+
+def test_on_a_terminal_the_window_stays_in_the_bar(root_handler):
+  stream, _ = root_handler
+  bar = Progress(100, 0, 64, stream=stream)
+  bar.update(50, "epoch 1/2", {"loss": 1.0, "accuracy": 0.5})
+  bar.close()
+  assert "train loss" not in stream.getvalue()
+  assert "50/100" in stream.getvalue()
+
+
+def test_duration():
+  assert [duration(s) for s in (0.4, 45, 750, 3 * 3600 + 5 * 60 + 9)] == [
+      "0s", "45s", "12m30s", "3h05m"]
+
+
+def test_train_into_a_log_file_shows_progress_lines(tmp_path,
+                                                    synthetic_data_dir):
+  """As a batch job sees it: stdout and stderr one file, not a terminal."""
+  overrides = {
+      "input.data_dir": synthetic_data_dir,
+      "input.train_split": "train[:512]",
+      "evals": "{'test': {'split': 'test[:64]', 'tta': 'none'}}",
+      "num_epochs": 1, "batch_size": 64, "log_every_steps": 2}
+  log_path = tmp_path / "job.log"
+  with open(log_path, "w") as log_file:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferjax.cli", "train", "--config",
+         QUICKSTART, "--workdir",
+         str(tmp_path / "run"), *(f"--config.{k}={v}"
+                                  for k, v in overrides.items())],
+        stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO, timeout=300)
+  text = log_path.read_text()
+  assert proc.returncode == 0, text
+  lines = re.findall(
+      r"^INFO step (\d+)/8 \(epoch 1/1\): train loss \d+\.\d{4}, "
+      r"accuracy \d\.\d{4}, lr [\d.e-]+, \d+ img/s(, ETA \S+)?$", text,
+      re.M)
+  assert [int(step) for step, _ in lines] == [2, 4, 6, 8], text
+  assert all(eta for _, eta in lines[:-1]) and not lines[-1][1]
+  assert "\r" not in text
+
+
+@pytest.mark.parametrize("command", ["eval", "export"])
+def test_a_sweep_where_a_run_goes_points_to_report(tmp_path, capsys, command):
+  (tmp_path / "sweep.json").write_text("{}")
+  args = [command, "--workdir", str(tmp_path)]
+  assert cli.main(args + (["--out", str(tmp_path / "x")]
+                          if command == "export" else [])) == 2
+  err = capsys.readouterr().err
+  assert f"ferjax {command}: error: {tmp_path} is a sweep (sweep.json)" in err
+  assert f"'ferjax report {tmp_path}'" in err

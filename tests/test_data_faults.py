@@ -1,6 +1,6 @@
 """Dataset faults give one clear error and cache nothing; `~` paths expand.
 
-Each test drives `ferjax data prepare` (prepare.main, exit 1 on an expected
+Each test drives `ferjax data prepare` (its main, exit 2 on an expected
 error) or the loader the trainer uses, and checks that no traceback reaches
 the user.
 """
@@ -43,7 +43,7 @@ def test_header_only_csv_is_refused_and_not_cached(tmp_path, capsys):
   write_csv(manual / "fer2013.csv", [])
   code, _, err = _prepare(capsys, "fer2013", "--manual-dir", manual,
                           "--data-dir", data)
-  assert code == 1
+  assert code == 2
   assert f"csv {manual / 'fer2013.csv'}: no Training examples" in err
   assert not _fer_prepared(data)
   write_csv(manual / "fer2013.csv", fer_rows())
@@ -57,7 +57,7 @@ def test_data_without_a_train_split_is_refused(tmp_path, capsys):
   write_csv(tmp_path / "fer2013.csv", fer_rows(usages=("PublicTest",), n=3))
   code, _, err = _prepare(capsys, "fer2013", "--manual-dir", tmp_path,
                           "--data-dir", tmp_path / "data")
-  assert code == 1
+  assert code == 2
   assert "no Training examples (read 3 examples, 3 public_test)" in err
   assert not _fer_prepared(tmp_path / "data")
 
@@ -154,7 +154,7 @@ def test_damaged_archive_is_named(tmp_path, capsys, dataset, name, make,
   damage(archive)
   code, _, err = _prepare(capsys, dataset, "--manual-dir", manual,
                           "--data-dir", tmp_path / "data")
-  assert code == 1
+  assert code == 2
   assert f"{archive}: damaged or truncated archive (" in err
   assert "download it again" in err
   assert not list((tmp_path / "data").rglob("dataset_info.json"))
@@ -165,11 +165,11 @@ def test_manual_dir_or_data_dir_that_is_a_file(tmp_path, capsys):
   a_file.write_text("not a folder")
   code, _, err = _prepare(capsys, "fer2013", "--manual-dir", a_file,
                           "--data-dir", tmp_path / "data")
-  assert code == 1
+  assert code == 2
   assert f"fer2013 manual dir {a_file} is a file; expected the folder" in err
   for data_dir in (a_file, a_file / "below"):
     code, _, err = _prepare(capsys, "synthetic_fer", "--data-dir", data_dir)
-    assert code == 1
+    assert code == 2
     assert f"error: {a_file}: is a file, expected a directory" in err
 
 
@@ -238,7 +238,7 @@ def test_data_dir_on_a_full_or_read_only_disk(tmp_path, mount, reason):
        "-m", "ferjax.cli", "data", "prepare", "fer2013", "--manual-dir",
        str(tmp_path), "--data-dir", str(tmp_path / "disk" / "data")],
       capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert proc.returncode == 2, proc.stderr[-2000:]
   assert f"error: {tmp_path / 'disk'}" in proc.stderr
   assert f": {reason}" in proc.stderr
   assert "Traceback" not in proc.stderr

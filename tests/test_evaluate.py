@@ -1,6 +1,7 @@
 """`ferjax eval`: tables, any split with ten-crop, and ensembles of runs."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -45,8 +46,8 @@ def test_ten_crop_on_any_split(reference_run):
   tta = evaluate.evaluate_run(str(workdir), split="test[:200]",
                               tta="ten_crop", crop_size=(40, 40))
   assert plain["results"]["test[:200]"]["num_examples"] == 200
-  assert tta["results"]["test[:200]"]["num_examples"] == 200
-  assert tta["results"]["test[:200]"]["loss"] != pytest.approx(
+  assert tta["results"]["test[:200] (ten_crop)"]["num_examples"] == 200
+  assert tta["results"]["test[:200] (ten_crop)"]["loss"] != pytest.approx(
       plain["results"]["test[:200]"]["loss"], rel=1e-6)
   with pytest.raises(ValueError, match="--tta"):
     evaluate.evaluate_run(str(workdir), tta="five_crop")
@@ -73,7 +74,12 @@ def test_ensemble_of_three_runs(reference_run, tmp_path):
              "--split", "test[:300]", "--checkpoint", "latest")
   assert proc.returncode == 0, proc.stderr
   rows = [line.split()[0] for line in proc.stdout.splitlines()[2:]]
-  assert rows == [a, b, a, "ensemble"]
+  # Short names: each run's path below the members' common parent.
+  base = os.path.commonpath([a, b])
+  assert proc.stdout.startswith(f"ensemble of 3 runs under {base} on ")
+  assert rows == [os.path.relpath(a, base), os.path.relpath(b, base),
+                  os.path.relpath(a, base), "ensemble"]
+  assert all(len(r) < len(a) for r in rows)
   result = evaluate.evaluate_ensemble([a, b, a], split="test[:300]",
                                       checkpoint="latest")
   for member, workdir in zip(result["members"], (a, b, a)):
@@ -125,10 +131,15 @@ def test_ten_crop_on_a_split_keeps_the_runs_own_crop_size():
   config = config_lib.load_config(str(REPO / "experiments/fer2013_lenet.py"))
   assert tuple(config.input.image_size) == (32, 32)
   evals = evaluate._eval_configs(config, "public_test", "ten_crop", None)
-  assert tuple(evals["public_test"].crop_size) == (44, 44)
+  # Named for what it is: never the single-crop row's name.
+  assert list(evals) == ["public_test (ten_crop)"]
+  assert tuple(evals["public_test (ten_crop)"].crop_size) == (44, 44)
   plain = evaluate._eval_configs(config, "public_test", None, None)
   assert plain["public_test"].tta == "none"
   chosen = evaluate._eval_configs(config, "public_test", "ten_crop", (40, 40))
-  assert tuple(chosen["public_test"].crop_size) == (40, 40)
+  assert tuple(chosen["public_test (ten_crop)"].crop_size) == (40, 40)
   other = evaluate._eval_configs(config, "train[90%:]", "ten_crop", None)
-  assert tuple(other["train[90%:]"].crop_size) == (29, 29)
+  assert tuple(other["train[90%:] (ten_crop)"].crop_size) == (29, 29)
+  own = evaluate._eval_configs(config, None, "ten_crop", None)
+  assert set(own) == {"val (ten_crop)", "public_test (ten_crop)",
+                      "public_test_tencrop"}

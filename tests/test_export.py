@@ -1,6 +1,10 @@
 """`ferjax export` and the bundled model `ferjax predict` uses by default."""
 
 import json
+import logging
+import os
+import pathlib
+import shutil
 
 import cv2
 import numpy as np
@@ -92,3 +96,66 @@ def test_export_and_reproduce_refuse_to_nest_a_run_in_its_source(tmp_path,
   assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
   assert cli_lib.main(["export", "--workdir", str(run), "--out",
                        str(tmp_path / "outside")]) == 0
+
+
+# The shared FER2013 beside the repository, or where FER2013_DIR says.
+SHARED_FER2013 = pathlib.Path(os.environ.get("FER2013_DIR") or (
+    pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+    / "fer2013"))
+
+
+def test_load_classifier_defaults_to_the_bundled_model_quietly(caplog):
+  with caplog.at_level(logging.DEBUG):
+    classifier = load_classifier()
+  assert classifier.class_names == tuple(FER2013_CLASSES)
+  assert [r.getMessage() for r in caplog.records
+          if r.name == "absl" and r.levelno >= logging.WARNING] == []
+  assert pretrained.path() == pretrained.FER2013_LENET5
+
+
+def test_predict_pretrained_on_a_generated_image(tmp_path):
+  image = tmp_path / "blank.png"
+  cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
+  proc = ferjax_cli("predict", "--pretrained", "fer2013_lenet5", str(image))
+  assert proc.returncode == 0, proc.stderr
+  assert json.loads(proc.stdout.splitlines()[0]) == {"path": str(image),
+                                                     "faces": []}
+  assert "WARNING" not in proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["eval"], "ferjax eval: error: expected --workdir DIR or --pretrained"),
+    (["eval", "--pretrained", "vgg99"],
+     "ferjax eval: error: --pretrained: no bundled model 'vgg99'; expected "
+     "one of fer2013_lenet5"),
+    (["export", "--out", "x"], "ferjax export: error: expected --workdir"),
+])
+def test_pretrained_or_workdir_errors(args, message, tmp_path):
+  proc = ferjax_cli(*args)
+  assert proc.returncode == 2
+  assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _mini_fer2013(root: pathlib.Path, n: int) -> pathlib.Path:
+  """``n`` images of each class and split from the shared FER2013."""
+  for split in ("train", "test"):
+    for folder in sorted((SHARED_FER2013 / split).iterdir()):
+      (root / split / folder.name).mkdir(parents=True)
+      for f in sorted(folder.iterdir())[:n]:
+        shutil.copy(f, root / split / folder.name)
+  return root
+
+
+@pytest.mark.skipif(not SHARED_FER2013.is_dir(),
+                    reason=f"{SHARED_FER2013} absent")
+def test_eval_pretrained_on_fer2013(tmp_path):
+  manual = _mini_fer2013(tmp_path / "fer2013", 10)
+  proc = ferjax_cli("eval", "--pretrained", "--split", "public_test", "--json",
+                    "--manual-dir", str(manual), "--data-dir",
+                    str(tmp_path / "tfds"))
+  assert proc.returncode == 0, proc.stderr
+  result = json.loads(proc.stdout)
+  (only,) = result["results"].values()
+  assert only["num_examples"] == 70  # 10 images of each of the 7 classes
+  assert 0 <= only["accuracy"] <= 1
+  assert result["workdir"] == str(pretrained.FER2013_LENET5)

@@ -275,14 +275,19 @@ def test_prepare_main_prints_counts_and_clean_removals(tmp_path, capsys):
                     "sad": 0, "surprise": 2, "neutral": 0}
 
 
-def test_prepare_main_reports_missing_data_and_returns_1(tmp_path, capsys):
+def test_prepare_main_reports_missing_data_and_returns_2(tmp_path, capsys):
+  """As every other command: ``ferjax <cmd>: error: ...``, exit 2."""
   argv = ["fer2013", "--manual-dir", str(tmp_path / "nope"), "--data-dir",
           str(tmp_path / "data")]
-  assert prepare_command.main(argv) == 1
-  assert "does not exist" in capsys.readouterr().err
-  assert prepare_command.main(argv[:1] + argv[3:]) == 1
-  assert "needs --manual-dir" in capsys.readouterr().err
-  assert prepare_command.main(argv + ["--config", "dirty"]) == 1
+  assert prepare_command.main(argv) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("ferjax data prepare: error: ")
+  assert "does not exist" in err
+  assert prepare_command.main(argv[:1] + argv[3:]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("ferjax data prepare: error: ")
+  assert "needs --manual-dir" in err
+  assert prepare_command.main(argv + ["--config", "dirty"]) == 2
   assert "no config 'dirty'; its configs: original, clean" in (
       capsys.readouterr().err)
 

@@ -554,10 +554,12 @@ def test_format_models_table_aligns_one_row_per_model():
            "activation_bytes": 3 * 2**20},
           {"name": "longer_name", "params": 5, "flops": 0,
            "activation_bytes": 0}]
-  lines = summary.format_models_table(rows).splitlines()
-  assert len(lines) == 3
-  assert len({len(line) for line in lines}) == 1
+  lines = summary.format_models_table(
+      rows + [{"name": "big_tv", "skipped": "needs 63x63"}]).splitlines()
+  assert len(lines) == 4
+  assert len({len(line) for line in lines[:3]}) == 1
   assert lines[1].split() == ["a", "1,234,567", "2.5", "3.00"]
+  assert lines[3] == "big_tv       not shown: needs 63x63"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -578,7 +580,10 @@ def test_models_cli_prints_every_registered_model(capsys):
   assert models_command.main(["--input-shape", "32,32,3", "--num-classes", "7"]) == 0
   out = capsys.readouterr().out.splitlines()
   assert out[0] == "input 32x32x3, 7 classes"
-  assert [line.split()[0] for line in out[2:]] == [
+  assert [line.split()[0] for line in out[2:-1]] == [
       n for n in models.MODEL_NAMES if n != "alexnet_tv"]  # Needs 63x63.
+  # Said in the table, last: why it is not shown.
+  assert out[-1].split()[:3] == ["alexnet_tv", "not", "shown:"]
+  assert "at least 63x63" in out[-1]
   lenet = summary.model_summary("lenet5", (32, 32, 3), 7)
   assert out[2].split()[1] == f"{lenet['params']:,}"

@@ -1,5 +1,6 @@
 """Alignment, the recognize() pipeline and `ferjax predict` on files."""
 
+import dataclasses
 import json
 import math
 import os
@@ -13,7 +14,7 @@ import pytest
 
 from ferjax.commands import predict as predict_command
 from ferjax.labels import FER2013_CLASSES
-from ferjax.recognition import align, detectors, pipeline, predict
+from ferjax.recognition import align, detectors, mtcnn, pipeline, predict
 from ferjax.recognition.align import Face
 from helpers import PHOTOS, DarkSquares
 
@@ -136,6 +137,65 @@ def test_multi_resolution_maps_faces_back_and_merges_duplicates():
   np.testing.assert_allclose(boxes[1], (600, 300, 40, 40), atol=4)
 
 
+@dataclasses.dataclass
+class SizedDarkSquares:
+  """Dark squares of ``low`` to ``high`` pixels in the detector's input: a
+  detector that finds a square at some image sizes and not at others."""
+
+  low: float
+  high: float
+
+  def detect(self, image):
+    return [f for f in DarkSquares().detect(image)
+            if self.low <= f.box[2] <= self.high]
+
+
+class UnscoredDarkSquares:
+  """DarkSquares without scores, as Haar finds faces."""
+
+  def detect(self, image):
+    return [Face(f.box, None) for f in DarkSquares().detect(image)]
+
+
+def test_smaller_copies_leave_small_faces_to_the_largest():
+  # Issue 32: MTCNN scored a patch of a suit as a face in the 640-pixel copy
+  # only, at 18 pixels; the union of copies kept it.
+  image = np.full((600, 1024, 3), 255, np.uint8)
+  image[100:130, 100:130] = 0  # 30 px here, 19 px in the 640-pixel copy
+  image[150:550, 500:900] = 0  # 400 px here, 250 px in the 640-pixel copy
+  finder = SizedDarkSquares(10, 300)
+  faces = pipeline.MultiResolution(finder, (640, 1024), min_face=20).detect(
+      image)
+  # The 1024 copy (this image) sees only the small square; the 640 copy sees
+  # both, but the small one at 19 < 20 * 1024 / 640 pixels is not its to
+  # report; the big one, beyond the largest copy's reach, is.
+  np.testing.assert_allclose(sorted(f.box for f in faces),
+                             [(100, 100, 30, 30), (500, 150, 400, 400)],
+                             atol=4)
+  finder = SizedDarkSquares(10, 25)  # finds the small square at 640 only
+  assert pipeline.MultiResolution(finder, (640, 1024), min_face=20).detect(
+      image) == []
+  assert len(pipeline.MultiResolution(finder, (640, 1024)).detect(image)) == 1
+  assert pipeline.get_detector("auto").min_face == mtcnn.MIN_FACE_SIZE
+
+
+def test_faces_scored_under_min_score_are_not_reported():
+  image = np.full((400, 800, 3), 255, np.uint8)
+  image[100:180, 200:280] = 0  # DarkSquares scores 0.0064
+  image[300:340, 600:640] = 0  # 0.0016
+  faces = pipeline.MultiResolution(DarkSquares(), (800,),
+                                   min_score=0.004).detect(image)
+  assert [f.box for f in faces] == [(200, 100, 80, 80)]
+  # Detectors without scores (Haar) keep every face.
+  unscored = pipeline.MultiResolution(UnscoredDarkSquares(), (800,),
+                                      min_score=0.99)
+  assert len(unscored.detect(image)) == 2
+  for name in ("auto", "mtcnn"):
+    assert pipeline.get_detector(name).min_score == detectors.MIN_SCORE
+  haar = pipeline.get_detector("haar")  # Reports every face it finds.
+  assert (haar.min_face, haar.min_score) == (0.0, 0.0)
+
+
 def test_merge_faces_keeps_the_best_of_overlapping_faces():
   a, b = Face((0, 0, 10, 10), 0.9), Face((1, 1, 10, 10), 0.95)
   c = Face((50, 50, 10, 10), None)
@@ -195,6 +255,23 @@ def test_default_detector_finds_every_visible_face_and_nothing_else(
   assert all(hits), f"missed {hits.count(False)} face(s)"
   assert not false, f"false faces at {false}"
   assert all(r.landmarks is not None for r in results)
+
+
+# One portrait at four sizes; the face's box is MTCNN's on the full image.
+RESOLUTION = {"240p": (195, 18, 54, 76), "480p": (394, 37, 103, 148),
+              "720p": (584, 54, 159, 224), "1080p": (893, 103, 215, 305)}
+
+
+@pytest.mark.parametrize("name", RESOLUTION)
+def test_default_detector_finds_the_one_face_at_every_resolution(
+    classifier, name):
+  # Issue 32: at 480p-1080p a dark patch of the suit was a second face.
+  path = PHOTOS.parent / "resolution" / f"obama-{name}.jpg"
+  if not path.is_file():
+    pytest.skip(f"{path} not present")
+  results = pipeline.recognize(predict.load_image(path), classifier)
+  assert [pipeline.iou(r.box, RESOLUTION[name]) > 0.5
+          for r in results] == [True]
 
 
 def _write(path: Path, image: np.ndarray, *params) -> Path:
@@ -369,6 +446,27 @@ def test_main_requires_images(tmp_path):
   with pytest.raises(SystemExit) as e:
     predict_command.main(["--workdir", str(tmp_path)])
   assert e.value.code == 2
+
+
+@pytest.mark.parametrize("box", [(10, 0, 60, 100),    # the whole height
+                                 (150, 70, 50, 30)])  # bottom right corner
+def test_labels_stay_inside_the_image(box):
+  """A face at the image's edge (sad-baby.jpeg's reaches the bottom) keeps
+  its label in sight: above the box, else inside its top."""
+  image = np.zeros((100, 200, 3), np.uint8)
+  face = pipeline.FaceResult(box=box, landmarks=None, label="surprise",
+                             scores={"surprise": 0.87})
+  out = predict.annotate(image, [face])
+  green = np.all(out == (0, 255, 0), axis=-1)
+  x, y, w, h = box
+  outline = np.zeros_like(green)
+  outline[y:y + h, x:x + w] = True
+  outline[y + 1:y + h - 1, x + 1:x + w - 1] = False
+  # The label's filled box: far more green than the box's outline.
+  assert (green & ~outline).sum() > 300
+  text = (np.abs(out.astype(int) - (0, 255, 0)).sum(-1) > 200) & (
+      out.sum(-1) < 100)
+  assert text[green.any(axis=1)].any()  # Dark text on the green fill.
 
 
 def test_a_registered_detector_is_found_by_name(monkeypatch):

@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import io
+import json
 import pathlib
 import statistics
 
@@ -170,10 +171,11 @@ def test_learning_curves_band_per_seed_group_and_legend_outside(tmp_path):
             if not line.get_label().startswith("_")]
   # One line per learning rate, the mean of its finished seeds (the
   # unfinished seed is drawn thin, the reproduction left out).
-  assert labels == ["learning_rate=0.05 (n=2)", "learning_rate=0.1 (n=2)",
-                    "learning_rate=0.2"]
+  # Each line is named by what its runs' names share.
+  assert labels == ["sweep/lr=0.05 (n=2)", "sweep/lr=0.1 (n=2)",
+                    "sweep/lr=0.2/seed=0"]
   line = test_ax.lines[[l.get_label() for l in test_ax.lines].index(
-      "learning_rate=0.1 (n=2)")]
+      "sweep/lr=0.1 (n=2)")]
   expected = [statistics.mean(ACCURACIES[0.1, s][i] for s in (0, 1))
               for i in range(3)]
   assert list(line.get_ydata()) == pytest.approx(expected)
@@ -197,3 +199,163 @@ def test_per_class_legend_beside_the_bars(tmp_path):
   fig = report.plot_per_class(selected, fields)
   FigureCanvasAgg(fig)
   assert _overlaps(fig, fig.legends[0], fig.axes) == []
+
+
+FAMILIES = {  # name -> config fields: four recipes that differ everywhere.
+    "lenet5": dict(model__name="lenet5", batch_size=128,
+                   input__mean=[0.508268580717199], input__std=[0.25441]),
+    "alexnet": dict(model__name="alexnet_bn", batch_size=64,
+                    input__mean=[0.50826858071], input__std=[0.254413]),
+    "vgg11_bn": dict(model__name="vgg", batch_size=64, input__mean=[0.5083],
+                     input__std=[0.2544], optimizer__weight_decay=0.000123456),
+    "googlenet": dict(model__name="googlenet_bn", batch_size=64,
+                      input__mean=[0.5], input__std=[0.25]),
+}
+FAMILY_ACCURACY = {"lenet5": 0.3, "alexnet": 0.5, "vgg11_bn": 0.7,
+                   "googlenet": 0.6}
+
+
+def make_review(tmp_path: pathlib.Path, seeds: int = 1,
+                suffix: str = "") -> pathlib.Path:
+  """A sweep of named trials, one recipe per family, as the review's."""
+  sweep_dir = tmp_path / "review"
+  trials = []
+  for family, fields in FAMILIES.items():
+    for seed in range(seeds):
+      name = f"{family}-seed{seed}{suffix}"
+      acc = FAMILY_ACCURACY[family] + 0.02 * seed
+      make_run(sweep_dir / name, seed=seed, lr=0.01 * (1 + len(family)),
+               accuracies=[acc], **fields)
+      trials.append({"name": name, "arg": f"family={family}",
+                     "overrides": {"seed": str(seed)}, "status": "finished"})
+  (sweep_dir / "sweep.json").write_text(json.dumps({"trials": trials}))
+  return sweep_dir
+
+
+def _drawn(fig):
+  """Draws ``fig`` as a PNG is saved, with any matplotlib warning an error
+  (constrained layout's 'axes sizes collapsed to zero' among them)."""
+  import warnings
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  canvas = FigureCanvasAgg(fig)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    canvas.draw()
+  return canvas.get_renderer()
+
+
+def _assert_legend_clear(fig):
+  """The legend lies inside the figure and on no axes' box or title."""
+  renderer = _drawn(fig)
+  legend = fig.legends[0].get_window_extent(renderer)
+  page = fig.bbox
+  assert (legend.x0 >= page.x0 and legend.y0 >= page.y0
+          and legend.x1 <= page.x1 and legend.y1 <= page.y1), (legend, page)
+  for ax in fig.axes:
+    assert not legend.overlaps(ax.get_tightbbox(renderer)), ax.get_title()
+
+
+def test_family_lines_are_named_by_their_runs(tmp_path):
+  runs = report.load_runs([make_review(tmp_path)])
+  fields = report.varying_fields([r.config for r in runs])
+  fig = report.plot_learning_curves(runs, fields)
+  _assert_legend_clear(fig)
+  names = [f"{family}-seed0" for family in sorted(FAMILIES)]
+  for ax in fig.axes:
+    labels = [l.get_label() for l in ax.lines if not l.get_label()[0] == "_"]
+    assert labels == names, ax.get_title()
+  assert fig.legends[0].texts and [
+      t.get_text() for t in fig.legends[0].texts] == names
+  selected = [(r, e) for r in runs
+              if (e := report._selected_event(r, None, None))]
+  fig = report.plot_per_class(selected, fields)
+  _assert_legend_clear(fig)
+  assert [t.get_text() for t in fig.legends[0].texts] == names
+
+
+def test_seed_groups_named_by_family_with_spread(tmp_path):
+  runs = report.load_runs([make_review(tmp_path, seeds=3)])
+  fields = report.varying_fields([r.config for r in runs])
+  families = sorted(FAMILIES)  # The runs' order: by directory name.
+  assert [g.label for g in report.run_groups(runs, fields)] == families
+  fig = report.plot_comparison(runs, fields)
+  _assert_legend_clear(fig)
+  ax = fig.axes[0]
+  assert [t.get_text() for t in ax.get_xticklabels()] == families
+  from matplotlib.container import BarContainer
+  accuracy_bars = [c for c in ax.containers if isinstance(c, BarContainer)][0]
+  expected = [statistics.mean(FAMILY_ACCURACY[f] + 0.02 * s for s in range(3))
+              for f in families]
+  assert [b.get_height() for b in accuracy_bars] == pytest.approx(expected)
+  assert [t.get_text() for t in fig.legends[0].texts] == [
+      "accuracy", "macro F1"]
+  # The error bars span ± the sample std over the three seeds: 0.02.
+  caps = accuracy_bars.errorbar.lines[2][0].get_segments()
+  assert [seg[1][1] - seg[0][1] for seg in caps] == pytest.approx(
+      [2 * statistics.stdev([0.0, 0.02, 0.04])] * 4)
+
+
+def test_long_run_names_never_clip_the_legend(tmp_path):
+  runs = report.load_runs([make_review(tmp_path, suffix="-" + "x" * 150)])
+  fields = report.varying_fields([r.config for r in runs])
+  for fig in (report.plot_learning_curves(runs, fields),
+              report.plot_comparison(runs, fields)):
+    _assert_legend_clear(fig)
+
+
+def test_shared_name():
+  assert report._shared_name(["alexnet-seed0", "alexnet-seed1"]) == "alexnet"
+  assert report._shared_name(["sweep/lr=0.1/seed=0", "sweep/lr=0.1/seed=1"]
+                             ) == "sweep/lr=0.1"
+  assert report._shared_name(
+      ["seed=0,optimizer.learning_rate=0.05",
+       "seed=1,optimizer.learning_rate=0.05"]) == (
+           "optimizer.learning_rate=0.05")
+  assert report._shared_name(["a/seed=1/b", "a/seed=2/b"]) == "a/b"
+  assert report._shared_name(["a-b", "c"]) == ""
+
+
+def test_review_table_shows_the_sweep_axes_rounded(tmp_path, capsys):
+  sweep_dir = make_review(tmp_path, seeds=2)
+  assert report_command.main([str(sweep_dir)]) == 0
+  printed = capsys.readouterr().out
+  header = printed.splitlines()[2]
+  # A sweep's table: its axes (seed) only; computed fields nowhere.
+  assert header.startswith("| run | seed | status | step | test/accuracy")
+  assert "input.mean" not in (sweep_dir / "report.csv").read_text()
+  assert "model.name" in next(iter(read_csv(sweep_dir / "report.csv")))
+  assert "more config fields differ" in printed
+  groups = read_csv(sweep_dir / "report_seeds.csv")
+  assert [g["group"] for g in groups] == sorted(FAMILIES)
+  assert {p.name for p in (sweep_dir / "plots").iterdir()} >= {
+      "comparison.png", "learning_curves.png", "per_class_accuracy.png"}
+
+
+def test_config_columns_chosen_like_metric_columns(tmp_path, capsys):
+  sweep_dir = make_review(tmp_path)
+  assert report_command.main([str(sweep_dir), "--columns",
+                      "model.name,optimizer.weight_decay,"
+                      "test/accuracy_final"]) == 0
+  printed = capsys.readouterr().out
+  assert "| run | model.name | optimizer.weight_decay | status | step | " \
+         "test/accuracy_final |" in printed
+  assert "| vgg11_bn-seed0 | vgg | 0.0001235 | finished | 10 | 0.7000 |" in (
+      printed)
+  rows = read_csv(sweep_dir / "report.csv")
+  assert list(rows[0]) == ["run", "model.name", "optimizer.weight_decay",
+                           "status", "step", "test/accuracy_final"]
+  # The CSV keeps the exact value.
+  assert {r["optimizer.weight_decay"] for r in rows} >= {"0.000123456"}
+
+
+def test_one_point_curves_show_and_start_at_zero(tmp_path):
+  make_run(tmp_path / "r", seed=0, lr=0.1, accuracies=[0.3])
+  runs = report.load_runs([tmp_path / "r"])
+  fig = report.plot_learning_curves(runs, [])
+  _drawn(fig)
+  for ax in fig.axes:
+    (line,) = ax.lines
+    assert line.get_marker() == "o" and len(line.get_xdata()) == 1
+    assert ax.get_xlabel() == "epoch" and ax.get_xlim()[0] == 0
+    assert ax.get_xlim()[1] > line.get_xdata()[0] == 1.0
+    assert ax.get_ylim()[0] == 0 < line.get_ydata()[0] < ax.get_ylim()[1]

@@ -3,6 +3,7 @@ stream API and `ferjax predict` on generated videos and bad inputs."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -565,3 +566,28 @@ def test_the_command_runs_a_video_with_a_trained_run(reference_run, squares,
   lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
   assert [r["frame"] for r in lines] == [0, 1, 2]
   assert count_frames(tmp_path / "squares.avi")[0] == 3
+
+
+def test_predict_video_reports_frames_done_and_rate(classifier, squares):
+  path, _ = squares
+  notes = []
+  records = list(predict.predict_video(
+      path, classifier, DarkSquares(), progress=notes.append,
+      progress_every=0))
+  assert len(records) == 12
+  # One line a frame (every 0 s), then the summary.
+  assert [n.split(": ")[1].split(" frames")[0] for n in notes[:-1]] == [
+      f"{i}/12" for i in range(1, 13)]
+  assert all(n.startswith(f"{path}: ") and n.endswith(" frames/s")
+             for n in notes[:-1])
+  assert re.fullmatch(rf"{re.escape(str(path))}: 12 frames in \d+\.\d s "
+                      r"\(\d+\.\d frames/s\)", notes[-1]), notes[-1]
+
+
+def test_predict_run_prints_video_progress_on_stderr(classifier, squares,
+                                                     capsys):
+  assert predict.run([str(squares[0])], classifier, DarkSquares(),
+                     max_frames=5) == 0
+  out, err = capsys.readouterr()
+  assert len(out.splitlines()) == 5 and "frames/s" not in out
+  assert f"ferjax predict: {squares[0]}: 5 frames in " in err

@@ -1,4 +1,5 @@
-"""A workdir that is a file, read-only or on a full disk: one clear error.
+"""A workdir that is a file, read-only or on a full disk: one clear error;
+a failed start leaves nothing behind.
 
 The read-only and full-disk cases run `ferjax train` in a private mount
 namespace (a read-only bind mount, a 64 KiB tmpfs); they are skipped where
@@ -8,6 +9,7 @@ user namespaces are not available.
 import subprocess
 import sys
 
+import pytest
 
 from ferjax import cli
 from helpers import QUICKSTART, REPO, needs_mounts, tiny_overrides
@@ -66,3 +68,23 @@ def test_full_disk(synthetic_data_dir, tmp_path):
   last = errors[0]
   assert str(tmp_path / "small" / "run") in last
   assert "No space left on device" in last or "no space left" in last
+
+
+@pytest.mark.parametrize("command,experiment", [
+    ("train", "fer2013_lenet.py"), ("crossval", "ckplus_lenet.py")])
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_failed_start_leaves_nothing_behind(tmp_path, capsys, command,
+                                              experiment, existed):
+  """A missing dataset: no .lock, no empty fold_0/, no workdir it made."""
+  workdir = tmp_path / "run"
+  if existed:
+    workdir.mkdir()
+  code = cli.main([
+      command, "--config",
+      str(REPO / "experiments" / experiment),
+      "--workdir", str(workdir),
+      f"--config.input.manual_dir={tmp_path / 'missing'}",
+      f"--config.input.data_dir={tmp_path / 'tfds'}"])
+  assert code == 2
+  assert "missing" in capsys.readouterr().err
+  assert (list(workdir.iterdir()) == []) if existed else not workdir.exists()

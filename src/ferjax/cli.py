@@ -31,7 +31,8 @@ COMMANDS = {
     ("report",): ("tables and plots over runs and sweeps", "report"),
     ("reproduce",): ("rerun a run from its manifest and compare the metrics",
                      "reproduce"),
-    ("predict",): ("detect faces in photos and label their expressions",
+    ("predict",): ("label the expressions of the faces in photos, videos "
+                   "and camera streams (JSON lines, annotated copies)",
                    "predict"),
     ("convert", "torchvision"): ("import torchvision weights as a run "
                                  "directory", "convert"),

@@ -1,13 +1,16 @@
-"""JAX's persistent compilation cache for short command-line runs.
+"""JAX's persistent compilation cache for every ferjax command that compiles.
 
 A `ferjax predict` of one photo spends most of its time compiling the
-detector's and the classifier's networks; with the cache, a later process
-reads the compiled programs from disk instead. The cache lives in the user's
-cache directory, ``$XDG_CACHE_HOME/ferjax/jax`` (``~/.cache/ferjax/jax``
-when XDG_CACHE_HOME is unset). ``FERJAX_COMPILATION_CACHE`` overrides it:
-a directory to use instead, or ``off`` (also ``0``, ``false``, ``none``) to
-disable it. Entries are keyed by program, JAX version and device, so a stale
-entry is never used, and deleting the directory is always safe.
+detector's and the classifier's networks, and every trial of a sweep, every
+rerun and every resumption of a run compiles the same train step, evaluators
+and checks; with the cache, a later process reads the compiled programs from
+disk instead. The cache lives in the user's cache directory,
+``$XDG_CACHE_HOME/ferjax/jax`` (``~/.cache/ferjax/jax`` when XDG_CACHE_HOME
+is unset), or where JAX's own ``JAX_COMPILATION_CACHE_DIR`` says.
+``FERJAX_COMPILATION_CACHE`` overrides both: a directory to use instead, or
+``off`` (also ``0``, ``false``, ``none``) to disable it. Entries are keyed by
+program, JAX version and device, so a stale entry is never used, and deleting
+the directory is always safe.
 """
 
 import os
@@ -28,6 +31,8 @@ def default_dir() -> Path | None:
     return None
   if value:
     return Path(value).expanduser()
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).expanduser()
   base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
   return Path(base) / "ferjax" / "jax"
 

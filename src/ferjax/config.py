@@ -53,6 +53,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "init_from.workdir": None,
     "init_from.checkpoint": "best",
     "parallel.num_devices": None,
+    "checkpoint.every_epochs": 1,
     "parallel.deterministic_gpu": False,
     "slurm.partition": None,
     "slurm.time_minutes": 60,
@@ -209,7 +210,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.evals.test = ml_collections.ConfigDict(dict(split="test", tta="none"))
 
   c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every_steps = 0  # 0: at the end of each epoch only.
+  c.checkpoint.every_steps = 0  # 0: at epoch ends only.
+  # At the end of every Nth epoch; the last step and every evaluation that
+  # improves checkpoint.best_metric are saved whatever N is.
+  c.checkpoint.every_epochs = 1
   c.checkpoint.keep = 2
   c.checkpoint.best_metric = "test/accuracy"
   c.checkpoint.best_mode = "max"

@@ -238,6 +238,10 @@ def _check_checkpoint(config: ml_collections.ConfigDict) -> None:
   _require(ckpt.every_steps >= 0, "checkpoint.every_steps",
            "an integer >= 0 (0: at the end of each epoch only)",
            ckpt.every_steps)
+  every_epochs = ckpt.get("every_epochs", 1)
+  _require(isinstance(every_epochs, int) and not isinstance(every_epochs, bool)
+           and every_epochs >= 1, "checkpoint.every_epochs",
+           "a positive integer (1: every epoch)", every_epochs)
   _require(ckpt.keep >= 1, "checkpoint.keep", "an integer >= 1", ckpt.keep)
   _check_metric_name(config, "checkpoint.best_metric", ckpt.best_metric)
   _check_metric_eval_runs_always(config, "checkpoint.best_metric",

@@ -5,7 +5,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ferjax import fs_errors
+from ferjax import commands
 from ferjax.data import registry
 from ferjax.data.prepare import format_summary, prepare
 
@@ -32,14 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("ferjax data prepare: --config is deprecated here (it names the "
           "experiment file elsewhere); use --builder-config", file=sys.stderr)
     args.builder_config = args.builder_config or args.old_config
-  try:
-    summary = prepare(args.name, manual_dir=args.manual_dir,
-                      data_dir=args.data_dir, config=args.builder_config)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  except OSError as e:
-    print(f"error: {fs_errors.describe(e)}", file=sys.stderr)
-    return 1
-  print(format_summary(summary))
-  return 0
+
+  def build() -> int:
+    print(format_summary(prepare(args.name, manual_dir=args.manual_dir,
+                                 data_dir=args.data_dir,
+                                 config=args.builder_config)))
+    return 0
+
+  # As every command: 'ferjax data prepare: error: ...', exit 2.
+  return commands.reporting_errors("data prepare", build)

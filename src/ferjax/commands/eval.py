@@ -5,8 +5,10 @@ import os
 from collections.abc import Sequence
 
 from ferjax import commands
+from ferjax import compilation_cache
 from ferjax import config as config_lib
 from ferjax import finite_json
+from ferjax.commands import run_dirs
 from ferjax.evaluations import EVALUATIONS
 
 
@@ -25,10 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
       description="Metrics of a run's checkpoint on its evals or on --split; "
       "with several --workdir, each member's and their ensemble's (the mean "
       "of their softmax, each member with its own preprocessing).")
-  ev.add_argument("--workdir", required=True, action="append",
-                  type=os.path.expanduser,
+  ev.add_argument("--workdir", action="append", type=os.path.expanduser,
                   help="run directory written by 'ferjax train'; repeat it "
                   "to evaluate an ensemble (needs --split)")
+  run_dirs.add_pretrained(ev)
   ev.add_argument("--split", default=None,
                   help="dataset split, TFDS slicing allowed (default: the "
                   "run's own evals)")
@@ -58,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   if extra:
     raise config_lib.ConfigError(f"unrecognised arguments: {' '.join(extra)}")
+  args.workdir = run_dirs.from_args(args)
+  run_dirs.refuse_sweeps(args.workdir)
   if len(args.workdir) > 1 and args.split is None:
     raise config_lib.ConfigError(
         "an ensemble (several --workdir) is evaluated on one --split")
@@ -72,6 +76,7 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
   parallel.configure_gpu_determinism(
       config.parallel.get("deterministic_gpu", False))
+  compilation_cache.enable(compilation_cache.default_dir())
   from ferjax.train import run_evaluation
   options = dict(split=args.split, tta=args.tta, crop_size=args.crop_size,
                  data_dir=args.data_dir, manual_dir=args.manual_dir)

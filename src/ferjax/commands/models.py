@@ -61,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
                           fusion=args.fusion))
       rows.append(row)
     except ValueError as e:  # The input is too small for this geometry.
-      print(f"ferjax models: {name}: {e}", file=sys.stderr)
+      reason = str(e).removeprefix(f"{name}: ")
+      rows.append({"name": name, "skipped": reason})
       # torchvision's own networks keep torchvision's minimum input sizes
       # (AlexNet 63x63): not fitting a FER-sized input is expected of them.
-      failed = failed or not name.endswith("_tv")
+      if not name.endswith("_tv"):
+        print(f"ferjax models: {name}: {reason}", file=sys.stderr)
+        failed = True
   height, width, channels = args.input_shape
   print(f"input {height}x{width}x{channels}, {args.num_classes} classes"
         + (f", fusion {'+'.join(args.fusion['features'])} "

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ferjax import compilation_cache
+from ferjax import pretrained
+from ferjax.commands import run_dirs
 from ferjax.recognition.classifier import load_classifier, load_ensemble
 from ferjax.recognition.detectors import DETECTORS
 from ferjax.recognition.inputs import check_out_dir
@@ -18,9 +20,8 @@ from ferjax.recognition.video import leftover_partials
 
 def _model_dir(workdir: str | None) -> str:
   """The run to classify with; says so when it is the bundled model."""
-  from ferjax import pretrained
   if workdir is None:
-    workdir = str(pretrained.FER2013_LENET5)
+    workdir = str(pretrained.path())
     print("ferjax predict: no --workdir: using the bundled LeNet-5 trained on "
           "FER2013 (PublicTest accuracy 0.51; see ferjax/pretrained)",
           file=sys.stderr)
@@ -49,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "repeat it for an ensemble (mean softmax, each run "
                       "with its own preprocessing; the runs must classify "
                       "the same labels)")
+  run_dirs.add_pretrained(parser)
   parser.add_argument("images", nargs="*", metavar="INPUT",
                       type=os.path.expanduser,
                       help="image or video files (.mp4, .avi, .mov, .mkv, "
@@ -115,11 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   if not args.no_compile_cache:
     compilation_cache.enable(compilation_cache.default_dir())
   try:
-    if args.workdir and len(args.workdir) > 1:
-      workdirs = args.workdir
+    if args.workdir or args.pretrained:
+      workdirs = run_dirs.from_args(args)
+    else:
+      workdirs = [_model_dir(None)]
+    if len(workdirs) > 1:
       classifier = load_ensemble(workdirs)
     else:
-      workdirs = [_model_dir(args.workdir[0] if args.workdir else None)]
       classifier = load_classifier(workdirs[0])
   except (FileNotFoundError, ValueError) as e:
     print(f"ferjax predict: {e}", file=sys.stderr)

@@ -27,10 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="step of that evaluation (default: the last)")
   parser.add_argument(
       "--columns", type=lambda text: [c for c in text.split(",") if c],
-      metavar="EVAL/METRIC_WHICH,...",
-      help="metric columns of the tables, in this order, e.g. "
-      "public_test/accuracy_final,public_test/macro_f1_final (default: "
-      "every evaluation's final and best accuracy and macro F1)")
+      metavar="COLUMN,...",
+      help="config fields and metric columns of the tables, in this order, "
+      "e.g. model.name,public_test/accuracy_final,public_test/macro_f1_final"
+      " (default: the fields that differ between the runs, a sweep's axes in "
+      "report.md, and every evaluation's final and best accuracy and macro "
+      "F1)")
   args = parser.parse_args(argv)
   try:
     tables = write_report(args.dirs, args.out, eval_name=args.eval_name,

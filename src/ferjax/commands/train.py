@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import jax
 
 from ferjax import commands
+from ferjax import compilation_cache
 from ferjax import config as config_lib
 from ferjax import config_checks
 from ferjax.train import distributed
@@ -77,6 +78,7 @@ def experiment_config(args: argparse.Namespace, extra: list[str]):
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
   parallel.configure_gpu_determinism(config.parallel.deterministic_gpu)
+  compilation_cache.enable(compilation_cache.default_dir())
   launch = distributed.Launch(**{
       f.name: getattr(args, f.name)
       for f in dataclasses.fields(distributed.Launch)})

@@ -1,6 +1,7 @@
 """A trained model, or an ensemble of them, packaged for inference on faces."""
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -156,17 +157,20 @@ def _check_fit(model: nn.Module, variables: Any,
           f"{got if got is not None else 'missing'}, expected {leaf.shape}")
 
 
-def load_classifier(workdir: str, checkpoint: str = "best") -> Classifier:
+def load_classifier(workdir: str | os.PathLike | None = None,
+                    checkpoint: str = "best") -> Classifier:
   """The classifier of a training run: its best (or given) checkpoint.
 
   Class names, the stored image format and the normalisation all come from
   the run's own records, so inference preprocesses exactly as evaluation did.
   Reads the run directory and the checkpoint only: no dataset, no optimizer.
+  Without ``workdir``: the bundled model (``ferjax.pretrained``).
   """
+  from ferjax import pretrained
   from ferjax.models import create_model
   from ferjax.run.run_dir import RunDir
 
-  run = RunDir(workdir)
+  run = RunDir(pretrained.path() if workdir is None else workdir)
   config = run.read_config()
   dataset = run.dataset()
   with run.checkpoints(config) as ckpt:

@@ -7,8 +7,9 @@ Detectors run on downscaled copies (longer side at most 1024 pixels): that
 bounds the time and memory huge photos cost, and faces small enough to be
 lost there are too small to classify. Crops come from the full image.
 
-The default, 'auto', is MTCNN with the original's thresholds run at two
-resolutions, longer side 640 and 1024, with the faces merged. On the shared
+The default, 'auto', is MTCNN run at two resolutions, longer side 640 and
+1024, with the faces merged; 'auto' and 'mtcnn' report faces MTCNN scores at
+least ``detectors.MIN_SCORE`` (the original reports from 0.8). On the shared
 photos, as they are, mirrored, rotated by 12 degrees either way and
 recompressed, MTCNN at any single resolution from 480 to 1024 pixels or at
 full size missed the Santa face in at least one variant (except at 640),
@@ -75,13 +76,26 @@ def rescale_face(face: Face, fx: float, fy: float) -> Face:
 @dataclasses.dataclass(frozen=True)
 class MultiResolution:
   """Runs ``detector`` on copies downscaled to each of ``sides`` (never
-  upscaled) and merges what they find, in full-image coordinates."""
+  upscaled) and merges what they find, in full-image coordinates.
+
+  A copy r times smaller than the largest reports only faces of at least
+  r * ``min_face`` of its pixels: smaller ones the largest copy sees with r
+  times more pixels, and it alone decides on them. Detectors err most on
+  faces near their smallest size: MTCNN (the original too) scores a dark
+  patch of a suit at 18-23 pixels 0.94-0.96, as high as real faces, and
+  rejects it with more pixels in most images; a union of copies would keep
+  every copy's errors (benchmarks/README.md, detection.py). Faces scored
+  under ``min_score`` are not reported (faces without a score are).
+  """
 
   detector: Detector
   sides: tuple[int, ...]
+  min_face: float = 0.0
+  min_score: float = 0.0
 
   def detect(self, image: np.ndarray) -> list[Face]:
     longest = max(image.shape[:2])
+    largest = min(longest, max(self.sides))
     faces, done = [], set()
     for side in self.sides:
       scale = min(1.0, side / longest)
@@ -93,7 +107,11 @@ class MultiResolution:
       small = image if scale == 1.0 else cv2.resize(
           image, size, interpolation=cv2.INTER_AREA)
       fx, fy = image.shape[1] / size[0], image.shape[0] / size[1]
-      faces += [rescale_face(f, fx, fy) for f in self.detector.detect(small)]
+      ratio = largest / max(size)
+      smallest = self.min_face * ratio if ratio > 1 else 0.0
+      faces += [rescale_face(f, fx, fy) for f in self.detector.detect(small)
+                if max(f.box[2:]) >= smallest
+                and (f.score is None or f.score >= self.min_score)]
     return merge_faces(faces)
 
   def follow(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
@@ -101,7 +119,8 @@ class MultiResolution:
 
     Uses the detector's own ``follow`` where it has one (MTCNN's last
     stage), else ``redetect_near``; on the copy of the largest side, where
-    faces have the most pixels.
+    faces have the most pixels. ``min_score`` does not apply: a face once
+    detected stays while its detector's own threshold keeps it.
     """
     scale = min(1.0, max(self.sides) / max(image.shape[:2]))
     size = (max(1, round(image.shape[1] * scale)),
@@ -159,8 +178,9 @@ def get_detector(name: str) -> MultiResolution:
   if name not in DETECTORS:
     raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, "
                      f"got {name!r}")
-  return MultiResolution(_base_detector(DETECTORS[name].build),
-                         DETECTORS[name].sides)
+  spec = DETECTORS[name]
+  return MultiResolution(_base_detector(spec.build), spec.sides,
+                         spec.min_face, spec.min_score)
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,9 @@ from ferjax.recognition.video import (WRITABLE_SUFFIXES, VideoError,
 # 48-megapixel phone photos; 600 MB as 8-bit RGB. Like Pillow's
 # MAX_IMAGE_PIXELS, it stops a small file from taking gigabytes to decode.
 MAX_PIXELS = 200_000_000
+
+# Seconds between a video's progress lines on stderr: alive, not chatty.
+PROGRESS_EVERY = 5.0
 
 
 class ImageError(Exception):
@@ -140,10 +144,15 @@ def annotate(image: np.ndarray, results: Sequence[FaceResult]) -> np.ndarray:
     scale = max(0.4, w / 220)
     thickness = max(1, round(scale * 1.5))
     (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
-    top = y - th - base if y - th - base >= 0 else y + h
-    cv2.rectangle(out, (x, top), (x + tw, top + th + base), (0, 255, 0), -1)
-    cv2.putText(out, text, (x, top + th), font, scale, (0, 0, 0), thickness,
-                cv2.LINE_AA)
+    # Above the box, else inside its top: always within the image (a face
+    # at the image's edge keeps its label in sight).
+    top = y - th - base if y - th - base >= 0 else y
+    top = max(0, min(top, out.shape[0] - th - base))
+    left = max(0, min(x, out.shape[1] - tw))
+    cv2.rectangle(out, (left, top), (left + tw, top + th + base), (0, 255, 0),
+                  -1)
+    cv2.putText(out, text, (left, top + th), font, scale, (0, 0, 0),
+                thickness, cv2.LINE_AA)
   return out
 
 
@@ -203,6 +212,10 @@ def _warn(message: str) -> None:
   print(f"ferjax predict: warning: {message}", file=sys.stderr, flush=True)
 
 
+def _note(message: str) -> None:
+  print(f"ferjax predict: {message}", file=sys.stderr, flush=True)
+
+
 def _open_window(title: str) -> str | None:
   """The title of a new OpenCV window for --show, or None (with a warning)
   where no display or no GUI support exists."""
@@ -235,13 +248,17 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
                   max_frames: int | None = None,
                   detect_every: int = DETECT_EVERY, smooth: float = SMOOTH,
                   show: bool = False, used: set[str] | None = None,
-                  warn=_warn) -> Iterator[dict[str, Any]]:
+                  warn=_warn, progress: Callable[[str], None] = _note,
+                  progress_every: float = PROGRESS_EVERY
+                  ) -> Iterator[dict[str, Any]]:
   """One JSON-ready record per frame of a video file or camera index.
 
   A source that cannot be read gives one {"path", "error"} record (after
   the frames read before the problem). With ``out_dir`` the annotated video
   is written there, named after the source (camera N: cameraN.mp4); one
   that cannot be written completely raises VideoError (see VideoWriter).
+  ``progress`` gets the frames done and frames/s every ``progress_every``
+  seconds and once at the end (stderr: stdout is the records).
   """
   name = f"camera {source}" if isinstance(source, int) else str(source)
   try:
@@ -269,6 +286,9 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
     stream = FaceStream(classifier, detector, detect_every=detect_every,
                         smooth=smooth)
     frames = 0
+    whole = start == 0 and end is None and max_frames is None
+    of = f"/{video.frame_count}" if whole and video.frame_count else ""
+    began = last = time.monotonic()
     try:
       for frame in video.frames(start=start, end=end, max_frames=max_frames,
                                 warn=warn):
@@ -282,6 +302,11 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):  # q or Esc quits
               break
         frames += 1
+        now = time.monotonic()
+        if now - last >= progress_every:
+          progress(f"{name}: {frames}{of} frames, "
+                   f"{frames / (now - began):.1f} frames/s")
+          last = now
         yield {"path": name, **result.to_json()}
     except KeyboardInterrupt:
       # Ctrl-C is how a camera recording ends; a file's video stops short.
@@ -292,7 +317,11 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
       message = str(e) if name in str(e) else f"{name}: {e}"
       yield {"path": name, "error": message}
       return
-    if not frames:
+    if frames:
+      seconds = time.monotonic() - began
+      progress(f"{name}: {frames} frames in {seconds:.1f} s "
+               f"({frames / seconds if seconds else 0:.1f} frames/s)")
+    else:
       yield {"path": name, "error": f"{name}: no frames between --start "
              f"{start:g} s and --end {end if end is not None else 'end'}"}
 

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -69,6 +70,25 @@ def _damaged_json(step_dir: pathlib.Path) -> CorruptCheckpoint | None:
             f"checkpoint {step_dir}: {path.relative_to(step_dir)} is not "
             "valid JSON (the file is damaged)")
   return None
+
+
+# What Orbax says on every read-only open: how it opened, not a problem.
+_READ_ONLY_NOTES = ("CheckpointManagerOptions.read_only=True",
+                    "Given directory is read only")
+
+
+class _ReadOnlyNotes(logging.Filter):
+  """Drops Orbax's read-only notes from the ``absl`` logger, nothing else."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(_READ_ONLY_NOTES)
+
+
+def _quiet_read_only_notes() -> None:
+  """Loading the bundled model from Python prints no absl warnings."""
+  absl_log = logging.getLogger("absl")
+  if not any(isinstance(f, _ReadOnlyNotes) for f in absl_log.filters):
+    absl_log.addFilter(_ReadOnlyNotes())
 
 
 def _quiet_late_reads() -> None:
@@ -134,6 +154,7 @@ class Checkpoints:
     self.directory = pathlib.Path(directory).absolute()
     # A failed write or read is reported once, by the exception it raises.
     _quiet_late_reads()
+    _quiet_read_only_notes()
     self.best_metric = best_metric
     self._best_mode = best_mode
     self._read_only = read_only
@@ -189,6 +210,17 @@ class Checkpoints:
       return self.latest_step()
     sign = 1.0 if self._best_mode == "max" else -1.0
     return max(scored, key=lambda t: (sign * t[0], -t[1]))[1]
+
+  def improves(self, metrics: dict[str, Any]) -> bool:
+    """Whether ``metrics`` beat every saved step's ``best_metric``."""
+    if not self.best_metric or self.best_metric not in metrics:
+      return False
+    best = self.best_step()
+    saved = self.metrics(best) if best is not None else {}
+    if self.best_metric not in saved:
+      return True
+    new, old = float(metrics[self.best_metric]), float(saved[self.best_metric])
+    return new > old if self._best_mode == "max" else new < old
 
   def save(self, step: int, state: Any,
            metrics: dict[str, Any] | None = None) -> None:

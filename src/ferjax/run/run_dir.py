@@ -410,7 +410,8 @@ class RunDir:
     hands each to its ``ferjax train`` process (``LOCK_FD_ENV``).
     """
     path = self.path / _LOCK
-    fd = self._inherited_lock(path)
+    created = not self.path.exists()
+    fd = inherited = self._inherited_lock(path)
     if fd is None:
       fd = self.try_lock()
     if fd is None:
@@ -423,6 +424,10 @@ class RunDir:
       os.pwrite(fd, f"process {os.getpid()} ({' '.join(argv or [])})\n"
                 .encode(), 0)
       yield
+    except BaseException:
+      if inherited is None:
+        self._remove_if_untouched(created)
+      raise
     finally:
       os.close(fd)
 
@@ -435,6 +440,17 @@ class RunDir:
         _LOCK}:
       (self.path / _LOCK).unlink(missing_ok=True)
       self.path.rmdir()
+
+  def _remove_if_untouched(self, created: bool) -> None:
+    """After a failed start (a missing dataset, a bad config): the lock, and
+    the directory if this process made it, when nothing else was written."""
+    try:
+      if [p.name for p in self.path.iterdir()] == [_LOCK]:
+        (self.path / _LOCK).unlink()
+        if created:
+          self.path.rmdir()
+    except OSError:
+      pass  # Left as it was: the lock file is harmless.
 
   @staticmethod
   def _inherited_lock(path: pathlib.Path) -> int | None:

@@ -146,6 +146,7 @@ def _train(training: setup_lib.Training, run: RunDir,
     results = _steps(training, ckpt, writer, state, start_step, pending,
                      is_chief)
     step = training.total_steps
+    writer.hparams(config.to_dict(), _scalar_metrics(results), step)
   except BaseException as e:
     writer.close()
     if is_chief:
@@ -186,7 +187,10 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
     step += 1
     epoch_end = step % spe == 0
     every = config.checkpoint.every_steps
-    save_now = epoch_end or (every and step % every == 0)
+    save_now = (epoch_end and ((epoch + 1) % config.checkpoint.every_epochs == 0
+                               or step == training.total_steps)
+                or bool(every and step % every == 0))
+    logged = None
     if step % config.log_every_steps == 0 or step == training.total_steps:
       window += jax.device_get(parallel.unreplicate(pending_device))
       elapsed = time.monotonic() - t_log
@@ -195,12 +199,10 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
           (step - step_log) * config.batch_size / elapsed if elapsed else 0.0)
       divergence.check_train_metrics(step, summary, ckpt)
       writer.write(step, "train", summary)
+      logged = summary
       pending_device, window = [], []
       t_log, step_log = time.monotonic(), step
-    elif save_now:
-      window += jax.device_get(parallel.unreplicate(pending_device))
-      pending_device = []
-    progress.update(step, f"epoch {epoch + 1}/{config.num_epochs}")
+    progress.update(step, f"epoch {epoch + 1}/{config.num_epochs}", logged)
     due = (_due_evaluations(config, epoch + 1,
                             last=step == training.total_steps)
            if epoch_end else [])
@@ -223,10 +225,14 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
         state = state.replace(plateau=parallel.replicate(new))
       log.info("step %d: %s", step, ", ".join(
           f"{n}/accuracy={r['accuracy']:.4f}" for n, r in results.items()))
-    # Every evaluation, and so the last step, falls on an epoch end.
-    if save_now:
+    # Every evaluation, and so the last step, falls on an epoch end. A new
+    # best is saved whatever the cadence: the best checkpoint is never lost.
+    saved = _scalar_metrics(results) if evaluate_now else {}
+    if save_now or ckpt.improves(saved):
       divergence.check_state(step, parallel.unreplicate(state), ckpt)
-      saved = _scalar_metrics(results) if evaluate_now else {}
+      if pending_device:
+        window += jax.device_get(parallel.unreplicate(pending_device))
+        pending_device = []
       if window:
         saved[_WINDOW] = {k: [float(m[k]) for m in window] for k in window[0]}
       ckpt.save(step, parallel.unreplicate(state), saved)

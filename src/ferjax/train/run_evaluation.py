@@ -8,6 +8,7 @@ augmentation, as the review's "combining models" does.
 """
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,8 @@ def _eval_configs(config: ml_collections.ConfigDict, split: str | None,
 
   On ``split``, the run's own eval of that split with that test-time
   augmentation is preferred, so that ten-crop keeps the run's crop size.
+  Evals are named as the run names them, or by the split, with the
+  test-time augmentation added where the name does not say it.
   """
   evals = ml_collections.ConfigDict(config.evals.to_dict())
   if split is not None:
@@ -50,7 +53,16 @@ def _eval_configs(config: ml_collections.ConfigDict, split: str | None,
       if tta == "ten_crop" and (crop_size or not ev.get("crop_size")):
         ev.crop_size = tuple(crop_size or (round(0.9 * height),
                                            round(0.9 * width)))
-  return evals
+  return ml_collections.ConfigDict({_row_name(name, ev.get("tta", "none")): ev
+                                    for name, ev in evals.items()})
+
+
+def _row_name(name: str, tta: str) -> str:
+  """``public_test (ten_crop)``: a ten-crop result never shares the name of
+  the single-crop one; a name that says so already stays."""
+  if tta == "none" or tta.replace("_", "") in name.replace("_", ""):
+    return name
+  return f"{name} ({tta})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,16 +188,28 @@ def _rows_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   return "\n".join(lines)
 
 
+def _short_names(workdirs: Sequence[str]) -> tuple[str, list[str]]:
+  """The members' common parent and each one's path below it: a table's
+  row names, not the full paths (200 characters a line)."""
+  paths = [os.path.abspath(w) for w in workdirs]
+  base = os.path.commonpath(paths)
+  if base in paths:  # A member is the others' parent, or all are one.
+    base = os.path.dirname(base)
+  return base, [os.path.relpath(p, base) for p in paths]
+
+
 def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
   """``evaluate_run`` or ``evaluate_ensemble`` output as readable tables."""
   columns = (*metrics_lib.HEADLINE, "loss", "num_examples")
   header = [*columns[:-1], "examples"]
   if "members" in result:
-    named = [(f"{m['workdir']} (step {m['step']})", m["results"])
-             for m in result["members"]]
+    base, names = _short_names([m["workdir"] for m in result["members"]])
+    named = [(f"{name} (step {m['step']})", m["results"])
+             for name, m in zip(names, result["members"])]
     named.append(("ensemble (mean softmax)", result["ensemble"]["results"]))
     (split,) = result["ensemble"]["results"]
-    title = (f"ensemble of {len(result['members'])} runs on {split}, "
+    title = (f"ensemble of {len(result['members'])} runs under {base} on "
+             f"{split}, "
              + (f"checkpoint {result['checkpoint']}" if result["checkpoint"]
                 else "checkpoints per member"))
     rows = [(name, *(r[split][c] for c in columns)) for name, r in named]

@@ -1,0 +1,45 @@
+"""The run directories a command reads: ``--workdir``s or ``--pretrained``.
+
+Shared by eval, export and predict, so that a bundled model goes wherever a
+run directory does and a sweep's directory is refused the same way.
+"""
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from ferjax import config as config_lib
+from ferjax import pretrained
+
+
+def add_pretrained(parser: argparse.ArgumentParser) -> None:
+  """``--pretrained [NAME]``: a bundled model where a run directory goes;
+  ``from_args`` reads it back."""
+  parser.add_argument(
+      "--pretrained", nargs="?", const=pretrained.DEFAULT, metavar="NAME",
+      help=f"a model shipped with ferjax instead of (or, for an ensemble, "
+      f"with) --workdir: {', '.join(pretrained.MODELS)} (default "
+      f"{pretrained.DEFAULT}: LeNet-5 trained on FER2013, PublicTest "
+      "accuracy 0.51)")
+
+
+def from_args(args: argparse.Namespace) -> list[str]:
+  """The run directories of ``args``: ``--workdir``s, then ``--pretrained``."""
+  given = args.workdir or []
+  given = [given] if isinstance(given, str) else list(given)
+  if args.pretrained is not None:
+    given.append(str(pretrained.path(args.pretrained)))
+  if not given:
+    raise ValueError("expected --workdir DIR or --pretrained [NAME]")
+  return given
+
+
+def refuse_sweeps(workdirs: Sequence[str]) -> None:
+  """A sweep's directory where a run's goes: say what to give instead."""
+  from ferjax.experiment.sweep import SWEEP_FILE
+  for workdir in workdirs:
+    if os.path.isfile(os.path.join(workdir, SWEEP_FILE)):
+      raise config_lib.ConfigError(
+          f"{workdir} is a sweep ({SWEEP_FILE}), not a run: 'ferjax report "
+          f"{workdir}' tabulates its trials; give one trial's directory, "
+          f"e.g. --workdir {os.path.join(workdir, 'TRIAL')}")
