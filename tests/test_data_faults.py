@@ -86,8 +86,9 @@ def test_a_csv_that_is_not_the_challenges_is_named(tmp_path, capsys, tarball,
   name = _csv_with(tmp_path / "manual", row, tarball=tarball)
   code, _, err = _prepare(capsys, "fer2013", "--manual-dir",
                           tmp_path / "manual", "--data-dir", tmp_path / "data")
-  assert code == 1
-  assert err == f"error: {name}{message}; expected the challenge's CSV\n"
+  assert code == 2
+  assert err == (f"ferjax data prepare: error: {name}{message}; expected the "
+                 "challenge's CSV\n")
   assert not _fer_prepared(tmp_path / "data")
 
 
