@@ -59,12 +59,13 @@ def test_probabilities_agree_with_the_evaluator_on_every_row(reference_run):
   member = evaluate._member(str(workdir), split="test[:203]",
                             checkpoint="best", tta=None, crop_size=None)
   (ev,) = member.evaluators.values()
-  probs = ev.probabilities(member.variables)
+  probs = ev.probabilities(member.variables[ev.weights])
   assert probs.shape == (203, 7)
   np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
   confusion = np.zeros((7, 7), int)
   np.add.at(confusion, (ev.labels, probs.argmax(-1)), 1)
-  assert confusion.tolist() == ev(member.variables)["confusion_matrix"]
+  assert confusion.tolist() == ev(member.variables[ev.weights])[
+      "confusion_matrix"]
 
 
 def test_ensemble_of_three_runs(reference_run, tmp_path):

@@ -79,6 +79,12 @@ LEGACY_VALUES: dict[str, Any] = {
     "model.fusion.gabor.grid": (6, 6),
     # The late head saw the raw histogram fractions and Gabor cell means.
     "model.fusion.standardize": False,
+    # No mixing, no moving average; beta only matters with effective_number.
+    "input.mix.mixup_alpha": 0.0,
+    "input.mix.cutmix_alpha": 0.0,
+    "input.mix.cutmix_prob": 0.5,
+    "loss.class_balance_beta": 0.9999,
+    "optimizer.ema_decay": 0.0,
 }
 
 
@@ -153,6 +159,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.augment = ml_collections.ConfigDict()  # See data.augment.augment.
   c.input.pipeline = "auto"  # memory | stream | auto (by memory_limit_mb)
   c.input.memory_limit_mb = 2048
+  # Mixup / CutMix of each global batch with itself reversed (data.mix):
+  # lam ~ Beta(alpha, alpha), 0 off; with both on, CutMix with cutmix_prob.
+  c.input.mix = ml_collections.ConfigDict(dict(
+      mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_prob=0.5))
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "lenet5"
@@ -170,13 +180,16 @@ def base_config() -> ml_collections.ConfigDict:
                  orientations=4, gamma=0.5, grid=(6, 6))))
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.name = "cross_entropy"  # cross_entropy | focal (ferjax.losses)
+  c.loss.name = "cross_entropy"  # cross_entropy | focal | l2_svm (losses)
   c.loss.focal_gamma = 2.0  # focal: (1 - p)^gamma down-weights easy examples.
   # Online hard example mining: only this fraction of each global batch, the
   # examples with the highest loss, contributes; 1.0 keeps every example.
   c.loss.ohem_fraction = 1.0
   c.loss.label_smoothing = 0.0
-  c.loss.class_weights = None  # None | 'balanced' | one weight per class.
+  # None | 'balanced' (inverse frequency) | 'effective_number' (Cui et al.
+  # 2019, with class_balance_beta) | one weight per class.
+  c.loss.class_weights = None
+  c.loss.class_balance_beta = 0.9999
   c.loss.aux_weight = 0.3  # GoogLeNet's auxiliary heads.
 
   c.optimizer = ml_collections.ConfigDict()
@@ -185,6 +198,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.nesterov = False
   c.optimizer.weight_decay = 0.0  # Coupled L2, as torch.optim.SGD.
   c.optimizer.grad_clip_norm = None
+  # Exponential moving average of the variables, kept beside them (0: none);
+  # evals.NAME.weights='ema' evaluates it.
+  c.optimizer.ema_decay = 0.0
   c.optimizer.schedule = "constant"  # constant | piecewise | cosine | plateau
   c.optimizer.warmup_epochs = 0.0
   c.optimizer.boundaries_epochs = ()
@@ -207,6 +223,8 @@ def base_config() -> ml_collections.ConfigDict:
                                                checkpoint="best"))
 
   c.evals = ml_collections.ConfigDict()
+  # Each: split, tta ('none' | 'ten_crop' with crop_size), and optionally
+  # weights ('raw' | 'ema', the moving average of optimizer.ema_decay).
   c.evals.test = ml_collections.ConfigDict(dict(split="test", tta="none"))
 
   c.checkpoint = ml_collections.ConfigDict()

@@ -18,6 +18,7 @@ from ferjax.data import registry as data_registry
 from ferjax.evaluations import EVALUATIONS
 from ferjax.features.lbp import LBP_METHODS
 from ferjax.features.lbp import num_codes
+from ferjax.losses import CLASS_WEIGHTS
 from ferjax.losses import LOSSES
 from ferjax.models import HANDCRAFTED_MODELS
 from ferjax.models import MODEL_NAMES
@@ -25,6 +26,8 @@ from ferjax.models import MODEL_NAMES
 BACKENDS = ("shard_map", "pmap")
 SCHEDULES = ("constant", "piecewise", "cosine", "plateau")
 TTA_MODES = tuple(EVALUATIONS)
+# Which variables an evaluation measures: as trained, or their moving average.
+EVAL_WEIGHTS = ("raw", "ema")
 # One-hot histograms of more bins than this cost more than the CNN.
 MAX_LBP_BINS = 256
 
@@ -113,6 +116,13 @@ def _check_input(config: ml_collections.ConfigDict,
   if inp.get("std") is not None:
     _require(all(s > 0 for s in inp.std), "input.std", "positive numbers",
              inp.std)
+  mix = inp.get("mix") or {}
+  for field in ("mixup_alpha", "cutmix_alpha", "cutmix_prob"):
+    value = mix.get(field, LEGACY_VALUES[f"input.mix.{field}"])
+    _require(_is_numbers([value]) and value >= 0 and (
+        field != "cutmix_prob" or value <= 1), f"input.mix.{field}",
+             "a number in [0, 1]" if field == "cutmix_prob" else
+             "a number >= 0 (0: off)", value)
 
 
 def _check_model(config: ml_collections.ConfigDict) -> None:
@@ -129,10 +139,14 @@ def _check_loss(config: ml_collections.ConfigDict) -> None:
   loss = config.loss
   _require(0.0 <= loss.label_smoothing < 1.0, "loss.label_smoothing",
            "a number in [0, 1)", loss.label_smoothing)
-  _require(loss.class_weights in (None, "balanced") or _is_numbers(
-      loss.class_weights), "loss.class_weights",
-           "None, 'balanced' or one positive weight per class",
-           loss.class_weights)
+  _require(loss.class_weights is None or loss.class_weights in CLASS_WEIGHTS
+           or _is_numbers(loss.class_weights), "loss.class_weights",
+           "None, 'balanced', 'effective_number' or one positive weight "
+           "per class", loss.class_weights)
+  beta = loss.get("class_balance_beta",
+                  LEGACY_VALUES["loss.class_balance_beta"])
+  _require(_is_numbers([beta]) and 0 <= beta < 1, "loss.class_balance_beta",
+           "a number in [0, 1)", beta)
   _require(loss.aux_weight >= 0, "loss.aux_weight", "a number >= 0",
            loss.aux_weight)
   name = loss.get("name", LEGACY_VALUES["loss.name"])
@@ -159,6 +173,10 @@ def _check_optimizer(config: ml_collections.ConfigDict) -> None:
   _require(opt.grad_clip_norm is None or opt.grad_clip_norm > 0,
            "optimizer.grad_clip_norm", "None or a number > 0",
            opt.grad_clip_norm)
+  ema_decay = _ema_decay(config)
+  _require(_is_numbers([ema_decay]) and 0 <= ema_decay < 1,
+           "optimizer.ema_decay", "a number in [0, 1) (0: no moving average)",
+           ema_decay)
   _require(not opt.nesterov or opt.momentum > 0, "optimizer.nesterov",
            "False when momentum is 0", opt.nesterov)
   _require(opt.schedule in SCHEDULES, "optimizer.schedule",
@@ -196,6 +214,11 @@ def _check_optimizer(config: ml_collections.ConfigDict) -> None:
            multipliers)
 
 
+def _ema_decay(config: ml_collections.ConfigDict) -> Any:
+  return config.optimizer.get("ema_decay",
+                              LEGACY_VALUES["optimizer.ema_decay"])
+
+
 def _check_init_from(config: ml_collections.ConfigDict) -> None:
   """``init_from``: the run to start from."""
   init_from = config.get("init_from")
@@ -211,7 +234,8 @@ def _check_init_from(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_evals(config: ml_collections.ConfigDict) -> None:
-  """``evals``: named evaluations of a split."""
+  """``evals``: named evaluations of a split, their kind and weights."""
+  ema_decay = _ema_decay(config)
   _require(isinstance(config.evals, ml_collections.ConfigDict) and
            len(config.evals) > 0, "evals", "a dict of named evaluations",
            config.evals)
@@ -221,6 +245,12 @@ def _check_evals(config: ml_collections.ConfigDict) -> None:
              "a split name", ev.get("split"))
     _require(ev.get("tta", "none") in TTA_MODES, f"evals.{name}.tta",
              f"one of {', '.join(TTA_MODES)}", ev.get("tta"))
+    weights = ev.get("weights", "raw")
+    _require(weights in EVAL_WEIGHTS, f"evals.{name}.weights",
+             f"one of {', '.join(EVAL_WEIGHTS)}", weights)
+    _require(weights != "ema" or (_is_numbers([ema_decay]) and ema_decay > 0),
+             f"evals.{name}.weights", "'raw' when optimizer.ema_decay is 0 "
+             "(no moving average is kept)", weights)
     if ev.get("tta", "none") == "ten_crop":
       _require(_is_size(ev.get("crop_size")), f"evals.{name}.crop_size",
                "(height, width) for ten-crop", ev.get("crop_size"))

@@ -3,8 +3,9 @@
 A loss is a per-example function of logits and (possibly smoothed) one-hot
 targets; registering one is a function and a line in ``LOSSES`` (configs are
 validated against it). Everything around it is written once, here, for
-every loss: class weights, label smoothing, GoogLeNet's auxiliary heads,
-online hard example mining, and the evaluation loss.
+every loss: class weights, label smoothing, mixed targets (mixup, CutMix),
+GoogLeNet's auxiliary heads, online hard example mining, and the evaluation
+loss.
 
 Each device returns its share of the global mean (sum of its examples'
 weighted losses over the global weight total); summing those shares over
@@ -18,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ferjax.axis import AXIS
@@ -44,10 +46,33 @@ def focal(logits: jnp.ndarray, targets: jnp.ndarray,
   return -(targets * modulation * log_p).sum(-1)
 
 
+def l2_svm(logits: jnp.ndarray, targets: jnp.ndarray,
+           spec: "LossSpec") -> jnp.ndarray:
+  """One-vs-rest squared hinge (Tang 2013, "Deep Learning using Linear SVMs").
+
+  ``sum_c max(0, 1 - t_c z_c)^2`` with ``t_c = +1`` for the true class and
+  -1 for the others, written linear in the targets (``t_c`` weighs the
+  ``+1`` term, ``1 - t_c`` the ``-1`` term) so that smoothed or mixed
+  targets mix the losses of their classes. Weight decay plays the SVM's
+  regularisation term.
+  """
+  del spec
+  positive = jnp.square(jnp.maximum(0.0, 1.0 - logits))
+  negative = jnp.square(jnp.maximum(0.0, 1.0 + logits))
+  return (targets * positive + (1.0 - targets) * negative).sum(-1)
+
+
 LOSSES: dict[str, LossFn] = {
     "cross_entropy": cross_entropy,
     "focal": focal,
+    "l2_svm": l2_svm,
 }
+# Losses of margins, not of probabilities: not invariant to shifting the
+# logits by a constant, so evaluations give them the logits themselves.
+MARGIN_LOSSES = ("l2_svm",)
+# ``loss.class_weights`` computed from the train split's class counts:
+# inverse frequency, or the effective number of samples (Cui et al.).
+CLASS_WEIGHTS = ("balanced", "effective_number")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,23 +97,67 @@ class LossSpec:
                aux_weight=float(loss.aux_weight), class_weights=class_weights)
 
 
+@dataclasses.dataclass(frozen=True)
+class Mix:
+  """Mixed labels (mixup, CutMix): each example is ``lam`` of its own label
+  and ``1 - lam`` of ``partner``'s."""
+
+  partner: jnp.ndarray
+  lam: jnp.ndarray
+
+
+def _targets(labels: jnp.ndarray, spec: LossSpec, smoothing: float,
+             mix: Mix | None) -> jnp.ndarray:
+  """(Smoothed, mixed) one-hot targets, float32."""
+
+  def one_hot(y):
+    t = jax.nn.one_hot(y, spec.num_classes)
+    if smoothing:
+      t = t * (1.0 - smoothing) + smoothing / spec.num_classes
+    return t
+
+  if mix is None:
+    return one_hot(labels)
+  return mix.lam * one_hot(labels) + (1.0 - mix.lam) * one_hot(mix.partner)
+
+
 def per_example(logits: jnp.ndarray, labels: jnp.ndarray, spec: LossSpec, *,
-                label_smoothing: float | None = None) -> jnp.ndarray:
+                label_smoothing: float | None = None,
+                mix: Mix | None = None) -> jnp.ndarray:
   """The registered loss of each example, float32."""
-  targets = jax.nn.one_hot(labels, spec.num_classes)
   smoothing = (spec.label_smoothing if label_smoothing is None
                else label_smoothing)
-  if smoothing:
-    targets = targets * (1.0 - smoothing) + smoothing / spec.num_classes
-  return LOSSES[spec.name](logits.astype(jnp.float32), targets, spec)
+  return LOSSES[spec.name](logits.astype(jnp.float32),
+                           _targets(labels, spec, smoothing, mix), spec)
 
 
 def example_weights(labels: jnp.ndarray,
-                    class_weights: Sequence[float] | None) -> jnp.ndarray:
-  """Each example's loss weight: its class's weight, or 1 when unweighted."""
+                    class_weights: Sequence[float] | None,
+                    mix: Mix | None = None) -> jnp.ndarray:
+  """Each example's loss weight: its class's weight (mixed as its label is),
+  or 1 when unweighted."""
   if class_weights is None:
     return jnp.ones(labels.shape, jnp.float32)
-  return jnp.asarray(class_weights, jnp.float32)[labels]
+  table = jnp.asarray(class_weights, jnp.float32)
+  if mix is None:
+    return table[labels]
+  return mix.lam * table[labels] + (1.0 - mix.lam) * table[mix.partner]
+
+
+def effective_number_weights(counts: Sequence[int],
+                             beta: float) -> tuple[float, ...]:
+  """Class-balanced weights (Cui et al. 2019): ``(1 - beta) / (1 - beta^n)``.
+
+  The inverse of a class's effective number of samples ``(1 - beta^n) /
+  (1 - beta)``, which grows like ``n`` for small classes and saturates at
+  ``1 / (1 - beta)``: beta 0 weighs every class alike, beta -> 1 approaches
+  inverse frequency. Normalised to sum to the number of classes, as in the
+  paper; an empty class gets the weight of a class of one example.
+  """
+  n = np.maximum(np.asarray(counts, np.float64), 1.0)
+  weights = (1.0 - beta) / (1.0 - np.power(beta, n)) if beta > 0 else (
+      np.ones_like(n))
+  return tuple(float(w) for w in weights * len(n) / weights.sum())
 
 
 def hardest(losses: jnp.ndarray, fraction: float) -> jnp.ndarray:
@@ -113,31 +182,34 @@ def hardest(losses: jnp.ndarray, fraction: float) -> jnp.ndarray:
 
 
 def device_loss(logits: jnp.ndarray, aux_logits: Sequence[jnp.ndarray],
-                labels: jnp.ndarray, spec: LossSpec) -> jnp.ndarray:
+                labels: jnp.ndarray, spec: LossSpec,
+                mix: Mix | None = None) -> jnp.ndarray:
   """This device's share of the global training loss.
 
   Weighted mean over the (hardest, with OHEM) examples of the global batch
   of the main head's loss, plus ``aux_weight`` times each auxiliary head's.
   """
-  weights = example_weights(labels, spec.class_weights)
-  main = per_example(logits, labels, spec)
+  weights = example_weights(labels, spec.class_weights, mix)
+  main = per_example(logits, labels, spec, mix=mix)
   if spec.ohem_fraction < 1.0:
     weights = weights * hardest(main, spec.ohem_fraction)
   total_weight = lax.psum(lax.stop_gradient(weights).sum(), AXIS)
   loss = (weights * main).sum() / total_weight
   for aux in aux_logits:
     loss += spec.aux_weight * (
-        weights * per_example(aux, labels, spec)).sum() / total_weight
+        weights * per_example(aux, labels, spec, mix=mix)).sum() / total_weight
   return loss
 
 
-def eval_losses(log_probs: jnp.ndarray, labels: jnp.ndarray,
-                spec: LossSpec) -> jnp.ndarray:
+def eval_losses(log_probs: jnp.ndarray, scores: jnp.ndarray,
+                labels: jnp.ndarray, spec: LossSpec) -> jnp.ndarray:
   """Per-example evaluation loss: the registered loss on the true labels.
 
-  The same definition as training, on log-probabilities (logits shifted by
-  a constant, so any loss of logits applies; ten-crop passes the log of the
-  crops' mean probabilities); without label smoothing, class weights or
-  mining, which shape training, not the measurement.
+  The same definition as training, without label smoothing, mixing, class
+  weights or mining, which shape training, not the measurement. Losses of
+  probabilities see log-probabilities (logits shifted by a constant;
+  ten-crop passes the log of the crops' mean probabilities); margin losses
+  see ``scores``, the logits (ten-crop: the crops' mean logits).
   """
-  return per_example(log_probs, labels, spec, label_smoothing=0.0)
+  inputs = scores if spec.name in MARGIN_LOSSES else log_probs
+  return per_example(inputs, labels, spec, label_smoothing=0.0)

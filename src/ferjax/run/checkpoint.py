@@ -11,6 +11,7 @@ Runs saved before checksums existed restore unverified.
 """
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -285,33 +286,66 @@ class Checkpoints:
             f"checkpoint {step_dir}: {name} does not match the checksum "
             "recorded when it was saved (the file is damaged)")
 
-  def _restore(self, step: int, template: Any) -> Any:
-    self.verify(step)
+  def _read(self, step: int, template: Any) -> Any:
+    """Restores a verified ``step`` shaped like ``template``."""
     try:
       return self._manager.restore(
           step, args=ocp.args.StandardRestore(template))
     except Exception as e:  # Orbax raises many types for unreadable files.
       raise _unreadable(self.directory / str(step), e) from None
 
+  def _saved_tree(self, step: int) -> dict[str, Any]:
+    """The metadata of ``step``'s saved tree: its fields, shapes, dtypes."""
+    try:
+      return dict(self._manager.item_metadata(step))
+    except Exception as e:  # A damaged _METADATA, in any of Orbax's ways.
+      raise _unreadable(self.directory / str(step), e) from None
+
   def restore(self, step: int, template: Any) -> Any:
-    """Restores ``step`` as host numpy arrays shaped like ``template``."""
+    """Restores ``step`` as host numpy arrays shaped like ``template``.
+
+    A train state field added after the step was written (``ema``) is not
+    in it: it keeps the template's value when that is empty (the feature
+    is off); a state that needs it is refused, naming the field.
+    """
     abstract = jax.tree.map(
         lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), template)
-    return jax.device_get(self._restore(step, abstract))
+    self.verify(step)
+    if not dataclasses.is_dataclass(abstract):
+      return jax.device_get(self._read(step, abstract))
+    saved = self._saved_tree(step)
+    names = [f.name for f in dataclasses.fields(abstract)]
+    missing = [n for n in names if n not in saved]
+    for name in missing:
+      if jax.tree.leaves(getattr(abstract, name)):
+        raise ValueError(
+            f"checkpoint {self.directory / str(step)} holds no {name!r}: it "
+            "was written by a run without it, so this run cannot resume it")
+    if not missing:
+      return jax.device_get(self._read(step, abstract))
+    restored = self._read(step, {n: getattr(abstract, n) for n in names
+                                 if n in saved})
+    return jax.device_get(abstract.replace(**restored))
 
-  def restore_variables(self, step: int) -> dict[str, Any]:
+  def restore_variables(self, step: int,
+                        weights: str = "raw") -> dict[str, Any]:
     """Just the model variables of ``step``, without building a TrainState.
 
     Inference needs no optimizer; the saved tree is read back as plain dicts.
+    ``weights`` 'ema' gives the moving average of the variables instead of
+    the variables, for a run trained with ``optimizer.ema_decay``.
     """
     self.verify(step)
-    try:
-      metadata = self._manager.item_metadata(step)
-    except Exception as e:  # A damaged _METADATA, in any of Orbax's ways.
-      raise _unreadable(self.directory / str(step), e) from None
     template = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype),
-                            dict(metadata))
-    restored = self._restore(step, template)
+                            self._saved_tree(step))
+    restored = self._read(step, template)
+    if weights == "ema":
+      if not jax.tree.leaves(restored.get("ema")):
+        raise ValueError(
+            f"checkpoint {self.directory / str(step)} holds no moving "
+            "average of the weights (its run had optimizer.ema_decay=0); "
+            "evaluate weights='raw'")
+      restored = restored["ema"]
     return {"params": restored["params"],
             "batch_stats": restored.get("batch_stats") or {}}
 

@@ -34,8 +34,14 @@ log = logging.getLogger("ferjax")
 _WINDOW = "train_window"
 
 
-def variables(state: Any) -> dict[str, Any]:
-  """The model variables of a train state: what evaluation needs."""
+def variables(state: Any, weights: str = "raw") -> dict[str, Any]:
+  """The model variables of a train state: what evaluation needs.
+
+  ``weights`` picks the trained variables (``raw``) or their moving average
+  (``ema``, see ``evals.NAME.weights``).
+  """
+  if weights == "ema":
+    return state.ema
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
@@ -125,6 +131,9 @@ def _train(training: setup_lib.Training, run: RunDir,
     host_state, init_record = init_from_lib.load(
         host_state, init_from=config.init_from,
         class_names=training.class_names, tx=training.tx)
+    if config.optimizer.ema_decay:
+      # The moving average starts where training does.
+      host_state = host_state.replace(ema=variables(host_state))
     log.info("initialised from %s step %d: %d variables loaded, %d skipped",
              init_record["workdir"], init_record["step"],
              init_record["loaded"], len(init_record["skipped"]))
@@ -211,8 +220,8 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
       if not results:
         log.info("evaluating %s (the first evaluation compiles)",
                  ", ".join(due))
-      results = {name: training.evaluators[name](variables(state))
-                 for name in due}
+      results = {name: training.evaluators[name](
+          variables(state, training.evaluators[name].weights)) for name in due}
       for name, r in results.items():
         writer.write(step, name, r)
       value = _plateau_value(config, results)
@@ -239,6 +248,6 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
   progress.close()
   ckpt.wait()
   if not results:
-    results = {name: ev(variables(state))
+    results = {name: ev(variables(state, ev.weights))
                for name, ev in training.evaluators.items()}
   return results

@@ -72,8 +72,13 @@ class _Member:
   workdir: str
   step: int
   selected_by: str | None  # The metric that ranks 'best'.
-  variables: Any  # Replicated over the devices.
+  variables: dict[str, Any]  # By weights ('raw', 'ema'), replicated.
   evaluators: dict[str, Evaluator]
+
+  def evaluate(self, name: str) -> dict[str, Any]:
+    """The metrics of evaluation ``name`` on the variables it asks for."""
+    ev = self.evaluators[name]
+    return ev(self.variables[ev.weights])
 
 
 def _member(workdir: str, *, split: str | None, checkpoint: str,
@@ -86,9 +91,10 @@ def _member(workdir: str, *, split: str | None, checkpoint: str,
   config.input.data_dir = data_dir or config.input.data_dir
   config.input.manual_dir = manual_dir or config.input.manual_dir
   config.evals = _eval_configs(config, split, tta, crop_size)
+  weights = {ev.get("weights", "raw") for ev in config.evals.values()}
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)
-    restored = ckpt.restore_variables(step)
+    restored = {w: ckpt.restore_variables(step, w) for w in sorted(weights)}
   parallel = Parallel.from_config(config.parallel)
   data = setup.load_data(config, with_train=False)
   _, model = setup.models(config, len(data.info.class_names))
@@ -112,8 +118,7 @@ def evaluate_run(workdir: str, *, split: str | None = None,
   member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
                    crop_size=crop_size, data_dir=data_dir,
                    manual_dir=manual_dir)
-  results = {name: ev(member.variables)
-             for name, ev in member.evaluators.items()}
+  results = {name: member.evaluate(name) for name in member.evaluators}
   return {"workdir": str(workdir), "step": member.step,
           "checkpoint": checkpoint, "selected_by": member.selected_by,
           "results": results}
@@ -151,7 +156,7 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
     member = _member(workdir, split=split, checkpoint=member_checkpoint,
                      tta=tta, crop_size=crop_size, data_dir=data_dir,
                      manual_dir=manual_dir)
-    (ev,) = member.evaluators.values()
+    ((name, ev),) = member.evaluators.items()
     if first is None:
       first = ev
     else:
@@ -165,8 +170,8 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
     members.append({"workdir": str(workdir), "step": member.step,
                     "checkpoint": member_checkpoint,
                     "selected_by": member.selected_by,
-                    "results": {split: ev(member.variables)}})
-    probabilities.append(ev.probabilities(member.variables))
+                    "results": {split: member.evaluate(name)}})
+    probabilities.append(ev.probabilities(member.variables[ev.weights]))
   ensemble = metrics_lib.from_probabilities(
       np.mean(probabilities, axis=0), first.labels, first.class_names)
   return {"members": members,

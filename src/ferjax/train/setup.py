@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from ferjax.data import loading
+from ferjax.data import mix as mix_lib
 from ferjax.data import preprocess
 from ferjax.models import create_model
 from ferjax.train import input_pipeline
@@ -98,11 +99,11 @@ def input_statistics(config: ml_collections.ConfigDict,
   """Channel mean/std and class counts of the train split, when needed.
 
   One pass over the split, only if the config leaves mean or std to be
-  computed or asks for balanced class weights.
+  computed or asks for class weights from the class counts.
   """
   inp = config.input
   if (inp.mean is not None and inp.std is not None and
-      config.loss.class_weights != "balanced"):
+      config.loss.class_weights not in losses.CLASS_WEIGHTS):
     return Statistics(None, None, None)
   counts = np.zeros(len(data.info.class_names), np.int64)
 
@@ -156,14 +157,21 @@ def steps_per_epoch(config: ml_collections.ConfigDict, num_train: int,
 
 
 def class_weights(setting: Any, class_names: tuple[str, ...],
-                  stats: Statistics,
-                  num_train: int) -> tuple[float, ...] | None:
+                  stats: Statistics, num_train: int, *,
+                  beta: float = 0.9999) -> tuple[float, ...] | None:
+  """``loss.class_weights`` as one weight per class.
+
+  'balanced' is inverse frequency, ``N / (K n_c)``; 'effective_number'
+  the class-balanced weights of Cui et al. (``losses``) with ``beta``.
+  """
   if setting is None:
     return None
   k = len(class_names)
   if setting == "balanced":
     weights = num_train / (k * np.maximum(stats.class_counts, 1))
     return tuple(float(w) for w in weights)
+  if setting == "effective_number":
+    return losses.effective_number_weights(stats.class_counts, beta)
   if len(setting) != k:
     raise ValueError(f"config.loss.class_weights: expected {k} weights "
                      f"({', '.join(class_names)}), got {len(setting)}")
@@ -212,6 +220,7 @@ class Training:
   tx: Any
   steps_per_epoch: int
   total_steps: int
+  spec: steps.TrainSpec  # What train_step was built with.
   train_step: Any
   evaluators: dict[str, Evaluator]
 
@@ -231,7 +240,8 @@ class Training:
     return state_lib.create(model=self.init_model, tx=self.tx,
                             input_shape=(*self.config.input.image_size,
                                          self.config.input.channels),
-                            seed=self.config.seed)
+                            seed=self.config.seed,
+                            ema=bool(self.config.optimizer.ema_decay))
 
 
 def training(config: ml_collections.ConfigDict, parallel: Parallel,
@@ -250,7 +260,8 @@ def training(config: ml_collections.ConfigDict, parallel: Parallel,
   loss = losses.LossSpec.from_config(
       config.loss, num_classes=len(class_names),
       class_weights=class_weights(config.loss.class_weights, class_names,
-                                  stats, data.num_train))
+                                  stats, data.num_train,
+                                  beta=config.loss.class_balance_beta))
   opt = config.optimizer
   spec = steps.TrainSpec(
       global_batch=config.batch_size,
@@ -258,7 +269,9 @@ def training(config: ml_collections.ConfigDict, parallel: Parallel,
       steps_per_epoch=spe, inputs=input_spec(config), loss=loss,
       streaming=data.streaming,
       frozen_statistics=(tuple(opt.frozen) if opt.freeze_batch_stats
-                         else ()))
+                         else ()),
+      mix=mix_lib.MixSpec.from_config(config.input.mix),
+      ema_decay=float(opt.ema_decay))
   train_step = parallel.map(functools.partial(
       steps.train_step, model=model, tx=tx, schedule=schedule, spec=spec,
       augment=_augment_fn(config)),
@@ -266,6 +279,7 @@ def training(config: ml_collections.ConfigDict, parallel: Parallel,
   return Training(
       config=config, data=data, parallel=parallel, class_names=class_names,
       inputs=spec.inputs, init_model=init_model, model=model, tx=tx,
-      steps_per_epoch=spe, total_steps=total, train_step=train_step,
+      steps_per_epoch=spe, total_steps=total, spec=spec,
+      train_step=train_step,
       evaluators=evaluators(config, data.eval_splits, parallel=parallel,
                             model=model, class_names=class_names))

@@ -26,6 +26,8 @@ class Evaluator:
                loss: losses.LossSpec):
     self.name = name
     self.class_names = class_names
+    # Which variables of a run it evaluates: 'raw' or their moving average.
+    self.weights = eval_config.get("weights", "raw")
     n = len(split)
     per_device = max(1, math.ceil(batch_size / parallel.num_devices))
     global_batch = per_device * parallel.num_devices

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from ferjax.data import mix as mix_lib
 from ferjax.data import preprocess
 from ferjax import losses
 from ferjax.train import optimizer
@@ -25,6 +26,11 @@ from ferjax.train.state import TrainState
 
 AugmentFn = Callable[[jax.Array, jnp.ndarray], jnp.ndarray]
 TenCropFn = Callable[[jnp.ndarray], jnp.ndarray]
+
+# Folded into a step's key for mixing: a stream of its own, so turning
+# mixing on leaves the augmentation and dropout keys of every step as they
+# were.
+_MIX_STREAM = 0x6D6978
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +60,8 @@ class TrainSpec:
   streaming: bool = False
   # optimizer.frozen when its BatchNorm statistics stay fixed too.
   frozen_statistics: tuple[str, ...] = ()
+  mix: mix_lib.MixSpec | None = None  # Mixup / CutMix (input.mix).
+  ema_decay: float = 0.0  # optimizer.ema_decay; 0: no moving average.
 
 
 def _device_batch_indices(perm: jnp.ndarray, step: jnp.ndarray,
@@ -70,6 +78,30 @@ def _device_batch_indices(perm: jnp.ndarray, step: jnp.ndarray,
   return (rows if spec.streaming else perm[positions]), positions
 
 
+def mix_batch(key: jax.Array, images: jnp.ndarray, labels: jnp.ndarray,
+               spec: TrainSpec) -> tuple[jnp.ndarray, losses.Mix]:
+  """This device's images mixed with their partners in the global batch.
+
+  Example ``i`` of the global batch is paired with example ``G - 1 - i``
+  (the batch reversed, as timm pairs them), gathered from whichever device
+  holds it, so the pairs, like ``lam``, do not depend on the device count.
+  """
+  everyone = lax.all_gather(images, AXIS, tiled=True)
+  all_labels = lax.all_gather(labels, AXIS, tiled=True)
+  within = (lax.axis_index(AXIS) * spec.per_device_batch +
+            jnp.arange(spec.per_device_batch))
+  partner = spec.global_batch - 1 - within
+  mixed, lam = mix_lib.mix(key, images, everyone[partner], spec.mix)
+  return mixed, losses.Mix(partner=all_labels[partner], lam=lam)
+
+
+def update_ema(ema: dict[str, Any], variables: dict[str, Any],
+               decay: float) -> dict[str, Any]:
+  """``decay * ema + (1 - decay) * variables``, leaf by leaf."""
+  return jax.tree.map(lambda e, v: decay * e + (1.0 - decay) * v, ema,
+                      variables)
+
+
 def train_step(state: TrainState, data: dict[str, jnp.ndarray],
                perm: jnp.ndarray, *, model: flax.linen.Module,
                tx: optax.GradientTransformation, schedule: optax.Schedule,
@@ -82,7 +114,9 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
 
   Augmentation keys are folded from each example's position in the global
   batch, so augmented pixels do not depend on the device count; dropout keys
-  are folded from (rng, step, device index).
+  are folded from (rng, step, device index); mixing's key from (rng, step)
+  alone. With ``spec.ema_decay`` the moving average of the variables follows
+  the new ones.
   """
   idx, positions = _device_batch_indices(perm, state.step, spec)
   labels = data["labels"][idx]
@@ -92,6 +126,10 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
   if augment is not None:
     keys = jax.vmap(lambda p: jax.random.fold_in(augment_key, p))(positions)
     images = jax.vmap(lambda k, x: augment(k, x[None])[0])(keys, images)
+  mixed = None
+  if spec.mix is not None:
+    images, mixed = mix_batch(jax.random.fold_in(step_key, _MIX_STREAM),
+                               images, labels, spec)
   x = spec.inputs(images)
   dropout_key = jax.random.fold_in(dropout_key, lax.axis_index(AXIS))
 
@@ -101,7 +139,7 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
         rngs={"dropout": dropout_key}, mutable=["batch_stats", "aux_logits"])
     loss = losses.device_loss(
         logits, jax.tree.leaves(new_vars.get("aux_logits", {})), labels,
-        spec.loss)
+        spec.loss, mixed)
     return loss, (logits, new_vars.get("batch_stats", {}))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(
@@ -112,11 +150,17 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
         state.params, state.batch_stats, batch_stats, spec.frozen_statistics)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   updates = jax.tree.map(lambda u: u * state.plateau.scale, updates)
+  params = optax.apply_updates(state.params, updates)
+  ema = state.ema
+  if spec.ema_decay:
+    ema = update_ema(ema, {"params": params, "batch_stats": batch_stats},
+                     spec.ema_decay)
   new_state = state.replace(
       step=state.step + 1,
-      params=optax.apply_updates(state.params, updates),
+      params=params,
       batch_stats=batch_stats,
-      opt_state=opt_state)
+      opt_state=opt_state,
+      ema=ema)
   metrics = {
       "loss": lax.psum(loss, AXIS),
       "accuracy": lax.psum((logits.argmax(-1) == labels).sum(), AXIS) /
@@ -139,18 +183,24 @@ class EvalSpec:
   loss: losses.LossSpec
 
 
-def _log_probabilities(variables: dict[str, Any], images: jnp.ndarray, *,
-                       model: flax.linen.Module, spec: EvalSpec,
-                       ten_crop: TenCropFn | None) -> jnp.ndarray:
-  """Class log-probabilities of unit-float images; with ``ten_crop`` the
-  probabilities are the mean over the crops, as in the best FER2013 results."""
+def _outputs(variables: dict[str, Any], images: jnp.ndarray, *,
+             model: flax.linen.Module, spec: EvalSpec,
+             ten_crop: TenCropFn | None) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Class log-probabilities and logits of unit-float images.
+
+  With ``ten_crop`` the probabilities are the mean over the crops, as in the
+  best FER2013 results, and the logits too are the crops' mean.
+  """
   if ten_crop is None:
-    return jax.nn.log_softmax(model.apply(variables, spec.inputs(images)))
+    logits = model.apply(variables, spec.inputs(images))
+    return jax.nn.log_softmax(logits), logits
   crops = ten_crop(images)
   flat = crops.reshape((-1,) + crops.shape[2:])
-  probs = jax.nn.softmax(model.apply(variables, spec.inputs(flat)))
+  logits = model.apply(variables, spec.inputs(flat))
+  probs = jax.nn.softmax(logits)
   mean = probs.reshape(crops.shape[:2] + probs.shape[1:]).mean(axis=0)
-  return jnp.log(jnp.maximum(mean, jnp.finfo(jnp.float32).tiny))
+  mean_logits = logits.reshape(crops.shape[:2] + logits.shape[1:]).mean(0)
+  return jnp.log(jnp.maximum(mean, jnp.finfo(jnp.float32).tiny)), mean_logits
 
 
 def _device_rows(i: jnp.ndarray, spec: EvalSpec) -> jnp.ndarray:
@@ -175,10 +225,10 @@ def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
     idx = _device_rows(i, spec)
     mask = (idx < spec.num_examples).astype(jnp.float32)
     labels = data["labels"][idx]
-    log_probs = _log_probabilities(
+    log_probs, scores = _outputs(
         variables, preprocess.to_unit_float(data["images"][idx]),
         model=model, spec=spec, ten_crop=ten_crop)
-    loss = losses.eval_losses(log_probs, labels, spec.loss)
+    loss = losses.eval_losses(log_probs, scores, labels, spec.loss)
     confusion = jnp.einsum(
         "n,ni,nj->ij", mask, jax.nn.one_hot(labels, spec.num_classes),
         jax.nn.one_hot(log_probs.argmax(-1), spec.num_classes))
@@ -205,9 +255,9 @@ def split_probabilities(variables: dict[str, Any],
 
   def body(i, table):
     idx = _device_rows(i, spec)
-    probs = jnp.exp(_log_probabilities(
+    probs = jnp.exp(_outputs(
         variables, preprocess.to_unit_float(data["images"][idx]),
-        model=model, spec=spec, ten_crop=ten_crop))
+        model=model, spec=spec, ten_crop=ten_crop)[0])
     return lax.dynamic_update_slice(table, probs, (idx[0], 0))
 
   table = lax.fori_loop(0, spec.num_batches, body,
