@@ -22,6 +22,7 @@ from ferjax.commands import eval as eval_command
 from ferjax.commands import train as train_command
 from ferjax.data import fer2013
 from ferjax.data import loading
+from ferjax.data import prepare
 
 
 def _prepare(capsys, *argv: str) -> tuple[int, str, str]:
@@ -58,6 +59,36 @@ def test_data_without_a_train_split_is_refused(tmp_path, capsys):
                           "--data-dir", tmp_path / "data")
   assert code == 2
   assert "no Training examples (read 3 examples, 3 public_test)" in err
+  assert not _fer_prepared(tmp_path / "data")
+
+
+def _csv_with(manual: Path, row: bytes, *, tarball: bool) -> Path:
+  """fer2013.csv (or fer2013.tar.gz holding it) with ``row`` after 2 rows."""
+  manual.mkdir()
+  path = write_csv(manual / "fer2013.csv", fer_rows(n=2))
+  path.write_bytes(path.read_bytes() + row)
+  if not tarball:
+    return path
+  with tarfile.open(manual / "fer2013.tar.gz", "w:gz") as archive:
+    archive.add(path, arcname="fer2013/fer2013.csv")
+  path.unlink()
+  return Path(f"{manual / 'fer2013.tar.gz'}:fer2013/fer2013.csv")
+
+
+@pytest.mark.parametrize("tarball", [False, True], ids=["csv", "tar"])
+@pytest.mark.parametrize("row,message", [
+    (b"0," + b"1 " * 70_000 + b",Training\r\n",
+     " line 4: not a valid CSV row (field larger than field limit (131072))"),
+    (b"0,\xff\xfe 1,Training\r\n", ": not UTF-8 text (byte 0xff)"),
+], ids=["huge_field", "latin1"])
+def test_a_csv_that_is_not_the_challenges_is_named(tmp_path, capsys, tarball,
+                                                   row, message):
+  name = _csv_with(tmp_path / "manual", row, tarball=tarball)
+  code, _, err = _prepare(capsys, "fer2013", "--manual-dir",
+                          tmp_path / "manual", "--data-dir", tmp_path / "data")
+  assert code == 2
+  assert err == (f"ferjax data prepare: error: {name}{message}; expected the "
+                 "challenge's CSV\n")
   assert not _fer_prepared(tmp_path / "data")
 
 
@@ -212,3 +243,74 @@ def test_data_dir_on_a_full_or_read_only_disk(tmp_path, mount, reason):
   assert f"error: {tmp_path / 'disk'}" in proc.stderr
   assert f": {reason}" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_an_empty_slice_is_named_in_eval_and_training(synthetic_data_dir,
+                                                      reference_run):
+  from ferjax.train import run_evaluation  # pylint: disable=g-import-not-at-top
+  message = ("split 'test[:0]' of dataset 'synthetic_fer' selects no examples "
+             "(of {}); give a non-empty slice")
+  builder = loading.prepared_builder("synthetic_fer",
+                                     data_dir=synthetic_data_dir)
+  whole = builder.info.splits["test"].num_examples
+  for split in ("test[:0]", "test[50%:50%]"):
+    with pytest.raises(ValueError) as e:
+      loading.read_split(builder, split)
+    assert str(e.value) == message.replace("test[:0]", split).format(whole)
+  with pytest.raises(ValueError) as e:
+    run_evaluation.evaluate_run(str(reference_run[0]), split="test[:0]")
+  assert str(e.value) == message.format(whole)
+  assert len(loading.read_split(builder, "test[:1]")) == 1
+
+
+def _wait_until_blocked_on(lock: Path, timeout: float = 60) -> None:
+  """Returns once some thread waits for ``lock`` (Linux's /proc/locks lists
+  a blocked flock as "N: -> FLOCK ... DEV:INODE ...")."""
+  import time  # pylint: disable=g-import-not-at-top
+  inode = f":{lock.stat().st_ino} "
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if any("->" in line and inode in line
+           for line in Path("/proc/locks").read_text().splitlines()):
+      return
+    time.sleep(0.01)
+  raise AssertionError(f"nothing waited for {lock}")
+
+
+def test_a_prepare_that_waited_for_another_build_does_not_claim_it(tmp_path):
+  import threading  # pylint: disable=g-import-not-at-top
+  from ferjax import filelock  # pylint: disable=g-import-not-at-top
+  manual, data = tmp_path / "manual", tmp_path / "data"
+  manual.mkdir()
+  write_csv(manual / "fer2013.csv", fer_rows())
+  summaries = []
+  # Another process's build: it holds the dataset lock, as loading does.
+  with filelock.held(data / ".fer2013.lock"):
+    waiting = threading.Thread(target=lambda: summaries.append(
+        prepare.prepare("fer2013", manual_dir=str(manual),
+                        data_dir=str(data))))
+    waiting.start()
+    _wait_until_blocked_on(data / ".fer2013.lock")
+    fer2013.Fer2013(data_dir=str(data), file_format="array_record"
+                    ).download_and_prepare(
+                        download_config=tfds.download.DownloadConfig(
+                            manual_dir=str(manual)))
+  waiting.join(timeout=300)
+  (summary,) = summaries
+  assert not summary["built"] and summary["waited"]
+  line = prepare.format_summary(summary).splitlines()[0]
+  assert "built by another process; waited " in line, line
+  assert "built in" not in line
+  again = prepare.prepare("fer2013", data_dir=str(data))
+  assert "(already built)" in prepare.format_summary(again).splitlines()[0]
+
+
+def test_an_empty_streamed_train_slice_is_named(synthetic_data_dir):
+  from ferjax.train import setup  # pylint: disable=g-import-not-at-top
+  from helpers import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config(synthetic_data_dir)
+  config.input.pipeline = "stream"
+  config.input.train_split = "train[:0]"
+  with pytest.raises(ValueError, match=r"split 'train\[:0\]' of dataset "
+                     "'synthetic_fer' selects no examples"):
+    setup.load_data(config)

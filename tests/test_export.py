@@ -71,6 +71,33 @@ def test_predict_warns_about_a_synthetic_model(reference_run, tmp_path):
   assert "Traceback" not in proc.stderr
 
 
+def test_export_and_reproduce_refuse_to_nest_a_run_in_its_source(tmp_path,
+                                                                 capsys):
+  import shutil  # pylint: disable=g-import-not-at-top
+  from ferjax import cli as cli_lib  # pylint: disable=g-import-not-at-top
+  from ferjax.commands import reproduce as reproduce_command  # pylint: disable=g-import-not-at-top
+  run = tmp_path / "run"
+  shutil.copytree(pretrained.FER2013_LENET5, run)
+  before = sorted(p.relative_to(run) for p in run.rglob("*"))
+  assert cli_lib.main(["export", "--workdir", str(run), "--out",
+                       str(run / "exported")]) == 2
+  assert capsys.readouterr().err == (
+      f"ferjax export: error: {run / 'exported'}: inside the run it exports "
+      f"({run}), which would then hold a run in a run; choose an OUT outside "
+      "it\n")
+  (tmp_path / "link").symlink_to(run)
+  assert cli_lib.main(["export", "--workdir", str(run), "--out",
+                       str(tmp_path / "link" / "x")]) == 2
+  assert "inside the run it exports" in capsys.readouterr().err
+  assert reproduce_command.main([str(run), "--workdir",
+                                 str(run / "again")]) == 2
+  assert f"{run / 'again'}: inside the run it reproduces" in (
+      capsys.readouterr().err)
+  assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+  assert cli_lib.main(["export", "--workdir", str(run), "--out",
+                       str(tmp_path / "outside")]) == 0
+
+
 # The shared FER2013 beside the repository, or where FER2013_DIR says.
 SHARED_FER2013 = pathlib.Path(os.environ.get("FER2013_DIR") or (
     pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"

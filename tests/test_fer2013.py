@@ -160,6 +160,10 @@ def test_csv_without_usage_column_is_an_error(tmp_path):
     ("train/fear/Training_1.png", cv2.imencode(
         ".png", np.zeros((40, 48), np.uint8))[1].tobytes(),
      "image is 48x40, expected 48x48"),
+    # The header of a 30000x30000 PNG (a decompression bomb): not decoded.
+    ("train/fear/Training_1.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"
+     + (30000).to_bytes(4, "big") * 2 + b"\x08\0\0\0\0",
+     "image is 30000x30000, expected 48x48"),
     ("train/scared/Training_1.png", None, "class folder 'scared'"),
     ("train/fear/Validation_1.png", None, "does not start with one of"),
     ("train/fear/Training_1.txt", None, "not an image file"),

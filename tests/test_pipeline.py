@@ -3,7 +3,10 @@
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -322,6 +325,50 @@ def test_load_image_says_what_is_wrong(files, kind, message):
   with pytest.raises(predict.ImageError, match=message) as e:
     predict.load_image(files[kind])
   assert str(files[kind]) in str(e.value)
+
+
+def _declaring(png: bytes, width: int, height: int) -> bytes:
+  """``png`` with its header saying width x height (CRC fixed)."""
+  ihdr = b"IHDR" + struct.pack(">II", width, height) + png[24:29]
+  return (png[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+          + png[33:])
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(
+    files, tmp_path, capsys, classifier):
+  bomb = tmp_path / "bomb.png"
+  bomb.write_bytes(_declaring(files["grey"].read_bytes(), 30000, 30000))
+  with pytest.raises(predict.ImageError) as e:
+    predict.load_image(bomb)
+  assert str(e.value) == (
+      f"{bomb}: declares 30000x30000 pixels, more than the limit of "
+      f"{predict.MAX_PIXELS} (--max-pixels; a guard against decompression "
+      "bombs)")
+  # The limit is the caller's: 160x120 passes 19200 and not 19199.
+  assert predict.load_image(files["jpeg"], 160 * 120).shape == (120, 160, 3)
+  with pytest.raises(predict.ImageError, match="declares 160x120 pixels"):
+    predict.load_image(files["jpeg"], 160 * 120 - 1)
+  assert predict.run([str(files["jpeg"])], classifier,
+                     max_pixels=160 * 120 - 1) == 1
+  assert "more than the limit of 19199" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(60)
+def test_only_regular_files_are_read_never_a_device_or_fifo(tmp_path):
+  zero = tmp_path / "z.jpg"
+  zero.symlink_to("/dev/zero")
+  fifo = tmp_path / "f.jpg"
+  os.mkfifo(fifo)  # Nothing ever writes: reading it would wait forever.
+  with pytest.raises(predict.ImageError) as e:
+    predict.load_image(zero)
+  assert str(e.value) == (f"{zero}: a device, not a regular file; expected "
+                          "an image file")
+  with pytest.raises(predict.ImageError) as e:
+    predict.load_image(fifo)
+  assert str(e.value) == (f"{fifo}: a FIFO, not a regular file; expected an "
+                          "image file")
+  with pytest.raises(predict.ImageError, match="is a directory, not an image"):
+    predict.load_image(tmp_path)
 
 
 def test_predict_paths_reports_bad_files_and_runs_the_rest(files, classifier,

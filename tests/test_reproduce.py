@@ -98,6 +98,18 @@ def test_refuses_what_it_cannot_reproduce(tmp_path, capsys):
   assert not (tmp_path / "done.reproduce").exists()
 
 
+def test_a_reproduction_refused_before_training_leaves_no_directory(
+    tmp_path, capsys):
+  from ferjax import pretrained
+  new = tmp_path / "again"
+  code = reproduce_command.main([
+      str(pretrained.FER2013_LENET5), "--workdir", str(new),
+      f"--config.input.data_dir={tmp_path / 'no_data'}"])
+  assert code == 2
+  assert "ferjax reproduce: error: " in capsys.readouterr().err
+  assert not new.exists()  # Not even a directory holding only .lock.
+
+
 def test_reproduces_a_tiny_run_exactly(synthetic_data_dir, tmp_path,
                                        tmp_path_factory):
   cache = tmp_path_factory.getbasetemp() / "jax_compilation_cache"

@@ -471,6 +471,69 @@ def test_every_damaged_json_names_itself(tmp_path):
   assert trial.read_status() == {}
 
 
+def _edited_bundled_model(tmp_path: pathlib.Path, name: str, dotted: str,
+                          value) -> pathlib.Path:
+  """A copy of the bundled LeNet-5 with one field of ``name`` set."""
+  from ferjax import pretrained
+  workdir = tmp_path / "run"
+  shutil.copytree(pretrained.FER2013_LENET5, workdir)
+  record = json.loads((workdir / name).read_text())
+  config_lib.set_field(record, dotted, value)
+  (workdir / name).write_text(json.dumps(record))
+  return workdir
+
+
+@pytest.mark.parametrize("name,dotted,value,commands,message", [
+    ("config.json", "batch_size", "lots", ("eval", "predict", "export"),
+     "config.json: config.batch_size: expected a positive integer, got "
+     "'lots'"),
+    ("config.json", "batch_size", 10**12, ("eval", "predict", "export"),
+     "config.json: config.batch_size: expected at most 65536, got "
+     "1000000000000"),
+    ("config.json", "model.dtype", "float1024", ("eval", "predict", "export"),
+     "config.json: config.model.dtype: expected 'float32' or 'bfloat16', "
+     "got 'float1024'"),
+    # Only a converted run (its manifest says converted_from) may name it.
+    ("config.json", "input.dataset", "imagenet", ("eval", "predict"),
+     "config.json: config.input.dataset: expected one of synthetic_fer, "
+     "fer2013, ck_plus, got 'imagenet'"),
+    ("config.json", "loss.label_smoothing", "x", ("eval", "predict"),
+     "config.json: a field holds a value of the wrong type"),
+    ("manifest.json", "dataset", "hello", ("predict", "export"),
+     "manifest.json: dataset: expected an object with class_names and "
+     "image_shape, got 'hello'"),
+    ("manifest.json", "dataset.class_names", ["a", "a"], ("predict",),
+     "manifest.json: dataset.class_names: expected a list of two or more "
+     "distinct names, got ['a', 'a']"),
+    # Well-formed, but not the model the checkpoint holds.
+    ("manifest.json", "dataset.class_names", ["a", "b"], ("predict",),
+     "run: its checkpoint does not fit the model that config.json and "
+     "manifest.json describe (LeNet5, 2 classes): params/Dense_1/bias is "
+     "(7,), expected (2,)"),
+], ids=["batch_lots", "batch_huge", "dtype", "imagenet", "wrong_type",
+        "dataset_hello", "names_repeated", "names_too_few"])
+def test_hand_edited_run_files_are_one_line_errors_in_every_command(
+    tmp_path, monkeypatch, capsys, name, dotted, value, commands, message):
+  from ferjax import cli as cli_lib
+  from ferjax.commands import predict as predict_command
+  workdir = _edited_bundled_model(tmp_path, name, dotted, value)
+  monkeypatch.chdir(tmp_path)  # Messages name the run as given: "run".
+  argv = {"eval": ["eval", "--workdir", "run", "--data-dir", "nowhere"],
+          "export": ["export", "--workdir", "run", "--out", "out"]}
+  for command in commands:
+    if command == "predict":
+      code = predict_command.main(["--workdir", "run", "--no-compile-cache",
+                                   "face.png"])
+    else:
+      code = cli_lib.main(argv[command])
+    err = capsys.readouterr().err
+    assert code == 2, (command, err)
+    assert message in err, (command, err)
+    assert len(err.strip().splitlines()) == 1, (command, err)
+  assert not (tmp_path / "out").exists()
+  assert workdir.is_dir()
+
+
 def test_report_lists_unreadable_runs_and_reports_the_rest(tmp_path, capsys):
   for seed, lr in ((0, 0.1), (1, 0.1), (0, 0.2), (1, 0.2)):
     make_run(tmp_path / f"lr={lr}" / f"seed={seed}", seed=seed, lr=lr,

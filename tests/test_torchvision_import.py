@@ -195,6 +195,38 @@ def test_cli_refuses_truncated_file_and_existing_output(tmp_path, capsys):
   assert not (tmp_path / "a").exists()
 
 
+def _not_a_checkpoint(path: pathlib.Path, kind: str) -> pathlib.Path:
+  if kind == "whole_model":  # torch.save(model), not its state_dict.
+    torch.save(torch.nn.Linear(2, 2), path)
+  elif kind == "text":
+    path.write_text("hello\n" * 10)
+  elif kind == "random":
+    path.write_bytes(np.random.default_rng(0).bytes(5000))
+  else:
+    import zipfile  # pylint: disable=g-import-not-at-top
+    with zipfile.ZipFile(path, "w") as archive:
+      archive.writestr("a.txt", "not torch")
+  return path
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("whole_model", "Unsupported global: GLOBAL torch.nn.modules.linear."
+     "Linear was not an allowed global by default"),
+    ("text", "KeyError: "), ("random", "Unsupported operand "),
+    ("zip", "RuntimeError: file in archive is not in a subdirectory: a.txt"),
+])
+def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys, kind,
+                                                     reason):
+  path = _not_a_checkpoint(tmp_path / "x.pth", kind)
+  assert cli.main(["convert", "torchvision", str(path),
+                   str(tmp_path / "out")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f"ferjax convert torchvision: error: {path}: not a "
+                        "readable PyTorch state dict"), err
+  assert reason in err and len(err.splitlines()) == 1 and len(err) < 400, err
+  assert not (tmp_path / "out").exists()
+
+
 def test_missing_torch_says_how_to_install(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, "torch", None)
   with pytest.raises(ImportError, match="pip install torch"):

@@ -109,9 +109,23 @@ def test_bad_videos_say_what_is_wrong(tmp_path, kind, message):
   assert "\n" not in str(e.value)
 
 
+@pytest.mark.timeout(60)
+def test_only_regular_files_are_opened_as_videos(tmp_path):
+  (tmp_path / "zero.mp4").symlink_to("/dev/zero")
+  os.mkfifo(tmp_path / "fifo.mp4")
+  for name in ("zero.mp4", "fifo.mp4"):
+    with pytest.raises(video.VideoError) as e:
+      video.VideoSource(tmp_path / name)
+    assert str(e.value) == (f"{tmp_path / name}: not a regular file (a FIFO "
+                            "or a device); expected a video file")
+
+
 def test_a_missing_camera_is_one_clear_error():
   with pytest.raises(video.VideoError, match="camera 97: cannot be opened"):
     video.VideoSource(97)
+  with pytest.raises(video.VideoError, match="camera 99999999999999: no such "
+                     "camera"):
+    video.VideoSource(99999999999999)
 
 
 # Writing.
@@ -131,16 +145,104 @@ def test_writer_keeps_size_and_rate_and_refuses_other_sizes(tmp_path):
     video.VideoWriter(tmp_path / "a.gif", 10)
 
 
-def test_an_interrupted_writer_still_leaves_a_playable_video(tmp_path):
+def test_an_interrupted_writer_keeps_its_frames_beside_the_complete_video(
+    tmp_path):
   path = tmp_path / "a.avi"
   frames, _ = square_frames(6)
+  with video.VideoWriter(path, FPS) as writer:
+    for frame in frames:
+      writer.write(frame)
+  complete = path.read_bytes()
   with pytest.raises(KeyboardInterrupt):
     with video.VideoWriter(path, FPS) as writer:
       for i, frame in enumerate(frames):
         if i == 4:
           raise KeyboardInterrupt
         writer.write(frame)
-  assert count_frames(path)[0] == 4
+  assert path.read_bytes() == complete
+  assert count_frames(tmp_path / "a.partial.avi")[0] == 4
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["a.avi",
+                                                         "a.partial.avi"]
+
+
+def noise_frames(n: int) -> list[np.ndarray]:
+  """Light noise (no dark pixel for DarkSquares): frames that compress
+  badly, so that a few fill a small disk."""
+  rng = np.random.default_rng(0)
+  return [rng.integers(130, 256, (*SIZE, 3), np.uint8) for _ in range(n)]
+
+
+_WRITE_PAST_A_LIMIT = """
+import resource, signal, sys
+import numpy as np
+from ferjax.recognition import video
+# Writes past RLIMIT_FSIZE fail (EFBIG), as on a full disk, instead of
+# killing the process.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, resource.RLIM_INFINITY))
+rng = np.random.default_rng(0)
+writer = video.VideoWriter(sys.argv[1], 10.0)
+for _ in range(30):
+  writer.write(rng.integers(60, 256, (240, 320, 3), np.uint8))
+try:
+  writer.close()
+except video.VideoError as e:
+  print(e)
+  sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_video_whose_writes_fail_is_refused_and_the_earlier_one_kept(
+    tmp_path, suffix):
+  # No root needed: a file size limit makes OpenCV's writes fail unseen.
+  path = tmp_path / f"a{suffix}"
+  with video.VideoWriter(path, FPS) as writer:
+    for frame in square_frames(4)[0]:
+      writer.write(frame)
+  earlier = path.read_bytes()
+  done = subprocess.run([sys.executable, "-c", _WRITE_PAST_A_LIMIT, str(path)],
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 3, done.stderr
+  assert done.stdout.startswith(f"{path}: not written: ")
+  assert "an earlier file of that name is kept" in done.stdout
+  assert path.read_bytes() == earlier
+  assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 1 MB tmpfs at tmp_path/disk; skips where mounting is not allowed."""
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  try:
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+        capture_output=True, text=True, timeout=30).returncode == 0
+  except OSError:
+    mounted = False
+  if not mounted:
+    pytest.skip("cannot mount a tmpfs here (needs root)")
+  yield disk
+  subprocess.run(["umount", str(disk)], check=True, timeout=30)
+
+
+def test_predict_on_a_full_disk_fails_naming_the_video_and_keeps_the_earlier(
+    classifier, small_disk, tmp_path, capsys):
+  source = write_video(tmp_path / "noise.avi", noise_frames(30))
+  out = small_disk / "out"
+  with video.VideoWriter(out / "noise.avi", FPS) as writer:
+    for frame in square_frames(4)[0]:
+      writer.write(frame)
+  earlier = (out / "noise.avi").read_bytes()
+  code = predict.run([str(source)], classifier, DarkSquares(), out)
+  assert code == 1
+  last = json.loads(capsys.readouterr().out.splitlines()[-1])
+  assert last["path"] == str(source)
+  assert last["error"].startswith(f"{out / 'noise.avi'}: not written: ")
+  assert "(the disk is full)" in last["error"]
+  assert (out / "noise.avi").read_bytes() == earlier
+  assert [p.name for p in out.iterdir()] == ["noise.avi"]
 
 
 # Tracking and smoothing.
@@ -329,16 +431,53 @@ def test_predict_reports_bad_videos_and_runs_the_rest(classifier, squares,
   assert predict.run([str(bad)], classifier, DarkSquares()) == 1
 
 
-def test_interrupting_predict_keeps_the_video_written_so_far(
+def test_interrupting_predict_keeps_the_video_written_so_far_beside(
     classifier, squares, tmp_path):
+  assert list(predict.predict_video(squares[0], classifier, DarkSquares(),
+                                    tmp_path))[-1]["frame"] == 11
+  complete = (tmp_path / "squares.avi").read_bytes()
   records = predict.predict_video(squares[0], classifier, DarkSquares(),
                                   tmp_path)
   for _ in range(5):
     next(records)
   with pytest.raises(KeyboardInterrupt):
     records.throw(KeyboardInterrupt)
-  assert count_frames(tmp_path / "squares.avi")[0] == 5
-  assert [p.name for p in tmp_path.iterdir()] == ["squares.avi"]
+  assert (tmp_path / "squares.avi").read_bytes() == complete
+  assert count_frames(tmp_path / "squares.partial.avi")[0] == 5
+  assert sorted(p.name for p in tmp_path.iterdir()) == [
+      "squares.avi", "squares.partial.avi"]
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_the_complete_video_and_names_hidden_leftovers(
+    tmp_path):
+  frames = [f for _ in range(25) for f in square_frames(12)[0]]
+  source = write_video(tmp_path / "long.avi", frames)
+  out = tmp_path / "out"
+  with video.VideoWriter(out / "long.avi", FPS) as writer:
+    for frame in frames[:4]:
+      writer.write(frame)
+  complete = (out / "long.avi").read_bytes()
+  leftover = out / ".old.partial.mp4"  # As a kill -9 leaves it.
+  leftover.write_bytes(b"\0" * 100)
+  process = subprocess.Popen(
+      [sys.executable, "-m", "ferjax.cli", "predict", str(source), "--out",
+       str(out), "--detector", "haar", "--detect-every", "1",
+       "--no-compile-cache"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  try:
+    assert json.loads(process.stdout.readline())["frame"] == 0
+    process.terminate()
+    _, err = process.communicate(timeout=120)
+  finally:
+    process.kill()
+  assert process.returncode == 130, err
+  assert f"{leftover}: an unfinished video of a killed run" in err
+  assert "its first" in err and f"{out / 'long.partial.avi'}" in err
+  assert (out / "long.avi").read_bytes() == complete
+  assert 1 <= count_frames(out / "long.partial.avi")[0] < len(frames)
+  assert sorted(p.name for p in out.iterdir()) == [
+      ".old.partial.mp4", "long.avi", "long.partial.avi"]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -7,6 +7,7 @@ from their registries (datasets, models, losses, LBP methods).
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
@@ -36,6 +37,10 @@ def _require(ok: bool, field: str, expected: str, value: Any) -> None:
     raise ConfigError(f"config.{field}: expected {expected}, got {value!r}")
 
 
+# Evaluation pads every split to a multiple of the batch in memory: a typo
+# such as 10**12 would ask for terabytes. FER2013's train split is 28,709.
+MAX_BATCH_SIZE = 1 << 16
+
 _REQUIRED = ("seed", "num_epochs", "batch_size", "input", "model", "loss",
              "optimizer", "evals", "checkpoint", "parallel", "log_every_steps",
              "eval_every_epochs")
@@ -45,9 +50,10 @@ def validate_statistics(config: ml_collections.ConfigDict) -> None:
   """``input.mean`` and ``input.std``: None (the trainer computes them) or
   finite, the std positive.
 
-  Every command that loads a run checks these (``RunDir.read_config``):
-  evaluation and inference apply them to every image, and a NaN in a
-  hand-edited config.json gives chance accuracy without an error.
+  Evaluation and inference apply them to every image, and a NaN in a
+  hand-edited config.json gives chance accuracy without an error; every
+  command that loads a run checks them with the rest
+  (``RunDir.read_config``).
   """
   inp = config.input
   for field in ("mean", "std"):
@@ -60,10 +66,26 @@ def validate_statistics(config: ml_collections.ConfigDict) -> None:
              inp.std)
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks every field the trainer reads; raises ConfigError naming it."""
+# What converted weights (``ferjax convert``) were trained on: a dataset
+# without a builder here, so such a run is read (predict, init_from), never
+# trained or evaluated.
+CONVERTED_DATASETS = ("imagenet",)
+
+
+def validate(config: ml_collections.ConfigDict, *,
+             converted: bool = False) -> None:
+  """Checks every field the trainer reads; raises ConfigError naming it.
+
+  ``converted``: the config of a converted run, which may name one of
+  ``CONVERTED_DATASETS``.
+  """
+  datasets = (*data_registry.DATASETS,
+              *(CONVERTED_DATASETS if converted else ()))
   for check in _SECTIONS:
-    check(config)
+    if check is _check_input:
+      _check_input(config, datasets)
+    else:
+      check(config)
 
 
 def _check_top(config: ml_collections.ConfigDict) -> None:
@@ -76,13 +98,17 @@ def _check_top(config: ml_collections.ConfigDict) -> None:
     value = config[field]
     _require(isinstance(value, int) and not isinstance(value, bool)
              and value > 0, field, "a positive integer", value)
+  _require(config.batch_size <= MAX_BATCH_SIZE, "batch_size",
+           f"at most {MAX_BATCH_SIZE}", config.batch_size)
 
 
-def _check_input(config: ml_collections.ConfigDict) -> None:
+def _check_input(config: ml_collections.ConfigDict,
+                 datasets: Sequence[str] = tuple(data_registry.DATASETS)
+                 ) -> None:
   """``input``: the dataset, image size, protocol and normalisation."""
   inp = config.input
-  _require(inp.dataset in data_registry.DATASETS, "input.dataset",
-           f"one of {', '.join(data_registry.DATASETS)}", inp.dataset)
+  _require(inp.dataset in datasets, "input.dataset",
+           f"one of {', '.join(datasets)}", inp.dataset)
   _require(_is_size(inp.image_size), "input.image_size",
            "(height, width) of positive integers", inp.image_size)
   _require(inp.channels in (1, 3), "input.channels", "1 or 3", inp.channels)

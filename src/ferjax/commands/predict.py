@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,8 +14,9 @@ from ferjax.recognition.classifier import (NonFiniteScores, load_classifier,
                                            load_ensemble)
 from ferjax.recognition.detectors import DETECTORS
 from ferjax.recognition.inputs import check_out_dir
-from ferjax.recognition.predict import run
+from ferjax.recognition.predict import MAX_PIXELS, run
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH
+from ferjax.recognition.video import leftover_partials
 
 
 def _model_dir(workdir: str | None) -> str:
@@ -60,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--detector", choices=DETECTORS, default="auto",
                       help="face detector (default: auto, MTCNN at two "
                       "resolutions)")
+  parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                      metavar="N", help="refuse images whose header declares "
+                      f"more than N pixels (default {MAX_PIXELS:,}: a guard "
+                      "against decompression bombs)")
   parser.add_argument("--out", type=os.path.expanduser,
                       help="directory for annotated copies of the images and "
                       "videos; without it only the JSON lines are written "
@@ -89,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.error("give image or video files, directories, or --camera N")
   minimums = [("--start", args.start, 0), ("--max-frames", args.max_frames, 1),
               ("--detect-every", args.detect_every, 1),
-              ("--smooth", args.smooth, 0), ("--camera", args.camera, 0)]
+              ("--smooth", args.smooth, 0), ("--camera", args.camera, 0),
+              ("--max-pixels", args.max_pixels, 1)]
   for flag, value, low in minimums:
     if value is not None and value < low:
       parser.error(f"{flag} must be >= {low}, got {value:g}")
@@ -129,12 +136,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                  show=args.show)
   inputs = list(args.images) + ([args.camera] if args.camera is not None
                                 else [])
+  if args.out is not None:
+    for leftover in leftover_partials(args.out):
+      print(f"ferjax predict: warning: {leftover}: an unfinished video of a "
+            "killed run (or of one still writing); delete it when no ferjax "
+            "predict writes there", file=sys.stderr)
+  # SIGTERM (a scheduler's, or kill) stops like Ctrl-C: videos are closed.
+  previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
   try:
-    return run(inputs, classifier, args.detector, args.out, **options)
+    return run(inputs, classifier, args.detector, args.out,
+               max_pixels=args.max_pixels, **options)
   except NonFiniteScores as e:
     print(f"ferjax predict: error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print("ferjax predict: interrupted; annotated output written so far is "
-          "kept", file=sys.stderr)
+          "kept (a video cut short as NAME.partial.EXT)", file=sys.stderr)
     return 130
+  finally:
+    signal.signal(signal.SIGTERM, previous)

@@ -21,13 +21,15 @@ or evaluated with ``ferjax eval``.
 
 import os
 import pathlib
-import pickle
+import re
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ferjax import config as config_lib
+from ferjax import config_checks
 from ferjax.convert import torchvision_alexnet
 from ferjax.convert import torchvision_googlenet
 from ferjax.convert import torchvision_vgg
@@ -36,6 +38,20 @@ from ferjax.run import run_dir
 IMAGE_SIZE = torchvision_vgg.IMAGE_SIZE
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _torch_reason(error: BaseException, limit: int = 200) -> str:
+  """torch.load's reason in one line: its messages run to paragraphs of
+  advice on unsafe loading, with the cause after "WeightsUnpickler error:",
+  or start with the C++ location of a failed check."""
+  text = str(error)
+  _, marker, cause = text.partition("WeightsUnpickler error:")
+  if not marker:
+    cause = type(error).__name__ + ": " + re.sub(
+        r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", text)
+  cause = " ".join(cause.split()).split(" Check the documentation")[0]
+  cause = cause.split(". Please use")[0]
+  return cause if len(cause) <= limit else cause[:limit - 3] + "..."
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -50,12 +66,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such file")
   try:
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-  except (RuntimeError, pickle.UnpicklingError, EOFError, OSError,
-          ValueError) as e:
+    with warnings.catch_warnings():  # Its warnings would be a second line.
+      warnings.simplefilter("ignore")
+      loaded = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # pylint: disable=broad-except
+    # Any file may be handed in; torch.load's errors on one that is not a
+    # checkpoint range from UnpicklingError to a bare KeyError.
     raise ValueError(
         f"{path}: not a readable PyTorch state dict (a truncated download?): "
-        f"{e}") from e
+        f"{_torch_reason(e)}") from None
   if not isinstance(loaded, Mapping) or not all(
       isinstance(v, torch.Tensor) for v in loaded.values()):
     raise ValueError(
@@ -93,7 +112,7 @@ def convert(pth: str | os.PathLike, out: str | os.PathLike,
     kwargs = {} if width == 4096 else {"classifier_width": width}
 
   config = config_lib.base_config()
-  config.input.dataset = "imagenet"
+  config.input.dataset = config_checks.CONVERTED_DATASETS[0]
   config.input.image_size = IMAGE_SIZE
   config.input.channels = 3
   config.input.mean = mean

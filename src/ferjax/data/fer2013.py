@@ -16,6 +16,7 @@ import logging
 import os
 from pathlib import Path, PurePosixPath
 import tarfile
+from typing import Any
 import zipfile
 
 import numpy as np
@@ -70,8 +71,22 @@ def _parse_csv(text: io.TextIOBase, name: str) -> list[Example]:
   An example's source_id is the CSV's file name and line, e.g. fer2013.csv:2
   for the first row after the header.
   """
-  file_name = PurePosixPath(name).name
   reader = csv.reader(text)
+  try:
+    return _parse_rows(reader, name)
+  except UnicodeDecodeError as e:
+    # Decoded in chunks: the reader's line number may be short of the byte.
+    raise ValueError(f"{name}: not UTF-8 text (byte {e.object[e.start]:#04x});"
+                     " expected the challenge's CSV") from None
+  except csv.Error as e:
+    # The csv module's 128 KB field limit: a FER2013 field is under 10 KB.
+    raise ValueError(f"{name} line {reader.line_num}: not a valid CSV row "
+                     f"({e}); expected the challenge's CSV") from None
+
+
+def _parse_rows(reader: Any, name: str) -> list[Example]:
+  """The rows of a csv.reader, as _parse_csv says."""
+  file_name = PurePosixPath(name).name
   header = [column.strip() for column in next(reader, [])]
   missing = [c for c in _CSV_COLUMNS if c not in header]
   if missing:

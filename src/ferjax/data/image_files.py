@@ -16,6 +16,8 @@ import zlib
 import cv2
 import numpy as np
 
+from ferjax.data.image_header import image_size
+
 IMAGE_SIZE = 48
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -25,11 +27,17 @@ def decode_grey(data: bytes, where: str, size: int = IMAGE_SIZE
   """Decodes an image file to (size, size) uint8, rejecting other sizes.
 
   FER2013 and CK+48 are 48x48 by definition: another size means another
-  dataset or a re-export, so it is an error rather than silently resized.
-  Colour files are turned grey the way cv2 does (equal channels stay exact).
+  dataset or a re-export, so it is an error rather than silently resized,
+  and one the header declares is refused before decoding (a few bytes may
+  declare gigabytes of pixels). Colour files are turned grey the way cv2
+  does (equal channels stay exact).
   """
+  declared = image_size(data)
+  if declared is not None and declared != (size, size):
+    raise ValueError(f"{where}: image is {declared[0]}x{declared[1]}, "
+                     f"expected {size}x{size}")
   image = (cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-           if data else None)  # cv2 asserts on empty input.
+           if declared else None)  # cv2 asserts on empty input.
   if image is None:
     raise ValueError(f"{where}: not a readable image")
   if image.shape != (size, size):

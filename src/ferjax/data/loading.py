@@ -72,13 +72,23 @@ def _lock(data_dir: pathlib.Path,
 def prepared_builder(name: str, *, data_dir: str | None = None,
                      manual_dir: str | None = None,
                      builder_config: str | None = None) -> Any:
-  """A builder whose files exist, building them once if needed.
+  """A builder whose files exist, building them once if needed."""
+  return prepare_builder(name, data_dir=data_dir, manual_dir=manual_dir,
+                         builder_config=builder_config)[0]
+
+
+def prepare_builder(name: str, *, data_dir: str | None = None,
+                    manual_dir: str | None = None,
+                    builder_config: str | None = None) -> tuple[Any, bool]:
+  """``prepared_builder``, and whether this process built it (False when it
+  was there, or another process built it while this one waited).
 
   A complete dataset is read without the lock: TFDS moves a build into place
   only once it is whole, and shared datasets are often on read-only mounts.
   """
   builder = registry.make_builder(name, data_dir=data_dir,
                                   builder_config=builder_config)
+  built = False
   if not builder.is_prepared():
     with _lock(pathlib.Path(builder.data_dir_root), name):
       builder = registry.make_builder(name, data_dir=data_dir,
@@ -86,12 +96,13 @@ def prepared_builder(name: str, *, data_dir: str | None = None,
       if not builder.is_prepared():
         _check_manual_files(builder, manual_dir)
         _build(builder, manual_dir)
+        built = True
   if not builder.info.splits:
     raise ValueError(
         f"{builder.data_dir} holds a build of {name} without any split (made "
         "by an earlier ferjax from empty data); delete that folder and "
         "prepare the dataset again")
-  return builder
+  return builder, built
 
 
 class DatasetNotPrepared(FileNotFoundError):
@@ -163,12 +174,23 @@ def chunks(data: Any, size: int = 4096) -> Iterator[Split]:
                   np.asarray([r["label"] for r in records], np.int32))
 
 
-def read_split(builder: Any, split: str) -> Split:
-  """Reads a whole split (TFDS slicing allowed: ``train[:10%]``) into memory."""
+def check_split(builder: Any, split: str) -> None:
+  """Raises ValueError unless ``split`` (TFDS slicing allowed) names
+  examples of the dataset; TFDS's own error for an empty slice ("Paths
+  sequence can not be of 0 length") names neither the split nor why."""
   if split.split("[")[0] not in builder.info.splits:
     raise ValueError(
         f"dataset {builder.name!r} has no split {split!r}; it has "
         f"{', '.join(builder.info.splits.keys())}")
+  if not builder.info.splits[split].num_examples:
+    whole = builder.info.splits[split.split("[")[0]].num_examples
+    raise ValueError(f"split {split!r} of dataset {builder.name!r} selects no "
+                     f"examples (of {whole}); give a non-empty slice")
+
+
+def read_split(builder: Any, split: str) -> Split:
+  """Reads a whole split (TFDS slicing allowed: ``train[:10%]``) into memory."""
+  check_split(builder, split)
   source = builder.as_data_source(split=split)
   n = len(source)
   records = source.__getitems__(range(n)) if n else []

@@ -32,9 +32,10 @@ def prepare(name: str, *, manual_dir: str | None = None,
   """Builds dataset `name` (unless already built) and summarises it.
 
   Returns name, config, version, data_dir (the built dataset's dir), built
-  (False when it was already there), seconds (build time), splits (example
-  counts), class_counts ({split: {class: count}}) and metadata (e.g. the
-  `clean` config's removals).
+  (whether this process built it), waited (another process built it
+  meanwhile), seconds (build or wait time), splits (example counts),
+  class_counts ({split: {class: count}}) and metadata (e.g. the `clean`
+  config's removals).
   """
   configs = [c.name for c in registry.builder_class(name).BUILDER_CONFIGS]
   if config is not None and config not in configs:
@@ -45,14 +46,14 @@ def prepare(name: str, *, manual_dir: str | None = None,
   needs_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
   if manual_dir is not None:
     image_files.check_manual_dir(pathlib.Path(manual_dir).expanduser(), name)
-  built = not builder.is_prepared()
-  if built and needs_manual and manual_dir is None:
+  missing = not builder.is_prepared()
+  if missing and needs_manual and manual_dir is None:
     raise ValueError(f"{name} needs --manual-dir:\n"
                      f"{builder.MANUAL_DOWNLOAD_INSTRUCTIONS}")
   start = time.perf_counter()
-  builder = loading.prepared_builder(name, data_dir=data_dir,
-                                     manual_dir=manual_dir,
-                                     builder_config=config)
+  builder, built = loading.prepare_builder(name, data_dir=data_dir,
+                                           manual_dir=manual_dir,
+                                           builder_config=config)
   seconds = time.perf_counter() - start
   splits = {split: info.num_examples
             for split, info in builder.info.splits.items()}
@@ -62,6 +63,8 @@ def prepare(name: str, *, manual_dir: str | None = None,
       "version": str(builder.version),
       "data_dir": str(builder.data_dir),
       "built": built,
+      # Missing at first, built by another process while this one waited.
+      "waited": missing and not built,
       "seconds": seconds,
       "splits": splits,
       "class_counts": {s: _class_counts(builder, s) for s in splits},
@@ -76,6 +79,8 @@ def format_summary(summary: dict[str, Any]) -> str:
   lines = [f"{summary['name']}{config} {summary['version']} at "
            f"{summary['data_dir']} ("
            + (f"built in {summary['seconds']:.1f} s" if summary["built"]
+              else f"built by another process; waited "
+              f"{summary['seconds']:.1f} s for it" if summary.get("waited")
               else "already built") + ")"]
   classes = list(next(iter(summary["class_counts"].values()), {}))
   width = max([len(c) for c in classes] + [8])

@@ -235,6 +235,9 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
   if workdir.exists() and any(workdir.iterdir()):
     raise ValueError(f"{workdir} exists and is not empty; reproduce into a "
                      "new directory")
+  if RunDir(run_dir).contains(workdir):
+    raise ValueError(f"{workdir}: inside the run it reproduces ({run_dir}); "
+                     "reproduce into a directory outside it")
   bad = [o for o in overrides if not o.startswith(config_lib.WHERE_FIELDS)]
   if bad:
     raise config_lib.ConfigError(
@@ -257,7 +260,13 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
   parallel.configure_cpu_devices(cpu_devices)
   parallel.configure_gpu_determinism(config.parallel.deterministic_gpu)
   from ferjax.train import loop
-  loop.train_and_evaluate(config, str(workdir), argv=argv)
+  fresh = not workdir.exists()
+  try:
+    loop.train_and_evaluate(config, str(workdir), argv=argv)
+  except BaseException:
+    if fresh:  # A run refused before it wrote anything leaves no directory.
+      RunDir(workdir).remove_if_unwritten()
+    raise
   comparison = compare_runs(run_dir, workdir)
   atomic.write_text(workdir / RESULT_FILE, json.dumps(
       {**dataclasses.asdict(comparison), "identical": comparison.identical},

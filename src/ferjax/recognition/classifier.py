@@ -144,10 +144,30 @@ def load_ensemble(workdirs: Sequence[str],
   """
   from ferjax.run.run_dir import RunDir
   workdirs = [str(w) for w in workdirs]
-  check_same_labels(workdirs, [RunDir(w).read_manifest()["dataset"][
-      "class_names"] for w in workdirs])
+  check_same_labels(workdirs, [RunDir(w).dataset()["class_names"]
+                               for w in workdirs])
   return Ensemble(tuple(load_classifier(w, checkpoint) for w in workdirs),
                   tuple(workdirs))
+
+
+def _check_fit(model: nn.Module, variables: Any,
+               input_shape: tuple[int, int, int], num_classes: int,
+               workdir: str) -> None:
+  """Raises ValueError naming the first parameter of the checkpoint whose
+  shape is not the model's: the run's records (its class names, above all)
+  say another model than the one it saved."""
+  wanted = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, *input_shape)), train=False))
+  saved = dict(jax.tree_util.tree_flatten_with_path(variables["params"])[0])
+  for path, leaf in jax.tree_util.tree_flatten_with_path(wanted["params"])[0]:
+    got = getattr(saved.get(path), "shape", None)
+    if got != leaf.shape:
+      name = "/".join(str(getattr(k, "key", k)) for k in path)
+      raise ValueError(
+          f"{workdir}: its checkpoint does not fit the model that config.json "
+          f"and manifest.json describe ({model.__class__.__name__}, "
+          f"{num_classes} classes): params/{name} is "
+          f"{got if got is not None else 'missing'}, expected {leaf.shape}")
 
 
 def load_classifier(workdir: str | os.PathLike | None = None,
@@ -165,7 +185,7 @@ def load_classifier(workdir: str | os.PathLike | None = None,
 
   run = RunDir(pretrained.path() if workdir is None else workdir)
   config = run.read_config()
-  dataset = run.read_manifest()["dataset"]
+  dataset = run.dataset()
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)
     variables = ckpt.restore_variables(step)
@@ -173,6 +193,9 @@ def load_classifier(workdir: str | os.PathLike | None = None,
       config.model.name, num_classes=len(dataset["class_names"]),
       dtype=jnp.dtype(config.model.dtype), fusion=config.model.get("fusion"),
       **dict(config.model.kwargs or {}))
+  _check_fit(model, variables, (*config.input.image_size,
+                                config.input.channels),
+             len(dataset["class_names"]), workdir)
   return classifier_from_model(
       model, variables, class_names=dataset["class_names"],
       crop_shape=dataset["image_shape"], image_size=config.input.image_size,

@@ -11,12 +11,15 @@ also lists every member's scores.
 
 Huge photos are not refused: a 48-megapixel phone photo is a normal input.
 Detection runs on downscaled copies (see ferjax.recognition.pipeline) and
-the crops come from the full image; only what OpenCV itself will not decode
-(over 2^30 pixels) is reported as unreadable.
+the crops come from the full image. Inputs are untrusted: only regular files
+are read (a FIFO or /dev/zero is an error, never a hang), and an image whose
+header declares more than ``MAX_PIXELS`` pixels (``--max-pixels``) is
+refused before it is decoded.
 """
 
 import contextlib
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +30,7 @@ import cv2
 import numpy as np
 
 from ferjax import atomic, finite_json
+from ferjax.data.image_header import image_size
 from ferjax.recognition.classifier import FaceClassifier
 from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
                                        expand_paths)
@@ -35,6 +39,11 @@ from ferjax.recognition.stream import DETECT_EVERY, SMOOTH, FaceStream
 from ferjax.recognition.video import (WRITABLE_SUFFIXES, VideoError,
                                       VideoSource, VideoWriter, is_video)
 
+
+# The most pixels an input image may declare (``--max-pixels``): four
+# 48-megapixel phone photos; 600 MB as 8-bit RGB. Like Pillow's
+# MAX_IMAGE_PIXELS, it stops a small file from taking gigabytes to decode.
+MAX_PIXELS = 200_000_000
 
 # Seconds between a video's progress lines on stderr: alive, not chatty.
 PROGRESS_EVERY = 5.0
@@ -52,23 +61,60 @@ def _is_truncated_jpeg(data: bytes) -> bool:
           and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"))
 
 
-def load_image(path: str | Path) -> np.ndarray:
+def _read_regular_file(path: Path, max_bytes: int) -> bytes:
+  """The bytes of ``path`` if it is a regular file of at most ``max_bytes``.
+
+  Opened without blocking and checked before reading, so that a FIFO (which
+  would wait for a writer forever) or a device such as /dev/zero (which
+  never ends) is refused instead of read.
+  """
+  try:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+  except FileNotFoundError as e:
+    raise ImageError(f"{path}: no such file") from e
+  except OSError as e:
+    raise ImageError(f"{path}: cannot read: {e.strerror or e}") from e
+  try:
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+      raise ImageError(f"{path}: is a directory, not an image")
+    if not stat.S_ISREG(info.st_mode):
+      kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket"
+              if stat.S_ISSOCK(info.st_mode) else "a device")
+      raise ImageError(f"{path}: {kind}, not a regular file; expected an "
+                       "image file")
+    if info.st_size > max_bytes:
+      raise ImageError(f"{path}: {info.st_size} bytes, more than an image of "
+                       f"the pixel limit can take ({max_bytes})")
+    with open(fd, "rb", closefd=False) as f:
+      return f.read()
+  except OSError as e:
+    raise ImageError(f"{path}: cannot read: {e.strerror or e}") from e
+  finally:
+    os.close(fd)
+
+
+def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
   """uint8 RGB (H, W, 3) of an image file, or ImageError saying why not.
 
   Grey, 16-bit and RGBA files are converted (alpha dropped, high byte of 16
   bits kept) and EXIF orientation is applied, as cv2.IMREAD_COLOR does.
+  Only regular files are read, and only images whose header declares at
+  most ``max_pixels`` pixels are decoded.
   """
   path = Path(path)
-  try:
-    data = path.read_bytes()
-  except FileNotFoundError as e:
-    raise ImageError(f"{path}: no such file") from e
-  except IsADirectoryError as e:
-    raise ImageError(f"{path}: is a directory, not an image") from e
-  except OSError as e:
-    raise ImageError(f"{path}: cannot read: {e.strerror or e}") from e
+  # 8 bytes a pixel (16-bit RGBA, uncompressed) and room for metadata.
+  data = _read_regular_file(path, 8 * max_pixels + (16 << 20))
   if not data:
     raise ImageError(f"{path}: empty file (0 bytes), expected an image")
+  size = image_size(data)
+  if size is None:
+    raise ImageError(f"{path}: not a readable image (expected JPEG, PNG, BMP, "
+                     "GIF, TIFF or WebP)")
+  if size[0] * size[1] > max_pixels:
+    raise ImageError(
+        f"{path}: declares {size[0]}x{size[1]} pixels, more than the limit of "
+        f"{max_pixels} (--max-pixels; a guard against decompression bombs)")
   if _is_truncated_jpeg(data):
     raise ImageError(f"{path}: truncated JPEG (no end-of-image marker after "
                      "the last scan)")
@@ -76,7 +122,7 @@ def load_image(path: str | Path) -> np.ndarray:
   if bgr is None:
     raise ImageError(
         f"{path}: not a readable image (expected JPEG, PNG, BMP, GIF, TIFF "
-        "or WebP that OpenCV can decode, under 2^30 pixels)")
+        "or WebP that OpenCV can decode)")
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -134,7 +180,8 @@ def _annotated_path(out_dir: Path, source: Path, used: set[str],
 
 def predict_paths(paths: Iterable[str | Path], classifier: FaceClassifier,
                   detector: str = "auto", out_dir: str | Path | None = None,
-                  *, margin: float = 0.1) -> Iterator[dict[str, Any]]:
+                  *, margin: float = 0.1,
+                  max_pixels: int = MAX_PIXELS) -> Iterator[dict[str, Any]]:
   """One JSON-ready record per file in ``paths``, in order.
 
   A file that cannot be read or processed gives {"path", "error"} and the
@@ -148,7 +195,7 @@ def predict_paths(paths: Iterable[str | Path], classifier: FaceClassifier,
     out_dir.mkdir(parents=True, exist_ok=True)
   for path in map(Path, paths):
     try:
-      image = load_image(path)
+      image = load_image(path, max_pixels)
       results = recognize(image, classifier, detector, margin=margin)
       if out_dir is not None:
         write_image_atomic(_annotated_path(out_dir, path, used),
@@ -184,6 +231,16 @@ def _open_window(title: str) -> str | None:
   return title
 
 
+def _close_writer(writer: VideoWriter | None, complete: bool, warn) -> None:
+  """Closes ``writer``; an incomplete video is kept beside, with a warning."""
+  if writer is None:
+    return
+  kept = writer.close(complete)
+  if kept is not None and not complete:
+    warn(f"{writer.path}: stopped early; its first {writer.frames_written} "
+         f"frames are in {kept}")
+
+
 def predict_video(source: str | Path | int, classifier: FaceClassifier,
                   detector: str = "auto", out_dir: str | Path | None = None,
                   *, start: float = 0.0, end: float | None = None,
@@ -197,7 +254,8 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
 
   A source that cannot be read gives one {"path", "error"} record (after
   the frames read before the problem). With ``out_dir`` the annotated video
-  is written there, named after the source (camera N: cameraN.mp4).
+  is written there, named after the source (camera N: cameraN.mp4); one
+  that cannot be written completely raises VideoError (see VideoWriter).
   ``progress`` gets the frames done and frames/s every ``progress_every``
   seconds and once at the end (stderr: stdout is the records).
   """
@@ -249,7 +307,12 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
                    f"{frames / (now - began):.1f} frames/s")
           last = now
         yield {"path": name, **result.to_json()}
+    except KeyboardInterrupt:
+      # Ctrl-C is how a camera recording ends; a file's video stops short.
+      _close_writer(writer, isinstance(source, int), warn)
+      raise
     except (VideoError, OSError, ValueError, cv2.error) as e:
+      _close_writer(writer, False, warn)
       message = str(e) if name in str(e) else f"{name}: {e}"
       yield {"path": name, "error": message}
       return
@@ -263,10 +326,11 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
 
 
 def run(images: Sequence[str | int], classifier: FaceClassifier,
-        detector: str = "auto", out_dir: str | Path | None = None,
-        **video_options: Any) -> int:
+        detector: str = "auto", out_dir: str | Path | None = None, *,
+        max_pixels: int = MAX_PIXELS, **video_options: Any) -> int:
   """Prints a JSON line per image file and per video frame, in the order of
-  ``images`` (camera indices are ints); 1 if no input succeeded, else 0.
+  ``images`` (camera indices are ints); 1 if no input succeeded or an
+  annotated video could not be written, else 0.
 
   ``video_options`` are ``predict_video``'s keyword arguments.
   """
@@ -279,6 +343,7 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
     else:
       groups.append([item])
   inputs = failures = 0
+  unwritten = False
   used: set[str] = set()
   for group in groups:
     if isinstance(group, list):
@@ -288,7 +353,8 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
               f"{' '.join(map(str, group))}", file=sys.stderr)
         inputs, failures = inputs + 1, failures + 1
         continue
-      records = predict_paths(paths, classifier, detector, out_dir)
+      records = predict_paths(paths, classifier, detector, out_dir,
+                              max_pixels=max_pixels)
       for record in records:
         inputs += 1
         failures += "error" in record
@@ -296,9 +362,14 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
     else:
       inputs += 1
       failed = False
-      for record in predict_video(group, classifier, detector, out_dir,
-                                  used=used, **video_options):
-        failed |= "error" in record
-        print(finite_json.dumps(record), flush=True)
+      try:
+        for record in predict_video(group, classifier, detector, out_dir,
+                                    used=used, **video_options):
+          failed |= "error" in record
+          print(finite_json.dumps(record), flush=True)
+      except VideoError as e:  # The annotated video could not be written.
+        name = f"camera {group}" if isinstance(group, int) else str(group)
+        print(finite_json.dumps({"path": name, "error": str(e)}), flush=True)
+        failed = unwritten = True
       failures += failed
-  return 1 if failures == inputs else 0
+  return 1 if failures == inputs or unwritten else 0

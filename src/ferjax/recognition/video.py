@@ -7,9 +7,12 @@ video without frames. Problems after the first frame (a frame whose size
 differs from the first, a stream ending before the frame count its header
 announced) are warnings, and the frames before them stand.
 
-The annotated video is written to a hidden file beside its destination and
-renamed into place when it is closed, also when the run stops on an error or
-Ctrl-C, so it is either absent or a playable file holding every frame written.
+The annotated video is written to a hidden file beside its destination,
+checked when it is closed (it must reopen with every frame written: a full
+disk leaves a file without its index) and only then renamed into place, so a
+file of that name is always complete and an earlier complete one is replaced
+only by another. A run stopped by an error or Ctrl-C keeps its frames beside
+the destination as ``NAME.partial.EXT``, never over ``NAME.EXT``.
 """
 
 import dataclasses
@@ -91,11 +94,18 @@ class VideoSource:
         raise VideoError(f"{path}: no such file")
       if path.is_dir():
         raise VideoError(f"{path}: is a directory, not a video")
+      if not path.is_file():  # FFmpeg would wait on a FIFO, read a device.
+        raise VideoError(f"{path}: not a regular file (a FIFO or a device); "
+                         "expected a video file")
       if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file (0 bytes), expected a video")
       self._capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     else:
-      self._capture = cv2.VideoCapture(source)
+      try:
+        self._capture = cv2.VideoCapture(source)
+      except cv2.error:  # An index beyond a C int.
+        raise VideoError(f"{self.name}: no such camera (camera indices are "
+                         "small numbers: 0 for the first)") from None
     if not self._capture.isOpened():
       self._capture.release()
       if self.is_camera:
@@ -181,13 +191,66 @@ def read_frames(source: str | Path | int, *, start: float = 0.0,
                             warn=warn)
 
 
+def partial_path(path: str | Path) -> Path:
+  """Where an interrupted write of ``path`` keeps its frames."""
+  path = Path(path)
+  return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
+def _hidden_path(path: Path) -> Path:
+  return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def leftover_partials(folder: str | Path) -> list[Path]:
+  """Hidden files of writes that never closed in ``folder`` (a process
+  killed by SIGKILL, or one still writing)."""
+  folder = Path(folder)
+  if not folder.is_dir():
+    return []
+  return sorted(p for p in folder.glob(".*.partial.*")
+                if p.is_file() and p.suffix.lower() in _FOURCC)
+
+
+def _written_fault(path: Path, frames: int) -> str | None:
+  """Why the closed file at ``path`` does not hold ``frames`` playable
+  frames, or None. OpenCV's writer reports no write error, so the file is
+  read back: a full disk leaves it cut short or without its index."""
+  size = path.stat().st_size if path.is_file() else 0
+  if size == 0:
+    return "nothing was written"
+  capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+  try:
+    if not capture.isOpened():
+      return f"the {size} bytes written do not open as a video"
+    readable = 0
+    while capture.grab():
+      readable += 1
+  finally:
+    capture.release()
+  if readable != frames:
+    return f"it reads back {readable} of the {frames} frames written"
+  return None
+
+
+def _disk_note(folder: Path) -> str:
+  try:
+    stats = os.statvfs(folder)
+  except OSError:
+    return ""
+  free = stats.f_bavail * stats.f_frsize
+  return " (the disk is full)" if free < 1 << 20 else ""
+
+
 class VideoWriter:
   """An annotated video at ``path``, ``fps`` frames a second, frames of one
   size (that of the first frame written).
 
-  Frames go to a hidden file in the same folder, which ``close`` renames to
-  ``path``; an existing ``path`` is replaced only then. Use it as a context
-  manager so that an exception or Ctrl-C still closes and keeps it.
+  Frames go to a hidden file in the same folder. ``close()`` checks that it
+  reopens with every frame written and renames it to ``path`` (replacing an
+  earlier output only then), or deletes it and raises VideoError naming
+  ``path``. ``close(complete=False)``, which leaving the ``with`` block on an
+  exception or Ctrl-C calls, moves the frames written to
+  ``partial_path(path)`` instead, beside ``path`` and never over it.
   """
 
   def __init__(self, path: str | Path, fps: float):
@@ -198,7 +261,7 @@ class VideoWriter:
       raise VideoError(f"{self.path}: cannot write {suffix or 'suffix-less'} "
                        f"video; use one of {', '.join(sorted(_FOURCC))}")
     self._fourcc = cv2.VideoWriter_fourcc(*_FOURCC[suffix])
-    self._partial = self.path.with_name(f".{self.path.stem}.partial{suffix}")
+    self._partial = _hidden_path(self.path)
     self._writer: cv2.VideoWriter | None = None
     self.size: tuple[int, int] | None = None
     self.frames_written = 0
@@ -212,6 +275,7 @@ class VideoWriter:
                                      self.fps, size)
       if not self._writer.isOpened():
         self._writer = None
+        self._partial.unlink(missing_ok=True)
         raise VideoError(f"{self.path}: OpenCV cannot write this video "
                          f"({size[0]}x{size[1]} at {self.fps:g} fps)")
       self.size = size
@@ -221,16 +285,31 @@ class VideoWriter:
     self._writer.write(np.ascontiguousarray(bgr))
     self.frames_written += 1
 
-  def close(self) -> None:
-    """Finishes the file and moves it into place (nothing if no frames)."""
+  def close(self, complete: bool = True) -> Path | None:
+    """Finishes the file; returns where it went (None: no frames, or an
+    incomplete file that does not play).
+
+    Complete: checked, then moved to ``path``; a failed check deletes it
+    and raises VideoError. Not complete: moved to ``partial_path(path)``.
+    """
     if self._writer is None:
-      return
+      return None
     self._writer.release()
     self._writer = None
-    os.replace(self._partial, self.path)
+    fault = _written_fault(self._partial, self.frames_written)
+    if fault is not None:
+      note = _disk_note(self.path.parent)  # Before the deletion frees it.
+      self._partial.unlink(missing_ok=True)
+      if complete:
+        raise VideoError(f"{self.path}: not written: {fault}{note}; an "
+                         "earlier file of that name is kept")
+      return None
+    destination = self.path if complete else partial_path(self.path)
+    os.replace(self._partial, destination)
+    return destination
 
   def __enter__(self) -> "VideoWriter":
     return self
 
-  def __exit__(self, *exc) -> None:
-    self.close()
+  def __exit__(self, exc_type, *exc) -> None:
+    self.close(complete=exc_type is None)

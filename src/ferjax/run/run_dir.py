@@ -113,6 +113,12 @@ class RunDir:
     """The run directory of one fold of a cross-validation."""
     return RunDir(self.path / f"fold_{index}")
 
+  def contains(self, path: str | os.PathLike) -> bool:
+    """Whether ``path`` is this directory or lies inside it (links
+    resolved): a new run there would be nested in this one."""
+    inner, outer = pathlib.Path(path).resolve(), self.path.resolve()
+    return inner == outer or outer in inner.parents
+
   def has_config(self) -> bool:
     return (self.path / _CONFIG).is_file()
 
@@ -149,11 +155,26 @@ class RunDir:
     """
     upgraded, _ = config_lib.upgrade(self.read_config_dict())
     config = config_lib.from_dict(upgraded)
+    # A hand-edited file fails here in one line, not deep in a command.
     try:
-      config_checks.validate_statistics(config)
+      config_checks.validate(config, converted=self._converted(config))
     except config_lib.ConfigError as e:
       raise RunDirError(f"{self.path / _CONFIG}: {e}") from None
+    except (TypeError, AttributeError, KeyError) as e:
+      raise RunDirError(f"{self.path / _CONFIG}: a field holds a value of the "
+                        f"wrong type ({e})") from None
     return config
+
+  def _converted(self, config: ml_collections.ConfigDict) -> bool:
+    """Whether ``write_imported`` wrote this run from other weights, whose
+    config names a dataset without a builder here."""
+    inp = config.get("input")
+    if not isinstance(inp, ml_collections.ConfigDict) or inp.get(
+        "dataset") not in config_checks.CONVERTED_DATASETS:
+      return False
+    path = self.path / _MANIFEST
+    manifest = read_json(path) if path.is_file() else None
+    return isinstance(manifest, dict) and "converted_from" in manifest
 
   def legacy_fields(self) -> dict[str, Any]:
     """Fields config.json lacks, with the values they are read with."""
@@ -195,12 +216,43 @@ class RunDir:
   # The manifest: one session per process that trained the run.
 
   def read_manifest(self) -> dict[str, Any]:
+    """manifest.json, with the fields commands read checked where present."""
     manifest = read_json(self._require(_MANIFEST))
+    path = self.path / _MANIFEST
     if not isinstance(manifest, dict) or not isinstance(
-        manifest.get("sessions"), list):
-      raise RunDirError(f"{self.path / _MANIFEST}: expected a JSON object "
-                        "with a list of sessions")
+        manifest.get("sessions"), list) or not all(
+            isinstance(s, dict) for s in manifest["sessions"]):
+      raise RunDirError(f"{path}: expected a JSON object with a list of "
+                        "sessions")
+    dataset = manifest.get("dataset", {})
+    if not isinstance(dataset, dict):
+      raise RunDirError(f"{path}: dataset: expected an object with "
+                        f"class_names and image_shape, got {dataset!r}")
+    names = dataset.get("class_names")
+    if "class_names" in dataset and not (
+        isinstance(names, list) and len(names) >= 2
+        and all(isinstance(n, str) and n for n in names)
+        and len(set(names)) == len(names)):
+      raise RunDirError(f"{path}: dataset.class_names: expected a list of two "
+                        f"or more distinct names, got {names!r}")
+    shape = dataset.get("image_shape")
+    if "image_shape" in dataset and not (
+        isinstance(shape, list) and len(shape) == 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                for d in shape) and shape[2] in (1, 3)):
+      raise RunDirError(f"{path}: dataset.image_shape: expected [height, "
+                        f"width, 1 or 3 channels], got {shape!r}")
     return manifest
+
+  def dataset(self) -> dict[str, Any]:
+    """The manifest's dataset record, which must name the classes and the
+    stored image shape (what inference needs)."""
+    dataset = self.read_manifest().get("dataset", {})
+    missing = [k for k in ("class_names", "image_shape") if k not in dataset]
+    if missing:
+      raise RunDirError(f"{self.path / _MANIFEST}: dataset lacks "
+                        f"{', '.join(missing)}")
+    return dataset
 
   def start_session(self, *, argv: list[str], start_step: int, seed: int,
                     dataset: dict[str, Any],
@@ -394,6 +446,16 @@ class RunDir:
     finally:
       os.close(fd)
 
+  def remove_if_unwritten(self) -> None:
+    """Removes the directory if it holds nothing but the lock file: a run
+    refused (bad data, bad device count) before it wrote a record. Only for
+    a directory this process created: no other process can be waiting on
+    its lock."""
+    if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {
+        _LOCK}:
+      (self.path / _LOCK).unlink(missing_ok=True)
+      self.path.rmdir()
+
   def _remove_if_untouched(self, created: bool) -> None:
     """After a failed start (a missing dataset, a bad config): the lock, and
     the directory if this process made it, when nothing else was written."""
@@ -485,6 +547,10 @@ def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
   values nobody checked.
   """
   run, out = RunDir(src), pathlib.Path(out)
+  if run.contains(out):
+    raise ValueError(f"{out}: inside the run it exports ({run.path}), which "
+                     "would then hold a run in a run; choose an OUT outside "
+                     "it")
   _refuse_existing(out, "exporting")
   config = run.read_config()
   with run.checkpoints(config) as ckpt:

@@ -74,12 +74,12 @@ def _source_step(workdir: pathlib.Path, which: str | int) -> tuple[
 
 def _source_class_names(workdir: pathlib.Path) -> list[str]:
   try:
-    manifest = RunDir(workdir).read_manifest()
+    dataset = RunDir(workdir).dataset()
   except FileNotFoundError as e:
     raise FileNotFoundError(
         f"config.init_from.workdir: {e}; the source run's class names are "
         "needed to decide whether to keep its classifier") from None
-  return list(manifest["dataset"]["class_names"])
+  return list(dataset["class_names"])
 
 
 def load(state: state_lib.TrainState, *, init_from: ml_collections.ConfigDict,

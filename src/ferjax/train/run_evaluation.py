@@ -178,7 +178,7 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
         f"({len(workdirs)}), got {len(checkpoints)}")
   # From the manifests, before any checkpoint or dataset is read.
   check_same_labels([str(w) for w in workdirs], [
-      RunDir(w).read_manifest()["dataset"]["class_names"] for w in workdirs])
+      RunDir(w).dataset()["class_names"] for w in workdirs])
   members, probabilities = [], []
   first: Evaluator | None = None
   for workdir, member_checkpoint in zip(workdirs, checkpoints):

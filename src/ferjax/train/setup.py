@@ -79,6 +79,7 @@ def load_data(config: ml_collections.ConfigDict, *,
   if not with_train:
     return Data(info, False, eval_splits)
   if streaming:
+    loading.check_split(builder, inp.train_split)
     return Data(info, True, eval_splits,
                 train_source=builder.as_data_source(split=inp.train_split))
   return Data(info, False, eval_splits, train=parts[inp.train_split])
