@@ -61,10 +61,11 @@ def test_ten_crop_on_a_split_the_run_never_configured(reference_run):
   assert all(ev["split"] != split for ev in
              RunDir(workdir).read_config_dict()["evals"].values())
   plain = evaluate.evaluate_run(str(workdir), split=split)["results"][split]
+  row = f"{split} (ten_crop)"
   tta = evaluate.evaluate_run(str(workdir), split=split,
-                              tta="ten_crop")["results"][split]
+                              tta="ten_crop")["results"][row]
   stored = evaluate.evaluate_run(str(workdir), split=split, tta="ten_crop",
-                                 crop_size=(43, 43))["results"][split]
+                                 crop_size=(43, 43))["results"][row]
   assert tta == stored
   assert plain["accuracy"] > 0.3  # Chance is 1/7.
   assert tta["accuracy"] > plain["accuracy"] - 0.05, (tta, plain)
