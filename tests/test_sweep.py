@@ -175,8 +175,10 @@ def test_report_of_the_sweep(grid_sweep, tmp_path, capsys):
   assert rows[0].startswith("run,seed,optimizer.learning_rate,status,step,")
   assert len(rows) == 5
   seeds = (tmp_path / "report_seeds.csv").read_text().splitlines()
-  assert [r.split(",")[:2] for r in seeds[1:]] == [["0.05", "2"],
-                                                   ["0.1", "2"]]
+  assert seeds[0].startswith("group,optimizer.learning_rate,n,")
+  assert [r.split(",")[:3] for r in seeds[1:]] == [
+      ["optimizer.learning_rate=0.05", "0.05", "2"],
+      ["optimizer.learning_rate=0.1", "0.1", "2"]]
   plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
   assert len([p for p in plots if p.startswith("confusion_")]) == 4
   assert {"learning_curves.png", "per_class_accuracy.png"} <= set(plots)

@@ -91,6 +91,14 @@ def configure_gpu_determinism(deterministic: bool) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_GPU_FLAG}".strip()
 
 
+def _first_replica(x: Any) -> Any:
+  """Device 0's copy of a pmapped array, without a multi-device program."""
+  if not isinstance(x, jax.Array):
+    return x[0]
+  shard = x.addressable_shards[0].data
+  return shard.reshape(x.shape[1:])
+
+
 class Parallel:
   """Places state and data on the devices and maps per-device functions."""
 
@@ -149,10 +157,15 @@ class Parallel:
     return jax.device_put(stacked, NamedSharding(self.mesh, P(AXIS)))
 
   def unreplicate(self, tree: Any) -> Any:
-    """One logical copy of a replicated tree (global arrays for Orbax)."""
+    """One logical copy of a replicated tree (global arrays for Orbax).
+
+    Under pmap, device 0's buffer itself: indexing the stacked array would
+    run a program on every device outside the step's one-in-flight guard,
+    which XLA:CPU can abort under load (a missed rendezvous).
+    """
     if self.backend == "shard_map":
       return tree
-    return jax.tree.map(lambda x: x[0], tree)
+    return jax.tree.map(_first_replica, tree)
 
   def local_positions(self, global_batch: int) -> np.ndarray:
     """Rows of a global batch that this process's devices hold, in order."""
