@@ -28,6 +28,7 @@ class FaceScores:
 
   probs: np.ndarray
   members: tuple[tuple[str, np.ndarray], ...] = ()
+  calibrated: bool = False  # softmax(logits / T), T from ferjax calibrate.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Classifier:
   crop_shape: tuple[int, int, int]
   predict_fn: Callable[[jnp.ndarray], jnp.ndarray]
   source: str = "the model"  # Named in errors: the checkpoint it came from.
+  temperature: float | None = None  # Its calibration, if it has one.
 
   def predict(self, crops: np.ndarray) -> np.ndarray:
     """Class probabilities, float32 ``(N, num_classes)``, for uint8 crops."""
@@ -70,7 +72,8 @@ class Classifier:
     """Probabilities of ``faces`` in uint8 RGB ``image``, each aligned into
     a ``crop_shape`` crop (see ``align.align_faces``)."""
     return FaceScores(self.predict(
-        align_faces(image, faces, self.crop_shape, margin=margin)))
+        align_faces(image, faces, self.crop_shape, margin=margin)),
+                      calibrated=self.temperature is not None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +105,9 @@ class Ensemble:
     probs = [m.score_faces(image, faces, margin=margin).probs
              for m in self.members]
     return FaceScores(np.mean(probs, axis=0, dtype=np.float32),
-                      tuple(zip(self.names, probs, strict=True)))
+                      tuple(zip(self.names, probs, strict=True)),
+                      calibrated=all(m.temperature is not None
+                                     for m in self.members))
 
 
 # What the recognition pipeline and streams classify faces with.
@@ -121,18 +126,22 @@ def classifier_from_model(model: nn.Module, variables: Any, *,
                           image_size: Sequence[int], channels: int,
                           mean: Sequence[float],
                           std: Sequence[float],
-                          source: str = "the model") -> Classifier:
+                          source: str = "the model",
+                          temperature: float | None = None) -> Classifier:
   """Wraps a model and its variables with the evaluation preprocessing;
-  ``source`` (where the variables came from) is named in errors."""
+  ``source`` (where the variables came from) is named in errors; with
+  ``temperature`` the scores are softmax(logits / temperature)."""
+  divisor = 1.0 if temperature is None else float(temperature)
 
   @jax.jit
   def predict_fn(crops: jnp.ndarray) -> jnp.ndarray:
     x = preprocess.to_model_input(
         preprocess.to_unit_float(crops), image_size=image_size,
         channels=channels, mean=mean, std=std)
-    return jax.nn.softmax(model.apply(variables, x, train=False))
+    return jax.nn.softmax(model.apply(variables, x, train=False) / divisor)
 
-  return Classifier(tuple(class_names), tuple(crop_shape), predict_fn, source)
+  return Classifier(tuple(class_names), tuple(crop_shape), predict_fn, source,
+                    temperature)
 
 
 def load_ensemble(workdirs: Sequence[str],
@@ -177,7 +186,8 @@ def load_classifier(workdir: str | os.PathLike | None = None,
   Class names, the stored image format and the normalisation all come from
   the run's own records, so inference preprocesses exactly as evaluation did.
   Reads the run directory and the checkpoint only: no dataset, no optimizer.
-  Without ``workdir``: the bundled model (``ferjax.pretrained``).
+  Without ``workdir``: the bundled model (``ferjax.pretrained``). A
+  temperature stored for that checkpoint (``ferjax calibrate``) is applied.
   """
   from ferjax import pretrained
   from ferjax.models import create_model
@@ -189,6 +199,7 @@ def load_classifier(workdir: str | os.PathLike | None = None,
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)
     variables = ckpt.restore_variables(step)
+  calibration = run.read_calibration()
   model = create_model(
       config.model.name, num_classes=len(dataset["class_names"]),
       dtype=jnp.dtype(config.model.dtype), fusion=config.model.get("fusion"),
@@ -201,4 +212,6 @@ def load_classifier(workdir: str | os.PathLike | None = None,
       crop_shape=dataset["image_shape"], image_size=config.input.image_size,
       channels=config.input.channels, mean=config.input.mean,
       std=config.input.std,
-      source=f"checkpoint {run.checkpoints_path / str(step)}")
+      source=f"checkpoint {run.checkpoints_path / str(step)}",
+      temperature=(calibration["temperature"] if calibration
+                   and calibration["step"] == step else None))
