@@ -95,6 +95,14 @@ class _Member:
   selected_by: str | None  # The metric that ranks 'best'.
   variables: dict[str, Any]  # By weights ('raw', 'ema'), replicated.
   evaluators: dict[str, Evaluator]
+  stored_calibration: dict[str, Any] | None  # calibration.json, any step.
+
+  @property
+  def temperature(self) -> float | None:
+    """The stored temperature if it is this checkpoint's."""
+    stored = self.stored_calibration
+    return (stored["temperature"] if stored and stored["step"] == self.step
+            else None)
 
   def evaluate(self, name: str) -> dict[str, Any]:
     """The metrics of evaluation ``name`` on the variables it asks for; an
@@ -114,12 +122,11 @@ class _Member:
     ev = self.evaluators[name]
     return ev.probabilities(self.variables[ev.weights])
 
-  def calibration(self, name: str, temperature: float | None
-                  ) -> dict[str, Any]:
-    """NLL and ECE of evaluation ``name``, also at ``temperature``."""
+  def calibration(self, name: str) -> dict[str, Any]:
+    """NLL and ECE of evaluation ``name``, also at the stored temperature."""
     logits = calibration.log_probabilities(self.probabilities(name))
     return calibration.measures(logits, self.evaluators[name].labels,
-                                temperature)
+                                self.temperature)
 
 
 def _member(workdir: str, *, split: str | None, checkpoint: str,
@@ -144,7 +151,8 @@ def _member(workdir: str, *, split: str | None, checkpoint: str,
                                 model=model,
                                 class_names=data.info.class_names)
   return _Member(str(workdir), step, config.checkpoint.best_metric,
-                 parallel.replicate(restored), evaluators)
+                 parallel.replicate(restored), evaluators,
+                 run.read_calibration())
 
 
 def evaluate_run(workdir: str, *, split: str | None = None,
@@ -160,15 +168,12 @@ def evaluate_run(workdir: str, *, split: str | None = None,
   member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
                    crop_size=crop_size, data_dir=data_dir,
                    manual_dir=manual_dir)
-  stored = RunDir(workdir).read_calibration()
-  temperature = (stored["temperature"] if stored
-                 and stored["step"] == member.step else None)
   results = {name: {**member.evaluate(name),
-                    "calibration": member.calibration(name, temperature)}
+                    "calibration": member.calibration(name)}
              for name in member.evaluators}
   return {"workdir": str(workdir), "step": member.step,
           "checkpoint": checkpoint, "selected_by": member.selected_by,
-          "calibration": stored, "results": results}
+          "calibration": member.stored_calibration, "results": results}
 
 
 def split_logits(workdir: str, *, split: str, checkpoint: str = "best",
@@ -190,7 +195,8 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
                       crop_size: tuple[int, int] | None = None,
                       data_dir: str | None = None,
                       manual_dir: str | None = None) -> dict[str, Any]:
-  """Each member's metrics on ``split`` and those of their mean softmax.
+  """Each member's metrics on ``split`` and those of their mean softmax
+  (a member's calibrated softmax where it has a temperature, as in predict).
 
   ``checkpoint`` is one choice for every member or one per member (members
   trained for different budgets). Members must classify the same labels on
@@ -230,8 +236,14 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
     members.append({"workdir": str(workdir), "step": member.step,
                     "checkpoint": member_checkpoint,
                     "selected_by": member.selected_by,
-                    "results": {split: member.evaluate(name)}})
-    probabilities.append(ev.probabilities(member.variables[ev.weights]))
+                    "results": {split: {
+                        **member.evaluate(name),
+                        "calibration": member.calibration(name)}}})
+    probs = member.probabilities(name)
+    if member.temperature is not None:  # As predict's ensembles average.
+      probs = calibration.scaled_probabilities(
+          calibration.log_probabilities(probs), member.temperature)
+    probabilities.append(probs)
   ensemble = metrics_lib.from_probabilities(
       np.mean(probabilities, axis=0), first.labels, first.class_names)
   return {"members": members,
