@@ -1,14 +1,21 @@
 """Grad-CAM and gradient saliency: where the evidence is, for every family."""
 
+import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+from ferjax import pretrained
+from ferjax.commands import predict as predict_command
 from ferjax.config import base_config
 from ferjax.models import MODEL_NAMES, create_model
 from ferjax.models import saliency
+from ferjax.recognition import align, overlay, pipeline, predict
+from ferjax.recognition import classifier as classifier_lib
+from ferjax.recognition.align import Face
+from helpers import PHOTOS, DarkSquares
 
 # Inputs each family takes at its smallest sensible size.
 _SIDE = {"alexnet_tv": 64, "googlenet_tv": 64, "googlenet": 48,
@@ -118,3 +125,80 @@ def test_a_fusion_model_falls_back_to_the_input_gradient():
   assert result.method == "gradient" and result.layer is None
   assert result.maps.shape == (2, 32, 32)
   assert float(result.maps.max()) == 1.0  # The CNN's pixels do matter.
+
+
+def test_a_crop_map_goes_back_where_the_crop_came_from():
+  """A map hot in the crop's top-left quadrant is hot over the same part
+  of the face in the image, through the eye-levelling rotation too."""
+  left, right = (90, 80), (150, 100)  # tilted by 18.4 degrees
+  face = Face((70, 40, 100, 100), 0.9,
+              {"left_eye": left, "right_eye": right})
+  image = np.zeros((240, 320, 3), np.uint8)
+  image[:, :, 0] = np.arange(320)[None, :] // 2  # x, readable in the crop
+  image[:, :, 1] = np.arange(240)[:, None]  # y
+  crop = align.align_face(image, face, (48, 48, 3), margin=0.1)
+  values = np.zeros((48, 48), np.float32)
+  values[4:20, 4:20] = 1
+  placed = align.crop_to_image(values, face, image.shape[:2], margin=0.1)
+  assert placed.shape == (240, 320)
+  ys, xs = np.nonzero(placed > 0.5)
+  # The hot pixels in the image are where the hot crop pixels were cut from.
+  np.testing.assert_allclose(
+      [xs.mean(), ys.mean()],
+      [crop[4:20, 4:20, 0].mean() * 2, crop[4:20, 4:20, 1].mean()], atol=3)
+  assert placed[:, 150:].max() == 0 and placed[150:].max() == 0
+  assert placed.sum() == pytest.approx(values.sum() * (120 / 48) ** 2,
+                                       rel=0.1)
+
+
+def test_classifier_explains_each_face_of_its_label(classifier):
+  crops = np.random.default_rng(0).integers(0, 255, (3, 48, 48, 1), np.uint8)
+  maps = classifier.explain(crops, [0, 3, 6])
+  assert maps.shape == (3, 48, 48) and maps.dtype == np.float32
+  assert np.isfinite(maps).all() and 0.9 < maps.max() <= 1.0
+  assert not np.allclose(maps[0], classifier.explain(crops, [1, 3, 6])[0])
+
+
+def test_explain_overlays_the_heat_inside_the_face_only(classifier, tmp_path):
+  image = np.full((300, 400, 3), 230, np.uint8)
+  image[100:190, 150:240] = 0
+  results = pipeline.recognize(image, classifier, DarkSquares())
+  heat = overlay.face_heat(image, results, classifier)
+  assert heat.shape == (300, 400) and heat.max() > 0.5
+  # The crop is the box plus a 10% margin on every side.
+  assert heat[:85].max() == 0 and heat[:, 255:].max() == 0
+  plain = predict.annotate(image, results)
+  explained = predict.annotate(image, results, heat)
+  changed = np.abs(plain.astype(int) - explained).sum(-1) > 0
+  assert changed[100:190, 150:240].any() and not changed[:85].any()
+
+
+def test_predict_explain_needs_an_output_and_one_model(tmp_path, capsys):
+  image = tmp_path / "a.png"
+  cv2.imwrite(str(image), np.zeros((10, 10, 3), np.uint8))
+  with pytest.raises(SystemExit) as e:
+    predict_command.main(["--explain", str(image)])
+  assert e.value.code == 2
+  assert "--out" in capsys.readouterr().err
+  workdir = str(pretrained.path())
+  assert predict_command.main([
+      "--explain", "--out", str(tmp_path / "out"), "--workdir", workdir,
+      "--workdir", workdir, str(image)]) == 2
+  assert "ensemble" in capsys.readouterr().err
+
+
+def test_predict_explain_on_a_shared_photo(tmp_path):
+  if not PHOTOS.is_dir():
+    pytest.skip(f"{PHOTOS} not present")
+  photo = PHOTOS / "faces" / "angry.jpg"
+  classifier = classifier_lib.load_classifier()
+  records = list(predict.predict_paths([photo], classifier, "auto",
+                                       tmp_path / "out", explain=True))
+  (face,) = records[0]["faces"]
+  annotated = cv2.imread(str(tmp_path / "out" / "angry.jpg"))
+  plain = cv2.imread(str(photo))
+  x, y, w, h = face["box"]
+  inside = np.abs(annotated[y + 10:y + h - 10, x + 10:x + w - 10].astype(int)
+                  - plain[y + 10:y + h - 10, x + 10:x + w - 10]).sum(-1)
+  assert (inside > 30).mean() > 0.05  # Coloured by the map.
+  assert (annotated[:y - h // 4] == plain[:y - h // 4]).all()

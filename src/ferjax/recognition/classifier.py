@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ferjax.data import preprocess
+from ferjax.models import saliency
 from ferjax.labels import check_same_labels
 from ferjax.recognition.align import Face, align_faces
 
@@ -45,6 +46,8 @@ class Classifier:
   predict_fn: Callable[[jnp.ndarray], jnp.ndarray]
   source: str = "the model"  # Named in errors: the checkpoint it came from.
   temperature: float | None = None  # Its calibration, if it has one.
+  # (crops, classes) -> saliency maps (N, H, W) of the crops (``explain``).
+  explain_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray] | None = None
 
   def predict(self, crops: np.ndarray) -> np.ndarray:
     """Class probabilities, float32 ``(N, num_classes)``, for uint8 crops."""
@@ -66,6 +69,21 @@ class Classifier:
           f"{self.source} gives non-finite class probabilities (NaN or "
           "infinity); its scores would mean nothing")
     return probs
+
+  def explain(self, crops: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Saliency maps, float32 (N, H, W) in [0, 1] over uint8 crops (N, H,
+    W, C), of ``classes``: Grad-CAM, or the input gradient
+    (``models.saliency.explain``)."""
+    if self.explain_fn is None:
+      raise ValueError(f"{self.source}: no saliency maps (a classifier not "
+                       "made by classifier_from_model)")
+    n = len(crops)
+    padded = np.zeros((batch_bucket(n), *self.crop_shape), np.uint8)
+    padded[:n] = crops
+    chosen = np.zeros(len(padded), np.int32)
+    chosen[:n] = classes
+    return np.asarray(self.explain_fn(jnp.asarray(padded),
+                                      jnp.asarray(chosen)), np.float32)[:n]
 
   def score_faces(self, image: np.ndarray, faces: Sequence[Face], *,
                   margin: float = 0.1) -> FaceScores:
@@ -133,15 +151,23 @@ def classifier_from_model(model: nn.Module, variables: Any, *,
   ``temperature`` the scores are softmax(logits / temperature)."""
   divisor = 1.0 if temperature is None else float(temperature)
 
-  @jax.jit
-  def predict_fn(crops: jnp.ndarray) -> jnp.ndarray:
-    x = preprocess.to_model_input(
+  def inputs(crops: jnp.ndarray) -> jnp.ndarray:
+    return preprocess.to_model_input(
         preprocess.to_unit_float(crops), image_size=image_size,
         channels=channels, mean=mean, std=std)
-    return jax.nn.softmax(model.apply(variables, x, train=False) / divisor)
+
+  @jax.jit
+  def predict_fn(crops: jnp.ndarray) -> jnp.ndarray:
+    logits = model.apply(variables, inputs(crops), train=False)
+    return jax.nn.softmax(logits / divisor)
+
+  @jax.jit
+  def explain_fn(crops: jnp.ndarray, classes: jnp.ndarray) -> jnp.ndarray:
+    maps = saliency.explain(model, variables, inputs(crops), classes).maps
+    return jax.image.resize(maps, crops.shape[:3], "bilinear")
 
   return Classifier(tuple(class_names), tuple(crop_shape), predict_fn, source,
-                    temperature)
+                    temperature, explain_fn)
 
 
 def load_ensemble(workdirs: Sequence[str],
