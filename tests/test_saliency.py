@@ -201,4 +201,7 @@ def test_predict_explain_on_a_shared_photo(tmp_path):
   inside = np.abs(annotated[y + 10:y + h - 10, x + 10:x + w - 10].astype(int)
                   - plain[y + 10:y + h - 10, x + 10:x + w - 10]).sum(-1)
   assert (inside > 30).mean() > 0.05  # Coloured by the map.
-  assert (annotated[:y - h // 4] == plain[:y - h // 4]).all()
+  # Away from the face only JPEG re-encoding differs.
+  above = np.abs(annotated[:y - h // 4].astype(int) - plain[:y - h // 4])
+  assert above.mean() < 3 and (inside > 30).mean() > 10 * (above.sum(
+      -1) > 30).mean()
