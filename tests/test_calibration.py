@@ -13,6 +13,7 @@ from ferjax.recognition import classifier as classifier_lib
 from ferjax.recognition import pipeline
 from ferjax.run.run_dir import RunDir, RunDirError
 from ferjax.train import metrics as metrics_lib
+from ferjax.train import class_saliency
 from ferjax.train import run_evaluation
 from helpers import DarkSquares, ferjax_cli
 
@@ -216,3 +217,26 @@ def test_eval_prints_the_predicted_class_distribution(reference_run):
   happy = FER2013_CLASSES.index("happy")
   assert rows[happy][2] == f"{100 * confusion[:, happy].sum() / 300:.1f}%"
   assert "calibration (softmax as trained" in proc.stdout
+
+
+def test_eval_draws_the_mean_saliency_of_each_class(reference_run, tmp_path):
+  png = tmp_path / "by_class.png"
+  proc = ferjax_cli("eval", "--workdir", str(reference_run[0]),
+                    "--saliency-by-class", str(png))
+  assert proc.returncode == 0, proc.stderr
+  assert png.read_bytes()[:4] == b"\x89PNG"
+  result = class_saliency.mean_saliency_by_class(
+      str(reference_run[0]), split="test[:300]")
+  assert result["method"] == "grad_cam" and result["layer"] == "Conv_1"
+  assert result["maps"].shape == (7, 32, 32)
+  assert result["mean_faces"].shape == (7, 48, 48)
+  assert sum(result["counts"]) == 300
+  present = np.asarray(result["counts"]) > 0
+  assert np.isfinite(result["maps"][present]).all()
+  assert (result["maps"][present] <= 1).all()
+  # Each class's own map: they differ from class to class.
+  assert not np.allclose(result["maps"][0], result["maps"][3], atol=1e-3)
+  proc = ferjax_cli("eval", "--workdir", str(reference_run[0]), "--workdir",
+                    str(reference_run[0]), "--split", "test[:50]",
+                    "--saliency-by-class", str(png))
+  assert proc.returncode == 2 and "one run" in proc.stderr
