@@ -452,16 +452,6 @@ class RunDir:
     finally:
       os.close(fd)
 
-  def remove_if_unwritten(self) -> None:
-    """Removes the directory if it holds nothing but the lock file: a run
-    refused (bad data, bad device count) before it wrote a record. Only for
-    a directory this process created: no other process can be waiting on
-    its lock."""
-    if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {
-        _LOCK}:
-      (self.path / _LOCK).unlink(missing_ok=True)
-      self.path.rmdir()
-
   def _remove_if_untouched(self, created: bool) -> None:
     """After a failed start (a missing dataset, a bad config): the lock, and
     the directory if this process made it, when nothing else was written."""
