@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ferjax.data import preprocess
-from ferjax.models import saliency
 from ferjax.labels import check_same_labels
+from ferjax.models import saliency
 from ferjax.recognition.align import Face, align_faces
 
 
