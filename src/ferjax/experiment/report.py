@@ -813,7 +813,8 @@ def write_report(dirs: Sequence[str | os.PathLike],
     plot_confusion(run, event, plots / file)
     images.append(f"![Confusion matrix of {run.name}](plots/{file})")
   missing = [r.name for r in runs if all(r is not s for s, _ in selected)]
-  tables += _calibration_section(selected, runs, plots, images)
+  # In report.md only: the printed tables stay the run tables.
+  sections = _calibration_section(selected, runs, plots, images)
 
   notes = [f"- {u.name}: not reported, unreadable: {u.reason}"
            for u in unreadable]
@@ -829,6 +830,7 @@ def write_report(dirs: Sequence[str | os.PathLike],
       ". Columns: the config "
       "fields that differ between runs (or those chosen); final (last "
       "logged) and best value of each evaluation's metrics.\n\n" + tables +
+      sections +
       ("\n## Notes\n\n" + "\n".join(notes) + "\n" if notes else "") +
       "\n## Plots\n\n" + "\n\n".join(images) + "\n")
   atomic.write_text(out / "report.md", markdown)
