@@ -269,3 +269,32 @@ def test_a_model_that_does_not_lower_fails_in_one_line(tmp_path):
   assert ("model 'lenet5' does not lower to ONNX: primitive 'fft' has no "
           "ONNX lowering") in proc.stderr, proc.stderr
   assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_the_classifier_with_its_preprocessing_lowers(classifier):
+  """uint8 crops in, probabilities out: resize, channel tiling (``tile``)
+  and softmax lower too (benchmarks/recognition.py --runtimes uses this)."""
+  proto = jaxpr_onnx.to_onnx(classifier.predict_fn, classifier.crop_shape,
+                             input_dtypes=[np.uint8])
+  crops = _generated_faces()
+  np.testing.assert_allclose(_ort_logits(proto, crops),
+                             classifier.predict(crops), atol=1e-6)
+
+
+def test_mtcnn_pnet_with_two_inputs_and_max_pooling_lowers():
+  from ferjax.recognition import mtcnn  # pylint: disable=g-import-not-at-top
+  variables = mtcnn.load_variables("pnet")
+  fn = lambda x, valid: mtcnn.PNet().apply(variables, x, valid)
+  proto = jaxpr_onnx.to_onnx(fn, (42, 42, 3), (2,),
+                             input_dtypes=[np.float32, np.int32],
+                             input_names=["tiles", "valid"],
+                             output_names=["offsets", "probs"])
+  rng = np.random.default_rng(0)
+  x = rng.uniform(-1, 1, (3, 42, 42, 3)).astype(np.float32)
+  valid = np.asarray([[40, 40], [30, 17], [5, 40]], np.int32)
+  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+  session = ort.InferenceSession(proto.SerializeToString(),
+                                 providers=["CPUExecutionProvider"])
+  got = session.run(None, {"tiles": x, "valid": valid})
+  for g, w in zip(got, jax.jit(fn)(x, valid)):
+    np.testing.assert_allclose(g, np.asarray(w), atol=1e-5)

@@ -277,6 +277,11 @@ def _lower_stack(e: _Eqn) -> str:
   return g.node("Concat", parts, axis=axis)
 
 
+def _lower_tile(e: _Eqn) -> str:
+  return e.graph.node("Tile", [e.inputs[0].name, e.graph.const(
+      e.params["reps"], np.int64)])
+
+
 def _lower_slice(e: _Eqn) -> str:
   g, (x,) = e.graph, e.inputs
   starts, limits = e.params["start_indices"], e.params["limit_indices"]
@@ -387,6 +392,26 @@ def _lower_conv(e: _Eqn) -> str:
   return y
 
 
+def _lower_reduce_window_max(e: _Eqn) -> str:
+  """Max pooling over the spatial axes of an NHWC array: MaxPool."""
+  g, (x,) = e.graph, e.inputs
+  p = e.params
+  window, strides = p["window_dimensions"], p["window_strides"]
+  rank = len(window)
+  if (rank < 3 or window[0] != 1 or window[-1] != 1 or strides[0] != 1
+      or strides[-1] != 1 or any(lo or hi for lo, hi in (p["padding"][0],
+                                                          p["padding"][-1]))
+      or any(d != 1 for d in (*p["base_dilation"], *p["window_dilation"]))):
+    raise e.fail("only max pooling over the middle (spatial) axes of a "
+                 "channels-last array is lowered")
+  to_nchw = [0, rank - 1, *range(1, rank - 1)]
+  pads = p["padding"][1:-1]
+  y = g.node("MaxPool", [g.node("Transpose", [x.name], perm=to_nchw)],
+             kernel_shape=list(window[1:-1]), strides=list(strides[1:-1]),
+             pads=[lo for lo, _ in pads] + [hi for _, hi in pads])
+  return g.node("Transpose", [y], perm=[int(i) for i in np.argsort(to_nchw)])
+
+
 _LOWERINGS: dict[str, Callable[[_Eqn], str]] = {
     **{name: _lower_binary for name in _BINARY},
     **{name: _lower_unary for name in _UNARY},
@@ -395,8 +420,9 @@ _LOWERINGS: dict[str, Callable[[_Eqn], str]] = {
     "reshape": _lower_reshape, "broadcast_in_dim": _lower_broadcast_in_dim,
     "transpose": _lower_transpose, "squeeze": _lower_squeeze,
     "concatenate": _lower_concatenate, "stack": _lower_stack,
-    "slice": _lower_slice, "pad": _lower_pad, "iota": _lower_iota,
+    "slice": _lower_slice, "tile": _lower_tile, "pad": _lower_pad, "iota": _lower_iota,
     "dot_general": _lower_dot_general, "conv_general_dilated": _lower_conv,
+    "reduce_window_max": _lower_reduce_window_max,
 }
 
 
@@ -457,25 +483,34 @@ def _lower_jaxpr(g: _Graph, ja: Any, jb: Any, consts: Sequence[Any],
   return [_value_of(g, env, a, b) for a, b in zip(ja.outvars, jb.outvars)]
 
 
-def to_onnx(fn: Callable[..., Any], input_shape: Sequence[int], *,
-            input_dtype: Any = np.float32, input_name: str = "input",
+def to_onnx(fn: Callable[..., Any], *input_shapes: Sequence[int],
+            input_dtypes: Sequence[Any] | None = None,
+            input_names: Sequence[str] = ("input",),
             output_names: Sequence[str] = ("output",),
             metadata: Mapping[str, str] | None = None,
             graph_name: str = "ferjax") -> Any:
-  """``fn`` (one batched array in, an array or a tuple of arrays out) as an
-  ``onnx.ModelProto`` whose input is ``(batch, *input_shape)``, the batch
-  any size. Raises ``NotLowerable`` naming what does not lower."""
+  """``fn`` (batched arrays in, an array or a tuple of arrays out) as an
+  ``onnx.ModelProto``. Input i is ``(batch, *input_shapes[i])``, the batch
+  any size and shared by the inputs. Raises ``NotLowerable`` naming what
+  does not lower."""
   import onnx
   from onnx import helper
-  traces = [jax.make_jaxpr(fn)(jax.ShapeDtypeStruct(
-      (n, *input_shape), input_dtype)) for n in _BATCHES]
+  dtypes = [np.dtype(d) for d in (input_dtypes or [np.float32]
+                                  * len(input_shapes))]
+  if not len(input_shapes) == len(dtypes) == len(input_names):
+    raise ValueError(f"{len(input_shapes)} input shapes, {len(dtypes)} "
+                     f"dtypes and {len(input_names)} names given")
+  traces = [jax.make_jaxpr(fn)(*(
+      jax.ShapeDtypeStruct((n, *shape), dtype)
+      for shape, dtype in zip(input_shapes, dtypes))) for n in _BATCHES]
   ja, jb = (t.jaxpr for t in traces)
   if len(ja.outvars) != len(output_names):
     raise ValueError(f"the function has {len(ja.outvars)} outputs, "
                      f"{len(output_names)} output names given")
-  g = _Graph(input_name)
-  source = _Value(input_name, (Dim(1), *input_shape), np.dtype(input_dtype))
-  outs = _lower_jaxpr(g, ja, jb, traces[0].consts, [source])
+  g = _Graph(input_names[0])
+  sources = [_Value(name, (Dim(1), *shape), dtype) for name, shape, dtype
+             in zip(input_names, input_shapes, dtypes)]
+  outs = _lower_jaxpr(g, ja, jb, traces[0].consts, sources)
   outputs = []
   for name, value in zip(output_names, outs):
     g.nodes.append(helper.make_node("Identity", [value.name], [name]))
@@ -485,8 +520,9 @@ def to_onnx(fn: Callable[..., Any], input_shape: Sequence[int], *,
         value.dtype), dims))
   graph = helper.make_graph(
       g.nodes, graph_name,
-      [helper.make_tensor_value_info(input_name, _onnx_type(input_dtype),
-                                     ["batch", *input_shape])],
+      [helper.make_tensor_value_info(v.name, _onnx_type(v.dtype),
+                                     ["batch", *v.shape[1:]])
+       for v in sources],
       outputs, initializer=g.initializers)
   model = helper.make_model(graph, producer_name="ferjax",
                             opset_imports=[helper.make_opsetid("", OPSET)])
