@@ -21,7 +21,7 @@ from ferjax.data.synthetic_fer import render_face
 from ferjax.labels import FER2013_CLASSES
 from ferjax.models import MODEL_NAMES, create_model
 from ferjax.recognition.classifier import load_model
-from helpers import SHARED_FER2013, ferjax_cli
+from helpers import PHOTOS, SHARED_FER2013, ferjax_cli
 
 # CI installs the extra (tests/test_ci.py); elsewhere these
 # skip without it.
@@ -31,6 +31,7 @@ pytestmark = pytest.mark.skipif(
 
 # The shared FER2013 beside the repository, or where FER2013_DIR says.
 FER2013 = pathlib.Path(os.environ.get("FER2013_DIR") or SHARED_FER2013)
+SHARED_PHOTOS = pathlib.Path(os.environ.get("PHOTOS_DIR") or PHOTOS)
 TOLERANCE = 1e-4  # Max abs logit difference, ONNX Runtime vs XLA.
 _slow = pytest.mark.slow
 # Input (H, W, C) per family: FER2013's own size; torchvision's networks
@@ -298,3 +299,16 @@ def test_mtcnn_pnet_with_two_inputs_and_max_pooling_lowers():
   got = session.run(None, {"tiles": x, "valid": valid})
   for g, w in zip(got, jax.jit(fn)(x, valid)):
     np.testing.assert_allclose(g, np.asarray(w), atol=1e-5)
+
+
+@pytest.mark.skipif(not SHARED_PHOTOS.is_dir(),
+                    reason=f"{SHARED_PHOTOS} absent")
+def test_the_runtime_benchmark_finds_the_same_faces_with_onnx_runtime():
+  import recognition  # benchmarks/recognition.py  pylint: disable=g-import-not-at-top
+  from ferjax.recognition import pipeline, predict  # pylint: disable=g-import-not-at-top
+  image = predict.load_image(SHARED_PHOTOS / "faces" / "group.jpeg")
+  want = pipeline.get_detector("mtcnn").detect(image)
+  got = recognition.onnx_detector("mtcnn").detect(image)
+  assert len(got) == len(want) >= 2
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g.box, w.box, atol=1e-3)
