@@ -17,7 +17,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import ferjax
 from ferjax import atomic
@@ -103,7 +102,7 @@ def write_onnx(workdir: str | os.PathLike | None, out: str | os.PathLike, *,
   except jaxpr_onnx.NotLowerable as e:
     raise jaxpr_onnx.NotLowerable(
         f"model {loaded.config.model.name!r} does not lower to ONNX: {e}; "
-        "--format stablehlo exports every model") from e
+        "--format stablehlo (jax.export) needs no ONNX lowering") from e
   atomic.write_bytes(out, model.SerializeToString())
   return out
 
@@ -131,8 +130,3 @@ def write_stablehlo(workdir: str | os.PathLike | None,
   atomic.write_bytes(out, bytes(exported.serialize()))
   return out
 
-
-def run_stablehlo(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
-  """The logits of a StableHLO export for preprocessed ``images``."""
-  exported = jax.export.deserialize(bytearray(pathlib.Path(path).read_bytes()))
-  return np.asarray(exported.call(jnp.asarray(images, jnp.float32)))
