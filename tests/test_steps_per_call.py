@@ -114,3 +114,18 @@ def test_a_k_that_splits_an_epoch_is_refused(synthetic_data_dir, tmp_path):
                      match=r"train.steps_per_call: expected a divisor of the "
                            r"16 steps of an epoch"):
     loop.train_and_evaluate(config, tmp_path)
+
+
+def test_mixing_ema_and_ohem_under_k_steps_per_call(synthetic_data_dir,
+                                                    tmp_path):
+  """What lives in the step (Mixup/CutMix, EMA, OHEM's global top-k) runs
+  in the scan with the keys and numbers of one step per call."""
+  extra = {"input.mix.mixup_alpha": 0.4, "input.mix.cutmix_alpha": 1.0,
+           "optimizer.ema_decay": 0.9, "loss.ohem_fraction": 0.5,
+           "num_epochs": 1}
+  runs = {}
+  for k in (1, 4):
+    workdir = tmp_path / f"k{k}"
+    runs[k] = workdir, loop.train_and_evaluate(
+        _config(synthetic_data_dir, k, **extra), workdir)
+  _assert_same_run(*runs[4], runs[1])
