@@ -6,6 +6,7 @@ import numpy as np
 from tensorboardX.proto import event_pb2
 
 from ferjax.run.metric_writer import MetricWriter, confusion_image
+from ferjax.run.run_dir import RunDir
 
 
 def read_events(directory) -> list[event_pb2.Event]:
@@ -53,7 +54,9 @@ def test_hparams_are_the_config_fields_and_final_metrics(tmp_path):
                   "input": {"mean": None, "image_size": [32, 32]}},
                  {"test/accuracy": 0.9, "test/num_examples": 30.0}, 20)
   writer.close()
-  values = [v for e in read_events(tmp_path / "tb" / "hparams")
+  # In the run's own events, so that TensorBoard names the session by it.
+  assert not [p for p in (tmp_path / "tb").iterdir() if p.is_dir()]
+  values = [v for e in read_events(tmp_path / "tb")
             for v in e.summary.value]
   start = [plugin_hparams_pb2.HParamsPluginData.FromString(
       v.metadata.plugin_data.content).session_start_info for v in values
@@ -66,3 +69,20 @@ def test_hparams_are_the_config_fields_and_final_metrics(tmp_path):
   scalars = {v.tag: v.simple_value for v in values if v.HasField(
       "simple_value")}
   assert scalars == {"hparams/test/accuracy": np.float32(0.9)}
+
+
+def test_events_go_in_the_run_folder_and_an_old_run_keeps_its_own(tmp_path):
+  """TensorBoard names a run by the folder of its events: a sweep's trials
+  appear as their names, not ``NAME/tensorboard``."""
+  new, old = RunDir(tmp_path / "new"), RunDir(tmp_path / "old")
+  new.path.mkdir()
+  (old.path / "tensorboard").mkdir(parents=True)
+  for run in (new, old):
+    writer = run.metric_writer()
+    writer.write(1, "test", {"accuracy": 0.5})
+    writer.close()
+  assert [v.tag for e in read_events(new.path) for v in e.summary.value] == [
+      "test/accuracy"]
+  assert not list(old.path.glob("events.out.tfevents.*"))
+  assert [v.tag for e in read_events(old.path / "tensorboard")
+          for v in e.summary.value] == ["test/accuracy"]

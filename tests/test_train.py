@@ -129,7 +129,9 @@ def test_run_directory_records(reference_run):
   assert manifest["dataset"]["name"] == "synthetic_fer"
   assert manifest["dataset"]["split_sizes_used"] == {"train": 1024,
                                                     "test": 300}
-  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  # In the run's own folder: TensorBoard names the run by it.
+  assert list(workdir.glob("events.out.tfevents.*"))
+  assert not (workdir / "tensorboard").exists()
   events = read_metrics(workdir)
   test_events = [e for e in events if e["split"] == "test"]
   assert [e["step"] for e in test_events] == [16, 32]

@@ -260,13 +260,9 @@ def reproduce(run_dir: str | os.PathLike, workdir: str | os.PathLike, *,
   parallel.configure_cpu_devices(cpu_devices)
   parallel.configure_gpu_determinism(config.parallel.deterministic_gpu)
   from ferjax.train import loop
-  fresh = not workdir.exists()
-  try:
-    loop.train_and_evaluate(config, str(workdir), argv=argv)
-  except BaseException:
-    if fresh:  # A run refused before it wrote anything leaves no directory.
-      RunDir(workdir).remove_if_unwritten()
-    raise
+  # A run refused before it writes anything leaves no directory (the lock
+  # removes what it made).
+  loop.train_and_evaluate(config, str(workdir), argv=argv)
   comparison = compare_runs(run_dir, workdir)
   atomic.write_text(workdir / RESULT_FILE, json.dumps(
       {**dataclasses.asdict(comparison), "identical": comparison.identical},

@@ -127,16 +127,23 @@ class MetricWriter:
   def hparams(self, config: Mapping[str, Any], metrics: Mapping[str, float],
               step: int) -> None:
     """The run's config fields and final metrics for TensorBoard's HParams
-    tab (under ``hparams/``): a sweep's trials side by side, by field."""
+    tab: a sweep's trials side by side, by field.
+
+    Written into the run's own event file (not tensorboardX's usual
+    subfolder), so that the HParams tab names each session by its run.
+    """
     if not self.enabled:
       return
+    from tensorboardX.summary import hparams as hparams_summary
     fields = {name: value if isinstance(value, (bool, int, float, str))
               else json.dumps(value) for name, value in _leaves(config, "")}
-    self._tb.add_hparams(
-        fields, {f"hparams/{k}": float(v) for k, v in metrics.items()
-                 if k.rsplit("/", 1)[-1] not in _NOT_SCALARS
-                 and math.isfinite(v)},
-        name="hparams", global_step=int(step))
+    final = {f"hparams/{k}": float(v) for k, v in metrics.items()
+             if k.rsplit("/", 1)[-1] not in _NOT_SCALARS and math.isfinite(v)}
+    for summary in hparams_summary(fields, final):
+      self._tb.file_writer.add_summary(summary)
+    for name, value in final.items():
+      self._tb.add_scalar(name, value, int(step))
+    self._tb.flush()
 
   def close(self) -> None:
     if self._tb is not None:

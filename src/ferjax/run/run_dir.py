@@ -4,7 +4,10 @@
                   the trainer resolved (``input.mean``/``std``)
   manifest.json   seed, dataset and one record per session (train.manifest)
   metrics.jsonl   one JSON event per line, ``{"step", "split", ...}``
-  tensorboard/    the same scalars for TensorBoard
+  events.out.tfevents.*
+                  the same scalars for TensorBoard, in the run's own folder
+                  so that ``tensorboard --logdir SWEEP`` names each trial
+                  (older runs keep them in ``tensorboard/``)
   checkpoints/    Orbax steps with their checksums (train.checkpoint)
   .lock           held (``flock``) by the one process writing the run
 
@@ -97,7 +100,10 @@ class RunDir:
 
   @property
   def tensorboard_path(self) -> pathlib.Path:
-    return self.path / _TENSORBOARD
+    """Where TensorBoard events go: the run's folder, so that TensorBoard
+    names the run by it; an older run resumed keeps its ``tensorboard/``."""
+    legacy = self.path / _TENSORBOARD
+    return legacy if legacy.is_dir() else self.path
 
   @property
   def corrupt_checkpoints_path(self) -> pathlib.Path:
@@ -445,16 +451,6 @@ class RunDir:
       raise
     finally:
       os.close(fd)
-
-  def remove_if_unwritten(self) -> None:
-    """Removes the directory if it holds nothing but the lock file: a run
-    refused (bad data, bad device count) before it wrote a record. Only for
-    a directory this process created: no other process can be waiting on
-    its lock."""
-    if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {
-        _LOCK}:
-      (self.path / _LOCK).unlink(missing_ok=True)
-      self.path.rmdir()
 
   def _remove_if_untouched(self, created: bool) -> None:
     """After a failed start (a missing dataset, a bad config): the lock, and
