@@ -195,11 +195,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
            is_chief: bool) -> dict[str, Any]:
   """The step loop from ``start_step``; returns the final evaluation."""
   config, parallel = training.config, training.parallel
-  spe, k = training.steps_per_epoch, training.steps_per_call
-  if start_step % k:
-    raise ValueError(
-        f"config.train.steps_per_call={k} does not divide step {start_step}, "
-        "where this run resumes: expected a divisor of it (or 'auto')")
+  spe, per_call = training.steps_per_epoch, training.steps_per_call
   progress = Progress(training.total_steps, start_step, config.batch_size,
                       enabled=is_chief)
   results: dict[str, dict[str, Any]] = {}
@@ -208,7 +204,8 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
   step = start_step
   t_log = time.monotonic()
   step_log = step
-  # Each call runs k steps; every boundary below falls between calls.
+  # Each call runs per_call steps; every boundary below (and so every saved
+  # step a run resumes from) falls between calls.
   for data, order in training.batches().iterate(start_step,
                                                 training.total_steps):
     epoch = step // spe
@@ -221,7 +218,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
       log.info("train step compiled and dispatched in %.1f s",
                time.monotonic() - compile_start)
     pending_device.append(metrics)
-    step += k
+    step += per_call
     epoch_end = step % spe == 0
     every = config.checkpoint.every_steps
     save_now = (epoch_end and ((epoch + 1) % config.checkpoint.every_epochs == 0
