@@ -122,10 +122,10 @@ def test_mixing_ema_and_ohem_under_k_steps_per_call(synthetic_data_dir,
   in the scan with the keys and numbers of one step per call."""
   extra = {"input.mix.mixup_alpha": 0.4, "input.mix.cutmix_alpha": 1.0,
            "optimizer.ema_decay": 0.9, "loss.ohem_fraction": 0.5,
-           "num_epochs": 1}
+           "num_epochs": 1, "input.train_split": "train[:512]"}
   runs = {}
-  for k in (1, 4):
+  for k in (1, 2):
     workdir = tmp_path / f"k{k}"
     runs[k] = workdir, loop.train_and_evaluate(
         _config(synthetic_data_dir, k, **extra), workdir)
-  _assert_same_run(*runs[4], runs[1])
+  _assert_same_run(*runs[2], runs[1])
