@@ -13,6 +13,12 @@ Measures, on the shared clip (../shared/data/video/short_hamilton_clip.mp4):
   ../shared/data/resolution/obama-{240p,480p,720p,1080p}.jpg (warm);
 - the wall time of ``ferjax predict --workdir RUN PHOTO`` in a fresh process
   with an empty and then with the filled compilation cache (needs --workdir);
+- with ``--runtimes`` (needs the onnx extra), ONNX Runtime against XLA:CPU
+  in one run on the same frames: the classifier and MTCNN's three nets
+  lowered to ONNX (``ferjax.jaxpr_onnx``) and run by ONNX Runtime, the rest
+  of ``ferjax predict`` (decode, pyramid, NMS, alignment, tracking)
+  unchanged; frames/s on the video and photos/s on the shared photos per
+  runtime, ``--repeats`` times alternating, medians and their ratio;
 - with ``--mtcnn-python`` (a Python with ``mtcnn==1.0.0`` and TensorFlow, see
   tests/data/MTCNN_REFERENCE.md), the original package's ``detect_faces``
   and ferjax's ``MTCNN.detect`` on the same frames, median seconds per frame,
@@ -77,6 +83,114 @@ def _classifier(workdir: str | None):
   return classifier_from_model(
       model, variables, class_names=FER2013_CLASSES, crop_shape=(48, 48, 1),
       image_size=(32, 32), channels=3, mean=[0.5], std=[0.25])
+
+
+def onnx_session(model_proto):
+  import onnxruntime as ort
+  return ort.InferenceSession(model_proto.SerializeToString(),
+                              providers=["CPUExecutionProvider"])
+
+
+def onnx_classifier(classifier):
+  """``classifier`` with its whole predict function (uint8 crops to
+  probabilities, preprocessing included) run by ONNX Runtime."""
+  import dataclasses
+
+  from ferjax import jaxpr_onnx
+  session = onnx_session(jaxpr_onnx.to_onnx(
+      classifier.predict_fn, classifier.crop_shape, input_dtypes=[np.uint8]))
+  return dataclasses.replace(
+      classifier, predict_fn=lambda crops: session.run(
+          None, {"input": np.asarray(crops)})[0])
+
+
+class _OnnxNet:
+  """One MTCNN net called as ``MTCNN`` calls its jitted ``apply``, run by
+  ONNX Runtime: one session per input shape (P-Net's tile sizes)."""
+
+  def __init__(self, module, variables):
+    self._module, self._variables, self._sessions = module, variables, {}
+
+  def __call__(self, variables, *inputs):
+    del variables  # Baked into the graph.
+    from ferjax import jaxpr_onnx
+    key = tuple(x.shape[1:] for x in inputs)
+    if key not in self._sessions:
+      names = [f"in{i}" for i in range(len(inputs))]
+      import jax
+      outputs = jax.eval_shape(self._module.apply, self._variables, *(
+          jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype) for x in inputs))
+      self._sessions[key] = (names, onnx_session(jaxpr_onnx.to_onnx(
+          lambda *xs: self._module.apply(self._variables, *xs), *key,
+          input_dtypes=[x.dtype for x in inputs], input_names=names,
+          output_names=[f"out{i}" for i in range(len(outputs))])))
+    names, session = self._sessions[key]
+    return session.run(None, dict(zip(names, inputs)))
+
+
+def onnx_detector(name: str):
+  """The named detector with MTCNN's nets run by ONNX Runtime."""
+  from ferjax.recognition import mtcnn, pipeline
+  from ferjax.recognition.detectors import DETECTORS
+  spec = DETECTORS[name]
+  detector = mtcnn.MTCNN()
+  modules = {"pnet": mtcnn.PNet(), "rnet": mtcnn.RNet(),
+             "onet": mtcnn.ONet()}
+  # pylint: disable=protected-access
+  detector._nets = {net: _OnnxNet(module, detector._variables[net])
+                    for net, module in modules.items()}
+  return pipeline.MultiResolution(detector, spec.sides, spec.min_face,
+                                  spec.min_score)
+
+
+def _photos(folder: Path) -> list[np.ndarray]:
+  from ferjax.recognition import predict
+  return [predict.load_image(p) for p in sorted(folder.iterdir())]
+
+
+def runtimes(video: Path, photos: Path, classifier, detector: str,
+             every: int, max_frames: int | None, repeats: int) -> dict:
+  """XLA:CPU and ONNX Runtime, alternating, on the same frames and photos
+  (decoded once, before timing: decoding costs both the same)."""
+  from ferjax.recognition import pipeline, stream, video as video_lib
+  frames = [f for f in video_lib.read_frames(video, max_frames=max_frames)]
+  photos = _photos(photos)
+  setups = {"xla": (classifier, pipeline.get_detector(detector)),
+            "onnxruntime": (onnx_classifier(classifier),
+                            onnx_detector(detector))}
+  times = {name: {"video": [], "photos": []} for name in setups}
+  faces = {}
+  for rep in range(repeats + 1):  # The first round warms up, untimed.
+    for name, (clf, det) in setups.items():
+      s = stream.FaceStream(clf, det, detect_every=every)
+      start = time.perf_counter()
+      found = sum(len(s.process(f.image, f.index, f.time).faces)
+                  for f in frames)
+      video_s = time.perf_counter() - start
+      start = time.perf_counter()
+      labels = [[r.label for r in pipeline.recognize(p, clf, det)]
+                for p in photos]
+      photos_s = time.perf_counter() - start
+      faces[name] = {"video_faces": found, "photo_labels": labels}
+      if rep:
+        times[name]["video"].append(video_s)
+        times[name]["photos"].append(photos_s)
+  out = {"detector": detector, "detect_every": every, "frames": len(frames),
+         "photos": len(photos), "repeats": repeats, "load": _load()}
+  for name in setups:
+    out[name] = {
+        "fps": round(len(frames) / statistics.median(times[name]["video"]),
+                     2),
+        "photos_per_s": round(len(photos) / statistics.median(
+            times[name]["photos"]), 3),
+        "video_s": [round(t, 2) for t in times[name]["video"]],
+        "photos_s": [round(t, 2) for t in times[name]["photos"]],
+        **faces[name]}
+  out["speedup_video"] = round(out["onnxruntime"]["fps"] / out["xla"]["fps"],
+                               2)
+  out["speedup_photos"] = round(out["onnxruntime"]["photos_per_s"]
+                                / out["xla"]["photos_per_s"], 2)
+  return out
 
 
 def _load() -> list[float]:
@@ -187,6 +301,9 @@ def main() -> None:
                       default=SHARED / "video" / "short_hamilton_clip.mp4")
   parser.add_argument("--photo", type=Path,
                       default=SHARED / "resolution" / "obama-480p.jpg")
+  parser.add_argument("--photos", type=Path,
+                      default=SHARED / "photos" / "faces",
+                      help="folder of photos for --runtimes")
   parser.add_argument("--detectors", default="haar,mtcnn,auto")
   parser.add_argument("--detect-every", default=None,
                       help="comma-separated settings (default: 1 and the "
@@ -197,6 +314,10 @@ def main() -> None:
                       help="Python of an environment with the original mtcnn")
   parser.add_argument("--original-frames", type=int, default=25,
                       help="frames for the original-MTCNN comparison")
+  parser.add_argument("--runtimes", action="store_true",
+                      help="compare ONNX Runtime with XLA:CPU (onnx extra)")
+  parser.add_argument("--repeats", type=int, default=3,
+                      help="timed rounds of the runtime comparison")
   parser.add_argument("--skip", default="",
                       help="comma-separated parts to skip: video, "
                       "resolution, cold_start")
@@ -235,6 +356,16 @@ def main() -> None:
   if args.workdir and "cold_start" not in skip:
     report["cold_start"] = cold_start(args.workdir, args.photo)
     emit("cold_start", report["cold_start"])
+  if args.runtimes:
+    report["runtimes"] = []
+    for detector in detectors:
+      if detector == "haar":
+        continue  # No network to run elsewhere but the classifier's.
+      for every in everies:
+        row = runtimes(args.video, args.photos, classifier, detector, every,
+                       args.max_frames, args.repeats)
+        report["runtimes"].append(row)
+        emit("runtimes", row)
   if args.mtcnn_python:
     report["original_mtcnn"] = original_mtcnn(args.mtcnn_python, args.video,
                                                args.original_frames)

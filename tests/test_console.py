@@ -6,6 +6,7 @@ import logging
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -104,6 +105,21 @@ def test_eta_ignores_the_compiling_first_step():
   assert "ETA   --" in first  # no rate yet: the first step compiled
   bar.update(2)
   assert "step/s" in stream.getvalue()
+  bar.close()
+
+
+def test_the_bar_is_redrawn_at_most_ten_times_a_second():
+  """Not once per step: thousands of steps a second would each pay a
+  terminal write. The last step is always drawn."""
+  stream = _Terminal()
+  bar = Progress(2000, 0, 64, stream=stream)
+  start = time.monotonic()
+  for step in range(1, 2001):
+    bar.update(step)
+  elapsed = time.monotonic() - start
+  draws = stream.getvalue().count("\r")
+  assert draws <= elapsed * 10 + 2
+  assert "2000/2000" in stream.getvalue()
   bar.close()
 
 

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -245,6 +246,33 @@ def test_a_saved_step_is_verified_once_committed(tmp_path):
   assert set(recorded["1"]) == {
       str(p.relative_to(tmp_path / "c" / "1"))
       for p in (tmp_path / "c" / "1").rglob("*") if p.is_file()}
+  ckpt.close()
+
+
+def test_hashing_never_blocks_the_caller(tmp_path, monkeypatch):
+  """While a step is being hashed, the trainer's calls return at once."""
+  gate = threading.Event()
+  real = checkpoint_lib._file_hashes
+
+  def slow(step_dir):  # The real hashes, once the test lets them through.
+    assert gate.wait(60)
+    return real(step_dir)
+
+  monkeypatch.setattr(checkpoint_lib, "_file_hashes", slow)
+  ckpt = checkpoint_lib.Checkpoints(tmp_path / "c", keep=3)
+  tree = {"w": np.arange(1000, dtype=np.float32)}
+  ckpt.save(1, tree)
+  start = time.monotonic()
+  for _ in range(200):
+    ckpt.record_committed()
+    time.sleep(0.005)
+  ckpt.save(2, tree)
+  ckpt.record_committed()
+  assert time.monotonic() - start < 10
+  assert not ckpt.is_verified(1)
+  gate.set()
+  ckpt.wait()
+  assert ckpt.is_verified(1) and ckpt.is_verified(2)
   ckpt.close()
 
 

@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 # differ when a run is resumed, swept or reproduced on another machine (the
 # streamed and in-memory pipelines give identical numbers).
 WHERE_FIELDS = ("parallel.", "slurm.", "input.data_dir", "input.manual_dir",
-                "input.pipeline", "input.memory_limit_mb")
+                "input.pipeline", "input.memory_limit_mb",
+                "train.steps_per_call")
 
 # Every field added after the first release, with the value that reproduces
 # the behaviour of a ferjax that did not have it. A run config written by an
@@ -85,6 +86,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "input.mix.cutmix_prob": 0.5,
     "loss.class_balance_beta": 0.9999,
     "optimizer.ema_decay": 0.0,
+    "train.steps_per_call": "1",
 }
 
 
@@ -235,6 +237,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.keep = 2
   c.checkpoint.best_metric = "test/accuracy"
   c.checkpoint.best_mode = "max"
+
+  # How the step loop runs on the host; the numbers are those of one step
+  # per call whatever it says.
+  c.train = ml_collections.ConfigDict()
+  # Train steps per dispatch (an unrolled lax.scan over them), as a string
+  # (a field holds one type): a count, or 'auto', the largest that divides
+  # log_every_steps, checkpoint.every_steps and the steps of an epoch, at
+  # most 16 (config_checks). Fewer dispatches, less host time, longer
+  # compilation; the numbers are those of one step per call.
+  c.train.steps_per_call = "1"
 
   c.parallel = ml_collections.ConfigDict()
   c.parallel.backend = "shard_map"  # shard_map | pmap

@@ -322,6 +322,47 @@ def _check_parallel(config: ml_collections.ConfigDict) -> None:
            par.get("deterministic_gpu"))
 
 
+# 'auto' stops here: longer calls save little more host time, compile longer
+# (the k steps are unrolled), and a streamed run holds this many global
+# batches per call on the devices.
+MAX_STEPS_PER_CALL = 16
+
+
+def _check_train(config: ml_collections.ConfigDict) -> None:
+  """``train.steps_per_call``: 'auto' or a count every boundary divides.
+
+  Metrics, logging windows, checkpoints, evaluations and epoch ends all fall
+  between calls, so k must divide ``log_every_steps`` and
+  ``checkpoint.every_steps`` (and the steps of an epoch, checked once the
+  data is known: ``check_steps_per_epoch``).
+  """
+  k = requested_steps_per_call(config)
+  if k == "auto":
+    return
+  _require(_is_positive_int(k), "train.steps_per_call",
+           "'auto' or a positive integer", k)
+  for field, every in (("log_every_steps", config.log_every_steps),
+                       ("checkpoint.every_steps",
+                        config.checkpoint.every_steps)):
+    _require(not every or every % k == 0, "train.steps_per_call",
+             f"a divisor of {field} ({every}), so that its steps fall "
+             "between calls, or 'auto'", k)
+
+
+def requested_steps_per_call(config: ml_collections.ConfigDict) -> Any:
+  """``train.steps_per_call`` as 'auto' or a number: the field is a string
+  ('4'), and a config.json written by hand may hold a number."""
+  k = config.get("train", {}).get("steps_per_call", 1)
+  return int(k) if isinstance(k, str) and k.isdigit() else k
+
+
+def check_steps_per_epoch(k: int, steps_per_epoch: int) -> None:
+  """Epoch ends (evaluations, saves) fall between calls of ``k`` steps."""
+  _require(steps_per_epoch % k == 0, "train.steps_per_call",
+           f"a divisor of the {steps_per_epoch} steps of an epoch (train "
+           "examples // batch_size), or 'auto'", k)
+
+
 _SECTIONS = (
     _check_top,
     _check_input,
@@ -332,6 +373,7 @@ _SECTIONS = (
     _check_evals,
     _check_checkpoint,
     _check_parallel,
+    _check_train,
 )
 
 

@@ -205,15 +205,27 @@ def _check_fit(model: nn.Module, variables: Any,
           f"{got if got is not None else 'missing'}, expected {leaf.shape}")
 
 
-def load_classifier(workdir: str | os.PathLike | None = None,
-                    checkpoint: str = "best") -> Classifier:
-  """The classifier of a training run: its best (or given) checkpoint.
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+  """A run's model with one checkpoint's variables, and the records that say
+  how to feed it (``config.input``) and what it predicts (``dataset``)."""
 
-  Class names, the stored image format and the normalisation all come from
-  the run's own records, so inference preprocesses exactly as evaluation did.
+  model: nn.Module
+  variables: Any
+  config: Any
+  dataset: dict[str, Any]
+  step: int
+  source: str  # The checkpoint's path, named in errors.
+  # The softmax temperature stored for this checkpoint (ferjax calibrate).
+  temperature: float | None = None
+
+
+def load_model(workdir: str | os.PathLike | None = None,
+               checkpoint: str = "best") -> LoadedModel:
+  """The model of a training run at its best (or given) checkpoint.
+
   Reads the run directory and the checkpoint only: no dataset, no optimizer.
-  Without ``workdir``: the bundled model (``ferjax.pretrained``). A
-  temperature stored for that checkpoint (``ferjax calibrate``) is applied.
+  Without ``workdir``: the bundled model (``ferjax.pretrained``).
   """
   from ferjax import pretrained
   from ferjax.models import create_model
@@ -233,11 +245,26 @@ def load_classifier(workdir: str | os.PathLike | None = None,
   _check_fit(model, variables, (*config.input.image_size,
                                 config.input.channels),
              len(dataset["class_names"]), workdir)
+  return LoadedModel(model, variables, config, dataset, step,
+                     f"checkpoint {run.checkpoints_path / str(step)}",
+                     calibration["temperature"] if calibration
+                     and calibration["step"] == step else None)
+
+
+def load_classifier(workdir: str | os.PathLike | None = None,
+                    checkpoint: str = "best") -> Classifier:
+  """The classifier of a training run: its best (or given) checkpoint.
+
+  Class names, the stored image format and the normalisation all come from
+  the run's own records, so inference preprocesses exactly as evaluation did.
+  Without ``workdir``: the bundled model (``ferjax.pretrained``). A
+  temperature stored for that checkpoint (``ferjax calibrate``) is applied.
+  """
+  loaded = load_model(workdir, checkpoint)
+  config, dataset = loaded.config, loaded.dataset
   return classifier_from_model(
-      model, variables, class_names=dataset["class_names"],
+      loaded.model, loaded.variables, class_names=dataset["class_names"],
       crop_shape=dataset["image_shape"], image_size=config.input.image_size,
       channels=config.input.channels, mean=config.input.mean,
-      std=config.input.std,
-      source=f"checkpoint {run.checkpoints_path / str(step)}",
-      temperature=(calibration["temperature"] if calibration
-                   and calibration["step"] == step else None))
+      std=config.input.std, source=loaded.source,
+      temperature=loaded.temperature)

@@ -6,7 +6,8 @@ intact and the half-written one invisible. What Orbax does not see is a
 checkpoint damaged later (a flipped bit, a truncated copy): restoring it can
 give silently wrong numbers. So the SHA-256 of every file of every step is
 recorded as soon as Orbax commits it (``checksums.json``; the trainer asks
-after every step) and verified before a restore; a damaged step is refused
+after every step, and a thread of its own hashes, so training never waits
+for it) and verified before a restore; a damaged step is refused
 with the file that does not match. A step without recorded checksums (saved
 before they existed, or committed just before a ``kill -9``) is restored
 with a warning naming it unverified, and it stays unverified: only the
@@ -14,6 +15,7 @@ process that saved a step records its checksums. Restored variables that
 are not finite (the trainer never saves such) are refused.
 """
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import errno
@@ -186,6 +188,11 @@ class Checkpoints:
     self._read_only = read_only
     # Steps this process saved whose checksums are not recorded yet.
     self._unrecorded: set[int] = set()
+    # Hashing a step of hundreds of MB takes seconds: one thread does it
+    # (and writes checksums.json), in order, while training goes on.
+    self._hasher = concurrent.futures.ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="ferjax-checksums")
+    self._hashing: concurrent.futures.Future | None = None
     worst = float("-inf") if best_mode == "max" else float("inf")
 
     def score(metrics: dict[str, Any]) -> float:
@@ -260,18 +267,35 @@ class Checkpoints:
     rather than getting checksums of possibly damaged values.
     """
     with _write_errors(self.directory):
-      self._record_checksums()
+      self._hash_committed()
       self._manager.save(step, args=ocp.args.StandardSave(state),
                          metrics=dict(metrics or {}), force=True)
       if not unverified:
         self._unrecorded.add(step)
 
   def record_committed(self) -> None:
-    """Records the checksums of the steps saved here once Orbax committed
-    them; returns at once while a save is still being written."""
+    """Has the checksums of the steps saved here recorded once Orbax
+    committed them; never waits: neither for a save being written nor for
+    the hashing, which runs on a thread of its own."""
+    with _write_errors(self.directory):
+      self._hash_committed()
+
+  def _hash_committed(self) -> None:
+    """Hands the committed unrecorded steps to the hashing thread."""
+    if self._hashing is not None and self._hashing.done():
+      hashing, self._hashing = self._hashing, None
+      hashing.result()  # A failed write is raised here, once.
     if self._unrecorded and not self._manager.is_saving_in_progress():
-      with _write_errors(self.directory):
-        self._record_checksums()
+      self._submit_hashing()
+
+  def _submit_hashing(self) -> None:
+    saved, self._unrecorded = self._unrecorded, set()
+    if self._read_only or jax.process_index():
+      return
+    steps = {str(s) for s in self._manager.all_steps()}
+    previous = self._hashing
+    self._hashing = self._hasher.submit(self._write_checksums, saved, steps,
+                                        previous)
 
   def _checksums_path(self) -> pathlib.Path:
     return self.directory / _CHECKSUMS
@@ -290,22 +314,34 @@ class Checkpoints:
     return recorded if isinstance(recorded, dict) else {}
 
   def _record_checksums(self) -> None:
-    """Hashes the completed steps saved here; drops deleted steps.
-
-    A step found on disk without checksums is left so: hashing it now would
-    vouch for whatever it holds today.
-    """
+    """Records the checksums of every step saved here, and returns when they
+    are written (the hashing thread's work included)."""
     if self._read_only:
       return
     self._manager.wait_until_finished()
-    saved, self._unrecorded = self._unrecorded, set()
-    if jax.process_index():
-      return
+    self._submit_hashing()
+    hashing, self._hashing = self._hashing, None
+    if hashing is not None:
+      hashing.result()
+
+  def _write_checksums(self, saved: set[int], steps: set[str],
+                       previous: concurrent.futures.Future | None) -> None:
+    """Hashes the completed steps ``saved`` here; drops deleted steps.
+
+    Runs on the hashing thread, after ``previous``, whose error it passes
+    on (nobody else waits for it). ``steps`` are those on disk when Orbax
+    had committed them. A step found on disk without checksums is left so:
+    hashing it now would vouch for whatever it holds today.
+    """
+    if previous is not None:
+      previous.result()
     recorded = self._read_checksums() or {}
-    steps = {str(s) for s in self._manager.all_steps()}
     updated = {s: h for s, h in recorded.items() if s in steps}
     for step in {str(s) for s in saved} & steps:
-      updated[step] = _file_hashes(self.directory / step)
+      try:
+        updated[step] = _file_hashes(self.directory / step)
+      except FileNotFoundError:  # Deleted by a later save's keep policy.
+        updated.pop(step, None)
     if updated != recorded or not self._checksums_path().exists():
       atomic.write_text(self._checksums_path(),
                         json.dumps(updated, indent=1, sort_keys=True) + "\n")
@@ -421,6 +457,9 @@ class Checkpoints:
       self._record_checksums()
 
   def close(self) -> None:
-    with _write_errors(self.directory):
-      self._record_checksums()
-      self._manager.close()
+    try:
+      with _write_errors(self.directory):
+        self._record_checksums()
+        self._manager.close()
+    finally:
+      self._hasher.shutdown(wait=True)

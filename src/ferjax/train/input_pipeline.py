@@ -26,22 +26,27 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 class InMemoryBatches:
-  """Step arguments ``(data, perm)``: the split and the epoch's order."""
+  """Step arguments ``(data, perm)``: the split and the epoch's order.
+
+  One item per call of ``steps_per_call`` steps: they all read the split
+  with the same permutation (a call never straddles an epoch end).
+  """
 
   streaming = False
 
   def __init__(self, split: loading.Split, *, seed: int, steps_per_epoch: int,
-               parallel: Parallel):
+               parallel: Parallel, steps_per_call: int = 1):
     self._data = parallel.replicate({"images": np.asarray(split.images),
                                      "labels": np.asarray(split.labels)})
     self._n = len(split)
     self._seed = seed
     self._spe = steps_per_epoch
     self._parallel = parallel
+    self._k = steps_per_call
 
   def iterate(self, start_step: int, total_steps: int) -> Iterator[tuple]:
     perm_epoch = None
-    for step in range(start_step, total_steps):
+    for step in range(start_step, total_steps, self._k):
       epoch = step // self._spe
       if epoch != perm_epoch:
         perm = self._parallel.replicate(
@@ -53,14 +58,16 @@ class InMemoryBatches:
 class StreamingBatches:
   """Step arguments ``(batch, unused)``: one global batch per step, sharded.
 
-  A thread reads and decodes batches ``prefetch`` steps ahead of the device,
-  so reading overlaps computation.
+  A thread reads and decodes batches ``prefetch`` calls ahead of the
+  device, so reading overlaps computation. With ``steps_per_call`` k > 1
+  each item holds the k global batches of a call, stacked.
   """
 
   streaming = True
 
   def __init__(self, source: Any, *, seed: int, steps_per_epoch: int,
-               batch_size: int, parallel: Parallel, prefetch: int = 2):
+               batch_size: int, parallel: Parallel, prefetch: int = 2,
+               steps_per_call: int = 1):
     self._source = source
     self._n = len(source)
     self._seed = seed
@@ -68,6 +75,7 @@ class StreamingBatches:
     self._batch = batch_size
     self._parallel = parallel
     self._prefetch = prefetch
+    self._k = steps_per_call
     self._unused = parallel.replicate(np.zeros((1,), np.int32))
     self._mine = parallel.local_positions(batch_size)
 
@@ -77,28 +85,37 @@ class StreamingBatches:
     return {"images": np.stack([r["image"] for r in records]),
             "labels": np.asarray([r["label"] for r in records], np.int32)}
 
+  def _call(self, perm: np.ndarray, within: int) -> dict[str, np.ndarray]:
+    """The batches of the call whose first step is ``within`` the epoch."""
+    if self._k == 1:
+      return self._read(perm, within)
+    batches = [self._read(perm, within + i) for i in range(self._k)]
+    return {name: np.stack([b[name] for b in batches]) for name in batches[0]}
+
   def iterate(self, start_step: int, total_steps: int) -> Iterator[tuple]:
     q: queue.Queue = queue.Queue(maxsize=self._prefetch)
     stop = threading.Event()
+    calls = range(start_step, total_steps, self._k)
 
     def produce():
       perm_epoch = None
       try:
-        for step in range(start_step, total_steps):
+        for step in calls:
           if stop.is_set():
             return
           epoch, within = divmod(step, self._spe)
           if epoch != perm_epoch:
             perm = epoch_permutation(self._seed, epoch, self._n)
             perm_epoch = epoch
-          q.put(self._parallel.shard(self._read(perm, within), self._batch))
+          q.put(self._parallel.shard(self._call(perm, within), self._batch,
+                                     stacked=self._k > 1))
       except BaseException as e:  # Re-raised in the training thread.
         q.put(e)
 
     thread = threading.Thread(target=produce, daemon=True)
     thread.start()
     try:
-      for _ in range(start_step, total_steps):
+      for _ in calls:
         item = q.get()
         if isinstance(item, BaseException):
           raise item

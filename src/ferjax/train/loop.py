@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -98,6 +99,21 @@ def _window(ckpt: checkpoint_lib.Checkpoints, step: int) -> list[dict]:
   return [{k: np.float32(v[i]) for k, v in saved.items()} for i in range(n)]
 
 
+@jax.jit
+def _stack(metrics: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:
+  """The metrics of several calls as one array per name, step by step."""
+  return {k: jnp.concatenate([jnp.atleast_1d(m[k]) for m in metrics])
+          for k in metrics[0]}
+
+
+def _fetch(parallel: Parallel,
+           pending: list[dict[str, jax.Array]]) -> list[dict[str, Any]]:
+  """Per-step metrics on the host: one program and one transfer for all."""
+  host = jax.device_get(_stack(parallel.first_copy(pending)))
+  n = len(next(iter(host.values())))
+  return [{k: v[i] for k, v in host.items()} for i in range(n)]
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        *, argv: list[str] | None = None) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint).
@@ -179,7 +195,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
            is_chief: bool) -> dict[str, Any]:
   """The step loop from ``start_step``; returns the final evaluation."""
   config, parallel = training.config, training.parallel
-  spe = training.steps_per_epoch
+  spe, per_call = training.steps_per_epoch, training.steps_per_call
   progress = Progress(training.total_steps, start_step, config.batch_size,
                       enabled=is_chief)
   results: dict[str, dict[str, Any]] = {}
@@ -188,6 +204,8 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
   step = start_step
   t_log = time.monotonic()
   step_log = step
+  # Each call runs per_call steps; every boundary below (and so every saved
+  # step a run resumes from) falls between calls.
   for data, order in training.batches().iterate(start_step,
                                                 training.total_steps):
     epoch = step // spe
@@ -200,7 +218,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
       log.info("train step compiled and dispatched in %.1f s",
                time.monotonic() - compile_start)
     pending_device.append(metrics)
-    step += 1
+    step += per_call
     epoch_end = step % spe == 0
     every = config.checkpoint.every_steps
     save_now = (epoch_end and ((epoch + 1) % config.checkpoint.every_epochs == 0
@@ -208,7 +226,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
                 or bool(every and step % every == 0))
     logged = None
     if step % config.log_every_steps == 0 or step == training.total_steps:
-      window += jax.device_get(parallel.unreplicate(pending_device))
+      window += _fetch(parallel, pending_device)
       elapsed = time.monotonic() - t_log
       summary = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
       summary["images_per_second"] = (
@@ -247,7 +265,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
     if save_now or ckpt.improves(saved):
       divergence.check_state(step, parallel.unreplicate(state), ckpt)
       if pending_device:
-        window += jax.device_get(parallel.unreplicate(pending_device))
+        window += _fetch(parallel, pending_device)
         pending_device = []
       if window:
         saved[_WINDOW] = {k: [float(m[k]) for m in window] for k in window[0]}

@@ -167,32 +167,56 @@ class Parallel:
       return tree
     return jax.tree.map(_first_replica, tree)
 
+  def first_copy(self, tree: Any) -> Any:
+    """This process's first device's copy of a replicated tree.
+
+    What the host reads (metrics): a program on it runs on one device, so
+    it needs no rendezvous of every device outside the step's guard.
+    """
+    if self.backend == "pmap":
+      return jax.tree.map(_first_replica, tree)
+    return jax.tree.map(lambda x: x.addressable_shards[0].data, tree)
+
   def local_positions(self, global_batch: int) -> np.ndarray:
     """Rows of a global batch that this process's devices hold, in order."""
     per = self._per_device(global_batch)
     return np.concatenate([np.arange(i * per, (i + 1) * per)
                            for i, _ in self._local])
 
-  def shard(self, local: Any, global_batch: int) -> Any:
+  def shard(self, local: Any, global_batch: int, *,
+            stacked: bool = False) -> Any:
     """Global arrays split over the devices, from this process's rows.
 
     ``local`` holds the rows ``local_positions(global_batch)``, in that
-    order; pass the result as a sharded argument of a ``map``.
+    order; pass the result as a sharded argument of a ``map``. ``stacked``:
+    each array holds several such batches on a leading axis (a map built
+    with ``stacked``), and every device gets its rows of each.
     """
     per = self._per_device(global_batch)
+    lead = 1 if stacked else 0
     if self.backend == "pmap":
-      return jax.device_put(
-          jax.tree.map(lambda x: np.reshape(x, (-1, per) + x.shape[1:]),
-                       local), NamedSharding(self.mesh, P(AXIS)))
-    sharding = NamedSharding(self.mesh, P(AXIS))
+      # pmap splits the leading axis: (devices, [k,] per, ...).
+      def split(x: np.ndarray) -> np.ndarray:
+        x = np.reshape(x, x.shape[:lead] + (-1, per) + x.shape[lead + 1:])
+        return np.moveaxis(x, lead, 0)
+
+      return jax.device_put(jax.tree.map(split, local),
+                            NamedSharding(self.mesh, P(AXIS)))
+    sharding = NamedSharding(self.mesh, self._batch_spec(stacked))
 
     def place(x: np.ndarray) -> jax.Array:
+      rows = (slice(None),) * lead
+      shape = x.shape[:lead] + (global_batch,) + x.shape[lead + 1:]
       return jax.make_array_from_single_device_arrays(
-          (global_batch,) + x.shape[1:], sharding,
-          [jax.device_put(x[k * per:(k + 1) * per], d)
+          shape, sharding,
+          [jax.device_put(x[rows + (slice(k * per, (k + 1) * per),)], d)
            for k, (_, d) in enumerate(self._local)])
 
     return jax.tree.map(place, local)
+
+  @staticmethod
+  def _batch_spec(stacked: bool) -> P:
+    return P(None, AXIS) if stacked else P(AXIS)
 
   def _per_device(self, global_batch: int) -> int:
     if global_batch % self.num_devices:
@@ -202,18 +226,21 @@ class Parallel:
 
   def map(self, fn: Callable[..., Any], *,
           donate_argnums: tuple[int, ...] = (),
-          sharded_argnums: tuple[int, ...] = ()) -> Callable[..., Any]:
+          sharded_argnums: tuple[int, ...] = (),
+          stacked: bool = False) -> Callable[..., Any]:
     """Compiles a per-device function of replicated and sharded arguments.
 
     ``fn`` sees the device's index through ``lax.axis_index(AXIS)``, its own
-    rows of the arguments in ``sharded_argnums`` (placed by ``shard``), and
-    must return values that are equal on every device (psum/pmean-reduced).
+    rows of the arguments in ``sharded_argnums`` (placed by ``shard``, with
+    the same ``stacked``), and must return values that are equal on every
+    device (psum/pmean-reduced).
     """
     if self.backend == "pmap":
       mapped = jax.pmap(fn, axis_name=AXIS, devices=self.devices,
                         donate_argnums=donate_argnums)
     else:
-      mapped = self._shard_mapped(fn, donate_argnums, sharded_argnums)
+      mapped = self._shard_mapped(fn, donate_argnums, sharded_argnums,
+                                  stacked)
     if self.num_devices == 1 or self.devices[0].platform != "cpu":
       return mapped
 
@@ -236,13 +263,15 @@ class Parallel:
 
   def _shard_mapped(self, fn: Callable[..., Any],
                     donate_argnums: tuple[int, ...],
-                    sharded_argnums: tuple[int, ...]) -> Callable[..., Any]:
+                    sharded_argnums: tuple[int, ...],
+                    stacked: bool) -> Callable[..., Any]:
     by_arity: dict[int, Callable[..., Any]] = {}
 
     def mapped(*args):
       # shard_map wants one spec per positional argument.
       if len(args) not in by_arity:
-        in_specs = tuple(P(AXIS) if i in sharded_argnums else P()
+        in_specs = tuple(self._batch_spec(stacked) if i in sharded_argnums
+                         else P()
                          for i in range(len(args)))
         by_arity[len(args)] = jax.jit(
             jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs,

@@ -42,6 +42,10 @@ class _BarAwareHandler(logging.Handler):
     self.progress.redraw()
 
 
+# The bar is redrawn at most this often.
+_REDRAW_SECONDS = 0.1
+
+
 class Progress:
   """A one-line progress bar on terminals, a log line per window elsewhere.
 
@@ -59,6 +63,7 @@ class Progress:
     self.shown = enabled
     self.enabled = enabled and self.stream.isatty()  # The bar.
     self._first: tuple[float, int] | None = None
+    self._drawn = float("-inf")  # When the bar was last redrawn.
     self._line = ""
     self._wrapped: list[tuple[logging.Handler, _BarAwareHandler]] = []
     if self.enabled:
@@ -91,6 +96,10 @@ class Progress:
       if window is not None:
         self._log_window(step, note, window, rate)
       return
+    now = time.monotonic()
+    if now - self._drawn < _REDRAW_SECONDS and step < self.total:
+      return  # A terminal write per step would cost more than the step.
+    self._drawn = now
     eta = f"{(self.total - step) / rate:5.0f}s" if rate else "  --"
     frac = step / self.total if self.total else 1.0
     bar = "#" * int(30 * frac)

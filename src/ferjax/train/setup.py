@@ -11,12 +11,14 @@ returns a new config with them as explicit fields.
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ferjax import config_checks
 from ferjax.data import loading
 from ferjax.data import mix as mix_lib
 from ferjax.data import preprocess
@@ -156,6 +158,20 @@ def steps_per_epoch(config: ml_collections.ConfigDict, num_train: int,
   return spe
 
 
+def steps_per_call(config: ml_collections.ConfigDict,
+                   steps_per_epoch: int) -> int:
+  """``train.steps_per_call`` as a count; 'auto' picks the largest k (at most
+  ``MAX_STEPS_PER_CALL``) that every boundary of the loop divides."""
+  k = config_checks.requested_steps_per_call(config)
+  if k != "auto":
+    config_checks.check_steps_per_epoch(k, steps_per_epoch)
+    return k
+  every = math.gcd(config.log_every_steps, steps_per_epoch,
+                   config.checkpoint.every_steps)
+  return max(d for d in range(1, config_checks.MAX_STEPS_PER_CALL + 1)
+             if every % d == 0)
+
+
 def class_weights(setting: Any, class_names: tuple[str, ...],
                   stats: Statistics, num_train: int, *,
                   beta: float = 0.9999) -> tuple[float, ...] | None:
@@ -221,6 +237,8 @@ class Training:
   steps_per_epoch: int
   total_steps: int
   spec: steps.TrainSpec  # What train_step was built with.
+  # Steps per train_step call: it takes and returns that many (stacked).
+  steps_per_call: int
   train_step: Any
   evaluators: dict[str, Evaluator]
 
@@ -231,10 +249,12 @@ class Training:
       return input_pipeline.StreamingBatches(
           self.data.train_source, seed=self.config.seed,
           steps_per_epoch=self.steps_per_epoch,
-          batch_size=self.config.batch_size, parallel=self.parallel)
+          batch_size=self.config.batch_size, parallel=self.parallel,
+          steps_per_call=self.steps_per_call)
     return input_pipeline.InMemoryBatches(
         self.data.train, seed=self.config.seed,
-        steps_per_epoch=self.steps_per_epoch, parallel=self.parallel)
+        steps_per_epoch=self.steps_per_epoch, parallel=self.parallel,
+        steps_per_call=self.steps_per_call)
 
   def init_state(self) -> state_lib.TrainState:
     return state_lib.create(model=self.init_model, tx=self.tx,
@@ -272,14 +292,18 @@ def training(config: ml_collections.ConfigDict, parallel: Parallel,
                          else ()),
       mix=mix_lib.MixSpec.from_config(config.input.mix),
       ema_decay=float(opt.ema_decay))
+  k = steps_per_call(config, spe)
+  per_call = (steps.train_step if k == 1 else
+              functools.partial(steps.train_steps, steps_per_call=k))
   train_step = parallel.map(functools.partial(
-      steps.train_step, model=model, tx=tx, schedule=schedule, spec=spec,
+      per_call, model=model, tx=tx, schedule=schedule, spec=spec,
       augment=_augment_fn(config)),
-      donate_argnums=(0,), sharded_argnums=(1,) if data.streaming else ())
+      donate_argnums=(0,), sharded_argnums=(1,) if data.streaming else (),
+      stacked=k > 1)
   return Training(
       config=config, data=data, parallel=parallel, class_names=class_names,
       inputs=spec.inputs, init_model=init_model, model=model, tx=tx,
       steps_per_epoch=spe, total_steps=total, spec=spec,
-      train_step=train_step,
+      steps_per_call=k, train_step=train_step,
       evaluators=evaluators(config, data.eval_splits, parallel=parallel,
                             model=model, class_names=class_names))

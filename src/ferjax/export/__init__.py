@@ -1,0 +1,1 @@
+"""A run's model as a file other runtimes read: ONNX or serialized StableHLO."""
