@@ -107,7 +107,7 @@ def test_ensemble_of_three_runs(reference_run, tmp_path):
   proc = ferjax_cli("eval", "--workdir", a, "--workdir", b, "--workdir", a,
              "--split", "test[:300]", "--checkpoint", "latest")
   assert proc.returncode == 0, proc.stderr
-  rows = [line.split()[0] for line in proc.stdout.splitlines()[2:]]
+  rows = [line.split()[0] for line in proc.stdout.splitlines()[2:6]]
   # Short names: each run's path below the members' common parent.
   base = os.path.commonpath([a, b])
   assert proc.stdout.startswith(f"ensemble of 3 runs under {base} on ")

@@ -76,7 +76,8 @@ def test_no_import_cycle_in_the_package():
 # Bottom to top. A module may import from its own unit and from lower layers
 # only; units of one layer know nothing of each other.
 LAYERS = (
-    ("ferjax", "ferjax.atomic", "ferjax.axis", "ferjax.compilation_cache",
+    ("ferjax", "ferjax.atomic", "ferjax.axis", "ferjax.calibration",
+     "ferjax.compilation_cache",
      "ferjax.features", "ferjax.filelock", "ferjax.finite_json",
      "ferjax.fs_errors", "ferjax.jaxpr_onnx", "ferjax.labels",
      "ferjax.pretrained"),
@@ -147,7 +148,7 @@ def test_layers_only_point_down():
 # build lock, also ".lock", is the data package's own).
 RUN_FILES = ("config.json", "manifest.json", "metrics.jsonl", "checkpoints",
              "tensorboard", "corrupt_checkpoints", "crossval.json",
-             "checksums.json")
+             "checksums.json", "calibration.json", "reliability.png")
 
 
 def run_file_names(path: pathlib.Path) -> list[str]:

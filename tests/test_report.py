@@ -394,3 +394,35 @@ def test_a_damaged_line_before_the_last_is_reported(tmp_path):
     writer.truncate_after(10)
   writer.close()
   assert metrics.read_text() == "".join(lines)
+
+
+def test_predicted_class_shares_and_calibration_are_reported(tmp_path):
+  always_first = tmp_path / "runs" / "always_a"
+  make_run(always_first, seed=0, lr=0.1, accuracies=[0.3])
+  lines = (always_first / "metrics.jsonl").read_text().splitlines()
+  last = json.loads(lines[-1])
+  last["confusion_matrix"] = [[10, 0, 0], [10, 0, 0], [10, 0, 0]]
+  (always_first / "metrics.jsonl").write_text(
+      "\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+  make_run(tmp_path / "runs" / "other", seed=1, lr=0.1, accuracies=[0.6])
+  bins = {"count": [0, 30], "confidence": [0.0, 0.9], "accuracy": [0, 0.3]}
+  RunDir(always_first).write_calibration({
+      "temperature": 2.5, "split": "val", "step": 10, "num_examples": 30,
+      "nll": 1.5, "ece": 0.6, "nll_calibrated": 1.1, "ece_calibrated": 0.1,
+      "reliability": {"before": bins, "after": bins}})
+  out = tmp_path / "out"
+  report.write_report([tmp_path / "runs"], out)
+  tables = (out / "report.md").read_text()
+  rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+          for line in tables.split("## Predicted classes")[1].split(
+              "## Calibration")[0].splitlines()
+          if line.startswith("| ") and "---" not in line}
+  assert rows["always_a"] == ["test", "100.0%", "0.0%", "0.0%"]
+  assert rows["(true share)"] == ["test", "33.3%", "33.3%", "33.3%"]
+  assert rows["other"][1:] != ["100.0%", "0.0%", "0.0%"]
+  assert "## Calibration" in tables
+  assert "| always_a | 2.5000 | val | 10 | 1.5000 -> 1.1000 | 0.6000 -> " \
+         "0.1000 |" in tables
+  assert "plots/reliability_always_a.png" in tables
+  assert (out / "plots" / "reliability_always_a.png").read_bytes()[:4] == \
+      b"\x89PNG"

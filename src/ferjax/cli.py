@@ -19,6 +19,9 @@ COMMANDS = {
     ("train",): ("train an experiment config", "train"),
     ("eval",): ("evaluate a run's checkpoint, or an ensemble of runs",
                 "eval"),
+    ("calibrate",): ("fit a checkpoint's softmax temperature on the "
+                      "validation split; eval and predict then use it",
+                      "calibrate"),
     ("crossval",): ("train every fold of a kfold experiment; mean and std",
                     "crossval"),
     ("export",): ("a run reduced to one checkpoint's model variables, "

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 
 from ferjax import commands
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                   help="where its manual download lies, to build it here")
   ev.add_argument("--per-class", action="store_true",
                   help="also print per-class accuracy")
+  ev.add_argument("--saliency-by-class", metavar="PNG",
+                  type=os.path.expanduser,
+                  help="also draw each class's mean Grad-CAM map (of the "
+                  "true class) over --split (default: the validation split) "
+                  "into PNG; one run")
   ev.add_argument("--json", action="store_true",
                   help="print the full result (confusion matrices included) "
                   "as JSON instead of tables")
@@ -62,6 +68,9 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     raise config_lib.ConfigError(f"unrecognised arguments: {' '.join(extra)}")
   args.workdir = run_dirs.from_args(args)
   run_dirs.refuse_sweeps(args.workdir)
+  if len(args.workdir) > 1 and args.saliency_by_class:
+    raise config_lib.ConfigError(
+        "--saliency-by-class draws one run's maps, not an ensemble's")
   if len(args.workdir) > 1 and args.split is None:
     raise config_lib.ConfigError(
         "an ensemble (several --workdir) is evaluated on one --split")
@@ -90,7 +99,24 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     print(finite_json.dumps(result))
   else:
     print(run_evaluation.format_results(result, per_class=args.per_class))
+  if args.saliency_by_class:
+    _saliency_by_class(args, checkpoints[0])
   return 0
+
+
+def _saliency_by_class(args: argparse.Namespace, checkpoint: str) -> None:
+  from ferjax.experiment import saliency_plots
+  from ferjax.run.run_dir import RunDir
+  from ferjax.train import calibrate, class_saliency
+  (workdir,) = args.workdir
+  split = args.split or calibrate.validation_split(
+      RunDir(workdir).read_config(), workdir)
+  result = class_saliency.mean_saliency_by_class(
+      workdir, split=split, checkpoint=checkpoint, data_dir=args.data_dir,
+      manual_dir=args.manual_dir)
+  saliency_plots.write_class_saliency(result, args.saliency_by_class)
+  print(f"mean saliency per class on {split}: {args.saliency_by_class}",
+        file=sys.stderr)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="directory for annotated copies of the images and "
                       "videos; without it only the JSON lines are written "
                       "(to standard output)")
+  parser.add_argument("--explain", action="store_true",
+                      help="overlay each face's Grad-CAM map (of its label) "
+                      "on the annotated images and frames (needs --out or "
+                      "--show; one model, not an ensemble)")
   video = parser.add_argument_group("videos and cameras")
   video.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
                      help="skip the frames before this time (files)")
@@ -100,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   for flag, value, low in minimums:
     if value is not None and value < low:
       parser.error(f"{flag} must be >= {low}, got {value:g}")
+  if args.explain and args.out is None and not args.show:
+    parser.error("--explain draws on the annotated copies: give --out DIR "
+                 "(or --show)")
   if args.end is not None and args.end <= args.start:
     parser.error(f"--end must be after --start ({args.start:g}), got "
                  f"{args.end:g}")
@@ -122,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       workdirs = run_dirs.from_args(args)
     else:
       workdirs = [_model_dir(None)]
+    if len(workdirs) > 1 and args.explain:
+      raise ValueError("--explain: one model's saliency maps; an ensemble "
+                       "(several --workdir) has no single map")
     if len(workdirs) > 1:
       classifier = load_ensemble(workdirs)
     else:
@@ -145,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
   try:
     return run(inputs, classifier, args.detector, args.out,
-               max_pixels=args.max_pixels, **options)
+               max_pixels=args.max_pixels, explain=args.explain, **options)
   except NonFiniteScores as e:
     print(f"ferjax predict: error: {e}", file=sys.stderr)
     return 2

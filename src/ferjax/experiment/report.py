@@ -30,7 +30,9 @@ from ferjax import config as config_lib
 from ferjax.experiment import sweep as sweep_lib
 from ferjax.run.run_dir import RECORD_FOLDERS, RunDir, RunDirError, read_json
 from ferjax.run.manifest import now
+from ferjax.experiment import calibration_plots
 from ferjax.train.metrics import HEADLINE as METRICS
+from ferjax.train.metrics import class_distribution
 
 _SKIP_DIRS = (*RECORD_FOLDERS, "plots")
 
@@ -705,6 +707,51 @@ def _seed_section(groups: Sequence[SeedGroup], fields: Sequence[str],
           + "\n")
 
 
+def _calibration_section(selected: Sequence[tuple[Run, dict[str, Any]]],
+                         runs: Sequence[Run], plots: pathlib.Path,
+                         images: list[str]) -> str:
+  """Predicted against true class shares of the confusion matrices shown,
+  and each calibrated run's temperature, NLL and ECE (its reliability
+  diagram appended to ``images``)."""
+  text = ""
+  if selected:
+    names = _class_names(*selected[0])
+    rows, seen = [], set()
+    for run, event in selected:
+      true, predicted = class_distribution(event["confusion_matrix"])
+      if event["split"] not in seen and len(true) == len(names):
+        seen.add(event["split"])
+        rows.append(["(true share)", event["split"],
+                     *(f"{100 * v:.1f}%" for v in true)])
+      rows.append([run.name, event["split"],
+                   *(f"{100 * v:.1f}%" for v in predicted)])
+    text += ("\n## Predicted classes\n\nHow often each class is predicted "
+             "(and occurs) in the evaluation of the confusion matrices "
+             "below: a model that always says one class shows 100% in one "
+             "column.\n\n" + _markdown_table(["run", "split", *names], rows)
+             + "\n")
+  rows = []
+  for run in runs:
+    record = RunDir(run.path).read_calibration()
+    if record is None:
+      continue
+    rows.append([run.name, f"{record['temperature']:.4f}", record["split"],
+                 record["step"], f"{record['nll']:.4f} -> "
+                 f"{record['nll_calibrated']:.4f}", f"{record['ece']:.4f} -> "
+                 f"{record['ece_calibrated']:.4f}"])
+    file = f"reliability_{sweep_lib.safe_name(run.name)}.png"
+    calibration_plots.write_reliability_diagram(
+        record, plots / file, f"{run.name}: reliability on {record['split']}")
+    images.append(f"![Reliability diagram of {run.name}](plots/{file})")
+  if rows:
+    text += ("\n## Calibration\n\nTemperature scaling fitted by `ferjax "
+             "calibrate` (softmax(logits / T)); NLL and ECE (15 bins) on the "
+             "split it was fitted on, before -> after.\n\n"
+             + _markdown_table(["run", "T", "fitted on", "step", "NLL",
+                                "ECE"], rows) + "\n")
+  return text
+
+
 def write_report(dirs: Sequence[str | os.PathLike],
                  out: str | os.PathLike | None = None, *,
                  eval_name: str | None = None,
@@ -766,6 +813,8 @@ def write_report(dirs: Sequence[str | os.PathLike],
     plot_confusion(run, event, plots / file)
     images.append(f"![Confusion matrix of {run.name}](plots/{file})")
   missing = [r.name for r in runs if all(r is not s for s, _ in selected)]
+  # In report.md only: the printed tables stay the run tables.
+  sections = _calibration_section(selected, runs, plots, images)
 
   notes = [f"- {u.name}: not reported, unreadable: {u.reason}"
            for u in unreadable]
@@ -781,6 +830,7 @@ def write_report(dirs: Sequence[str | os.PathLike],
       ". Columns: the config "
       "fields that differ between runs (or those chosen); final (last "
       "logged) and best value of each evaluation's metrics.\n\n" + tables +
+      sections +
       ("\n## Notes\n\n" + "\n".join(notes) + "\n" if notes else "") +
       "\n## Plots\n\n" + "\n\n".join(images) + "\n")
   atomic.write_text(out / "report.md", markdown)

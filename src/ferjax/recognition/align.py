@@ -63,6 +63,34 @@ def crop_region(face: Face, crop_hw: Sequence[int],
           side * max(1.0, crop_h / crop_w))
 
 
+def _patch_matrix(face: Face, crop_hw: Sequence[int], margin: float
+                  ) -> tuple[np.ndarray, tuple[int, int]]:
+  """The affine map from the image to the face's upright patch at the
+  source resolution, and the patch's (width, height)."""
+  cx, cy, region_w, region_h = crop_region(face, crop_hw, margin)
+  out_w, out_h = max(1, round(region_w)), max(1, round(region_h))
+  # Rotate about the region's centre, then move that centre to the middle of
+  # an out_w x out_h patch at the source resolution.
+  matrix = cv2.getRotationMatrix2D((cx, cy), eye_angle(face), 1.0)
+  matrix[:, 2] += (out_w / 2.0 - cx, out_h / 2.0 - cy)
+  return matrix, (out_w, out_h)
+
+
+def crop_to_image(values: np.ndarray, face: Face,
+                  image_hw: Sequence[int], *, margin: float = 0.1
+                  ) -> np.ndarray:
+  """A float map over ``face``'s crop (as ``align_face`` cuts it, any
+  resolution) placed back over the image: (H, W), 0 outside the crop."""
+  crop_h, crop_w = values.shape[:2]
+  matrix, (out_w, out_h) = _patch_matrix(face, (crop_h, crop_w), margin)
+  to_crop = np.diag([crop_w / out_w, crop_h / out_h]) @ matrix
+  height, width = image_hw
+  return cv2.warpAffine(np.asarray(values, np.float32), to_crop,
+                        (width, height),
+                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
 def align_face(image: np.ndarray, face: Face, crop_shape: Sequence[int], *,
                margin: float = 0.1) -> np.ndarray:
   """The uint8 crop of ``face``, rotated upright and shaped ``crop_shape``.
@@ -78,12 +106,7 @@ def align_face(image: np.ndarray, face: Face, crop_shape: Sequence[int], *,
   crop_h, crop_w, channels = crop_shape
   if channels not in (1, 3):
     raise ValueError(f"crop_shape must have 1 or 3 channels, got {crop_shape}")
-  cx, cy, region_w, region_h = crop_region(face, (crop_h, crop_w), margin)
-  out_w, out_h = max(1, round(region_w)), max(1, round(region_h))
-  # Rotate about the region's centre, then move that centre to the middle of
-  # an out_w x out_h patch at the source resolution.
-  matrix = cv2.getRotationMatrix2D((cx, cy), eye_angle(face), 1.0)
-  matrix[:, 2] += (out_w / 2.0 - cx, out_h / 2.0 - cy)
+  matrix, (out_w, out_h) = _patch_matrix(face, (crop_h, crop_w), margin)
   patch = cv2.warpAffine(image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
   crop = cv2.resize(patch, (crop_w, crop_h), interpolation=cv2.INTER_AREA)

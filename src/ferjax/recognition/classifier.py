@@ -12,6 +12,7 @@ import numpy as np
 
 from ferjax.data import preprocess
 from ferjax.labels import check_same_labels
+from ferjax.models import saliency
 from ferjax.recognition.align import Face, align_faces
 
 
@@ -28,6 +29,7 @@ class FaceScores:
 
   probs: np.ndarray
   members: tuple[tuple[str, np.ndarray], ...] = ()
+  calibrated: bool = False  # softmax(logits / T), T from ferjax calibrate.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Classifier:
   crop_shape: tuple[int, int, int]
   predict_fn: Callable[[jnp.ndarray], jnp.ndarray]
   source: str = "the model"  # Named in errors: the checkpoint it came from.
+  temperature: float | None = None  # Its calibration, if it has one.
+  # (crops, classes) -> saliency maps (N, H, W) of the crops (``explain``).
+  explain_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray] | None = None
 
   def predict(self, crops: np.ndarray) -> np.ndarray:
     """Class probabilities, float32 ``(N, num_classes)``, for uint8 crops."""
@@ -65,12 +70,28 @@ class Classifier:
           "infinity); its scores would mean nothing")
     return probs
 
+  def explain(self, crops: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Saliency maps, float32 (N, H, W) in [0, 1] over uint8 crops (N, H,
+    W, C), of ``classes``: Grad-CAM, or the input gradient
+    (``models.saliency.explain``)."""
+    if self.explain_fn is None:
+      raise ValueError(f"{self.source}: no saliency maps (a classifier not "
+                       "made by classifier_from_model)")
+    n = len(crops)
+    padded = np.zeros((batch_bucket(n), *self.crop_shape), np.uint8)
+    padded[:n] = crops
+    chosen = np.zeros(len(padded), np.int32)
+    chosen[:n] = classes
+    return np.asarray(self.explain_fn(jnp.asarray(padded),
+                                      jnp.asarray(chosen)), np.float32)[:n]
+
   def score_faces(self, image: np.ndarray, faces: Sequence[Face], *,
                   margin: float = 0.1) -> FaceScores:
     """Probabilities of ``faces`` in uint8 RGB ``image``, each aligned into
     a ``crop_shape`` crop (see ``align.align_faces``)."""
     return FaceScores(self.predict(
-        align_faces(image, faces, self.crop_shape, margin=margin)))
+        align_faces(image, faces, self.crop_shape, margin=margin)),
+                      calibrated=self.temperature is not None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +123,9 @@ class Ensemble:
     probs = [m.score_faces(image, faces, margin=margin).probs
              for m in self.members]
     return FaceScores(np.mean(probs, axis=0, dtype=np.float32),
-                      tuple(zip(self.names, probs, strict=True)))
+                      tuple(zip(self.names, probs, strict=True)),
+                      calibrated=all(m.temperature is not None
+                                     for m in self.members))
 
 
 # What the recognition pipeline and streams classify faces with.
@@ -121,18 +144,30 @@ def classifier_from_model(model: nn.Module, variables: Any, *,
                           image_size: Sequence[int], channels: int,
                           mean: Sequence[float],
                           std: Sequence[float],
-                          source: str = "the model") -> Classifier:
+                          source: str = "the model",
+                          temperature: float | None = None) -> Classifier:
   """Wraps a model and its variables with the evaluation preprocessing;
-  ``source`` (where the variables came from) is named in errors."""
+  ``source`` (where the variables came from) is named in errors; with
+  ``temperature`` the scores are softmax(logits / temperature)."""
+  divisor = 1.0 if temperature is None else float(temperature)
+
+  def inputs(crops: jnp.ndarray) -> jnp.ndarray:
+    return preprocess.to_model_input(
+        preprocess.to_unit_float(crops), image_size=image_size,
+        channels=channels, mean=mean, std=std)
 
   @jax.jit
   def predict_fn(crops: jnp.ndarray) -> jnp.ndarray:
-    x = preprocess.to_model_input(
-        preprocess.to_unit_float(crops), image_size=image_size,
-        channels=channels, mean=mean, std=std)
-    return jax.nn.softmax(model.apply(variables, x, train=False))
+    logits = model.apply(variables, inputs(crops), train=False)
+    return jax.nn.softmax(logits / divisor)
 
-  return Classifier(tuple(class_names), tuple(crop_shape), predict_fn, source)
+  @jax.jit
+  def explain_fn(crops: jnp.ndarray, classes: jnp.ndarray) -> jnp.ndarray:
+    maps = saliency.explain(model, variables, inputs(crops), classes).maps
+    return jax.image.resize(maps, crops.shape[:3], "bilinear")
+
+  return Classifier(tuple(class_names), tuple(crop_shape), predict_fn, source,
+                    temperature, explain_fn)
 
 
 def load_ensemble(workdirs: Sequence[str],
@@ -181,6 +216,8 @@ class LoadedModel:
   dataset: dict[str, Any]
   step: int
   source: str  # The checkpoint's path, named in errors.
+  # The softmax temperature stored for this checkpoint (ferjax calibrate).
+  temperature: float | None = None
 
 
 def load_model(workdir: str | os.PathLike | None = None,
@@ -200,6 +237,7 @@ def load_model(workdir: str | os.PathLike | None = None,
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)
     variables = ckpt.restore_variables(step)
+  calibration = run.read_calibration()
   model = create_model(
       config.model.name, num_classes=len(dataset["class_names"]),
       dtype=jnp.dtype(config.model.dtype), fusion=config.model.get("fusion"),
@@ -208,7 +246,9 @@ def load_model(workdir: str | os.PathLike | None = None,
                                 config.input.channels),
              len(dataset["class_names"]), workdir)
   return LoadedModel(model, variables, config, dataset, step,
-                     f"checkpoint {run.checkpoints_path / str(step)}")
+                     f"checkpoint {run.checkpoints_path / str(step)}",
+                     calibration["temperature"] if calibration
+                     and calibration["step"] == step else None)
 
 
 def load_classifier(workdir: str | os.PathLike | None = None,
@@ -217,7 +257,8 @@ def load_classifier(workdir: str | os.PathLike | None = None,
 
   Class names, the stored image format and the normalisation all come from
   the run's own records, so inference preprocesses exactly as evaluation did.
-  Without ``workdir``: the bundled model (``ferjax.pretrained``).
+  Without ``workdir``: the bundled model (``ferjax.pretrained``). A
+  temperature stored for that checkpoint (``ferjax calibrate``) is applied.
   """
   loaded = load_model(workdir, checkpoint)
   config, dataset = loaded.config, loaded.dataset
@@ -225,4 +266,5 @@ def load_classifier(workdir: str | os.PathLike | None = None,
       loaded.model, loaded.variables, class_names=dataset["class_names"],
       crop_shape=dataset["image_shape"], image_size=config.input.image_size,
       channels=config.input.channels, mean=config.input.mean,
-      std=config.input.std, source=loaded.source)
+      std=config.input.std, source=loaded.source,
+      temperature=loaded.temperature)

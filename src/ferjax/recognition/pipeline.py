@@ -220,17 +220,20 @@ class FaceResult:
   detection_score: float | None = None
   track: int | None = None
   members: tuple[tuple[str, Mapping[str, float]], ...] = ()
+  calibrated: bool = False  # Scores are softmax(logits / T) (calibrate).
 
   def to_json(self) -> dict[str, Any]:
     """Plain JSON types: integer box, rounded landmarks and scores; the
     track id only for faces from a stream; for an ensemble, "members": each
-    member's {"workdir", "label", "scores"}."""
+    member's {"workdir", "label", "scores"}; "calibrated": whether the
+    scores are temperature-scaled."""
     landmarks = None
     if self.landmarks is not None:
       landmarks = {k: [round(x, 1), round(y, 1)]
                    for k, (x, y) in self.landmarks.items()}
     record = {"box": [round(v) for v in self.box], "landmarks": landmarks,
-              "label": self.label, "scores": _rounded(self.scores)}
+              "label": self.label, "scores": _rounded(self.scores),
+              "calibrated": self.calibrated}
     if self.track is not None:
       record["track"] = self.track
     if self.members:
@@ -257,7 +260,8 @@ def face_results(faces: Sequence[Face], scores: FaceScores,
   return [FaceResult(face.box, face.landmarks,
                      class_names[int(np.argmax(scores.probs[i]))],
                      named(scores.probs[i]), face.score, track,
-                     tuple((name, named(p[i])) for name, p in scores.members))
+                     tuple((name, named(p[i])) for name, p in scores.members),
+                     scores.calibrated)
           for i, (face, track) in enumerate(zip(faces, tracks, strict=True))]
 
 

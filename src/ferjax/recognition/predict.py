@@ -34,6 +34,7 @@ from ferjax.data.image_header import image_size
 from ferjax.recognition.classifier import FaceClassifier
 from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
                                        expand_paths)
+from ferjax.recognition import overlay
 from ferjax.recognition.pipeline import FaceResult, recognize
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH, FaceStream
 from ferjax.recognition.video import (WRITABLE_SUFFIXES, VideoError,
@@ -126,10 +127,14 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def annotate(image: np.ndarray, results: Sequence[FaceResult]) -> np.ndarray:
+def annotate(image: np.ndarray, results: Sequence[FaceResult],
+             heat: np.ndarray | None = None) -> np.ndarray:
   """A BGR copy of RGB ``image`` with each face's box, landmarks, label and
-  top score drawn; text is scaled to its face so neighbours stay legible."""
+  top score drawn; text is scaled to its face so neighbours stay legible.
+  ``heat`` (``overlay.face_heat``) is blended in under the boxes."""
   out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+  if heat is not None:
+    out = overlay.blend(out, heat)
   line = max(1, round(max(image.shape[:2]) / 600))
   font = cv2.FONT_HERSHEY_SIMPLEX
   for r in results:
@@ -181,11 +186,13 @@ def _annotated_path(out_dir: Path, source: Path, used: set[str],
 def predict_paths(paths: Iterable[str | Path], classifier: FaceClassifier,
                   detector: str = "auto", out_dir: str | Path | None = None,
                   *, margin: float = 0.1,
-                  max_pixels: int = MAX_PIXELS) -> Iterator[dict[str, Any]]:
+                  max_pixels: int = MAX_PIXELS,
+                  explain: bool = False) -> Iterator[dict[str, Any]]:
   """One JSON-ready record per file in ``paths``, in order.
 
   A file that cannot be read or processed gives {"path", "error"} and the
-  others still run. With ``out_dir``, annotated copies are written there.
+  others still run. With ``out_dir``, annotated copies are written there,
+  with ``explain`` each face's saliency map overlaid.
   """
   used: set[str] = set()
   if out_dir is not None:
@@ -198,8 +205,10 @@ def predict_paths(paths: Iterable[str | Path], classifier: FaceClassifier,
       image = load_image(path, max_pixels)
       results = recognize(image, classifier, detector, margin=margin)
       if out_dir is not None:
+        heat = (overlay.face_heat(image, results, classifier, margin=margin)
+                if explain else None)
         write_image_atomic(_annotated_path(out_dir, path, used),
-                           annotate(image, results))
+                           annotate(image, results, heat))
     except (ImageError, OSError, ValueError, cv2.error) as e:
       message = str(e) if str(path) in str(e) else f"{path}: {e}"
       yield {"path": str(path), "error": message}
@@ -248,8 +257,8 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
                   detect_every: int = DETECT_EVERY, smooth: float = SMOOTH,
                   show: bool = False, used: set[str] | None = None,
                   warn=_warn, progress: Callable[[str], None] = _note,
-                  progress_every: float = PROGRESS_EVERY
-                  ) -> Iterator[dict[str, Any]]:
+                  progress_every: float = PROGRESS_EVERY,
+                  explain: bool = False) -> Iterator[dict[str, Any]]:
   """One JSON-ready record per frame of a video file or camera index.
 
   A source that cannot be read gives one {"path", "error"} record (after
@@ -257,7 +266,8 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
   is written there, named after the source (camera N: cameraN.mp4); one
   that cannot be written completely raises VideoError (see VideoWriter).
   ``progress`` gets the frames done and frames/s every ``progress_every``
-  seconds and once at the end (stderr: stdout is the records).
+  seconds and once at the end (stderr: stdout is the records). With
+  ``explain`` the annotated frames show each face's saliency map.
   """
   name = f"camera {source}" if isinstance(source, int) else str(source)
   try:
@@ -293,7 +303,9 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
                                 warn=warn):
         result = stream.process(frame.image, frame.index, frame.time)
         if writer is not None or window is not None:
-          annotated = annotate(frame.image, result.faces)
+          heat = (overlay.face_heat(frame.image, result.faces, classifier)
+                  if explain else None)
+          annotated = annotate(frame.image, result.faces, heat)
           if writer is not None:
             writer.write(annotated)
           if window is not None:
@@ -327,12 +339,14 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
 
 def run(images: Sequence[str | int], classifier: FaceClassifier,
         detector: str = "auto", out_dir: str | Path | None = None, *,
-        max_pixels: int = MAX_PIXELS, **video_options: Any) -> int:
+        max_pixels: int = MAX_PIXELS, explain: bool = False,
+        **video_options: Any) -> int:
   """Prints a JSON line per image file and per video frame, in the order of
   ``images`` (camera indices are ints); 1 if no input succeeded or an
   annotated video could not be written, else 0.
 
-  ``video_options`` are ``predict_video``'s keyword arguments.
+  ``video_options`` are ``predict_video``'s keyword arguments; ``explain``
+  overlays saliency maps on the annotated images and videos.
   """
   groups: list[list[Path] | str | int] = []
   for item in images:
@@ -354,7 +368,7 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
         inputs, failures = inputs + 1, failures + 1
         continue
       records = predict_paths(paths, classifier, detector, out_dir,
-                              max_pixels=max_pixels)
+                              max_pixels=max_pixels, explain=explain)
       for record in records:
         inputs += 1
         failures += "error" in record
@@ -364,7 +378,8 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
       failed = False
       try:
         for record in predict_video(group, classifier, detector, out_dir,
-                                    used=used, **video_options):
+                                    used=used, explain=explain,
+                                    **video_options):
           failed |= "error" in record
           print(finite_json.dumps(record), flush=True)
       except VideoError as e:  # The annotated video could not be written.

@@ -147,7 +147,7 @@ class FaceStream:
         axis=1)
     return FaceScores(smoothed[0], tuple(
         (name, p) for (name, _), p in zip(scores.members, smoothed[1:],
-                                           strict=True)))
+                                           strict=True)), scores.calibrated)
 
 
 def recognize_stream(frames: Iterable[np.ndarray | Frame],

@@ -9,6 +9,8 @@
                   so that ``tensorboard --logdir SWEEP`` names each trial
                   (older runs keep them in ``tensorboard/``)
   checkpoints/    Orbax steps with their checksums (train.checkpoint)
+  calibration.json  a checkpoint's softmax temperature (``ferjax calibrate``)
+  reliability.png   its reliability diagram before and after
   .lock           held (``flock``) by the one process writing the run
 
 Training, evaluation, inference, transfer, sweeps, reports, reproductions
@@ -46,6 +48,8 @@ _CROSSVAL = "crossval.json"
 _CHECKPOINTS = "checkpoints"
 _TENSORBOARD = "tensorboard"
 _CORRUPT_CHECKPOINTS = "corrupt_checkpoints"
+_CALIBRATION = "calibration.json"
+_RELIABILITY = "reliability.png"
 
 # The folders a run writes that hold no runs, for walks over a tree of runs.
 RECORD_FOLDERS = (_CHECKPOINTS, _TENSORBOARD, _CORRUPT_CHECKPOINTS)
@@ -114,6 +118,40 @@ class RunDir:
   def crossval_path(self) -> pathlib.Path:
     """The mean and std over the folds of a cross-validation."""
     return self.path / _CROSSVAL
+
+  @property
+  def reliability_diagram_path(self) -> pathlib.Path:
+    """The reliability diagram that ``ferjax calibrate`` draws."""
+    return self.path / _RELIABILITY
+
+  def read_calibration(self) -> dict[str, Any] | None:
+    """The stored temperature scaling (``write_calibration``), or None.
+
+    A file that is not what calibrate wrote is an error naming it: scores
+    silently left uncalibrated would be reported as calibrated ones.
+    """
+    path = self.path / _CALIBRATION
+    if not path.exists():
+      return None
+    record = read_json(path)
+    temperature = record.get("temperature") if isinstance(
+        record, dict) else None
+    if (not isinstance(temperature, (int, float))
+        or isinstance(temperature, bool) or not temperature > 0
+        or not isinstance(record.get("step"), int)
+        or temperature == float("inf")):
+      raise RunDirError(
+          f"{path}: expected a JSON object with a positive finite "
+          "'temperature' and the checkpoint's integer 'step', as 'ferjax "
+          "calibrate' writes; the file is corrupt (run calibrate again)")
+    return record
+
+  def write_calibration(self, record: dict[str, Any]) -> pathlib.Path:
+    """Stores a temperature scaling (``temperature``, ``step``, ...)
+    atomically; returns the file's path."""
+    path = self.path / _CALIBRATION
+    atomic.write_text(path, json.dumps(record, indent=2) + "\n")
+    return path
 
   def fold(self, index: int) -> "RunDir":
     """The run directory of one fold of a cross-validation."""

@@ -80,6 +80,15 @@ METRICS: tuple[Metric, ...] = (
 HEADLINE: tuple[str, ...] = tuple(m.name for m in METRICS if m.headline)
 
 
+def class_distribution(confusion: Any) -> tuple[np.ndarray, np.ndarray]:
+  """The fraction of examples of each true class and of each predicted one,
+  from a [true, predicted] confusion matrix: a model that always says one
+  class shows 100% there, whatever the split holds."""
+  confusion = np.asarray(confusion, np.float64)
+  total = max(confusion.sum(), 1.0)
+  return confusion.sum(axis=1) / total, confusion.sum(axis=0) / total
+
+
 def summarize(totals: dict[str, Any],
               class_names: tuple[str, ...]) -> dict[str, Any]:
   """Every metric of ``METRICS`` from a split's summed device results."""

@@ -16,6 +16,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from ferjax import calibration
 from ferjax.evaluations import EVALUATIONS
 from ferjax.labels import check_same_labels
 from ferjax.run.run_dir import RunDir
@@ -94,6 +95,14 @@ class _Member:
   selected_by: str | None  # The metric that ranks 'best'.
   variables: dict[str, Any]  # By weights ('raw', 'ema'), replicated.
   evaluators: dict[str, Evaluator]
+  stored_calibration: dict[str, Any] | None  # calibration.json, any step.
+
+  @property
+  def temperature(self) -> float | None:
+    """The stored temperature if it is this checkpoint's."""
+    stored = self.stored_calibration
+    return (stored["temperature"] if stored and stored["step"] == self.step
+            else None)
 
   def evaluate(self, name: str) -> dict[str, Any]:
     """The metrics of evaluation ``name`` on the variables it asks for; an
@@ -107,6 +116,17 @@ class _Member:
           f" gives non-finite outputs (NaN or infinity) on {name!r}: loss "
           f"{result['loss']}; its accuracy would be meaningless")
     return result
+
+  def probabilities(self, name: str) -> np.ndarray:
+    """(examples, classes) probabilities of evaluation ``name``."""
+    ev = self.evaluators[name]
+    return ev.probabilities(self.variables[ev.weights])
+
+  def calibration(self, name: str) -> dict[str, Any]:
+    """NLL and ECE of evaluation ``name``, also at the stored temperature."""
+    logits = calibration.log_probabilities(self.probabilities(name))
+    return calibration.measures(logits, self.evaluators[name].labels,
+                                self.temperature)
 
 
 def _member(workdir: str, *, split: str | None, checkpoint: str,
@@ -131,7 +151,8 @@ def _member(workdir: str, *, split: str | None, checkpoint: str,
                                 model=model,
                                 class_names=data.info.class_names)
   return _Member(str(workdir), step, config.checkpoint.best_metric,
-                 parallel.replicate(restored), evaluators)
+                 parallel.replicate(restored), evaluators,
+                 run.read_calibration())
 
 
 def evaluate_run(workdir: str, *, split: str | None = None,
@@ -147,10 +168,25 @@ def evaluate_run(workdir: str, *, split: str | None = None,
   member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
                    crop_size=crop_size, data_dir=data_dir,
                    manual_dir=manual_dir)
-  results = {name: member.evaluate(name) for name in member.evaluators}
+  results = {name: {**member.evaluate(name),
+                    "calibration": member.calibration(name)}
+             for name in member.evaluators}
   return {"workdir": str(workdir), "step": member.step,
           "checkpoint": checkpoint, "selected_by": member.selected_by,
-          "results": results}
+          "calibration": member.stored_calibration, "results": results}
+
+
+def split_logits(workdir: str, *, split: str, checkpoint: str = "best",
+                 data_dir: str | None = None,
+                 manual_dir: str | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
+  """Single-crop logits (log-probabilities) and labels of ``split``, and the
+  checkpoint's step: what a temperature is fitted to."""
+  member = _member(workdir, split=split, checkpoint=checkpoint, tta="none",
+                   crop_size=None, data_dir=data_dir, manual_dir=manual_dir)
+  ((name, ev),) = member.evaluators.items()
+  return (calibration.log_probabilities(member.probabilities(name)),
+          np.asarray(ev.labels), member.step)
 
 
 def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
@@ -159,7 +195,8 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
                       crop_size: tuple[int, int] | None = None,
                       data_dir: str | None = None,
                       manual_dir: str | None = None) -> dict[str, Any]:
-  """Each member's metrics on ``split`` and those of their mean softmax.
+  """Each member's metrics on ``split`` and those of their mean softmax
+  (a member's calibrated softmax where it has a temperature, as in predict).
 
   ``checkpoint`` is one choice for every member or one per member (members
   trained for different budgets). Members must classify the same labels on
@@ -199,8 +236,14 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
     members.append({"workdir": str(workdir), "step": member.step,
                     "checkpoint": member_checkpoint,
                     "selected_by": member.selected_by,
-                    "results": {split: member.evaluate(name)}})
-    probabilities.append(ev.probabilities(member.variables[ev.weights]))
+                    "results": {split: {
+                        **member.evaluate(name),
+                        "calibration": member.calibration(name)}}})
+    probs = member.probabilities(name)
+    if member.temperature is not None:  # As predict's ensembles average.
+      probs = calibration.scaled_probabilities(
+          calibration.log_probabilities(probs), member.temperature)
+    probabilities.append(probs)
   ensemble = metrics_lib.from_probabilities(
       np.mean(probabilities, axis=0), first.labels, first.class_names)
   return {"members": members,
@@ -258,6 +301,9 @@ def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
             for name, r in result["results"].items()]
     per_class_columns = list(result["results"].items())
     text = [title, _rows_table(["eval", *header], rows)]
+  text += _distribution_table(per_class_columns)
+  if "calibration" in result:
+    text += _calibration_table(result)
   if per_class:
     classes = list(per_class_columns[0][1]["per_class_accuracy"])
     text.append("per-class accuracy:")
@@ -266,3 +312,42 @@ def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
         [(c, *(float(r["per_class_accuracy"][c]) for _, r in per_class_columns))
          for c in classes]))
   return "\n".join(text)
+
+
+def _distribution_table(columns: Sequence[tuple[str, dict[str, Any]]]
+                        ) -> list[str]:
+  """How often each class occurs and is predicted, per eval (or member):
+  an 'always neutral' model is one line."""
+  classes = list(columns[0][1]["per_class_accuracy"])
+  header, cells = ["class"], []
+  for name, r in columns:
+    true, predicted = metrics_lib.class_distribution(r["confusion_matrix"])
+    header += [f"{name} true", "predicted"]
+    cells.append((true, predicted))
+  rows = [(c, *(f"{100 * x[i]:.1f}%" for pair in cells for x in pair))
+          for i, c in enumerate(classes)]
+  return ["class distribution (share of examples, true and predicted):",
+          _rows_table(header, rows)]
+
+
+def _calibration_table(result: dict[str, Any]) -> list[str]:
+  """NLL and ECE of each eval's softmax, and after temperature scaling."""
+  stored = result["calibration"]
+  rows = [(name, r["calibration"]["nll"], r["calibration"]["ece"],
+           *((r["calibration"]["nll_calibrated"],
+              r["calibration"]["ece_calibrated"])
+             if "temperature" in r["calibration"] else ()))
+          for name, r in result["results"].items()]
+  header = ["eval", "nll", f"ece{calibration.ECE_BINS}"]
+  if stored is None:
+    title = ("calibration (softmax as trained; 'ferjax calibrate' fits a "
+             "temperature):")
+  elif stored["step"] != result["step"]:
+    title = (f"calibration (softmax as trained: the stored temperature is "
+             f"step {stored['step']}'s, not this checkpoint's):")
+  else:
+    title = (f"calibration (temperature {stored['temperature']:.4f} fitted "
+             f"on {stored.get('split')}; calibrated scores are softmax("
+             "logits / T)):")
+    header += ["nll (T)", f"ece{calibration.ECE_BINS} (T)"]
+  return [title, _rows_table(header, rows)]
