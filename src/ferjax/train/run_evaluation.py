@@ -122,9 +122,13 @@ class _Member:
     ev = self.evaluators[name]
     return ev.probabilities(self.variables[ev.weights])
 
-  def calibration(self, name: str) -> dict[str, Any]:
-    """NLL and ECE of evaluation ``name``, also at the stored temperature."""
-    logits = calibration.log_probabilities(self.probabilities(name))
+  def calibration(self, name: str,
+                  probabilities: np.ndarray | None = None) -> dict[str, Any]:
+    """NLL and ECE of evaluation ``name`` (of its ``probabilities`` when
+    already computed), also at the stored temperature."""
+    if probabilities is None:
+      probabilities = self.probabilities(name)
+    logits = calibration.log_probabilities(probabilities)
     return calibration.measures(logits, self.evaluators[name].labels,
                                 self.temperature)
 
@@ -233,13 +237,13 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
           f"ensemble members see different examples in split {split!r}: "
           f"{workdirs[0]} ({len(first.labels)} examples) and {workdir} "
           f"({len(ev.labels)}) do not read the same dataset split")
+    probs = member.probabilities(name)
     members.append({"workdir": str(workdir), "step": member.step,
                     "checkpoint": member_checkpoint,
                     "selected_by": member.selected_by,
                     "results": {split: {
                         **member.evaluate(name),
-                        "calibration": member.calibration(name)}}})
-    probs = member.probabilities(name)
+                        "calibration": member.calibration(name, probs)}}})
     if member.temperature is not None:  # As predict's ensembles average.
       probs = calibration.scaled_probabilities(
           calibration.log_probabilities(probs), member.temperature)

@@ -45,7 +45,8 @@ class Evaluator:
     ten_crop = EVALUATIONS[eval_config.get("tta", "none")].views(eval_config)
     self._fn = parallel.map(functools.partial(
         steps.eval_split, model=model, spec=spec, ten_crop=ten_crop))
-    self._probabilities = functools.partial(
+    # Compiled on first use: training never asks for the probabilities.
+    self._probabilities_fn = functools.partial(
         steps.split_probabilities, model=model, spec=spec, ten_crop=ten_crop)
     self.labels = split.labels
 
@@ -56,5 +57,9 @@ class Evaluator:
 
   def probabilities(self, variables: dict[str, Any]) -> np.ndarray:
     """(examples, classes) class probabilities, in the split's order."""
-    fn = self._parallel.map(self._probabilities)
-    return np.asarray(self._parallel.unreplicate(fn(variables, self._data)))
+    return np.asarray(self._parallel.unreplicate(
+        self._probabilities(variables, self._data)))
+
+  @functools.cached_property
+  def _probabilities(self):
+    return self._parallel.map(self._probabilities_fn)
