@@ -11,6 +11,8 @@ import pytest
 
 from ferjax.commands import report as report_command
 from ferjax.experiment import report
+from ferjax.experiment import report_plots
+from ferjax.experiment import runs as runs_lib
 from ferjax.run.metric_writer import MetricWriter
 from ferjax.run.run_dir import RunDir, RunDirError
 from helpers import make_run
@@ -164,9 +166,9 @@ def _overlaps(fig, legend, axes) -> list[str]:
 
 def test_learning_curves_band_per_seed_group_and_legend_outside(tmp_path):
   from matplotlib.backends.backend_agg import FigureCanvasAgg
-  runs = report.load_runs(make_runs(tmp_path))
-  fields = report.varying_fields([r.config for r in runs])
-  fig = report.plot_learning_curves(runs, fields)
+  runs = runs_lib.load_runs(make_runs(tmp_path))
+  fields = runs_lib.varying_fields([r.config for r in runs])
+  fig = report_plots.plot_learning_curves(runs, fields)
   FigureCanvasAgg(fig)
   test_ax = [ax for ax in fig.axes if ax.get_title() == "test accuracy"][0]
   labels = [line.get_label() for line in test_ax.lines
@@ -187,18 +189,18 @@ def test_learning_curves_band_per_seed_group_and_legend_outside(tmp_path):
 
 def test_one_epoch_run_is_a_curve_per_step(tmp_path):
   make_run(tmp_path / "r", seed=0, lr=0.1, accuracies=[0.3, 0.4, 0.5, 0.6])
-  runs = report.load_runs([tmp_path / "r"])
-  fig = report.plot_learning_curves(runs, [])
+  runs = runs_lib.load_runs([tmp_path / "r"])
+  fig = report_plots.plot_learning_curves(runs, [])
   train_ax = [ax for ax in fig.axes if ax.get_title() == "Training loss"][0]
   assert len(train_ax.lines[0].get_xdata()) == 4
 
 
 def test_per_class_legend_beside_the_bars(tmp_path):
   from matplotlib.backends.backend_agg import FigureCanvasAgg
-  runs = report.load_runs(make_runs(tmp_path))
-  fields = report.varying_fields([r.config for r in runs])
-  selected = [(r, e) for r in runs if (e := report._selected_event(r, None, None))]
-  fig = report.plot_per_class(selected, fields)
+  runs = runs_lib.load_runs(make_runs(tmp_path))
+  fields = runs_lib.varying_fields([r.config for r in runs])
+  selected = [(r, e) for r in runs if (e := report_plots.selected_event(r, None, None))]
+  fig = report_plots.plot_per_class(selected, fields)
   FigureCanvasAgg(fig)
   assert _overlaps(fig, fig.legends[0], fig.axes) == []
 
@@ -258,9 +260,9 @@ def _assert_legend_clear(fig):
 
 
 def test_family_lines_are_named_by_their_runs(tmp_path):
-  runs = report.load_runs([make_review(tmp_path)])
-  fields = report.varying_fields([r.config for r in runs])
-  fig = report.plot_learning_curves(runs, fields)
+  runs = runs_lib.load_runs([make_review(tmp_path)])
+  fields = runs_lib.varying_fields([r.config for r in runs])
+  fig = report_plots.plot_learning_curves(runs, fields)
   _assert_legend_clear(fig)
   names = [f"{family}-seed0" for family in sorted(FAMILIES)]
   for ax in fig.axes:
@@ -269,18 +271,18 @@ def test_family_lines_are_named_by_their_runs(tmp_path):
   assert fig.legends[0].texts and [
       t.get_text() for t in fig.legends[0].texts] == names
   selected = [(r, e) for r in runs
-              if (e := report._selected_event(r, None, None))]
-  fig = report.plot_per_class(selected, fields)
+              if (e := report_plots.selected_event(r, None, None))]
+  fig = report_plots.plot_per_class(selected, fields)
   _assert_legend_clear(fig)
   assert [t.get_text() for t in fig.legends[0].texts] == names
 
 
 def test_seed_groups_named_by_family_with_spread(tmp_path):
-  runs = report.load_runs([make_review(tmp_path, seeds=3)])
-  fields = report.varying_fields([r.config for r in runs])
+  runs = runs_lib.load_runs([make_review(tmp_path, seeds=3)])
+  fields = runs_lib.varying_fields([r.config for r in runs])
   families = sorted(FAMILIES)  # The runs' order: by directory name.
-  assert [g.label for g in report.run_groups(runs, fields)] == families
-  fig = report.plot_comparison(runs, fields)
+  assert [g.label for g in runs_lib.run_groups(runs, fields)] == families
+  fig = report_plots.plot_comparison(runs, fields)
   _assert_legend_clear(fig)
   ax = fig.axes[0]
   assert [t.get_text() for t in ax.get_xticklabels()] == families
@@ -298,23 +300,23 @@ def test_seed_groups_named_by_family_with_spread(tmp_path):
 
 
 def test_long_run_names_never_clip_the_legend(tmp_path):
-  runs = report.load_runs([make_review(tmp_path, suffix="-" + "x" * 150)])
-  fields = report.varying_fields([r.config for r in runs])
-  for fig in (report.plot_learning_curves(runs, fields),
-              report.plot_comparison(runs, fields)):
+  runs = runs_lib.load_runs([make_review(tmp_path, suffix="-" + "x" * 150)])
+  fields = runs_lib.varying_fields([r.config for r in runs])
+  for fig in (report_plots.plot_learning_curves(runs, fields),
+              report_plots.plot_comparison(runs, fields)):
     _assert_legend_clear(fig)
 
 
 def test_shared_name():
-  assert report._shared_name(["alexnet-seed0", "alexnet-seed1"]) == "alexnet"
-  assert report._shared_name(["sweep/lr=0.1/seed=0", "sweep/lr=0.1/seed=1"]
+  assert runs_lib._shared_name(["alexnet-seed0", "alexnet-seed1"]) == "alexnet"
+  assert runs_lib._shared_name(["sweep/lr=0.1/seed=0", "sweep/lr=0.1/seed=1"]
                              ) == "sweep/lr=0.1"
-  assert report._shared_name(
+  assert runs_lib._shared_name(
       ["seed=0,optimizer.learning_rate=0.05",
        "seed=1,optimizer.learning_rate=0.05"]) == (
            "optimizer.learning_rate=0.05")
-  assert report._shared_name(["a/seed=1/b", "a/seed=2/b"]) == "a/b"
-  assert report._shared_name(["a-b", "c"]) == ""
+  assert runs_lib._shared_name(["a/seed=1/b", "a/seed=2/b"]) == "a/b"
+  assert runs_lib._shared_name(["a-b", "c"]) == ""
 
 
 def test_review_table_shows_the_sweep_axes_rounded(tmp_path, capsys):
@@ -352,8 +354,8 @@ def test_config_columns_chosen_like_metric_columns(tmp_path, capsys):
 
 def test_one_point_curves_show_and_start_at_zero(tmp_path):
   make_run(tmp_path / "r", seed=0, lr=0.1, accuracies=[0.3])
-  runs = report.load_runs([tmp_path / "r"])
-  fig = report.plot_learning_curves(runs, [])
+  runs = runs_lib.load_runs([tmp_path / "r"])
+  fig = report_plots.plot_learning_curves(runs, [])
   _drawn(fig)
   for ax in fig.axes:
     (line,) = ax.lines

@@ -19,7 +19,7 @@ from helpers import (GRID, QUICKSTART, REPO, TINY, run_sweep, status,
 from ferjax.commands import report as report_command
 from ferjax import config as config_lib
 from ferjax import filelock
-from ferjax.experiment import report
+from ferjax.experiment import runs as runs_lib
 from ferjax.experiment import sweep
 from ferjax.commands import sweep as sweep_command
 from ferjax.run.run_dir import RunDir
@@ -160,7 +160,7 @@ def test_four_trial_sweep_completes(grid_sweep):
     saved = json.loads((run_dir / "config.json").read_text())
     assert (saved["seed"], saved["optimizer"]["learning_rate"]) == tuple(
         json.loads(v) for v in status(run_dir)["overrides"].values())
-    tests = [e for e in report.load_runs([run_dir])[0].events
+    tests = [e for e in runs_lib.load_runs([run_dir])[0].events
              if e["split"] == "test"]
     assert [e["step"] for e in tests] == [8]
   assert "4 finished, 0 failed" in out
