@@ -32,11 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="split to fit T on (default: that of the eval "
                       "which selects the best checkpoint, the validation "
                       "split)")
-  parser.add_argument("--data-dir", metavar="DIR", type=os.path.expanduser,
-                      help="TFDS data dir of the dataset on this machine "
-                      "(default: the run's)")
-  parser.add_argument("--manual-dir", metavar="DIR", type=os.path.expanduser,
-                      help="where its manual download lies, to build it here")
+  run_dirs.add_dataset_dirs(parser)
   return parser
 
 

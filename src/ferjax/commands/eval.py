@@ -45,11 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--crop-size", type=_crop_size, metavar="H,W",
                   help="ten-crop size in pixels of the stored image "
                   "(default: the eval's own, else 90%% of the image)")
-  ev.add_argument("--data-dir", metavar="DIR", type=os.path.expanduser,
-                  help="TFDS data dir of the dataset on this machine "
-                  "(default: the run's)")
-  ev.add_argument("--manual-dir", metavar="DIR", type=os.path.expanduser,
-                  help="where its manual download lies, to build it here")
+  run_dirs.add_dataset_dirs(ev)
   ev.add_argument("--per-class", action="store_true",
                   help="also print per-class accuracy")
   ev.add_argument("--saliency-by-class", metavar="PNG",

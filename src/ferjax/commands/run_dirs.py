@@ -23,6 +23,16 @@ def add_pretrained(parser: argparse.ArgumentParser) -> None:
       "accuracy 0.51)")
 
 
+def add_dataset_dirs(parser: argparse.ArgumentParser) -> None:
+  """``--data-dir`` and ``--manual-dir``: where a run's dataset is on this
+  machine, when not where it was trained."""
+  parser.add_argument("--data-dir", metavar="DIR", type=os.path.expanduser,
+                      help="TFDS data dir of the dataset on this machine "
+                      "(default: the run's)")
+  parser.add_argument("--manual-dir", metavar="DIR", type=os.path.expanduser,
+                      help="where its manual download lies, to build it here")
+
+
 def from_args(args: argparse.Namespace) -> list[str]:
   """The run directories of ``args``: ``--workdir``s, then ``--pretrained``."""
   given = args.workdir or []
