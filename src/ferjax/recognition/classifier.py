@@ -237,7 +237,6 @@ def load_model(workdir: str | os.PathLike | None = None,
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)
     variables = ckpt.restore_variables(step)
-  calibration = run.read_calibration()
   model = create_model(
       config.model.name, num_classes=len(dataset["class_names"]),
       dtype=jnp.dtype(config.model.dtype), fusion=config.model.get("fusion"),
@@ -247,8 +246,7 @@ def load_model(workdir: str | os.PathLike | None = None,
              len(dataset["class_names"]), workdir)
   return LoadedModel(model, variables, config, dataset, step,
                      f"checkpoint {run.checkpoints_path / str(step)}",
-                     calibration["temperature"] if calibration
-                     and calibration["step"] == step else None)
+                     run.temperature(step))
 
 
 def load_classifier(workdir: str | os.PathLike | None = None,

@@ -89,6 +89,12 @@ def _leaf(tree: Mapping[str, Any], dotted: str) -> Any:
   return tree
 
 
+def temperature_of(record: dict[str, Any] | None, step: int) -> float | None:
+  """The temperature of a calibration record (``RunDir.read_calibration``)
+  if it was fitted for ``step``: another checkpoint's is not this one's."""
+  return record["temperature"] if record and record["step"] == step else None
+
+
 @dataclasses.dataclass(frozen=True)
 class RunDir:
   """A run directory (which need not exist yet)."""
@@ -145,6 +151,10 @@ class RunDir:
           "'temperature' and the checkpoint's integer 'step', as 'ferjax "
           "calibrate' writes; the file is corrupt (run calibrate again)")
     return record
+
+  def temperature(self, step: int) -> float | None:
+    """The stored softmax temperature if it was fitted for ``step``."""
+    return temperature_of(self.read_calibration(), step)
 
   def write_calibration(self, record: dict[str, Any]) -> pathlib.Path:
     """Stores a temperature scaling (``temperature``, ``step``, ...)

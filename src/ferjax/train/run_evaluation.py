@@ -19,7 +19,7 @@ import numpy as np
 from ferjax import calibration
 from ferjax.evaluations import EVALUATIONS
 from ferjax.labels import check_same_labels
-from ferjax.run.run_dir import RunDir
+from ferjax.run.run_dir import RunDir, temperature_of
 from ferjax.train import metrics as metrics_lib
 from ferjax.train import setup
 from ferjax.train.split_evaluator import Evaluator
@@ -100,9 +100,7 @@ class _Member:
   @property
   def temperature(self) -> float | None:
     """The stored temperature if it is this checkpoint's."""
-    stored = self.stored_calibration
-    return (stored["temperature"] if stored and stored["step"] == self.step
-            else None)
+    return temperature_of(self.stored_calibration, self.step)
 
   def evaluate(self, name: str) -> dict[str, Any]:
     """The metrics of evaluation ``name`` on the variables it asks for; an
