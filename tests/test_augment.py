@@ -199,6 +199,14 @@ def test_ten_crop_views(images):
   np.testing.assert_array_equal(crops[5:], crops[:5, :, :, ::-1])
 
 
+def test_flip_views_are_the_image_then_its_mirror(images):
+  views = np.asarray(aug.flip_views(images))
+  x = np.asarray(images)
+  assert views.shape == (2, *x.shape)
+  np.testing.assert_array_equal(views[0], x)
+  np.testing.assert_array_equal(views[1], x[:, :, ::-1])
+
+
 def test_ten_crop_rejects_a_crop_larger_than_the_image(images):
   with pytest.raises(ValueError, match="does not fit"):
     aug.ten_crop(images, H + 1)

@@ -53,6 +53,17 @@ def test_ten_crop_on_any_split(reference_run):
     evaluate.evaluate_run(str(workdir), tta="five_crop")
 
 
+def test_flip_averages_the_image_and_its_mirror(reference_run):
+  workdir, _ = reference_run
+  split = "test[:300]"
+  plain = evaluate.evaluate_run(str(workdir), split=split)["results"][split]
+  flip = evaluate.evaluate_run(str(workdir), split=split,
+                               tta="flip")["results"][f"{split} (flip)"]
+  assert flip["num_examples"] == 300
+  assert flip["loss"] != pytest.approx(plain["loss"], rel=1e-6)
+  assert flip["accuracy"] > plain["accuracy"] - 0.05, (flip, plain)
+
+
 def test_ten_crop_on_a_split_the_run_never_configured(reference_run):
   """The default crop is 90% of the stored 48x48 image (43x43), not of the
   model's 32x32 input (a 29x29 crop, far below single-crop accuracy)."""

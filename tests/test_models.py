@@ -102,6 +102,25 @@ def test_parameter_counts_match_the_papers(name, shape, classes, expected):
   assert _count(variables["params"]) == expected
 
 
+@pytest.mark.parametrize("name", ["resnet_fer_small", "resnet_fer_mid",
+                                  "resnet_fer"])
+def test_resnet_parameters_follow_its_blocks(name):
+  """Bias-free 3x3 convolutions, BatchNorm scale and bias, 1x1 projections
+  where a stage changes width, one dense layer after the mean pool."""
+  model = models.create_model(name, num_classes=7)
+  expected = 9 * 1 * model.widths[0] + 2 * model.widths[0]
+  channels = model.widths[0]
+  for width, count in zip(model.widths, model.blocks):
+    for _ in range(count):
+      expected += 9 * channels * width + 9 * width * width + 4 * width
+      if channels != width:
+        expected += channels * width + 2 * width
+      channels = width
+  expected += channels * 7 + 7
+  variables, _ = _abstract_variables(model, (40, 40, 1))
+  assert _count(variables["params"]) == expected
+
+
 def test_googlenet_parameters_follow_table1():
   # (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), Table 1.
   table = [(64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64),

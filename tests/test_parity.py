@@ -79,12 +79,14 @@ FAMILIES = {
                   "fer2013_googlenet.py:bn=False"),
     "googlenet_bn": ((32, 32, 1), {"dropout": 0.0, "aux_dropout": 0.0},
                      "fer2013_googlenet.py"),
+    # The default model's family; the small widths keep the test short.
+    "resnet_fer_small": ((32, 32, 1), {"dropout": 0.0}, "fer2013_resnet.py"),
 }
 
 
-# LeNet-5 runs by default; the larger families take a minute or more each
+# LeNet-5 and the small ResNet run by default; the larger families take a minute or more each
 # on the 2-core CPU (mostly compiling) and run with -m slow.
-CHECKED = [name if name == "lenet5" else pytest.param(
+CHECKED = [name if name in ("lenet5", "resnet_fer_small") else pytest.param(
     name, marks=pytest.mark.slow) for name in FAMILIES]
 
 
@@ -204,7 +206,8 @@ def test_parameters_and_batch_stats_match_after_20_steps(name):
         np.abs(theirs_params[key]).max(), 1e-2)
     assert error < 1e-4 + SELF_FACTOR * own, (key, error, own)
   theirs_stats = flat(theirs["batch_stats"])
-  assert bool(theirs_stats) == name.endswith("_bn")
+  assert bool(theirs_stats) == (name.endswith("_bn") or
+                                name.startswith("resnet"))
   counts = _bn_counts(name, run["torch"].twin) if theirs_stats else {}
   for key, value in flat(ours["batch_stats"]).items():
     expected = theirs_stats[key]

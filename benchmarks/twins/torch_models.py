@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from ferjax.models import create_model
 from twins.torch_vgg import VGG
 
 
@@ -172,6 +173,50 @@ class GoogLeNet(nn.Module):
     return (logits, *aux) if self.training else logits
 
 
+class BasicBlock(nn.Module):
+  """ferjax.models.resnet.BasicBlock: conv-BN-ReLU, conv-BN, shortcut, ReLU."""
+
+  def __init__(self, cin: int, width: int, stride: int):
+    super().__init__()
+    self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(width)
+    self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(width)
+    self.shortcut = nn.Sequential()
+    if stride != 1 or cin != width:
+      self.shortcut = nn.Sequential(
+          nn.Conv2d(cin, width, 1, stride, bias=False), nn.BatchNorm2d(width))
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    y = torch.relu(self.bn1(self.conv1(x)))
+    return torch.relu(self.shortcut(x) + self.bn2(self.conv2(y)))
+
+
+class ResNet(nn.Module):
+  """ferjax.models.resnet.ResNet: 3x3 stem, basic blocks, mean pool, dense."""
+
+  def __init__(self, num_classes: int, in_channels: int,
+               widths: tuple[int, ...], blocks: tuple[int, ...],
+               dropout: float = 0.2):
+    super().__init__()
+    self.stem = nn.Sequential(
+        nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+        nn.BatchNorm2d(widths[0]), nn.ReLU())
+    layers, cin = [], widths[0]
+    for stage, (width, count) in enumerate(zip(widths, blocks)):
+      for i in range(count):
+        layers.append(BasicBlock(cin, width,
+                                 2 if stage > 0 and i == 0 else 1))
+        cin = width
+    self.blocks = nn.Sequential(*layers)
+    self.dropout = nn.Dropout(dropout)
+    self.fc = nn.Linear(cin, num_classes)
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    x = self.blocks(self.stem(x)).mean(dim=(2, 3))
+    return self.fc(self.dropout(x))
+
+
 def has_dense_classifier(name: str) -> bool:
   """AlexNet's and VGG's twins: features, then a flatten and three dense
   layers whose width is the ``classifier_width`` model kwarg."""
@@ -179,10 +224,13 @@ def has_dense_classifier(name: str) -> bool:
 
 
 def create(name: str, num_classes: int, input_shape: tuple[int, int, int],
-           classifier_width: int = 4096) -> nn.Module:
+           classifier_width: int = 4096,
+           resnet: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+           ) -> nn.Module:
   """The twin of ``ferjax.models.create_model(name)`` for an HWC input.
 
-  ``classifier_width`` is AlexNet's and VGG's model kwarg of that name.
+  ``classifier_width`` is AlexNet's and VGG's model kwarg of that name;
+  ``resnet`` the ResNet's (widths, blocks), from the registry by default.
   """
   h, w, c = input_shape
   if name == "lenet5":
@@ -201,4 +249,9 @@ def create(name: str, num_classes: int, input_shape: tuple[int, int, int],
     return VGG(int(depth), batch_norm=bn == "bn", num_classes=num_classes,
                in_channels=c, classifier_width=classifier_width,
                adaptive_pool=False, input_size=(h, w))
+  if name.startswith("resnet"):
+    if resnet is None:
+      model = create_model(name, num_classes=num_classes)
+      resnet = (tuple(model.widths), tuple(model.blocks))
+    return ResNet(num_classes, c, *resnet)
   raise ValueError(f"no PyTorch twin for {name!r}")

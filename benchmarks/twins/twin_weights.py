@@ -86,6 +86,21 @@ def layers(name: str, twin: torch.nn.Module) -> list[Layer]:
                "dense")]
     out.append(("classifier", ("classifier",), "dense"))
     return out
+  if name.startswith("resnet"):
+    out = [("stem.0", ("Conv_0",), "conv:nobias"),
+           ("stem.1", ("BatchNorm_0",), "bn")]
+    for i, block in enumerate(twin.blocks):
+      torch_names = ["conv1", "bn1", "conv2", "bn2"]
+      if len(block.shortcut):
+        torch_names += ["shortcut.0", "shortcut.1"]
+      for j, torch_name in enumerate(torch_names):
+        kind = "bn" if "bn" in torch_name or torch_name.endswith(".1") else (
+            "conv:nobias")
+        base = "BatchNorm" if kind == "bn" else "Conv"
+        out.append((f"blocks.{i}.{torch_name}",
+                    (f"BasicBlock_{i}", f"{base}_{j // 2}"), kind))
+    out.append(("fc", ("Dense_0",), "dense"))
+    return out
   raise ValueError(f"no twin layer table for {name!r}")
 
 

@@ -240,6 +240,12 @@ def augment(key: jax.Array, images: jax.Array, cfg: Any) -> jax.Array:
   return images
 
 
+def flip_views(images: jax.Array) -> jax.Array:
+  """Test-time views (2, N, H, W, C): each image, then mirrored left-right."""
+  _check_batch(images)
+  return jnp.stack([images, images[:, :, ::-1]])
+
+
 def ten_crop(images: jax.Array, crop_size: int | tuple[int, int]) -> jax.Array:
   """Ten-crop test-time views: 4 corners, centre, then each of them mirrored.
 

@@ -10,7 +10,8 @@ and so is ``weights``: the run's variables ('raw') or their moving average
 ('ema'), picked by ``train.split_evaluator``.
 """
 
+from ferjax.evaluations import flip
 from ferjax.evaluations import plain
 from ferjax.evaluations import ten_crop
 
-EVALUATIONS = {"none": plain, "ten_crop": ten_crop}
+EVALUATIONS = {"none": plain, "flip": flip, "ten_crop": ten_crop}

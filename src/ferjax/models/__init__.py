@@ -36,6 +36,12 @@ _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
     # torchvision's own networks, for its ImageNet weights (not the review's).
     "alexnet_tv": ("ferjax.models.alexnet", "TorchvisionAlexNet", {}),
     "googlenet_tv": ("ferjax.models.googlenet", "TorchvisionGoogLeNet", {}),
+    # Not the review's: the compact network bundled as the default model.
+    "resnet_fer": ("ferjax.models.resnet", "ResNet", {}),
+    "resnet_fer_mid": ("ferjax.models.resnet", "ResNet",
+                         {"widths": (24, 48, 96, 192)}),
+    "resnet_fer_small": ("ferjax.models.resnet", "ResNet",
+                         {"widths": (16, 32, 64, 128)}),
 }
 for _depth in (11, 13, 16, 19):
   _REGISTRY[f"vgg{_depth}"] = (
