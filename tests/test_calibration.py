@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from ferjax import calibration
+from ferjax.commands import tables
+from ferjax.evaluate import class_saliency
+from ferjax.evaluate import run_evaluation
 from ferjax.labels import FER2013_CLASSES
 from ferjax.recognition import classifier as classifier_lib
 from ferjax.recognition import pipeline
 from ferjax.run.run_dir import RunDir, RunDirError
 from ferjax.train import metrics as metrics_lib
-from ferjax.train import class_saliency
-from ferjax.train import run_evaluation
 from helpers import DarkSquares, ferjax_cli
 
 
@@ -116,7 +117,7 @@ def test_eval_reports_calibrated_nll_and_ece(calibrated_run):
   # The argmax, hence accuracy, is the uncalibrated one.
   assert result["results"]["test"]["accuracy"] == pytest.approx(
       float((logits.argmax(-1) == labels).mean()))
-  text = run_evaluation.format_results(result)
+  text = tables.format_results(result)
   assert f"temperature {temperature:.4f}" in text
   assert "ece15 (T)" in text
 
@@ -166,7 +167,7 @@ def test_a_temperature_of_another_checkpoint_is_not_applied(calibrated_run,
   assert classifier_lib.load_classifier(workdir).temperature is None
   result = run_evaluation.evaluate_run(str(workdir))
   assert "temperature" not in result["results"]["test"]["calibration"]
-  assert "not this checkpoint's" in run_evaluation.format_results(result)
+  assert "not this checkpoint's" in tables.format_results(result)
 
 
 def test_calibrate_pretrained_needs_out_and_out_leaves_the_run_alone(
@@ -191,7 +192,7 @@ def test_an_always_neutral_model_shows_100_percent_neutral_predicted():
       metrics["confusion_matrix"])
   np.testing.assert_allclose(true, np.full(7, 1 / 7))
   np.testing.assert_allclose(predicted, np.eye(7)[6])
-  text = run_evaluation.format_results(
+  text = tables.format_results(
       {"workdir": "w", "step": 1, "checkpoint": "latest",
        "results": {"test": metrics}})
   rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()

@@ -247,7 +247,7 @@ def test_data_dir_on_a_full_or_read_only_disk(tmp_path, mount, reason):
 
 def test_an_empty_slice_is_named_in_eval_and_training(synthetic_data_dir,
                                                       reference_run):
-  from ferjax.train import run_evaluation  # pylint: disable=g-import-not-at-top
+  from ferjax.evaluate import run_evaluation  # pylint: disable=g-import-not-at-top
   message = ("split 'test[:0]' of dataset 'synthetic_fer' selects no examples "
              "(of {}); give a non-empty slice")
   builder = loading.prepared_builder("synthetic_fer",

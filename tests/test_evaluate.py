@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ferjax import config as config_lib
+from ferjax.evaluate import run_evaluation as evaluate
 from ferjax.run.run_dir import RunDir
-from ferjax.train import run_evaluation as evaluate
 from helpers import REPO, ferjax_cli
 
 

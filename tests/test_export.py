@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from ferjax import pretrained
+from ferjax.evaluate import run_evaluation as evaluate
 from ferjax.labels import FER2013_CLASSES
 from ferjax.recognition.classifier import load_classifier
 from ferjax.run.run_dir import RunDir, export_variables
-from ferjax.train import run_evaluation as evaluate
 from helpers import ferjax_cli
 
 

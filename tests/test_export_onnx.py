@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ferjax import config as config_lib
-from ferjax import jaxpr_onnx
+from ferjax.export import jaxpr_onnx
 from ferjax import pretrained
 from ferjax.data import preprocess
 from ferjax.data.synthetic_fer import render_face

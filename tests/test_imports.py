@@ -79,20 +79,22 @@ LAYERS = (
     ("ferjax", "ferjax.atomic", "ferjax.axis", "ferjax.calibration",
      "ferjax.compilation_cache",
      "ferjax.features", "ferjax.filelock", "ferjax.finite_json",
-     "ferjax.fs_errors", "ferjax.jaxpr_onnx", "ferjax.labels",
+     "ferjax.fs_errors", "ferjax.labels",
      "ferjax.pretrained"),
     ("ferjax.data", "ferjax.models", "ferjax.losses"),
-    ("ferjax.evaluations",),
+    ("ferjax.evaluate.views",),
     ("ferjax.config",),
     ("ferjax.run",),
     ("ferjax.train", "ferjax.recognition", "ferjax.convert"),
-    ("ferjax.export",),
+    ("ferjax.export", "ferjax.evaluate"),
     ("ferjax.experiment",),
     ("ferjax.commands",),
     ("ferjax.cli",),
 )
-# Modules that belong to another unit than their name says.
-_UNIT_OF = {"ferjax.config_checks": "ferjax.config"}
+# Modules that belong to another unit than their name says: the view
+# registry is evaluation's, but training and the config checks read it.
+_UNIT_OF = {"ferjax.config_checks": "ferjax.config",
+            "ferjax.evaluate.views": "ferjax.evaluate.views"}
 # Leaves may use one another (fs_errors by filelock, say): none of them
 # imports anything above.
 _LEAVES = LAYERS[0]

@@ -17,7 +17,7 @@ from ferjax import config as config_lib
 from ferjax import models
 from ferjax.models import summary
 from ferjax.models.alexnet import local_response_norm
-from ferjax.models.lowering import max_pool
+from ferjax.models.pooling import max_pool
 
 
 _NUM_CLASSES = 7

@@ -1,6 +1,6 @@
 """The full-scale four-family sweep (experiments/fer2013_review.py): each
 trial trains its own family's recipe, ``:runlocal`` makes every trial tiny,
-and benchmarks/gpu_review.sh runs it end to end."""
+and gpu/gpu_review.sh runs it end to end."""
 
 import json
 import os
@@ -16,7 +16,7 @@ from ferjax.models import summary
 from ferjax.run.run_dir import RunDir, read_metrics
 from helpers import REPO, SHARED_FER2013
 
-import review_budget  # noqa: E402  (benchmarks/ is on pytest's pythonpath)
+import review_budget  # noqa: E402  (gpu/ is on pytest's pythonpath)
 
 REVIEW = str(REPO / "experiments" / "fer2013_review.py")
 EXPERIMENTS = REPO / "experiments"
@@ -120,7 +120,7 @@ def test_gpu_script_runs_the_runlocal_sweep_end_to_end_on_cpu(tmp_path):
   if not os.access(env["FERJAX"], os.X_OK):
     env["FERJAX"] = shutil.which("ferjax") or "ferjax"
   # Its own process group, so that a failing test stops the sweep's trials.
-  proc = subprocess.Popen(["bash", str(REPO / "benchmarks" / "gpu_review.sh"),
+  proc = subprocess.Popen(["bash", str(REPO / "gpu" / "gpu_review.sh"),
                            "--runlocal"], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True,
                           start_new_session=True)

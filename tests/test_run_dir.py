@@ -24,6 +24,7 @@ from ferjax.commands import report as report_command
 from ferjax import config as config_lib
 from ferjax import config_checks
 from ferjax.data import preprocess
+from ferjax.evaluate import run_evaluation as evaluate
 from ferjax.experiment import reproduce
 from ferjax.experiment import sweep
 from ferjax.models import create_model
@@ -32,7 +33,6 @@ from ferjax.run.run_dir import RunDir, RunDirBusy, RunDirError, write_imported
 from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import crossval
 from ferjax.train import loop
-from ferjax.train import run_evaluation as evaluate
 from ferjax.train import setup as setup_lib
 from ferjax.train.parallel import Parallel
 

@@ -27,12 +27,12 @@ from ferjax import config_checks
 from ferjax import losses
 from ferjax.axis import AXIS
 from ferjax.data import mix as mix_lib
+from ferjax.evaluate import run_evaluation
 from ferjax.experiment import sweep
 from ferjax.models import create_model
 from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.run.run_dir import read_metrics
 from ferjax.train import loop
-from ferjax.train import run_evaluation
 from ferjax.train import setup as setup_lib
 from ferjax.train import state as state_lib
 from ferjax.train import steps

@@ -15,7 +15,7 @@ import ml_collections
 from ferjax.config import FUSION_FEATURES, FUSION_MODES, LEGACY_VALUES
 from ferjax.config import ConfigError
 from ferjax.data import registry as data_registry
-from ferjax.evaluations import EVALUATIONS
+from ferjax.evaluate.views import VIEWS
 from ferjax.features.lbp import LBP_METHODS
 from ferjax.features.lbp import num_codes
 from ferjax.losses import CLASS_WEIGHTS
@@ -25,7 +25,7 @@ from ferjax.models import MODEL_NAMES
 
 BACKENDS = ("shard_map", "pmap")
 SCHEDULES = ("constant", "piecewise", "cosine", "plateau")
-TTA_MODES = tuple(EVALUATIONS)
+TTA_MODES = tuple(VIEWS)
 # Which variables an evaluation measures: as trained, or their moving average.
 EVAL_WEIGHTS = ("raw", "ema")
 # One-hot histograms of more bins than this cost more than the CNN.
@@ -272,9 +272,9 @@ def _check_evals(config: ml_collections.ConfigDict) -> None:
     _require(weights != "ema" or (_is_numbers([ema_decay]) and ema_decay > 0),
              f"evals.{name}.weights", "'raw' when optimizer.ema_decay is 0 "
              "(no moving average is kept)", weights)
-    if ev.get("tta", "none") == "ten_crop":
-      _require(_is_size(ev.get("crop_size")), f"evals.{name}.crop_size",
-               "(height, width) for ten-crop", ev.get("crop_size"))
+    for field, expected, ok in VIEWS[ev.get("tta", "none")].fields:
+      _require(ok(ev.get(field)), f"evals.{name}.{field}", expected,
+               ev.get(field))
     every = ev.get("every_epochs")
     _require(every is None or (
         isinstance(every, int) and every > 0 and

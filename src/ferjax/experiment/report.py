@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ferjax import atomic
-from ferjax.experiment import calibration_plots
+from ferjax.evaluate import calibration_plots
 from ferjax.experiment import sweep as sweep_lib
 from ferjax.experiment.report_plots import (
     event_class_names, plot_comparison, plot_confusion, plot_learning_curves,

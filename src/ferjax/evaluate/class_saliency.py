@@ -17,7 +17,7 @@ import numpy as np
 
 from ferjax.data import preprocess
 from ferjax.models import saliency
-from ferjax.run.run_dir import RunDir
+from ferjax.run.model import open_run
 from ferjax.train import setup
 
 
@@ -30,20 +30,17 @@ def mean_saliency_by_class(workdir: str | os.PathLike, *, split: str,
   a class without examples), "mean_faces": (classes, h, w) mean stored
   images (grey), "counts", "class_names", "method", "layer", "split",
   "step", "workdir"}."""
-  run = RunDir(workdir)
-  config = run.read_config()
-  config.input.data_dir = data_dir or config.input.data_dir
-  config.input.manual_dir = manual_dir or config.input.manual_dir
+  opened = open_run(workdir, data_dir=data_dir, manual_dir=manual_dir)
+  config = opened.config
   config.evals = ml_collections.ConfigDict(
       {"split": {"split": split, "tta": "none"}})
-  with run.checkpoints(config) as ckpt:
-    step = run.resolve_step(ckpt, checkpoint)
-    variables = ckpt.restore_variables(step)
+  step, restored = opened.restore(checkpoint)
+  variables = restored["raw"]
   data = setup.load_data(config, with_train=False)
   images, labels = data.eval_splits["split"].images, np.asarray(
       data.eval_splits["split"].labels)
   class_names = tuple(data.info.class_names)
-  model, _ = setup.models(config, len(class_names))
+  model = opened.model(len(class_names))
   spec = setup.input_spec(config)
   probe = spec(preprocess.to_unit_float(images[:1]))
   layer = saliency.gradcam_layer(model, variables, probe)

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Packs what an offline GPU node lacks, so that `benchmarks/gpu_check.sh` runs
+# Packs what an offline GPU node lacks, so that `gpu/gpu_check.sh` runs
 # there with no package index: run here, on a machine with the index.
 #
-#   bash benchmarks/gpu_pack.sh [--out .gpu] [--python-version 3.12]
+#   bash gpu/gpu_pack.sh [--out .gpu] [--python-version 3.12]
 #                               [--fer2013 DIR] [--per-class N] [--no-data]
 #
 # Fills OUT (git-ignored; built beside it and moved into place whole) with
 #   wheels/            each distribution ferjax needs that the node lacks
-#                      (benchmarks/gpu_wheels.py: ferjax's requirements minus
-#                      benchmarks/gpu_node_packages.txt), at its locked
+#                      (gpu/gpu_wheels.py: ferjax's requirements minus
+#                      gpu/gpu_node_packages.txt), at its locked
 #                      version, for CPython PYTHON_VERSION on manylinux x86-64;
 #                      a pure-Python sdist is built into a py3 wheel here;
 #   fer2013.tar.gz     FER2013's Training and PublicTest image folders
@@ -47,8 +47,8 @@ rm -rf "$tmp"
 mkdir -p "$tmp/wheels"
 trap 'rm -rf "$tmp"' EXIT
 
-echo "== wheels for CPython $pyver (requirements: $python benchmarks/gpu_wheels.py)"
-"$python" benchmarks/gpu_wheels.py --python-version "$pyver" > "$tmp/wheels.txt"
+echo "== wheels for CPython $pyver (requirements: $python gpu/gpu_wheels.py)"
+"$python" gpu/gpu_wheels.py --python-version "$pyver" > "$tmp/wheels.txt"
 abi="cp${pyver/./}"
 platforms=(manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux_2_24_x86_64
            manylinux_2_27_x86_64 manylinux_2_28_x86_64 manylinux_2_31_x86_64

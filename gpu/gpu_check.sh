@@ -2,9 +2,9 @@
 # The one command for an offline GPU node: everything ferjax can learn from a
 # 10-minute call, written to OUT_DIR in at most 8 files.
 #
-#   bash benchmarks/gpu_check.sh OUT_DIR               # on the node, after
-#                                                      # benchmarks/gpu_pack.sh here
-#   bash benchmarks/gpu_check.sh --cpu-smoke OUT_DIR   # here: the same script on
+#   bash gpu/gpu_check.sh OUT_DIR               # on the node, after
+#                                                      # gpu/gpu_pack.sh here
+#   bash gpu/gpu_check.sh --cpu-smoke OUT_DIR   # here: the same script on
 #                                                      # the CPU at tiny sizes
 #
 # On the node (Python 3.12, jax/flax/optax/orbax/opencv/PyTorch preinstalled,
@@ -19,7 +19,7 @@
 #                        FER2013 (one seed, bfloat16), as many epochs as the
 #                        time left allows; PublicTest after every epoch,
 #                        ten-crop at the end
-#   e. summary.json and results.md (benchmarks/gpu_report.py): one JSON of
+#   e. summary.json and results.md (gpu/gpu_report.py): one JSON of
 #                        everything and a markdown fragment for RESULTS.md
 # and gpu_check.log, the whole console. Each part has its own time budget
 # (GPU_CHECK_SECONDS in all, default 530, 1500 with --cpu-smoke); a part that fails or runs out of
@@ -27,7 +27,7 @@
 #
 # --cpu-smoke builds a pack for this machine's Python with 40 images per
 # class (gpu_pack.sh), makes a fresh venv holding what the node would have
-# (benchmarks/gpu_wheels.py --provided, from the index or pip's cache),
+# (gpu/gpu_wheels.py --provided, from the index or pip's cache),
 # installs the pack offline into it and runs every part at tiny sizes (the
 # review with LeNet-5 alone: every family runs the same loop).
 set -uo pipefail
@@ -37,7 +37,7 @@ repo=$PWD
 smoke=0
 if [[ "${1:-}" == --cpu-smoke ]]; then smoke=1; shift; fi
 if (( $# != 1 )); then
-  echo "usage: bash benchmarks/gpu_check.sh [--cpu-smoke] OUT_DIR" >&2
+  echo "usage: bash gpu/gpu_check.sh [--cpu-smoke] OUT_DIR" >&2
   exit 2
 fi
 out=$(mkdir -p "$1" && cd "$1" && pwd) || { echo "gpu_check.sh: cannot create $1" >&2; exit 2; }
@@ -63,10 +63,10 @@ if (( smoke )); then
     echo "no FER2013 image folders at $fer2013 (FER2013_DIR): the review part is skipped"
     data_args=(--no-data)
   fi
-  PYTHON=$pybuild bash benchmarks/gpu_pack.sh --out "$pack" --python-version "$pyver" \
+  PYTHON=$pybuild bash gpu/gpu_pack.sh --out "$pack" --python-version "$pyver" \
       "${data_args[@]}" || exit 1
   "$pybuild" -m venv "$scratch/node"
-  "$pybuild" benchmarks/gpu_wheels.py --provided --python-version "$pyver" > "$scratch/node.txt" || exit 1
+  "$pybuild" gpu/gpu_wheels.py --provided --python-version "$pyver" > "$scratch/node.txt" || exit 1
   "$scratch/node/bin/pip" install -q -c requirements.lock -r "$scratch/node.txt" || exit 1
   python=$scratch/node/bin/python
   export JAX_PLATFORMS=cpu
@@ -187,13 +187,13 @@ for i in "${!families[@]}"; do
   wall=$(( SECONDS - start ))
   timeout 90 "${ferjax[@]}" eval --workdir "$workdir" --checkpoint latest --json \
       > "$scratch/eval_$family.json" 2>"$scratch/eval_$family.err" || true
-  "$python" benchmarks/gpu_report.py review-row --family "$family" \
+  "$python" gpu/gpu_report.py review-row --family "$family" \
       --workdir "$workdir" --exit "$status" --wall "$wall" --budget "$share" \
       --eval "$scratch/eval_$family.json" >> "$out/review.jsonl" || failures+=("review-$family")
 done
 
 part "e. summary.json and results.md"
-"$python" benchmarks/gpu_report.py summary --out "$out" --failures "${failures[*]:-}" \
+"$python" gpu/gpu_report.py summary --out "$out" --failures "${failures[*]:-}" \
     --seconds $(( SECONDS - t0 )) || failures+=("report")
 cat "$out/results.md" 2>/dev/null
 echo

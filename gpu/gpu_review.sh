@@ -3,8 +3,8 @@
 # (LeNet-5, AlexNet, VGG-11-BN, GoogLeNet x seeds 0-2, full epochs) in bfloat16,
 # then `ferjax report`. Relaunch the same command to resume after a crash.
 #
-#   bash benchmarks/gpu_review.sh              # on the GPU host
-#   bash benchmarks/gpu_review.sh --runlocal   # CPU smoke test: every trial tiny
+#   bash gpu/gpu_review.sh              # on the GPU host
+#   bash gpu/gpu_review.sh --runlocal   # CPU smoke test: every trial tiny
 #
 # Environment (defaults in brackets):
 #   FER2013_DIR   FER2013 image folders or CSV [../shared/data/fer2013]
@@ -16,7 +16,7 @@
 #   SEEDS         seeds per family [3]
 #   FERJAX        the ferjax command [ferjax, or .venv/bin/ferjax if present]
 #
-# The expected time per family is printed first (benchmarks/review_budget.py:
+# The expected time per family is printed first (gpu/review_budget.py:
 # measured forward FLOPs, assumed GPU throughput).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,13 +55,13 @@ else
   DTYPE="${DTYPE:-bfloat16}"
   if ! "$python" -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')"; then
     echo "gpu_review.sh: JAX sees no GPU here (pip install -c requirements.lock -e .[cuda]; .[cuda12] for older drivers); for a CPU" \
-         "smoke test run: bash benchmarks/gpu_review.sh --runlocal" >&2
+         "smoke test run: bash gpu/gpu_review.sh --runlocal" >&2
     exit 2
   fi
 fi
 
-echo "== expected time (benchmarks/review_budget.py $arg)"
-"$python" benchmarks/review_budget.py "$arg"
+echo "== expected time (gpu/review_budget.py $arg)"
+"$python" gpu/review_budget.py "$arg"
 
 echo "== ferjax sweep: $WORKDIR (model.dtype=$DTYPE)"
 start=$(date +%s)

@@ -11,7 +11,7 @@ import ml_collections
 
 from ferjax import calibration
 from ferjax.run.run_dir import RunDir
-from ferjax.train import run_evaluation
+from ferjax.evaluate import run_evaluation
 
 
 def validation_split(config: ml_collections.ConfigDict, workdir: str) -> str:

@@ -1,11 +1,11 @@
 """The distributions an offline GPU node lacks, at the locked versions.
 
-  python benchmarks/gpu_wheels.py [--python-version 3.12] [--provided]
+  python gpu/gpu_wheels.py [--python-version 3.12] [--provided]
 
 Walks what ``gpu_check.sh`` runs needs (ferjax's requirements with its
 ``test`` and ``bench`` extras, as installed in this environment) with their
 markers evaluated for the node's Python, leaves out what
-``benchmarks/gpu_node_packages.txt`` says the node already has, and prints
+``gpu/gpu_node_packages.txt`` says the node already has, and prints
 one ``name==version`` line per distribution to pack, each at its
 ``requirements.lock`` version: ``gpu_pack.sh`` downloads them. With
 ``--provided``, the others: what the node has, which ``gpu_check.sh
@@ -76,7 +76,7 @@ def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--python-version", default="3.12")
   parser.add_argument("--node-packages",
-                      default=ROOT / "benchmarks" / "gpu_node_packages.txt",
+                      default=ROOT / "gpu" / "gpu_node_packages.txt",
                       type=pathlib.Path)
   parser.add_argument("--lock", default=ROOT / "requirements.lock",
                       type=pathlib.Path)

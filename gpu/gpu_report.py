@@ -1,8 +1,8 @@
 """The tables of ``gpu_check.sh``: one review row, then the summary.
 
-  python benchmarks/gpu_report.py review-row --family F --workdir W \
+  python gpu/gpu_report.py review-row --family F --workdir W \
       --exit CODE --wall S --budget S --eval EVAL_JSON
-  python benchmarks/gpu_report.py summary --out OUT_DIR [--failures "..."]
+  python gpu/gpu_report.py summary --out OUT_DIR [--failures "..."]
 
 ``review-row`` prints one JSON line for a family's time-boxed run: PublicTest
 accuracy after every epoch (from the run's ``metrics.jsonl``), the median

@@ -475,7 +475,7 @@ def _lower_jaxpr(g: _Graph, ja: Any, jb: Any, consts: Sequence[Any],
       if out is None:
         if name not in _LOWERINGS:
           raise NotLowerable(f"primitive {name!r} has no ONNX lowering in "
-                             "ferjax.jaxpr_onnx")
+                             "ferjax.export.jaxpr_onnx")
         out = _LOWERINGS[name](e)
       outs = [_Value(out, shapes[0], dtypes[0])]
     for var, value in zip(ea.outvars, outs):

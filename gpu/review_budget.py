@@ -1,6 +1,6 @@
 """Expected GPU time per family of the review sweep, from measured FLOPs.
 
-  python benchmarks/review_budget.py [--tflops 50] [--step-ms 3] [ARG]
+  python gpu/review_budget.py [--tflops 50] [--step-ms 3] [ARG]
 
 For each family of experiments/fer2013_review.py (ARG: its config argument,
 e.g. ``runlocal``), reads the trial's own config and counts the work of one
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                                seeds=3).seeds
   print(f"expected time per trial at {args.tflops:g} effective TFLOP/s and "
         f"{args.step_ms:g} ms per step (assumed; see "
-        "benchmarks/review_budget.py)")
+        "gpu/review_budget.py)")
   print(f"{'family':<10} {'model':<12} {'input':<8} {'MFLOPs':>8} "
         f"{'epochs':>6} {'PFLOPs':>8} {'steps':>8} {'minutes':>8}")
   total = 0.0

@@ -1,4 +1,4 @@
-"""The figure of ``train.class_saliency``: each class's mean face under its
+"""The figure of ``evaluate.class_saliency``: each class's mean face under its
 mean saliency map, one panel per class."""
 
 import io
