@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ferjax import calibration
+from ferjax import metrics as metrics_lib
 from ferjax.commands import tables
 from ferjax.evaluate import class_saliency
 from ferjax.evaluate import run_evaluation
@@ -15,7 +16,6 @@ from ferjax.labels import FER2013_CLASSES
 from ferjax.recognition import classifier as classifier_lib
 from ferjax.recognition import pipeline
 from ferjax.run.run_dir import RunDir, RunDirError
-from ferjax.train import metrics as metrics_lib
 from helpers import DarkSquares, ferjax_cli
 
 

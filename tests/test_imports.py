@@ -79,7 +79,7 @@ LAYERS = (
     ("ferjax", "ferjax.atomic", "ferjax.axis", "ferjax.calibration",
      "ferjax.compilation_cache",
      "ferjax.features", "ferjax.filelock", "ferjax.finite_json",
-     "ferjax.fs_errors", "ferjax.labels",
+     "ferjax.fs_errors", "ferjax.labels", "ferjax.metrics",
      "ferjax.pretrained"),
     ("ferjax.data", "ferjax.models", "ferjax.losses"),
     ("ferjax.evaluate.views",),
@@ -221,3 +221,73 @@ def test_predict_loads_neither_optax_nor_tfds():
   assert {"ferjax.commands.predict", "ferjax.recognition.predict"} <= loaded
   assert not {m for m in loaded if m.split(".")[0] in (
       "optax", "tensorflow_datasets")}
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+  """Every module ``start`` imports, directly or through others."""
+  seen, todo = set(), [start]
+  while todo:
+    for nxt in graph[todo.pop()] - seen:
+      seen.add(nxt)
+      todo.append(nxt)
+  return seen
+
+
+# Reports read runs; they need the metric names, not the trainer.
+REPORTS = ("ferjax.experiment.report", "ferjax.experiment.report_plots",
+           "ferjax.experiment.runs")
+
+
+def test_reports_do_not_import_training():
+  graph = import_graph()
+  assert "ferjax.metrics" in reachable(graph, "ferjax.experiment.runs")
+  training = {r: sorted(m for m in reachable(graph, r)
+                        if m.startswith("ferjax.train"))
+              for r in REPORTS}
+  assert not any(training.values()), training
+
+
+# The library returns or yields records and logs; the commands print. The
+# one exception: the training progress bar redraws its line on stderr.
+PRINTING_ALLOWED = {"ferjax.train.progress": "the progress bar"}
+
+
+def printing(path: pathlib.Path) -> list[str]:
+  """Where the code of ``path`` calls print or names sys.stdout/stderr
+  (other than to ask ``isatty()``)."""
+  tree = ast.parse(path.read_text())
+  asks_isatty = {id(node.func.value) for node in ast.walk(tree)
+                 if isinstance(node, ast.Call)
+                 and isinstance(node.func, ast.Attribute)
+                 and node.func.attr == "isatty"}
+  found = []
+  for node in ast.walk(tree):
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        and node.func.id == "print"):
+      found.append(f"line {node.lineno}: print")
+    elif (isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr")
+          and isinstance(node.value, ast.Name) and node.value.id == "sys"
+          and id(node) not in asks_isatty):
+      found.append(f"line {node.lineno}: sys.{node.attr}")
+  return sorted(found)
+
+
+def test_the_print_check_finds_prints(tmp_path):
+  code = tmp_path / "m.py"
+  code.write_text("import sys\nprint('a')\nsys.stderr.write('b')\n"
+                  "f = sys.stdout\nok = sys.stderr.isatty()\n")
+  assert printing(code) == ["line 2: print", "line 3: sys.stderr",
+                            "line 4: sys.stdout"]
+
+
+def test_only_commands_print():
+  offenders = {}
+  for path in (SRC / "ferjax").rglob("*.py"):
+    name = _module_name(path)
+    if (name == "ferjax.cli" or name.startswith("ferjax.commands")
+        or name in PRINTING_ALLOWED):
+      continue
+    if found := printing(path):
+      offenders[name] = found
+  assert not offenders, offenders
+  assert printing(SRC / "ferjax" / "commands" / "predict.py")

@@ -348,8 +348,8 @@ def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(
   assert predict.load_image(files["jpeg"], 160 * 120).shape == (120, 160, 3)
   with pytest.raises(predict.ImageError, match="declares 160x120 pixels"):
     predict.load_image(files["jpeg"], 160 * 120 - 1)
-  assert predict.run([str(files["jpeg"])], classifier,
-                     max_pixels=160 * 120 - 1) == 1
+  assert predict_command.run([str(files["jpeg"])], classifier,
+                             max_pixels=160 * 120 - 1) == 1
   assert "more than the limit of 19199" in capsys.readouterr().out
 
 
@@ -392,14 +392,14 @@ def test_predict_paths_reports_bad_files_and_runs_the_rest(files, classifier,
 
 
 def test_run_fails_only_when_every_image_fails(files, classifier, capsys):
-  assert predict.run([str(files["empty"]), str(files["grey"])],
-                     classifier) == 0
+  assert predict_command.run([str(files["empty"]), str(files["grey"])],
+                             classifier) == 0
   lines = capsys.readouterr().out.splitlines()
   assert [("error" in json.loads(line)) for line in lines] == [True, False]
-  assert predict.run([str(files["empty"]), str(files["text"])],
-                     classifier) == 1
-  assert predict.run([str(files["empty"].parent / "nothing_here")],
-                     classifier, "haar") == 1
+  assert predict_command.run([str(files["empty"]), str(files["text"])],
+                             classifier) == 1
+  assert predict_command.run([str(files["empty"].parent / "nothing_here")],
+                             classifier, "haar") == 1
 
 
 def test_annotated_names_stay_unique(tmp_path):

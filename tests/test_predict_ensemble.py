@@ -155,5 +155,5 @@ def test_a_member_with_other_labels_is_refused_before_any_work(
   captured = capsys.readouterr()
   assert captured.out == ""
   (error,) = captured.err.splitlines()
-  assert error.startswith("ferjax predict: ensemble members classify "
+  assert error.startswith("ferjax predict: error: ensemble members classify "
                           "different labels") and str(other) in error

@@ -65,7 +65,7 @@ def test_outputs_inside_the_input_folder_are_not_read_again(
   out = photos / "annotated"
   originals = _snapshot(photos)
   for _ in range(2):
-    assert predict.run([str(photos)], classifier, "haar", out) == 0
+    assert predict_command.run([str(photos)], classifier, "haar", out) == 0
     records = [json.loads(line)
                for line in capsys.readouterr().out.splitlines()]
     assert [Path(r["path"]).name for r in records] == ["a.png", "b.gif"]

@@ -235,7 +235,7 @@ def test_predict_on_a_full_disk_fails_naming_the_video_and_keeps_the_earlier(
     for frame in square_frames(4)[0]:
       writer.write(frame)
   earlier = (out / "noise.avi").read_bytes()
-  code = predict.run([str(source)], classifier, DarkSquares(), out)
+  code = predict_command.run([str(source)], classifier, DarkSquares(), out)
   assert code == 1
   last = json.loads(capsys.readouterr().out.splitlines()[-1])
   assert last["path"] == str(source)
@@ -398,9 +398,9 @@ def test_predict_video_prints_frames_and_writes_the_annotated_video(
     classifier, squares, tmp_path, capsys):
   path, truth = squares
   out = tmp_path / "out"
-  code = predict.run([str(path)], classifier,
-                     pipeline.MultiResolution(DarkSquares(), (1024,)), out,
-                     detect_every=2)
+  code = predict_command.run(
+      [str(path)], classifier,
+      pipeline.MultiResolution(DarkSquares(), (1024,)), out, detect_every=2)
   assert code == 0
   records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
   assert [r["frame"] for r in records] == list(range(12))
@@ -418,8 +418,8 @@ def test_predict_reports_bad_videos_and_runs_the_rest(classifier, squares,
                                                       tmp_path, capsys):
   bad = tmp_path / "bad.mp4"
   bad.write_text("not a video")
-  code = predict.run([str(bad), 97, str(squares[0])], classifier,
-                     DarkSquares(), None, max_frames=2)
+  code = predict_command.run([str(bad), 97, str(squares[0])], classifier,
+                             DarkSquares(), None, max_frames=2)
   lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
   assert code == 0
   assert lines[0] == {"path": str(bad), "error": f"{bad}: not a readable "
@@ -428,7 +428,7 @@ def test_predict_reports_bad_videos_and_runs_the_rest(classifier, squares,
   assert lines[1]["path"] == "camera 97" and "cannot be opened" in lines[1][
       "error"]
   assert [r["frame"] for r in lines[2:]] == [0, 1]
-  assert predict.run([str(bad)], classifier, DarkSquares()) == 1
+  assert predict_command.run([str(bad)], classifier, DarkSquares()) == 1
 
 
 def test_interrupting_predict_keeps_the_video_written_so_far_beside(
@@ -586,8 +586,8 @@ def test_predict_video_reports_frames_done_and_rate(classifier, squares):
 
 def test_predict_run_prints_video_progress_on_stderr(classifier, squares,
                                                      capsys):
-  assert predict.run([str(squares[0])], classifier, DarkSquares(),
-                     max_frames=5) == 0
+  assert predict_command.run([str(squares[0])], classifier, DarkSquares(),
+                             max_frames=5) == 0
   out, err = capsys.readouterr()
   assert len(out.splitlines()) == 5 and "frames/s" not in out
   assert f"ferjax predict: {squares[0]}: 5 frames in " in err

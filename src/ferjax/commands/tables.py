@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ferjax import calibration
-from ferjax.train import metrics as metrics_lib
+from ferjax import metrics as metrics_lib
 
 
 def _rows_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

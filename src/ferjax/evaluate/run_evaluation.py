@@ -17,11 +17,11 @@ import ml_collections
 import numpy as np
 
 from ferjax import calibration
+from ferjax import metrics as metrics_lib
 from ferjax.evaluate.views import VIEWS
 from ferjax.labels import check_same_labels
 from ferjax.run.model import open_run
 from ferjax.run.run_dir import RunDir, temperature_of
-from ferjax.train import metrics as metrics_lib
 from ferjax.train import setup
 from ferjax.train.split_evaluator import Evaluator
 from ferjax.train.parallel import AXIS, Parallel

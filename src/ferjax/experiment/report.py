@@ -28,9 +28,9 @@ from ferjax.experiment.runs import (
     Run, SeedGroup, config_fields, field_cell, field_value, load_all,
     metric_columns, seed_groups, select_columns, summarize, table_fields,
     varying_fields)
+from ferjax.metrics import class_distribution
 from ferjax.run.manifest import now
 from ferjax.run.run_dir import RunDir, RunDirError, read_json
-from ferjax.train.metrics import class_distribution
 
 
 def _cell(value: Any) -> str:

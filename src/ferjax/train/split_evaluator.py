@@ -11,7 +11,7 @@ import numpy as np
 from ferjax.data import loading
 from ferjax.evaluate.views import VIEWS
 from ferjax import losses
-from ferjax.train import metrics as metrics_lib
+from ferjax import metrics as metrics_lib
 from ferjax.train import steps
 from ferjax.train.parallel import Parallel
 
