@@ -4,6 +4,7 @@ Devices sum a split's confusion matrix, loss and count (``steps.eval_split``);
 every metric is computed here on the host from those sums. Headline metrics
 are the ones the CLI prints, cross-validation aggregates over folds and
 reports tabulate; a new metric is a function and a line in ``METRICS``.
+Training, evaluation and reports all read the names here, below them all.
 """
 
 import dataclasses
@@ -64,20 +65,20 @@ def _num_examples(s: Sums) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
-  name: str
   compute: Callable[[Sums], Any]
   headline: bool = False  # Printed, aggregated over folds, tabulated.
 
 
-METRICS: tuple[Metric, ...] = (
-    Metric("accuracy", _accuracy, headline=True),
-    Metric("loss", _loss),
-    Metric("macro_f1", _macro_f1, headline=True),
-    Metric("per_class_accuracy", _per_class_accuracy),
-    Metric("confusion_matrix", _confusion_matrix),
-    Metric("num_examples", _num_examples),
-)
-HEADLINE: tuple[str, ...] = tuple(m.name for m in METRICS if m.headline)
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric(_accuracy, headline=True),
+    "loss": Metric(_loss),
+    "macro_f1": Metric(_macro_f1, headline=True),
+    "per_class_accuracy": Metric(_per_class_accuracy),
+    "confusion_matrix": Metric(_confusion_matrix),
+    "num_examples": Metric(_num_examples),
+}
+HEADLINE: tuple[str, ...] = tuple(
+    name for name, m in METRICS.items() if m.headline)
 
 
 def class_distribution(confusion: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +96,7 @@ def summarize(totals: dict[str, Any],
   sums = Sums(np.asarray(totals["confusion"], np.float64),
               float(totals["loss_sum"]), float(totals["count"]),
               tuple(class_names))
-  return {m.name: m.compute(sums) for m in METRICS}
+  return {name: m.compute(sums) for name, m in METRICS.items()}
 
 
 def from_probabilities(probabilities: np.ndarray, labels: np.ndarray,

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ferjax.axis import AXIS
+from ferjax.axis import AXIS, BACKENDS
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
@@ -103,7 +103,7 @@ class Parallel:
   """Places state and data on the devices and maps per-device functions."""
 
   def __init__(self, backend: str, devices: Sequence[Any] | None = None):
-    if backend not in ("shard_map", "pmap"):
+    if backend not in BACKENDS:
       raise ValueError(f"unknown parallel backend {backend!r}")
     self.backend = backend
     self.devices = list(devices if devices is not None else jax.devices())
