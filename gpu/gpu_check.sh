@@ -111,11 +111,11 @@ print(smi)
 PY
 
 part "b. the GPU test selection"
-tests=(tests/test_train.py::test_loss_falls_and_accuracy_beats_chance
-       tests/test_train.py::test_backends_and_device_counts_agree
-       tests/test_train.py::test_kill_9_then_resume_is_bit_identical
-       tests/test_train.py::test_eval_counts_every_example_once
-       tests/test_bfloat16_training.py)
+tests=(tests/integration/test_train.py::test_loss_falls_and_accuracy_beats_chance
+       tests/integration/test_train.py::test_backends_and_device_counts_agree
+       tests/integration/test_train.py::test_kill_9_then_resume_is_bit_identical
+       tests/integration/test_train.py::test_eval_counts_every_example_once
+       tests/integration/test_bfloat16_training.py)
 (( smoke )) && tests_budget=300 || tests_budget=60
 XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_deterministic_ops=true" \
   timeout "$tests_budget" "$python" -m pytest -q -p no:cacheprovider \

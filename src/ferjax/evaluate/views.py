@@ -8,7 +8,7 @@ which ``config_checks`` applies. A new view is one entry here. Metrics are
 the same whatever the view, and so is ``weights``: the run's variables
 ('raw') or their moving average ('ema'), picked by
 ``train.split_evaluator``. The one part of evaluation that training and the
-config checks use, so it sits below both (``tests/test_imports.py``).
+config checks use, so it sits below both (``tests/unit/test_imports.py``).
 """
 
 import dataclasses

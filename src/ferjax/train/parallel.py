@@ -254,7 +254,7 @@ class Parallel:
       # only 3 of them arrived"). It needs CPU load to show: unguarded, a
       # 4-device pmap quickstart aborted 2 runs of 2 at load average 23,
       # passed 3 of 3 with PJRT_NPROC=16 (a larger pool), and passes with
-      # this guard (tests/test_parallel_load.py); jit over shard_map needed
+      # this guard (tests/integration/test_parallel_load.py); jit over shard_map needed
       # the guard first. Finishing each program before the next costs one
       # dispatch latency (~0.1 ms) per step.
       return jax.block_until_ready(mapped(*args))

@@ -7,7 +7,7 @@ import pathlib
 import subprocess
 import sys
 
-SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
+SRC = pathlib.Path(__file__).resolve().parents[2] / "src"
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -193,10 +193,11 @@ def test_only_commands_parse_arguments():
 
 
 def test_no_test_file_imports_another():
-  tests = pathlib.Path(__file__).resolve().parent
-  names = {p.stem for p in tests.glob("test_*.py")} | {"conftest"}
+  tests = pathlib.Path(__file__).resolve().parents[1]
+  names = {p.stem for p in tests.rglob("test_*.py")} | {"conftest"}
+  assert {"test_imports", "test_train"} <= names  # Unit and integration.
   offenders = []
-  for path in tests.glob("*.py"):
+  for path in tests.rglob("*.py"):
     for node in ast.walk(ast.parse(path.read_text())):
       if isinstance(node, ast.ImportFrom) and node.module in names:
         offenders.append(f"{path.name} imports {node.module}")

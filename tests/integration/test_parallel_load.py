@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 QUICKSTART = str(REPO / "experiments" / "quickstart.py")
 
 

@@ -11,7 +11,7 @@ from ferjax.run.run_dir import read_metrics
 from ferjax.train import crossval
 from helpers import write_ck_plus
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_crossval_trains_every_fold_and_reports_mean_and_std(tmp_path):

@@ -39,7 +39,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 from ferjax import config as config_lib  # noqa: E402
 import side_by_side  # noqa: E402  pylint: disable=g-import-not-at-top

@@ -25,7 +25,7 @@ from ferjax.recognition.classifier import load_classifier  # noqa: E402
 from ferjax.train import loop  # noqa: E402
 from helpers import load_converted  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _torchvision_models():

@@ -18,7 +18,7 @@ from ferjax.models import fusion
 from ferjax.models import summary
 from ferjax.run.run_dir import read_metrics
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 QUICKSTART = str(REPO / "experiments" / "quickstart.py")
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
 SHAPE = (32, 32, 3)

@@ -23,7 +23,7 @@ from ferjax.models import MODEL_NAMES, create_model
 from ferjax.recognition.classifier import load_model
 from helpers import PHOTOS, SHARED_FER2013, ferjax_cli
 
-# CI installs the extra (tests/test_ci.py); elsewhere these
+# CI installs the extra (tests/unit/test_ci.py); elsewhere these
 # skip without it.
 pytestmark = pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")),

@@ -11,7 +11,7 @@ from ferjax import config as config_lib
 from ferjax.run.run_dir import read_metrics
 from ferjax.train import loop
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def family_config(data_dir: str, name: str):

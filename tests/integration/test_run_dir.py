@@ -36,7 +36,7 @@ from ferjax.train import loop
 from ferjax.train import setup as setup_lib
 from ferjax.train.parallel import Parallel
 
-OLD_CONFIG = pathlib.Path(__file__).parent / "data" / "config_8ad864e.json"
+OLD_CONFIG = pathlib.Path(__file__).parents[1] / "data" / "config_8ad864e.json"
 
 
 def copy_run(reference_run, tmp_path: pathlib.Path) -> pathlib.Path:

@@ -21,7 +21,7 @@ from ferjax.models.pooling import max_pool
 
 
 _NUM_CLASSES = 7
-_EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+_EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
 # FER2013's native size and the review's; _full_shape gives the papers'.
 _SMALL_SHAPES = ((48, 48, 1), (32, 32, 3))
 _MUTABLE = ["batch_stats", "aux_logits"]

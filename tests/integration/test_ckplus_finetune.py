@@ -16,7 +16,7 @@ from ferjax.train import loop
 from ferjax.train import optimizer as optimizer_lib
 from helpers import short_config, write_ck_plus
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def digest(directory: pathlib.Path) -> dict[str, str]:

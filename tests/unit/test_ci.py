@@ -19,7 +19,7 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 
 def test_the_test_command_installs_the_extras_of_skippable_tests():
-  """tests/test_export_onnx.py and test_slurm.py skip without their
+  """tests/integration/test_export_onnx.py and test_slurm.py skip without their
   extras: CI must install them, or they would only ever skip."""
   extras = re.search(r"-e '\.\[([a-z0-9,]+)\]'", _readme_test_command())
   assert extras and {"test", "slurm", "onnx"} <= set(

@@ -100,7 +100,7 @@ def test_export_and_reproduce_refuse_to_nest_a_run_in_its_source(tmp_path,
 
 # The shared FER2013 beside the repository, or where FER2013_DIR says.
 SHARED_FER2013 = pathlib.Path(os.environ.get("FER2013_DIR") or (
-    pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+    pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
     / "fer2013"))
 
 

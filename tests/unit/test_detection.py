@@ -15,8 +15,8 @@ import pytest
 from ferjax.recognition import haar, mtcnn, pipeline
 from ferjax.recognition.align import LANDMARK_NAMES
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
-REFERENCE = Path(__file__).parent / "data" / "mtcnn_reference.json"
+PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "photos"
+REFERENCE = Path(__file__).parents[1] / "data" / "mtcnn_reference.json"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ skimage_feature = pytest.importorskip(
     "skimage.feature", reason="scikit-image is a test-only dependency "
     "(pip install -e '.[test]')")
 
-FER_TEST = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+FER_TEST = (pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
             / "fer2013" / "test")
 # (points, radius): axis-aligned integer samples, fractional radii, many
 # points (default and ror only up to 16 points: 2**P codes).

@@ -16,7 +16,7 @@ from ferjax import config_checks
 from ferjax.labels import CKPLUS_CLASSES, FER2013_CLASSES
 from ferjax.train import setup
 
-EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
+EXPERIMENTS = pathlib.Path(__file__).parents[2] / "experiments"
 # The arguments a config cannot do without (it says so when they are absent).
 REQUIRED_ARGS = {
     "ckplus_lenet_finetune.py": ["source=runs/x"],

@@ -144,7 +144,7 @@ def test_prepare_cli_output_is_clean_in_a_log_file(tmp_path):
 
 @pytest.mark.parametrize("command", ["train", "crossval"])
 def test_missing_manual_files_give_one_paragraph(tmp_path, command):
-  repo = Path(__file__).resolve().parents[1]
+  repo = Path(__file__).resolve().parents[2]
   out = subprocess.run(
       [sys.executable, "-m", "ferjax.cli", command, "--config",
        str(repo / "experiments" / "ckplus_lenet.py"), "--workdir",

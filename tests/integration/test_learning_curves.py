@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_both_frameworks_from_the_same_weights_give_the_same_curves(
