@@ -2,7 +2,10 @@
 
 A failed check raises ``ConfigError`` naming the field, what was expected and
 what was found, before any work. The lists of names it checks against come
-from their registries (datasets, models, losses, LBP methods).
+from their registries (datasets, models, losses, test-time views, LBP
+methods), and a view's own fields are checked by its entry. The config is
+complete: base_config's fields, or a saved one that ``config.upgrade``
+completed as it was read (``RunDir.read_config``).
 """
 
 import math
