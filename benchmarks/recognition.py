@@ -15,7 +15,7 @@ Measures, on the shared clip (../shared/data/video/short_hamilton_clip.mp4):
   with an empty and then with the filled compilation cache (needs --workdir);
 - with ``--runtimes`` (needs the onnx extra), ONNX Runtime against XLA:CPU
   in one run on the same frames: the classifier and MTCNN's three nets
-  lowered to ONNX (``ferjax.jaxpr_onnx``) and run by ONNX Runtime, the rest
+  lowered to ONNX (``ferjax.export.jaxpr_onnx``) and run by ONNX Runtime, the rest
   of ``ferjax predict`` (decode, pyramid, NMS, alignment, tracking)
   unchanged; frames/s on the video and photos/s on the shared photos per
   runtime, ``--repeats`` times alternating, medians and their ratio;
@@ -96,7 +96,7 @@ def onnx_classifier(classifier):
   probabilities, preprocessing included) run by ONNX Runtime."""
   import dataclasses
 
-  from ferjax import jaxpr_onnx
+  from ferjax.export import jaxpr_onnx
   session = onnx_session(jaxpr_onnx.to_onnx(
       classifier.predict_fn, classifier.crop_shape, input_dtypes=[np.uint8]))
   return dataclasses.replace(
@@ -113,7 +113,7 @@ class _OnnxNet:
 
   def __call__(self, variables, *inputs):
     del variables  # Baked into the graph.
-    from ferjax import jaxpr_onnx
+    from ferjax.export import jaxpr_onnx
     key = tuple(x.shape[1:] for x in inputs)
     if key not in self._sessions:
       names = [f"in{i}" for i in range(len(inputs))]

@@ -6,7 +6,7 @@ device; the PyTorch side is the twin with ``torch.optim.SGD`` and the
 ``torch.optim.lr_scheduler`` equivalent of the config's schedule. Both start
 from the same weights (``twin_weights``) and read the same uint8 rows, so any
 difference is the frameworks' arithmetic or a porting bug.
-``tests/test_parity.py`` compares them step by step and
+``tests/integration/test_parity.py`` compares them step by step and
 ``learning_curves.py`` over whole epochs.
 """
 

@@ -15,11 +15,13 @@ import argparse
 import pathlib
 
 from ferjax import config as config_lib
+from ferjax.commands import tables
+from ferjax.evaluate import run_evaluation
 from ferjax.recognition.classifier import load_classifier
 from ferjax.recognition.pipeline import recognize
 from ferjax.recognition.predict import load_image
 from ferjax.run.run_dir import RunDir
-from ferjax.train import loop, parallel, run_evaluation
+from ferjax.train import loop, parallel
 
 QUICKSTART = pathlib.Path(__file__).parents[1] / "experiments" / "quickstart.py"
 
@@ -50,7 +52,7 @@ def main() -> None:
 
   # 3. Evaluate its best checkpoint (on the run's own evals, or any split).
   result = run_evaluation.evaluate_run(args.workdir, split="test[:500]")
-  print(run_evaluation.format_results(result))
+  print(tables.format_results(result))
 
   # 4. Recognise a photo with the bundled FER2013 model.
   classifier = load_classifier()

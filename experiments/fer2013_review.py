@@ -5,7 +5,7 @@
       --config.model.dtype=bfloat16 --workdir runs/fer2013_review
   ferjax report runs/fer2013_review
 
-or, on one GPU, ``bash benchmarks/gpu_review.sh`` (the same command, with
+or, on one GPU, ``bash gpu/gpu_review.sh`` (the same command, with
 the expected time per family printed first). Twelve trials: LeNet-5
 (experiments/fer2013_lenet.py, 32x32x3, cosine schedule, 30 epochs),
 AlexNet (fer2013_alexnet.py), VGG-11-BN (fer2013_vgg.py:depth=11,bn=True)
@@ -18,7 +18,7 @@ dispatches on. ``ferjax report`` then gives each family's mean and standard
 deviation over the seeds (PublicTest single-crop and ten-crop, selected on
 the validation slice).
 
-Expected time per trial on one H200 in bfloat16 (benchmarks/review_budget.py,
+Expected time per trial on one H200 in bfloat16 (gpu/review_budget.py,
 printed by gpu_review.sh): XLA's measured forward FLOPs per image (LeNet-5
 1.3 M at 32x32x3; AlexNet-BN with its stride-2 stem 281 M, VGG-11-BN
 615 M, GoogLeNet-BN 484 M at 48x48x1), 3x that per training image, every
@@ -36,7 +36,7 @@ Arguments: ``runlocal`` (every trial one epoch on 128 training images, 64
 validation and 64 PublicTest images, ten-crop on 16: a smoke test; measured
 on the shared 2-core CPU, load average 6-9, per trial: LeNet-5 15 s, AlexNet
 90 s, VGG-11-BN 40-50 s, GoogLeNet 2 minutes, mostly compilation; all
-twelve 14 minutes: ``bash benchmarks/gpu_review.sh --runlocal``),
+twelve 14 minutes: ``bash gpu/gpu_review.sh --runlocal``),
 ``seeds=N`` (seeds 0..N-1, default 3), ``family=NAME`` (``get_config``: the
 family to build; ``get_sweep``: only that family).
 """

@@ -3,7 +3,7 @@
 Each twin has ferjax's layers in ferjax's order, for the same input and with
 the same parameter count (``train_step.py`` asserts it), so the two
 frameworks do the same arithmetic, and from the same weights the same numbers
-(``twin_weights.py`` converts them; ``tests/test_parity.py`` checks training
+(``twin_weights.py`` converts them; ``tests/integration/test_parity.py`` checks training
 step by step). Only the small-input geometry that ferjax picks below 96
 pixels is built here; VGG comes from ``torch_vgg``.
 """

@@ -5,6 +5,7 @@ and calls the library; heavy imports happen inside each command.
 """
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import sys
@@ -12,33 +13,44 @@ from collections.abc import Sequence
 
 import jax
 
-# `ferjax <words> ...` -> ferjax.commands.<module>.main(...), with the
-# one-line help that `ferjax --help` lists (kept here so that listing the
-# commands imports none of them).
-COMMANDS = {
-    ("train",): ("train an experiment config", "train"),
-    ("eval",): ("evaluate a run's checkpoint, or an ensemble of runs",
-                "eval"),
-    ("calibrate",): ("fit a checkpoint's softmax temperature on the "
-                      "validation split; eval and predict then use it",
-                      "calibrate"),
-    ("crossval",): ("train every fold of a kfold experiment; mean and std",
-                    "crossval"),
-    ("export",): ("a run reduced to one checkpoint's model variables, "
-                  "to ship a model", "export"),
-    ("models",): ("list every model with parameters and FLOPs", "models"),
-    ("data", "prepare"): ("build a dataset once (synthetic_fer, fer2013, "
-                          "ck_plus) and print its split sizes", "data"),
-    ("sweep",): ("run every trial of an experiment's get_sweep(); "
-                 "relaunch to resume", "sweep"),
-    ("report",): ("tables and plots over runs and sweeps", "report"),
-    ("reproduce",): ("rerun a run from its manifest and compare the metrics",
-                     "reproduce"),
-    ("predict",): ("label the expressions of the faces in photos, videos "
-                   "and camera streams (JSON lines, annotated copies)",
-                   "predict"),
-    ("convert", "torchvision"): ("import torchvision weights as a run "
-                                 "directory", "convert"),
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+  """A command's one-line help (``ferjax --help`` lists it) and its module
+  in ``ferjax.commands``, whose ``main(argv)`` runs it; kept here so that
+  listing the commands imports none of them."""
+
+  help: str
+  module: str
+
+
+# `ferjax <words> ...` -> ferjax.commands.<module>.main(...).
+COMMANDS: dict[tuple[str, ...], Command] = {
+    ("train",): Command("train an experiment config", "train"),
+    ("eval",): Command("evaluate a run's checkpoint, or an ensemble of runs",
+                       "eval"),
+    ("calibrate",): Command("fit a checkpoint's softmax temperature on the "
+                            "validation split; eval and predict then use it",
+                            "calibrate"),
+    ("crossval",): Command("train every fold of a kfold experiment; mean and "
+                           "std", "crossval"),
+    ("export",): Command("a run reduced to one checkpoint's model variables, "
+                         "to ship a model", "export"),
+    ("models",): Command("list every model with parameters and FLOPs",
+                         "models"),
+    ("data", "prepare"): Command("build a dataset once (synthetic_fer, "
+                                 "fer2013, ck_plus) and print its split sizes",
+                                 "data"),
+    ("sweep",): Command("run every trial of an experiment's get_sweep(); "
+                        "relaunch to resume", "sweep"),
+    ("report",): Command("tables and plots over runs and sweeps", "report"),
+    ("reproduce",): Command("rerun a run from its manifest and compare the "
+                            "metrics", "reproduce"),
+    ("predict",): Command("label the expressions of the faces in photos, "
+                          "videos and camera streams (JSON lines, annotated "
+                          "copies)", "predict"),
+    ("convert", "torchvision"): Command("import torchvision weights as a run "
+                                        "directory", "convert"),
 }
 
 # What the first word of a two-word command groups.
@@ -70,13 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--version", action=_Version)
   sub = parser.add_subparsers(dest="command", required=True,
                               metavar="COMMAND")
-  for words, (help_text, _) in COMMANDS.items():
+  for words, command in COMMANDS.items():
     if len(words) == 1:
-      sub.add_parser(words[0], help=help_text, add_help=False)
+      sub.add_parser(words[0], help=command.help, add_help=False)
     else:
       group = sub.add_parser(words[0], help=_GROUPS[words[0]])
       group.add_subparsers(required=True, metavar="SUBCOMMAND").add_parser(
-          words[1], help=help_text)
+          words[1], help=command.help)
   return parser
 
 
@@ -92,10 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   # never retrieved") after it has reached the caller.
   logging.getLogger("asyncio").setLevel(logging.CRITICAL)
   argv = list(sys.argv[1:] if argv is None else argv)
-  for words, (_, module) in COMMANDS.items():
+  for words, command in COMMANDS.items():
     if tuple(argv[:len(words)]) == words:
-      command = importlib.import_module(f"ferjax.commands.{module}")
-      return command.main(argv[len(words):])
+      module = importlib.import_module(f"ferjax.commands.{command.module}")
+      return module.main(argv[len(words):])
   build_parser().parse_args(argv)  # --help, --version or a usage error.
   return 2
 

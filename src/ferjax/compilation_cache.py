@@ -13,11 +13,13 @@ program, JAX version and device, so a stale entry is never used, and deleting
 the directory is always safe.
 """
 
+import logging
 import os
-import sys
 from pathlib import Path
 
 import jax
+
+log = logging.getLogger(__name__)
 
 ENV = "FERJAX_COMPILATION_CACHE"
 _OFF = ("0", "off", "false", "no", "none")
@@ -42,7 +44,7 @@ def enable(directory: str | Path | None) -> Path | None:
 
   Must run before the first compilation. Every program is cached, however
   quick to compile: the small ones add up to seconds too. A directory that
-  cannot be created is reported on stderr and the run goes on uncached.
+  cannot be created is logged as a warning and the run goes on uncached.
   """
   if directory is None:
     return None
@@ -50,8 +52,8 @@ def enable(directory: str | Path | None) -> Path | None:
   try:
     directory.mkdir(parents=True, exist_ok=True)
   except OSError as e:
-    print(f"ferjax: compilation cache {directory}: {e.strerror or e}; "
-          "running without it", file=sys.stderr)
+    log.warning("compilation cache %s: %s; running without it", directory,
+                e.strerror or e)
     return None
   jax.config.update("jax_compilation_cache_dir", str(directory))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

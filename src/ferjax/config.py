@@ -182,7 +182,7 @@ def base_config() -> ml_collections.ConfigDict:
                  orientations=4, gamma=0.5, grid=(6, 6))))
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.name = "cross_entropy"  # cross_entropy | focal | l2_svm (losses)
+  c.loss.name = "cross_entropy"  # A name in losses.LOSSES.
   c.loss.focal_gamma = 2.0  # focal: (1 - p)^gamma down-weights easy examples.
   # Online hard example mining: only this fraction of each global batch, the
   # examples with the highest loss, contributes; 1.0 keeps every example.
@@ -203,7 +203,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Exponential moving average of the variables, kept beside them (0: none);
   # evals.NAME.weights='ema' evaluates it.
   c.optimizer.ema_decay = 0.0
-  c.optimizer.schedule = "constant"  # constant | piecewise | cosine | plateau
+  c.optimizer.schedule = "constant"  # config_checks.SCHEDULES
   c.optimizer.warmup_epochs = 0.0
   c.optimizer.boundaries_epochs = ()
   c.optimizer.decay_factor = 0.1
@@ -225,7 +225,8 @@ def base_config() -> ml_collections.ConfigDict:
                                                checkpoint="best"))
 
   c.evals = ml_collections.ConfigDict()
-  # Each: split, tta ('none' | 'ten_crop' with crop_size), and optionally
+  # Each: split, tta (a view of evaluate.views.VIEWS: 'none', or 'ten_crop'
+  # with crop_size), and optionally
   # weights ('raw' | 'ema', the moving average of optimizer.ema_decay).
   c.evals.test = ml_collections.ConfigDict(dict(split="test", tta="none"))
 
@@ -249,7 +250,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.steps_per_call = "1"
 
   c.parallel = ml_collections.ConfigDict()
-  c.parallel.backend = "shard_map"  # shard_map | pmap
+  c.parallel.backend = "shard_map"  # axis.BACKENDS: shard_map | pmap
   c.parallel.cpu_devices = None  # CPU only: split the host into N devices.
   c.parallel.num_devices = None  # None: all devices.
   # GPU only: XLA's deterministic kernels (--xla_gpu_deterministic_ops), so

@@ -2,7 +2,10 @@
 
 A failed check raises ``ConfigError`` naming the field, what was expected and
 what was found, before any work. The lists of names it checks against come
-from their registries (datasets, models, losses, LBP methods).
+from their registries (datasets, models, losses, test-time views, LBP
+methods), and a view's own fields are checked by its entry. The config is
+complete: base_config's fields, or a saved one that ``config.upgrade``
+completed as it was read (``RunDir.read_config``).
 """
 
 import math
@@ -12,10 +15,11 @@ from typing import Any
 
 import ml_collections
 
-from ferjax.config import FUSION_FEATURES, FUSION_MODES, LEGACY_VALUES
+from ferjax.axis import BACKENDS
+from ferjax.config import FUSION_FEATURES, FUSION_MODES
 from ferjax.config import ConfigError
 from ferjax.data import registry as data_registry
-from ferjax.evaluations import EVALUATIONS
+from ferjax.evaluate.views import VIEWS
 from ferjax.features.lbp import LBP_METHODS
 from ferjax.features.lbp import num_codes
 from ferjax.losses import CLASS_WEIGHTS
@@ -23,9 +27,10 @@ from ferjax.losses import LOSSES
 from ferjax.models import HANDCRAFTED_MODELS
 from ferjax.models import MODEL_NAMES
 
-BACKENDS = ("shard_map", "pmap")
+# The schedules train.optimizer builds (plateau: constant, scaled by the
+# loop on a metric's plateaus).
 SCHEDULES = ("constant", "piecewise", "cosine", "plateau")
-TTA_MODES = tuple(EVALUATIONS)
+TTA_MODES = tuple(VIEWS)
 # Which variables an evaluation measures: as trained, or their moving average.
 EVAL_WEIGHTS = ("raw", "ema")
 # One-hot histograms of more bins than this cost more than the CNN.
@@ -112,8 +117,7 @@ def _check_input(config: ml_collections.ConfigDict,
   _require(_is_size(inp.image_size), "input.image_size",
            "(height, width) of positive integers", inp.image_size)
   _require(inp.channels in (1, 3), "input.channels", "1 or 3", inp.channels)
-  _require(inp.get("pipeline", LEGACY_VALUES["input.pipeline"]) in (
-      "memory", "stream", "auto"),
+  _require(inp.get("pipeline") in ("memory", "stream", "auto"),
            "input.pipeline", "'memory', 'stream' or 'auto'",
            inp.get("pipeline"))
   protocol = inp.get("protocol", "official")
@@ -136,7 +140,7 @@ def _check_input(config: ml_collections.ConfigDict,
              "None or a finite number", value)
   mix = inp.get("mix") or {}
   for field in ("mixup_alpha", "cutmix_alpha", "cutmix_prob"):
-    value = mix.get(field, LEGACY_VALUES[f"input.mix.{field}"])
+    value = mix.get(field)
     _require(_is_number(value) and value >= 0 and (
         field != "cutmix_prob" or value <= 1), f"input.mix.{field}",
              "a number in [0, 1]" if field == "cutmix_prob" else
@@ -161,18 +165,17 @@ def _check_loss(config: ml_collections.ConfigDict) -> None:
            or _is_numbers(loss.class_weights), "loss.class_weights",
            "None, 'balanced', 'effective_number' or one finite positive "
            "weight per class", loss.class_weights)
-  beta = loss.get("class_balance_beta",
-                  LEGACY_VALUES["loss.class_balance_beta"])
+  beta = loss.get("class_balance_beta")
   _require(_is_number(beta) and 0 <= beta < 1, "loss.class_balance_beta",
            "a number in [0, 1)", beta)
   _require(_is_number(loss.aux_weight) and loss.aux_weight >= 0,
            "loss.aux_weight", "a finite number >= 0", loss.aux_weight)
-  name = loss.get("name", LEGACY_VALUES["loss.name"])
+  name = loss.get("name")
   _require(name in LOSSES, "loss.name", f"one of {', '.join(LOSSES)}", name)
-  gamma = loss.get("focal_gamma", LEGACY_VALUES["loss.focal_gamma"])
+  gamma = loss.get("focal_gamma")
   _require(_is_number(gamma) and gamma >= 0, "loss.focal_gamma",
            "a finite number >= 0", gamma)
-  fraction = loss.get("ohem_fraction", LEGACY_VALUES["loss.ohem_fraction"])
+  fraction = loss.get("ohem_fraction")
   _require(_is_number(fraction) and 0 < fraction <= 1,
            "loss.ohem_fraction", "a number in (0, 1] (1: every example)",
            fraction)
@@ -236,8 +239,7 @@ def _check_optimizer(config: ml_collections.ConfigDict) -> None:
 
 
 def _ema_decay(config: ml_collections.ConfigDict) -> Any:
-  return config.optimizer.get("ema_decay",
-                              LEGACY_VALUES["optimizer.ema_decay"])
+  return config.optimizer.get("ema_decay")
 
 
 def _check_init_from(config: ml_collections.ConfigDict) -> None:
@@ -272,9 +274,9 @@ def _check_evals(config: ml_collections.ConfigDict) -> None:
     _require(weights != "ema" or (_is_numbers([ema_decay]) and ema_decay > 0),
              f"evals.{name}.weights", "'raw' when optimizer.ema_decay is 0 "
              "(no moving average is kept)", weights)
-    if ev.get("tta", "none") == "ten_crop":
-      _require(_is_size(ev.get("crop_size")), f"evals.{name}.crop_size",
-               "(height, width) for ten-crop", ev.get("crop_size"))
+    for field, expected, ok in VIEWS[ev.get("tta", "none")].fields:
+      _require(ok(ev.get(field)), f"evals.{name}.{field}", expected,
+               ev.get(field))
     every = ev.get("every_epochs")
     _require(every is None or (
         isinstance(every, int) and every > 0 and

@@ -1,8 +1,8 @@
 """Classification losses: a registry chosen by ``loss.name``, one objective.
 
 A loss is a per-example function of logits and (possibly smoothed) one-hot
-targets; registering one is a function and a line in ``LOSSES`` (configs are
-validated against it). Everything around it is written once, here, for
+targets; registering one is a function and a ``Loss`` line in ``LOSSES``
+(configs are validated against its names). Everything around it is written once, here, for
 every loss: class weights, label smoothing, mixed targets (mixup, CutMix),
 GoogLeNet's auxiliary heads, online hard example mining, and the evaluation
 loss.
@@ -62,14 +62,21 @@ def l2_svm(logits: jnp.ndarray, targets: jnp.ndarray,
   return (targets * positive + (1.0 - targets) * negative).sum(-1)
 
 
-LOSSES: dict[str, LossFn] = {
-    "cross_entropy": cross_entropy,
-    "focal": focal,
-    "l2_svm": l2_svm,
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  """A registered loss: its per-example function, and whether it is a loss
+  of margins, not of probabilities (not invariant to shifting the logits by
+  a constant, so evaluations give it the logits themselves)."""
+
+  fn: LossFn
+  margin: bool = False
+
+
+LOSSES: dict[str, Loss] = {
+    "cross_entropy": Loss(cross_entropy),
+    "focal": Loss(focal),
+    "l2_svm": Loss(l2_svm, margin=True),
 }
-# Losses of margins, not of probabilities: not invariant to shifting the
-# logits by a constant, so evaluations give them the logits themselves.
-MARGIN_LOSSES = ("l2_svm",)
 # ``loss.class_weights`` computed from the train split's class counts:
 # inverse frequency, or the effective number of samples (Cui et al.).
 CLASS_WEIGHTS = ("balanced", "effective_number")
@@ -127,8 +134,8 @@ def per_example(logits: jnp.ndarray, labels: jnp.ndarray, spec: LossSpec, *,
   """The registered loss of each example, float32."""
   smoothing = (spec.label_smoothing if label_smoothing is None
                else label_smoothing)
-  return LOSSES[spec.name](logits.astype(jnp.float32),
-                           _targets(labels, spec, smoothing, mix), spec)
+  return LOSSES[spec.name].fn(logits.astype(jnp.float32),
+                              _targets(labels, spec, smoothing, mix), spec)
 
 
 def example_weights(labels: jnp.ndarray,
@@ -211,5 +218,5 @@ def eval_losses(log_probs: jnp.ndarray, scores: jnp.ndarray,
   ten-crop passes the log of the crops' mean probabilities); margin losses
   see ``scores``, the logits (ten-crop: the crops' mean logits).
   """
-  inputs = scores if spec.name in MARGIN_LOSSES else log_probs
+  inputs = scores if LOSSES[spec.name].margin else log_probs
   return per_example(inputs, labels, spec, label_smoothing=0.0)

@@ -11,11 +11,14 @@ from ferjax import config as config_lib
 from ferjax import fs_errors
 
 
-def reporting_errors(command: str, run: Callable[[], int]) -> int:
-  """``run()``, with a bad config, input or file reported in one line, 2."""
+def reporting_errors(command: str, run: Callable[[], int], *,
+                     errors: tuple[type[Exception], ...] = ()) -> int:
+  """``run()``, with a bad config, input or file reported in one line, 2;
+  ``errors``: the command's own exceptions, reported the same way."""
   try:
     return run()
-  except (config_lib.ConfigError, FileNotFoundError, ValueError) as e:
+  except (config_lib.ConfigError, FileNotFoundError, ValueError,
+          *errors) as e:
     print(f"ferjax {command}: error: {e}", file=sys.stderr)
     return 2
   except OSError as e:

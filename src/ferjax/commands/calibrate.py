@@ -60,8 +60,7 @@ def _calibrate(args: argparse.Namespace, extra: list[str]) -> int:
     workdir = str(export_variables(workdir, args.out, checkpoint=checkpoint,
                                    argv=["ferjax", *sys.argv[1:]]))
     checkpoint = "latest"  # The copy holds that one checkpoint only.
-  from ferjax.experiment import calibration_plots
-  from ferjax.train import calibrate
+  from ferjax.evaluate import calibrate, calibration_plots
   record = calibrate.calibrate_run(
       workdir, split=args.split, checkpoint=checkpoint,
       data_dir=args.data_dir, manual_dir=args.manual_dir)

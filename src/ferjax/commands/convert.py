@@ -2,9 +2,9 @@
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 
+from ferjax import commands
 from ferjax.convert.torchvision import convert
 
 
@@ -22,11 +22,13 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("out", type=os.path.expanduser,
                       help="new run directory to create")
   args = parser.parse_args(argv)
-  try:
-    out = convert(args.pth, args.out,
-                  argv=["ferjax", "convert", "torchvision", *argv])
-  except (ImportError, FileNotFoundError, FileExistsError, ValueError) as e:
-    print(f"ferjax convert torchvision: error: {e}", file=sys.stderr)
-    return 2
+  return commands.reporting_errors(
+      "convert torchvision", lambda: _convert(args, argv),
+      errors=(ImportError, FileExistsError))
+
+
+def _convert(args: argparse.Namespace, argv: Sequence[str]) -> int:
+  out = convert(args.pth, args.out,
+                argv=["ferjax", "convert", "torchvision", *argv])
   print(f"wrote {out}")
   return 0

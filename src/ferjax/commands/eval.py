@@ -10,7 +10,7 @@ from ferjax import compilation_cache
 from ferjax import config as config_lib
 from ferjax import finite_json
 from ferjax.commands import run_dirs
-from ferjax.evaluations import EVALUATIONS
+from ferjax.evaluate.views import VIEWS
 
 
 def _crop_size(text: str) -> tuple[int, int]:
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                   help="best (default), latest or a step number; for an "
                   "ensemble once for all members or once per --workdir, "
                   "in the same order")
-  ev.add_argument("--tta", choices=tuple(EVALUATIONS),
+  ev.add_argument("--tta", choices=tuple(VIEWS),
                   help="test-time augmentation for every eval (default: "
                   "each eval's own)")
   ev.add_argument("--crop-size", type=_crop_size, metavar="H,W",
@@ -82,7 +82,8 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   parallel.configure_gpu_determinism(
       config.parallel.get("deterministic_gpu", False))
   compilation_cache.enable(compilation_cache.default_dir())
-  from ferjax.train import run_evaluation
+  from ferjax.commands import tables
+  from ferjax.evaluate import run_evaluation
   options = dict(split=args.split, tta=args.tta, crop_size=args.crop_size,
                  data_dir=args.data_dir, manual_dir=args.manual_dir)
   if len(args.workdir) > 1:
@@ -94,16 +95,15 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   if args.json:
     print(finite_json.dumps(result))
   else:
-    print(run_evaluation.format_results(result, per_class=args.per_class))
+    print(tables.format_results(result, per_class=args.per_class))
   if args.saliency_by_class:
     _saliency_by_class(args, checkpoints[0])
   return 0
 
 
 def _saliency_by_class(args: argparse.Namespace, checkpoint: str) -> None:
-  from ferjax.experiment import saliency_plots
+  from ferjax.evaluate import calibrate, class_saliency, saliency_plots
   from ferjax.run.run_dir import RunDir
-  from ferjax.train import calibrate, class_saliency
   (workdir,) = args.workdir
   split = args.split or calibrate.validation_split(
       RunDir(workdir).read_config(), workdir)

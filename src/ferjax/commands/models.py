@@ -4,6 +4,7 @@ import argparse
 import sys
 from typing import Any
 
+from ferjax import commands
 from ferjax import models
 from ferjax.models.summary import (check_input_shape, format_models_table,
                                    model_summary)
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
   if args.num_classes < 1:
     parser.error(f"--num-classes: expected a positive integer, "
                  f"got {args.num_classes}")
+  return commands.reporting_errors("models", lambda: _models(args))
+
+
+def _models(args: argparse.Namespace) -> int:
   rows, failed = [], False
   for name in models.MODEL_NAMES:
     try:

@@ -6,15 +6,18 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from ferjax import commands
 from ferjax import compilation_cache
+from ferjax import finite_json
 from ferjax import pretrained
 from ferjax.commands import run_dirs
-from ferjax.recognition.classifier import (NonFiniteScores, load_classifier,
-                                           load_ensemble)
+from ferjax.recognition.classifier import (FaceClassifier, NonFiniteScores,
+                                           load_classifier, load_ensemble)
 from ferjax.recognition.detectors import DETECTORS
 from ferjax.recognition.inputs import check_out_dir
-from ferjax.recognition.predict import MAX_PIXELS, run
+from ferjax.recognition.predict import MAX_PIXELS, Tally, predict
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH
 from ferjax.recognition.video import leftover_partials
 
@@ -38,9 +41,31 @@ def _warn_if_synthetic(workdir: str) -> None:
           "model", file=sys.stderr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  """Runs `ferjax predict`; 0 unless the run dir is unusable or every input
-  failed (130 when interrupted)."""
+def _warn(message: str) -> None:
+  print(f"ferjax predict: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _note(message: str) -> None:
+  print(f"ferjax predict: {message}", file=sys.stderr, flush=True)
+
+
+def run(images: Sequence[str | int], classifier: FaceClassifier,
+        detector: str = "auto", out_dir: str | Path | None = None, *,
+        max_pixels: int = MAX_PIXELS, explain: bool = False,
+        **video_options: Any) -> int:
+  """Prints a JSON line per image file and per video frame, in the order of
+  ``images`` (``recognition.predict.predict``'s records), warnings and
+  progress on stderr; 1 if no input succeeded or an annotated video could
+  not be written, else 0."""
+  tally = Tally()
+  for record in predict(images, classifier, detector, out_dir, tally=tally,
+                        max_pixels=max_pixels, explain=explain, note=_note,
+                        **{"warn": _warn, "progress": _note, **video_options}):
+    print(finite_json.dumps(record), flush=True)
+  return tally.status
+
+
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="ferjax predict",
       description="Detect faces and classify their expressions in images, "
@@ -94,7 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="do not use the persistent compilation cache "
                       "(default: $XDG_CACHE_HOME/ferjax/jax or "
                       f"${compilation_cache.ENV})")
-  args = parser.parse_args(argv)
+  return parser
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+  """Flags that contradict one another or their ranges: a usage error."""
   if not args.images and args.camera is None:
     parser.error("give image or video files, directories, or --camera N")
   minimums = [("--start", args.start, 0), ("--max-frames", args.max_frames, 1),
@@ -110,58 +139,62 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.end is not None and args.end <= args.start:
     parser.error(f"--end must be after --start ({args.start:g}), got "
                  f"{args.end:g}")
-  try:
-    check_out_dir(args.out, args.images)
-  except ValueError as e:
-    print(f"ferjax predict: error: {e}", file=sys.stderr)
-    return 2
+
+
+def _classifier(args: argparse.Namespace) -> FaceClassifier:
+  """The run's classifier, or the ensemble of the runs'."""
+  if args.workdir or args.pretrained:
+    workdirs = run_dirs.from_args(args)
+  else:
+    workdirs = [_model_dir(None)]
+  if len(workdirs) > 1 and args.explain:
+    raise ValueError("--explain: one model's saliency maps; an ensemble "
+                     "(several --workdir) has no single map")
+  classifier = (load_ensemble(workdirs) if len(workdirs) > 1
+                else load_classifier(workdirs[0]))
+  for workdir in workdirs:
+    _warn_if_synthetic(workdir)
+  return classifier
+
+
+def _predict(args: argparse.Namespace) -> int:
+  check_out_dir(args.out, args.images)
   if args.out is not None:
     try:
       Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-      print(f"ferjax predict: --out {args.out}: {e.strerror or e}",
-            file=sys.stderr)
-      return 2
+      raise ValueError(f"--out {args.out}: {e.strerror or e}") from None
   if not args.no_compile_cache:
     compilation_cache.enable(compilation_cache.default_dir())
-  try:
-    if args.workdir or args.pretrained:
-      workdirs = run_dirs.from_args(args)
-    else:
-      workdirs = [_model_dir(None)]
-    if len(workdirs) > 1 and args.explain:
-      raise ValueError("--explain: one model's saliency maps; an ensemble "
-                       "(several --workdir) has no single map")
-    if len(workdirs) > 1:
-      classifier = load_ensemble(workdirs)
-    else:
-      classifier = load_classifier(workdirs[0])
-  except (FileNotFoundError, ValueError) as e:
-    print(f"ferjax predict: {e}", file=sys.stderr)
-    return 2
-  for workdir in workdirs:
-    _warn_if_synthetic(workdir)
-  options = dict(start=args.start, end=args.end, max_frames=args.max_frames,
-                 detect_every=args.detect_every, smooth=args.smooth,
-                 show=args.show)
+  classifier = _classifier(args)
   inputs = list(args.images) + ([args.camera] if args.camera is not None
                                 else [])
   if args.out is not None:
     for leftover in leftover_partials(args.out):
-      print(f"ferjax predict: warning: {leftover}: an unfinished video of a "
-            "killed run (or of one still writing); delete it when no ferjax "
-            "predict writes there", file=sys.stderr)
+      _warn(f"{leftover}: an unfinished video of a killed run (or of one "
+            "still writing); delete it when no ferjax predict writes there")
   # SIGTERM (a scheduler's, or kill) stops like Ctrl-C: videos are closed.
   previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
   try:
     return run(inputs, classifier, args.detector, args.out,
-               max_pixels=args.max_pixels, explain=args.explain, **options)
-  except NonFiniteScores as e:
-    print(f"ferjax predict: error: {e}", file=sys.stderr)
-    return 2
+               max_pixels=args.max_pixels, explain=args.explain,
+               start=args.start, end=args.end, max_frames=args.max_frames,
+               detect_every=args.detect_every, smooth=args.smooth,
+               show=args.show)
+  except NonFiniteScores as e:  # The model's fault, not an input's.
+    raise ValueError(str(e)) from None
   except KeyboardInterrupt:
     print("ferjax predict: interrupted; annotated output written so far is "
           "kept (a video cut short as NAME.partial.EXT)", file=sys.stderr)
     return 130
   finally:
     signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs `ferjax predict`; 0 unless the run dir is unusable or every input
+  failed (130 when interrupted)."""
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  _check(parser, args)
+  return commands.reporting_errors("predict", lambda: _predict(args))

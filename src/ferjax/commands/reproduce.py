@@ -6,6 +6,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+from ferjax import commands
 from ferjax import config as config_lib
 from ferjax.experiment.reproduce import _new_workdir, format_summary, reproduce
 
@@ -27,17 +28,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "RUN_DIR.reproduce, or SWEEP.reproduce/TRIAL for a "
                       "sweep's trial, numbered if taken)")
   args, extra = parser.parse_known_args(argv)
+  return commands.reporting_errors(
+      "reproduce", lambda: _reproduce(args, extra, argv),
+      errors=(FileExistsError,))
+
+
+def _reproduce(args: argparse.Namespace, extra: list[str],
+               argv: list[str]) -> int:
   run_dir = pathlib.Path(args.run_dir)
-  try:
-    overrides = config_lib.split_override_args(extra)
-    workdir = pathlib.Path(args.workdir) if args.workdir else _new_workdir(
-        run_dir)
-    print(f"reproducing {run_dir} in {workdir}", flush=True)
-    comparison = reproduce(run_dir, workdir, overrides=overrides,
-                           argv=["ferjax", "reproduce", *argv])
-  except (config_lib.ConfigError, ValueError, FileNotFoundError,
-          FileExistsError) as e:
-    print(f"ferjax reproduce: error: {e}", file=sys.stderr)
-    return 2
+  overrides = config_lib.split_override_args(extra)
+  workdir = pathlib.Path(args.workdir) if args.workdir else _new_workdir(
+      run_dir)
+  print(f"reproducing {run_dir} in {workdir}", flush=True)
+  comparison = reproduce(run_dir, workdir, overrides=overrides,
+                         argv=["ferjax", "reproduce", *argv])
   print(format_summary(comparison))
   return 0 if comparison.identical else 1

@@ -7,14 +7,14 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from ferjax import commands
 from ferjax import config as config_lib
 from ferjax.experiment import slurm
 from ferjax.experiment import sweep
 from ferjax.run.run_dir import RunDir
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  """``ferjax sweep --config FILE[:args] --workdir DIR [--concurrent-trials N]``."""
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="ferjax sweep",
       description="Run every trial of an experiment's get_sweep() as its own "
@@ -45,48 +45,43 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--status", action="store_true",
                       help="show each trial's state (with its SLURM job) "
                       "and return; needs only --workdir")
-  args, extra = parser.parse_known_args(argv)
-  if args.old_parallel is not None:
-    print("ferjax sweep: --parallel is deprecated (it is easily confused with "
-          "config.parallel.*, the devices of each trial); use "
-          "--concurrent-trials", file=sys.stderr)
-  args.parallel = args.concurrent_trials or args.old_parallel or 1
-  if args.status:
-    try:
-      for line in slurm.trial_lines(args.workdir):
-        print(line)
-    except FileNotFoundError as e:
-      print(f"ferjax sweep: error: {e}", file=sys.stderr)
-      return 2
-    return 0
-  if args.config is None:
-    parser.error("the following arguments are required: --config")
-  if args.no_wait and args.launcher != "slurm":
-    parser.error("--no-wait needs --launcher slurm")
-  try:
-    common = config_lib.split_override_args(extra)
-    trials = sweep.plan(args.config, common, args.workdir)
-    if args.launcher == "slurm":
-      runner = slurm.SlurmRunner(args.config, common, args.workdir, trials,
-                                 parallel=args.parallel, wait=not args.no_wait)
-    else:
-      runner = sweep.Runner(args.config, common, args.workdir, trials,
-                            parallel=args.parallel)
-  except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
-    print(f"ferjax sweep: error: {e}", file=sys.stderr)
-    return 2
+  return parser
+
+
+def _say(message: str) -> None:
+  print(message, flush=True)
+
+
+def _note(message: str) -> None:
+  print(f"ferjax sweep: {message}", file=sys.stderr, flush=True)
+
+
+def _status(workdir: str) -> int:
+  for line in slurm.trial_lines(workdir):
+    print(line)
+  return 0
+
+
+def _sweep(args: argparse.Namespace, extra: list[str]) -> int:
+  common = config_lib.split_override_args(extra)
+  trials = sweep.plan(args.config, common, args.workdir)
+  messages = {"say": _say, "note": _note}
+  if args.launcher == "slurm":
+    runner = slurm.SlurmRunner(args.config, common, args.workdir, trials,
+                               parallel=args.parallel, wait=not args.no_wait,
+                               **messages)
+  else:
+    runner = sweep.Runner(args.config, common, args.workdir, trials,
+                          parallel=args.parallel, **messages)
   if args.dry_run:
     for trial in trials:
       status = ("finished" if RunDir(trial.workdir).is_finished() else
-                trial.read_status().get("status", "new"))
+                trial.read_status(_note).get("status", "new"))
       print(f"{status:<12} {trial.workdir}")
     return 0
   previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
   try:
     statuses = runner.run()
-  except sweep.SweepError as e:
-    print(f"ferjax sweep: error: {e}", file=sys.stderr)
-    return 2
   except KeyboardInterrupt:
     print("ferjax sweep: interrupted; relaunch the same command to resume",
           file=sys.stderr)
@@ -103,6 +98,25 @@ def main(argv: Sequence[str] | None = None) -> int:
   for name in failed:
     print(f"  failed: {pathlib.Path(args.workdir) / name / sweep.STATUS_FILE}")
   return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """``ferjax sweep --config FILE[:args] --workdir DIR [--concurrent-trials N]``."""
+  parser = build_parser()
+  args, extra = parser.parse_known_args(argv)
+  if args.old_parallel is not None:
+    print("ferjax sweep: --parallel is deprecated (it is easily confused with "
+          "config.parallel.*, the devices of each trial); use "
+          "--concurrent-trials", file=sys.stderr)
+  args.parallel = args.concurrent_trials or args.old_parallel or 1
+  if args.status:
+    return commands.reporting_errors("sweep", lambda: _status(args.workdir))
+  if args.config is None:
+    parser.error("the following arguments are required: --config")
+  if args.no_wait and args.launcher != "slurm":
+    parser.error("--no-wait needs --launcher slurm")
+  return commands.reporting_errors("sweep", lambda: _sweep(args, extra),
+                                   errors=(sweep.SweepError,))
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
   config = experiment_config(args, extra)
   from ferjax.train import loop
-  from ferjax.train import metrics
+  from ferjax import metrics
   results = loop.train_and_evaluate(config, args.workdir,
                                     argv=["ferjax", *sys.argv[1:]])
   from ferjax.run.run_dir import RunDir

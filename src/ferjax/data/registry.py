@@ -1,17 +1,28 @@
 """Dataset names a config may use, mapped to their TFDS builder classes.
 
 Builders are imported lazily: naming a dataset must not import every
-builder's dependencies, and configs are validated before JAX starts.
+builder's dependencies, and configs are validated before JAX starts. A new
+dataset is its builder module and one ``DatasetSpec`` line in ``DATASETS``.
 """
 
+import dataclasses
 import importlib
 import os
 from typing import Any
 
-DATASETS: dict[str, tuple[str, str]] = {
-    "synthetic_fer": ("ferjax.data.synthetic_fer", "SyntheticFer"),
-    "fer2013": ("ferjax.data.fer2013", "Fer2013"),
-    "ck_plus": ("ferjax.data.ck_plus", "CkPlus"),
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """Where a dataset's TFDS builder class lives."""
+
+  module: str
+  cls: str
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "synthetic_fer": DatasetSpec("ferjax.data.synthetic_fer", "SyntheticFer"),
+    "fer2013": DatasetSpec("ferjax.data.fer2013", "Fer2013"),
+    "ck_plus": DatasetSpec("ferjax.data.ck_plus", "CkPlus"),
 }
 
 # Evaluation protocols a config may name (see loading.load_partitions).
@@ -23,8 +34,8 @@ def builder_class(name: str) -> type:
   if name not in DATASETS:
     raise ValueError(
         f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
-  module, cls = DATASETS[name]
-  return getattr(importlib.import_module(module), cls)
+  spec = DATASETS[name]
+  return getattr(importlib.import_module(spec.module), spec.cls)
 
 
 def make_builder(name: str, *, data_dir: str | None = None,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ferjax import atomic
-from ferjax.experiment import calibration_plots
+from ferjax.evaluate import calibration_plots
 from ferjax.experiment import sweep as sweep_lib
 from ferjax.experiment.report_plots import (
     event_class_names, plot_comparison, plot_confusion, plot_learning_curves,
@@ -28,9 +28,9 @@ from ferjax.experiment.runs import (
     Run, SeedGroup, config_fields, field_cell, field_value, load_all,
     metric_columns, seed_groups, select_columns, summarize, table_fields,
     varying_fields)
+from ferjax.metrics import class_distribution
 from ferjax.run.manifest import now
 from ferjax.run.run_dir import RunDir, RunDirError, read_json
-from ferjax.train.metrics import class_distribution
 
 
 def _cell(value: Any) -> str:

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from ferjax import atomic
 from ferjax.experiment.runs import Group, Run, run_groups, summarize
-from ferjax.train.metrics import HEADLINE as METRICS
+from ferjax.metrics import HEADLINE as METRICS
 
 
 def save_png(fig: Figure, path: pathlib.Path) -> None:

@@ -18,8 +18,8 @@ import numpy as np
 
 from ferjax import config as config_lib
 from ferjax.experiment import sweep as sweep_lib
+from ferjax.metrics import HEADLINE as METRICS
 from ferjax.run.run_dir import RECORD_FOLDERS, RunDir, RunDirError, read_json
-from ferjax.train.metrics import HEADLINE as METRICS
 
 _SKIP_DIRS = (*RECORD_FOLDERS, "plots")
 

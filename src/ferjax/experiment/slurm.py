@@ -24,9 +24,8 @@ import pathlib
 import shlex
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import ml_collections
@@ -202,10 +201,12 @@ class SlurmRunner(sweep.Runner):
   def __init__(self, spec: str, common: Sequence[str],
                workdir: str | os.PathLike, trials: list[sweep.Trial], *,
                parallel: int = 1, wait: bool = True,
-               poll_seconds: float = POLL_SECONDS):
+               poll_seconds: float = POLL_SECONDS,
+               **messages: Callable[[str], None]):
+    # messages: sweep.Runner's say and note.
     super().__init__(_absolute_spec(spec), common,
                      pathlib.Path(workdir).resolve(), trials,
-                     parallel=parallel)
+                     parallel=parallel, **messages)
     self.resources = {t.name: resources(sweep.trial_config(spec, common, t))
                       for t in trials}
     self.wait = wait
@@ -218,15 +219,15 @@ class SlurmRunner(sweep.Runner):
       job = self.status[trial.name].get("job_id")
       if job and states.get(job) in LIVE_STATES:
         queued.append(trial)
-        print(f"{trial.name}: job {job} of an earlier sweep is "
-              f"{states[job]}; waiting for it", flush=True)
+        self.say(f"{trial.name}: job {job} of an earlier sweep is "
+                 f"{states[job]}; waiting for it")
       else:
         todo.append(trial)
     self._write_sweep()
     done = len(self.trials) - len(todo) - len(queued)
-    print(f"sweep {self.workdir}: {len(self.trials)} trials, {done} already "
-          f"finished, {len(todo) + len(queued)} to run on SLURM, "
-          f"{self.parallel} at a time", flush=True)
+    self.say(f"sweep {self.workdir}: {len(self.trials)} trials, {done} "
+             f"already finished, {len(todo) + len(queued)} to run on SLURM, "
+             f"{self.parallel} at a time")
     self._submit(todo)
     if self.wait:
       self._watch(todo + queued, done)
@@ -276,9 +277,9 @@ class SlurmRunner(sweep.Runner):
               returncode=None, stderr_tail=None, start_time=now(),
               end_time=None)
         self._write_sweep()
-      print(f"submitted job array {jobs[0].job_id.split('_')[0]}: "
-            f"{len(group)} trial(s), {res.tasks} task(s) x "
-            f"{res.cpus_per_task} CPU(s) each", flush=True)
+      self.say(f"submitted job array {jobs[0].job_id.split('_')[0]}: "
+               f"{len(group)} trial(s), {res.tasks} task(s) x "
+               f"{res.cpus_per_task} CPU(s) each")
 
   def _command(self, trial: sweep.Trial, res: Resources) -> list[str]:
     command = sweep.train_command(self.spec, self.common, trial)
@@ -298,7 +299,7 @@ class SlurmRunner(sweep.Runner):
           failures += 1
           if failures > _SQUEUE_RETRIES:
             raise
-          print(f"{e}; retrying", file=sys.stderr, flush=True)
+          self.note(f"{e}; retrying")
           time.sleep(self.poll_seconds)
           continue
         for trial in list(watching):
@@ -311,8 +312,7 @@ class SlurmRunner(sweep.Runner):
               self._update(trial, status=status, slurm_state=state)
               self._write_sweep()
               if started:
-                print(f"{trial.name}: running (job {record['job_id']})",
-                      flush=True)
+                self.say(f"{trial.name}: running (job {record['job_id']})")
             continue
           watching.remove(trial)
           done += 1
@@ -320,8 +320,8 @@ class SlurmRunner(sweep.Runner):
         if watching:
           time.sleep(self.poll_seconds)
     except KeyboardInterrupt:
-      print("ferjax sweep: the jobs go on in SLURM; `ferjax sweep --status "
-            f"--workdir {self.workdir}` shows them", file=sys.stderr)
+      self.note("the jobs go on in SLURM; `ferjax sweep --status "
+                f"--workdir {self.workdir}` shows them")
       raise
 
   def _ended(self, trial: sweep.Trial, state: str | None,
@@ -336,11 +336,11 @@ class SlurmRunner(sweep.Runner):
                  end_time=now())
     self._write_sweep()
     if ok:
-      print(f"{counter} {trial.name}: finished (job {record['job_id']})"
-            f"{sweep.headline(trial.workdir)}", flush=True)
+      self.say(f"{counter} {trial.name}: finished (job {record['job_id']})"
+               f"{sweep.headline(trial.workdir)}")
     else:
-      print(f"{counter} {trial.name}: FAILED (job {record['job_id']}, "
-            f"{state}); log: {record['stderr_log']}", flush=True)
+      self.say(f"{counter} {trial.name}: FAILED (job {record['job_id']}, "
+               f"{state}); log: {record['stderr_log']}")
 
 
 @contextlib.contextmanager

@@ -31,13 +31,14 @@ import hashlib
 import inspect
 import itertools
 import json
+import logging
 import os
 import pathlib
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ferjax import atomic
@@ -46,6 +47,8 @@ from ferjax import config_checks
 from ferjax import filelock
 from ferjax.run.run_dir import LOCK_FD_ENV, RunDir, RunDirError, read_json
 from ferjax.run.manifest import now
+
+_log = logging.getLogger(__name__)
 
 Overrides = dict[str, Any]
 
@@ -151,15 +154,17 @@ class Trial:
     """The overrides as ``FIELD=VALUE`` (the part after ``--config.``)."""
     return [f"{k}={format_value(v)}" for k, v in self.overrides.items()]
 
-  def read_status(self) -> dict[str, Any]:
-    """The trial's record; a damaged one (named on stderr) starts afresh."""
+  def read_status(self, note: Callable[[str], None] = _log.warning
+                  ) -> dict[str, Any]:
+    """The trial's record; a damaged one (named to ``note``) starts
+    afresh."""
     path = self.workdir / STATUS_FILE
     if not path.exists():
       return {}
     try:
       status = read_json(path)
     except RunDirError as e:
-      print(f"ferjax sweep: warning: {e}; rewriting it", file=sys.stderr)
+      note(f"warning: {e}; rewriting it")
       return {}
     return status if isinstance(status, dict) else {}
 
@@ -315,12 +320,16 @@ class Runner:
   the sweep's ``sweep.json`` are rewritten atomically on every change. A
   trial's process holds a lock on its run directory for as long as it lives,
   even if the sweep was killed without it: a relaunch then waits for that
-  process instead of starting the trial twice.
+  process instead of starting the trial twice. Progress goes to ``say`` (a
+  line per trial started and ended), notes and warnings to ``note``: the
+  command prints them, the log has them otherwise.
   """
 
   def __init__(self, spec: str, common: Sequence[str],
                workdir: str | os.PathLike, trials: list[Trial], *,
-               parallel: int = 1):
+               parallel: int = 1,
+               say: Callable[[str], None] = _log.info,
+               note: Callable[[str], None] = _log.warning):
     if parallel < 1:
       raise ValueError(f"--parallel: expected a positive integer, got "
                        f"{parallel}")
@@ -329,7 +338,8 @@ class Runner:
     self.workdir = pathlib.Path(workdir)
     self.trials = trials
     self.parallel = parallel
-    self.status = {t.name: t.read_status() for t in trials}
+    self.say, self.note = say, note
+    self.status = {t.name: t.read_status(note) for t in trials}
     self._locks: dict[str, int] = {}
 
   def run(self) -> dict[str, str]:
@@ -369,14 +379,14 @@ class Runner:
         todo.append(trial)
       else:
         orphaned.append(trial)
-        print(f"{trial.name}: in use by "
-              f"{RunDir(trial.workdir).holder() or 'another process'}; "
-              "waiting for it", flush=True)
+        self.say(f"{trial.name}: in use by "
+                 f"{RunDir(trial.workdir).holder() or 'another process'}; "
+                 "waiting for it")
     self._write_sweep()
     done = len(self.trials) - len(todo) - len(orphaned)
-    print(f"sweep {self.workdir}: {len(self.trials)} trials, {done} already "
-          f"finished, {len(todo) + len(orphaned)} to run, "
-          f"{self.parallel} at a time", flush=True)
+    self.say(f"sweep {self.workdir}: {len(self.trials)} trials, {done} "
+             f"already finished, {len(todo) + len(orphaned)} to run, "
+             f"{self.parallel} at a time")
     running: list[_Running] = []
     try:
       while todo or running or orphaned:
@@ -387,8 +397,8 @@ class Runner:
             done += 1
             self._update(trial, status="finished", end_time=now())
             self._write_sweep()
-            print(f"[{done}/{len(self.trials)}] {trial.name}: finished by "
-                  "an earlier sweep's process", flush=True)
+            self.say(f"[{done}/{len(self.trials)}] {trial.name}: finished by "
+                     "an earlier sweep's process")
           else:
             todo.append(trial)
         while todo and len(running) + len(orphaned) < self.parallel:
@@ -432,7 +442,7 @@ class Runner:
                  returncode=None, stderr_tail=None, start_time=now(),
                  end_time=None)
     self._write_sweep()
-    print(f"started {trial.name} (log: {stderr_path})", flush=True)
+    self.say(f"started {trial.name} (log: {stderr_path})")
     with open(trial.workdir / "stdout.log", "ab") as out, open(
         stderr_path, "ab") as err:
       proc = subprocess.Popen(
@@ -452,12 +462,12 @@ class Runner:
     self._write_sweep()
     seconds = time.monotonic() - r.started
     if ok:
-      print(f"{counter} {trial.name}: finished in {seconds:.0f} s"
-            f"{headline(trial.workdir)}", flush=True)
+      self.say(f"{counter} {trial.name}: finished in {seconds:.0f} s"
+               f"{headline(trial.workdir)}")
     else:
       last = (tail or "").strip().splitlines()[-1:] or ["(no stderr)"]
-      print(f"{counter} {trial.name}: FAILED (exit {code}) after "
-            f"{seconds:.0f} s: {last[0]}", flush=True)
+      self.say(f"{counter} {trial.name}: FAILED (exit {code}) after "
+               f"{seconds:.0f} s: {last[0]}")
 
   def _update(self, trial: Trial, **fields: Any) -> None:
     record = self.status[trial.name]

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import ferjax
 from ferjax import atomic
 from ferjax import fs_errors
-from ferjax import jaxpr_onnx
-from ferjax.recognition.classifier import LoadedModel, load_model
+from ferjax.export import jaxpr_onnx
+from ferjax.run.model import LoadedModel, load_model
 
 LAYOUT = "NHWC"
 

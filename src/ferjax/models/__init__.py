@@ -12,9 +12,12 @@ The contract every model follows, so one train step serves them all:
 
 ``create_model(..., fusion=config.model.fusion)`` wraps any CNN in
 ``fusion.Fused`` when fusion features are asked for; the hand-crafted
-models (``HANDCRAFTED_MODELS``, no CNN) take their LBP settings from it.
+models (``HANDCRAFTED_MODELS``, no CNN) take their LBP settings from it. A
+new model is its module and one ``ModelSpec`` line in ``MODELS``; configs
+are checked against these names (``config_checks``).
 """
 
+import dataclasses
 import importlib
 from collections.abc import Mapping
 from typing import Any
@@ -23,35 +26,51 @@ import flax.linen as nn
 
 from ferjax.models import fusion as fusion_lib
 
-# name -> (module, class, constructor kwargs). Imports are lazy so that the
-# registry lists names without building every family.
-_REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "lenet5": ("ferjax.models.lenet", "LeNet5", {}),
-    "alexnet": ("ferjax.models.alexnet", "AlexNet", {}),
-    "alexnet_bn": ("ferjax.models.alexnet", "AlexNet", {"batch_norm": True}),
-    "googlenet": ("ferjax.models.googlenet", "GoogLeNet", {}),
-    "googlenet_bn": ("ferjax.models.googlenet", "GoogLeNet",
-                     {"batch_norm": True}),
-    "lbp_linear": ("ferjax.models.lbp_linear", "LBPLinear", {}),
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Where a registered model's class lives and the kwargs that make it this
+  model. Imports are lazy, so that the registry lists names without building
+  every family."""
+
+  module: str
+  cls: str
+  kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # A descriptor and a classifier, no CNN: nothing to fuse features into;
+  # it takes its LBP settings from ``model.fusion.lbp``.
+  handcrafted: bool = False
+
+
+MODELS: dict[str, ModelSpec] = {
+    "lenet5": ModelSpec("ferjax.models.lenet", "LeNet5"),
+    "alexnet": ModelSpec("ferjax.models.alexnet", "AlexNet"),
+    "alexnet_bn": ModelSpec("ferjax.models.alexnet", "AlexNet",
+                            {"batch_norm": True}),
+    "googlenet": ModelSpec("ferjax.models.googlenet", "GoogLeNet"),
+    "googlenet_bn": ModelSpec("ferjax.models.googlenet", "GoogLeNet",
+                              {"batch_norm": True}),
+    "lbp_linear": ModelSpec("ferjax.models.lbp_linear", "LBPLinear",
+                            handcrafted=True),
     # torchvision's own networks, for its ImageNet weights (not the review's).
-    "alexnet_tv": ("ferjax.models.alexnet", "TorchvisionAlexNet", {}),
-    "googlenet_tv": ("ferjax.models.googlenet", "TorchvisionGoogLeNet", {}),
+    "alexnet_tv": ModelSpec("ferjax.models.alexnet", "TorchvisionAlexNet"),
+    "googlenet_tv": ModelSpec("ferjax.models.googlenet",
+                              "TorchvisionGoogLeNet"),
     # Not the review's: the compact network bundled as the default model.
-    "resnet_fer": ("ferjax.models.resnet", "ResNet", {}),
-    "resnet_fer_mid": ("ferjax.models.resnet", "ResNet",
-                         {"widths": (24, 48, 96, 192)}),
-    "resnet_fer_small": ("ferjax.models.resnet", "ResNet",
-                         {"widths": (16, 32, 64, 128)}),
+    "resnet_fer": ModelSpec("ferjax.models.resnet", "ResNet"),
+    "resnet_fer_mid": ModelSpec("ferjax.models.resnet", "ResNet",
+                                {"widths": (24, 48, 96, 192)}),
+    "resnet_fer_small": ModelSpec("ferjax.models.resnet", "ResNet",
+                                  {"widths": (16, 32, 64, 128)}),
 }
 for _depth in (11, 13, 16, 19):
-  _REGISTRY[f"vgg{_depth}"] = (
+  MODELS[f"vgg{_depth}"] = ModelSpec(
       "ferjax.models.vgg", "VGG", {"depth": _depth, "batch_norm": False})
-  _REGISTRY[f"vgg{_depth}_bn"] = (
+  MODELS[f"vgg{_depth}_bn"] = ModelSpec(
       "ferjax.models.vgg", "VGG", {"depth": _depth, "batch_norm": True})
 
-MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-# A descriptor and a classifier, no CNN: nothing to fuse features into.
-HANDCRAFTED_MODELS: tuple[str, ...] = ("lbp_linear",)
+MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+HANDCRAFTED_MODELS: tuple[str, ...] = tuple(
+    name for name, spec in MODELS.items() if spec.handcrafted)
 
 
 def create_model(name: str, *, num_classes: int,
@@ -61,14 +80,15 @@ def create_model(name: str, *, num_classes: int,
 
   ``fusion`` is ``config.model.fusion`` (``None``: no fusion).
   """
-  if name not in _REGISTRY:
+  if name not in MODELS:
     raise ValueError(
         f"config.model.name: unknown model {name!r}; "
         f"expected one of {', '.join(MODEL_NAMES)}")
-  module, cls, defaults = _REGISTRY[name]
-  model_cls = getattr(importlib.import_module(module), cls)
+  entry = MODELS[name]
+  model_cls = getattr(importlib.import_module(entry.module), entry.cls)
+  defaults = dict(entry.kwargs)
   spec = fusion_lib.FusionSpec.from_config(fusion)
-  if name in HANDCRAFTED_MODELS:
+  if entry.handcrafted:
     if spec.features:
       raise ValueError(
           f"config.model.fusion.features: model {name!r} has no CNN to fuse "

@@ -3,7 +3,7 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ferjax.models import lowering
+from ferjax.models import pooling
 
 # Below this many pixels on the shorter side the paper's stride-4 stem leaves
 # (almost) nothing to pool, so ``small_input=None`` switches geometry.
@@ -37,7 +37,7 @@ def _overlapping_max_pool(x: jnp.ndarray, where: str) -> jnp.ndarray:
         f"AlexNet input: the {x.shape[1]}x{x.shape[2]} map before {where} is "
         "smaller than its 3x3 window; expected inputs of at least 15x15 with "
         "small_input=True, or 67x67 with small_input=False")
-  return lowering.max_pool(x, (3, 3), strides=(2, 2))
+  return pooling.max_pool(x, (3, 3), strides=(2, 2))
 
 
 class AlexNet(nn.Module):
@@ -174,10 +174,10 @@ class TorchvisionAlexNet(nn.Module):
                              dtype=self.dtype)(y))
 
     x = x.astype(self.dtype)
-    x = lowering.max_pool(conv(64, 11, 4, 2, x), (3, 3), strides=(2, 2))
-    x = lowering.max_pool(conv(192, 5, 1, 2, x), (3, 3), strides=(2, 2))
+    x = pooling.max_pool(conv(64, 11, 4, 2, x), (3, 3), strides=(2, 2))
+    x = pooling.max_pool(conv(192, 5, 1, 2, x), (3, 3), strides=(2, 2))
     x = conv(256, 3, 1, 1, conv(384, 3, 1, 1, x))
-    x = lowering.max_pool(conv(256, 3, 1, 1, x), (3, 3), strides=(2, 2))
+    x = pooling.max_pool(conv(256, 3, 1, 1, x), (3, 3), strides=(2, 2))
     x = adaptive_avg_pool(x, (6, 6)).reshape((x.shape[0], -1))
     for _ in range(2):
       x = nn.Dropout(self.dropout, deterministic=not train)(x)

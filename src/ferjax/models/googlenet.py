@@ -3,7 +3,7 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ferjax.models import lowering
+from ferjax.models import pooling
 from ferjax.models.alexnet import adaptive_avg_pool, local_response_norm
 
 # Below this many pixels on the shorter side the paper's /32 geometry leaves
@@ -51,7 +51,7 @@ def _conv_relu(x: jnp.ndarray, features: int, kernel: int, name: str, *,
 
 def _max_pool(x: jnp.ndarray, stride: int) -> jnp.ndarray:
   # SAME equals the reference ceil-mode pooling: 112 -> 56 -> 28 -> 14 -> 7.
-  return lowering.max_pool(x, (3, 3), strides=(stride, stride),
+  return pooling.max_pool(x, (3, 3), strides=(stride, stride),
                            padding="SAME")
 
 
@@ -240,7 +240,7 @@ def ceil_max_pool(x: jnp.ndarray, window: int, stride: int,
       out -= 1
     pads.append((padding,
                  max((out - 1) * stride + window - n - padding, 0)))
-  return lowering.max_pool(x, (window, window), strides=(stride, stride),
+  return pooling.max_pool(x, (window, window), strides=(stride, stride),
                            padding=pads)
 
 

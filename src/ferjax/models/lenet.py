@@ -3,7 +3,7 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ferjax.models import lowering
+from ferjax.models import pooling
 
 
 class LeNet5(nn.Module):
@@ -26,9 +26,9 @@ class LeNet5(nn.Module):
                        f"{x.shape[1]}x{x.shape[2]}")
     x = x.astype(self.dtype)
     x = nn.relu(nn.Conv(6, (5, 5), padding="VALID", dtype=self.dtype)(x))
-    x = lowering.max_pool(x, (2, 2), strides=(2, 2))
+    x = pooling.max_pool(x, (2, 2), strides=(2, 2))
     x = nn.relu(nn.Conv(16, (5, 5), padding="VALID", dtype=self.dtype)(x))
-    x = lowering.max_pool(x, (2, 2), strides=(2, 2))
+    x = pooling.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(120, dtype=self.dtype)(x))
     return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)

@@ -3,7 +3,7 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ferjax.models import lowering
+from ferjax.models import pooling
 
 # Weight layers -> convolution widths per stage; each stage ends in a max-pool.
 _STAGES: dict[int, tuple[tuple[int, ...], ...]] = {
@@ -69,7 +69,7 @@ class VGG(nn.Module):
                            axis_name=self.bn_axis_name, momentum=0.9,
                            epsilon=1e-5, dtype=self.dtype)(x)
         x = nn.relu(x)
-      x = lowering.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+      x = pooling.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
     x = x.reshape((x.shape[0], -1))
     dense_init = nn.initializers.normal(0.01)
     for _ in range(2):

@@ -14,6 +14,7 @@ from ferjax.data import preprocess
 from ferjax.labels import check_same_labels
 from ferjax.models import saliency
 from ferjax.recognition.align import Face, align_faces
+from ferjax.run.model import load_model
 
 
 class NonFiniteScores(FloatingPointError):
@@ -100,7 +101,7 @@ class Ensemble:
 
   Each member aligns the faces at its own ``crop_shape`` and preprocesses
   them its own way (input size, channels, normalisation), as
-  ``train.run_evaluation.evaluate_ensemble`` does for a split; ``names`` (the
+  ``evaluate.run_evaluation.evaluate_ensemble`` does for a split; ``names`` (the
   members' run directories) label each member's scores.
   """
 
@@ -183,70 +184,6 @@ def load_ensemble(workdirs: Sequence[str],
                                for w in workdirs])
   return Ensemble(tuple(load_classifier(w, checkpoint) for w in workdirs),
                   tuple(workdirs))
-
-
-def _check_fit(model: nn.Module, variables: Any,
-               input_shape: tuple[int, int, int], num_classes: int,
-               workdir: str) -> None:
-  """Raises ValueError naming the first parameter of the checkpoint whose
-  shape is not the model's: the run's records (its class names, above all)
-  say another model than the one it saved."""
-  wanted = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros((1, *input_shape)), train=False))
-  saved = dict(jax.tree_util.tree_flatten_with_path(variables["params"])[0])
-  for path, leaf in jax.tree_util.tree_flatten_with_path(wanted["params"])[0]:
-    got = getattr(saved.get(path), "shape", None)
-    if got != leaf.shape:
-      name = "/".join(str(getattr(k, "key", k)) for k in path)
-      raise ValueError(
-          f"{workdir}: its checkpoint does not fit the model that config.json "
-          f"and manifest.json describe ({model.__class__.__name__}, "
-          f"{num_classes} classes): params/{name} is "
-          f"{got if got is not None else 'missing'}, expected {leaf.shape}")
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadedModel:
-  """A run's model with one checkpoint's variables, and the records that say
-  how to feed it (``config.input``) and what it predicts (``dataset``)."""
-
-  model: nn.Module
-  variables: Any
-  config: Any
-  dataset: dict[str, Any]
-  step: int
-  source: str  # The checkpoint's path, named in errors.
-  # The softmax temperature stored for this checkpoint (ferjax calibrate).
-  temperature: float | None = None
-
-
-def load_model(workdir: str | os.PathLike | None = None,
-               checkpoint: str = "best") -> LoadedModel:
-  """The model of a training run at its best (or given) checkpoint.
-
-  Reads the run directory and the checkpoint only: no dataset, no optimizer.
-  Without ``workdir``: the bundled model (``ferjax.pretrained``).
-  """
-  from ferjax import pretrained
-  from ferjax.models import create_model
-  from ferjax.run.run_dir import RunDir
-
-  run = RunDir(pretrained.path() if workdir is None else workdir)
-  config = run.read_config()
-  dataset = run.dataset()
-  with run.checkpoints(config) as ckpt:
-    step = run.resolve_step(ckpt, checkpoint)
-    variables = ckpt.restore_variables(step)
-  model = create_model(
-      config.model.name, num_classes=len(dataset["class_names"]),
-      dtype=jnp.dtype(config.model.dtype), fusion=config.model.get("fusion"),
-      **dict(config.model.kwargs or {}))
-  _check_fit(model, variables, (*config.input.image_size,
-                                config.input.channels),
-             len(dataset["class_names"]), workdir)
-  return LoadedModel(model, variables, config, dataset, step,
-                     f"checkpoint {run.checkpoints_path / str(step)}",
-                     run.temperature(step))
 
 
 def load_classifier(workdir: str | os.PathLike | None = None,

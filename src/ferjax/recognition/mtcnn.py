@@ -6,7 +6,7 @@ pyramid, R-Net refinement, O-Net boxes and landmarks) in TensorFlow. Every
 step follows that implementation, its quirks included (box regression before
 the first NMS, an NMS that also lets suppressed boxes suppress others,
 ``crop_and_resize`` sampling), so that its weights give its detections;
-tests/test_detection.py checks this against tests/data/mtcnn_reference.json.
+tests/unit/test_detection.py checks this against tests/data/mtcnn_reference.json.
 
 The weights are read from the installed ``mtcnn`` package's assets with
 joblib; the package is never imported, because importing it loads TensorFlow.

@@ -1,7 +1,9 @@
 """`ferjax predict`: expressions of the faces in image files, videos, cameras.
 
-Prints one JSON object per image and line, {"path", "faces": [...]} or
-{"path", "error"}, so that one bad file is reported and the rest still run;
+Yields one JSON-ready record per image, {"path", "faces": [...]} or
+{"path", "error"}, so that one bad file is reported and the rest still run
+(the command prints them, one a line; warnings and progress go to the
+callbacks it passes, to the log otherwise);
 with --out, also writes a copy of each image with boxes and labels drawn.
 Videos and cameras give one line per frame, {"path", "frame", "time",
 "faces"} with a track id per face (see ferjax.recognition.stream), and with
@@ -18,6 +20,8 @@ refused before it is decoded.
 """
 
 import contextlib
+import dataclasses
+import logging
 import os
 import stat
 import sys
@@ -29,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ferjax import atomic, finite_json
+from ferjax import atomic
 from ferjax.data.image_header import image_size
 from ferjax.recognition.classifier import FaceClassifier
 from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
@@ -48,6 +52,8 @@ MAX_PIXELS = 200_000_000
 
 # Seconds between a video's progress lines on stderr: alive, not chatty.
 PROGRESS_EVERY = 5.0
+
+_log = logging.getLogger(__name__)
 
 
 class ImageError(Exception):
@@ -216,25 +222,17 @@ def predict_paths(paths: Iterable[str | Path], classifier: FaceClassifier,
     yield {"path": str(path), "faces": [r.to_json() for r in results]}
 
 
-def _warn(message: str) -> None:
-  print(f"ferjax predict: warning: {message}", file=sys.stderr, flush=True)
-
-
-def _note(message: str) -> None:
-  print(f"ferjax predict: {message}", file=sys.stderr, flush=True)
-
-
-def _open_window(title: str) -> str | None:
+def _open_window(title: str, warn: Callable[[str], None]) -> str | None:
   """The title of a new OpenCV window for --show, or None (with a warning)
   where no display or no GUI support exists."""
   if sys.platform.startswith("linux") and not (
       os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-    _warn("--show: no display (DISPLAY is not set); running headless")
+    warn("--show: no display (DISPLAY is not set); running headless")
     return None
   try:
     cv2.namedWindow(title, cv2.WINDOW_NORMAL)
   except cv2.error:
-    _warn("--show: this OpenCV has no GUI support (opencv-python-headless); "
+    warn("--show: this OpenCV has no GUI support (opencv-python-headless); "
           "running headless")
     return None
   return title
@@ -256,7 +254,8 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
                   max_frames: int | None = None,
                   detect_every: int = DETECT_EVERY, smooth: float = SMOOTH,
                   show: bool = False, used: set[str] | None = None,
-                  warn=_warn, progress: Callable[[str], None] = _note,
+                  warn: Callable[[str], None] = _log.warning,
+                  progress: Callable[[str], None] = _log.info,
                   progress_every: float = PROGRESS_EVERY,
                   explain: bool = False) -> Iterator[dict[str, Any]]:
   """One JSON-ready record per frame of a video file or camera index.
@@ -289,7 +288,7 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
         return
       writer = stack.enter_context(VideoWriter(path, video.fps))
     if show:
-      window = _open_window(f"ferjax predict: {name}")
+      window = _open_window(f"ferjax predict: {name}", warn)
       if window is not None:
         stack.callback(cv2.destroyWindow, window)
     stream = FaceStream(classifier, detector, detect_every=detect_every,
@@ -337,17 +336,37 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
              f"{start:g} s and --end {end if end is not None else 'end'}"}
 
 
-def run(images: Sequence[str | int], classifier: FaceClassifier,
-        detector: str = "auto", out_dir: str | Path | None = None, *,
-        max_pixels: int = MAX_PIXELS, explain: bool = False,
-        **video_options: Any) -> int:
-  """Prints a JSON line per image file and per video frame, in the order of
-  ``images`` (camera indices are ints); 1 if no input succeeded or an
-  annotated video could not be written, else 0.
+@dataclasses.dataclass
+class Tally:
+  """What ``predict`` has done so far: inputs (an image file, a video, a
+  camera, a folder without images), those that failed, and whether an
+  annotated video could not be written."""
+
+  inputs: int = 0
+  failures: int = 0
+  unwritten: bool = False
+
+  @property
+  def status(self) -> int:
+    """1 if no input succeeded or an annotated video is missing, else 0."""
+    return 1 if self.failures == self.inputs or self.unwritten else 0
+
+
+def predict(images: Sequence[str | int], classifier: FaceClassifier,
+            detector: str = "auto", out_dir: str | Path | None = None, *,
+            tally: Tally | None = None, max_pixels: int = MAX_PIXELS,
+            explain: bool = False,
+            note: Callable[[str], None] = _log.warning,
+            **video_options: Any) -> Iterator[dict[str, Any]]:
+  """A record per image file and per video frame, in the order of
+  ``images`` (camera indices are ints); ``tally`` counts the inputs and
+  failures as they go.
 
   ``video_options`` are ``predict_video``'s keyword arguments; ``explain``
-  overlays saliency maps on the annotated images and videos.
+  overlays saliency maps on the annotated images and videos; ``note`` hears
+  of a folder without images.
   """
+  tally = Tally() if tally is None else tally
   groups: list[list[Path] | str | int] = []
   for item in images:
     if isinstance(item, int) or is_video(item):
@@ -356,35 +375,31 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
       groups[-1].append(item)
     else:
       groups.append([item])
-  inputs = failures = 0
-  unwritten = False
   used: set[str] = set()
   for group in groups:
     if isinstance(group, list):
       paths = expand_paths(group, skip=out_dir)
       if not paths:
-        print(f"ferjax predict: no image files found in "
-              f"{' '.join(map(str, group))}", file=sys.stderr)
-        inputs, failures = inputs + 1, failures + 1
+        note(f"no image files found in {' '.join(map(str, group))}")
+        tally.inputs, tally.failures = tally.inputs + 1, tally.failures + 1
         continue
-      records = predict_paths(paths, classifier, detector, out_dir,
-                              max_pixels=max_pixels, explain=explain)
-      for record in records:
-        inputs += 1
-        failures += "error" in record
-        print(finite_json.dumps(record), flush=True)
+      for record in predict_paths(paths, classifier, detector, out_dir,
+                                  max_pixels=max_pixels, explain=explain):
+        tally.inputs += 1
+        tally.failures += "error" in record
+        yield record
     else:
-      inputs += 1
+      tally.inputs += 1
       failed = False
       try:
         for record in predict_video(group, classifier, detector, out_dir,
                                     used=used, explain=explain,
                                     **video_options):
           failed |= "error" in record
-          print(finite_json.dumps(record), flush=True)
+          yield record
       except VideoError as e:  # The annotated video could not be written.
         name = f"camera {group}" if isinstance(group, int) else str(group)
-        print(finite_json.dumps({"path": name, "error": str(e)}), flush=True)
-        failed = unwritten = True
-      failures += failed
-  return 1 if failures == inputs or unwritten else 0
+        failed = tally.unwritten = True
+        yield {"path": name, "error": str(e)}
+      finally:
+        tally.failures += failed

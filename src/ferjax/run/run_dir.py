@@ -2,13 +2,13 @@
 
   config.json     the resolved config: what the user wrote plus the fields
                   the trainer resolved (``input.mean``/``std``)
-  manifest.json   seed, dataset and one record per session (train.manifest)
+  manifest.json   seed, dataset and one record per session (run.manifest)
   metrics.jsonl   one JSON event per line, ``{"step", "split", ...}``
   events.out.tfevents.*
                   the same scalars for TensorBoard, in the run's own folder
                   so that ``tensorboard --logdir SWEEP`` names each trial
                   (older runs keep them in ``tensorboard/``)
-  checkpoints/    Orbax steps with their checksums (train.checkpoint)
+  checkpoints/    Orbax steps with their checksums (run.checkpoint)
   calibration.json  a checkpoint's softmax temperature (``ferjax calibrate``)
   reliability.png   its reliability diagram before and after
   .lock           held (``flock``) by the one process writing the run
@@ -16,7 +16,10 @@
 Training, evaluation, inference, transfer, sweeps, reports, reproductions
 and the torchvision converters all read and write runs through ``RunDir``;
 no other module names these files. Every file read names itself in its
-error, so a corrupt run is reported, never a bare ``json`` message.
+error, so a corrupt run is reported, never a bare ``json`` message. A saved
+config is upgraded once, here, as it is read (``config.upgrade``: the fields
+of later versions at the values that reproduce the earlier behaviour).
+Opening a run's model (config, checkpoint, model) is ``run.model``'s.
 """
 
 import contextlib

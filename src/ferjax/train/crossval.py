@@ -16,9 +16,9 @@ import numpy as np
 
 from ferjax import atomic
 from ferjax import finite_json
+from ferjax import metrics
 from ferjax.run.run_dir import RunDir
 from ferjax.train import loop
-from ferjax.train import metrics
 
 
 def aggregate(per_fold: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:

@@ -21,8 +21,8 @@ import ml_collections
 import numpy as np
 import optax
 
+from ferjax.run.model import open_run
 from ferjax.run.run_dir import RunDir
-from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import optimizer as optimizer_lib
 from ferjax.train import state as state_lib
 
@@ -55,21 +55,18 @@ def _layer(name: str) -> str:
   return name.rpartition("/")[0]
 
 
-def _source_step(workdir: pathlib.Path, which: str | int) -> tuple[
-    checkpoint_lib.Checkpoints, int]:
-  """Opens the source run's checkpoints and resolves ``which`` in them."""
-  run = RunDir(workdir)
+def _restore_source(workdir: pathlib.Path, which: str | int) -> tuple[
+    int, dict[str, Any]]:
+  """The source run's step ``which`` resolves to, and its variables."""
   try:
-    source = run.read_config()
-    ckpt = run.checkpoints(source)
+    source = open_run(workdir)
   except FileNotFoundError as e:
     raise FileNotFoundError(f"config.init_from.workdir: {e}") from None
   try:
-    step = run.resolve_step(ckpt, which)
+    step, variables = source.restore(which)
   except FileNotFoundError as e:
-    ckpt.close()
     raise FileNotFoundError(f"config.init_from.checkpoint={which!r}: {e}") from e
-  return ckpt, step
+  return step, variables["raw"]
 
 
 def _source_class_names(workdir: pathlib.Path) -> list[str]:
@@ -91,11 +88,8 @@ def load(state: state_lib.TrainState, *, init_from: ml_collections.ConfigDict,
   Returns the new state and the record the manifest keeps of the import.
   """
   workdir = pathlib.Path(init_from.workdir).expanduser()
-  ckpt, step = _source_step(workdir, init_from.get("checkpoint", "best"))
-  try:
-    variables = ckpt.restore_variables(step)
-  finally:
-    ckpt.close()
+  step, variables = _restore_source(workdir,
+                                    init_from.get("checkpoint", "best"))
   reinit_head = _source_class_names(workdir) != list(class_names)
   keep_fresh = set(head_paths(state.params, len(class_names))
                    if reinit_head else ())

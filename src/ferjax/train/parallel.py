@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ferjax.axis import AXIS
+from ferjax.axis import AXIS, BACKENDS
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
@@ -103,7 +103,7 @@ class Parallel:
   """Places state and data on the devices and maps per-device functions."""
 
   def __init__(self, backend: str, devices: Sequence[Any] | None = None):
-    if backend not in ("shard_map", "pmap"):
+    if backend not in BACKENDS:
       raise ValueError(f"unknown parallel backend {backend!r}")
     self.backend = backend
     self.devices = list(devices if devices is not None else jax.devices())
@@ -254,7 +254,7 @@ class Parallel:
       # only 3 of them arrived"). It needs CPU load to show: unguarded, a
       # 4-device pmap quickstart aborted 2 runs of 2 at load average 23,
       # passed 3 of 3 with PJRT_NPROC=16 (a larger pool), and passes with
-      # this guard (tests/test_parallel_load.py); jit over shard_map needed
+      # this guard (tests/integration/test_parallel_load.py); jit over shard_map needed
       # the guard first. Finishing each program before the next costs one
       # dispatch latency (~0.1 ms) per step.
       return jax.block_until_ready(mapped(*args))

@@ -14,7 +14,6 @@ import functools
 import math
 from typing import Any
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -22,7 +21,7 @@ from ferjax import config_checks
 from ferjax.data import loading
 from ferjax.data import mix as mix_lib
 from ferjax.data import preprocess
-from ferjax.models import create_model
+from ferjax.run.model import build_model
 from ferjax.train import input_pipeline
 from ferjax import losses
 from ferjax.train import optimizer as optimizer_lib
@@ -137,12 +136,8 @@ def input_spec(config: ml_collections.ConfigDict) -> steps.InputSpec:
 def models(config: ml_collections.ConfigDict,
            num_classes: int) -> tuple[Any, Any]:
   """(model to initialise, model for the steps with synchronised BN)."""
-  kwargs = {"dtype": jnp.dtype(config.model.dtype),
-            "fusion": config.model.get("fusion"),
-            **dict(config.model.kwargs or {})}
-  return (create_model(config.model.name, num_classes=num_classes, **kwargs),
-          create_model(config.model.name, num_classes=num_classes,
-                       bn_axis_name=AXIS, **kwargs))
+  return (build_model(config, num_classes),
+          build_model(config, num_classes, bn_axis_name=AXIS))
 
 
 def steps_per_epoch(config: ml_collections.ConfigDict, num_train: int,

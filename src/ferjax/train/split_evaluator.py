@@ -9,9 +9,9 @@ import ml_collections
 import numpy as np
 
 from ferjax.data import loading
-from ferjax.evaluations import EVALUATIONS
+from ferjax.evaluate.views import VIEWS
 from ferjax import losses
-from ferjax.train import metrics as metrics_lib
+from ferjax import metrics as metrics_lib
 from ferjax.train import steps
 from ferjax.train.parallel import Parallel
 
@@ -42,12 +42,12 @@ class Evaluator:
         num_examples=n, num_batches=num_batches, per_device_batch=per_device,
         num_devices=parallel.num_devices, num_classes=len(class_names),
         inputs=inputs, loss=loss)
-    ten_crop = EVALUATIONS[eval_config.get("tta", "none")].views(eval_config)
+    views = VIEWS[eval_config.get("tta", "none")].views(eval_config)
     self._fn = parallel.map(functools.partial(
-        steps.eval_split, model=model, spec=spec, ten_crop=ten_crop))
+        steps.eval_split, model=model, spec=spec, views=views))
     # Compiled on first use: training never asks for the probabilities.
     self._probabilities_fn = functools.partial(
-        steps.split_probabilities, model=model, spec=spec, ten_crop=ten_crop)
+        steps.split_probabilities, model=model, spec=spec, views=views)
     self.labels = split.labels
 
   def __call__(self, variables: dict[str, Any]) -> dict[str, Any]:

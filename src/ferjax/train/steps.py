@@ -20,12 +20,12 @@ from jax import lax
 from ferjax.data import mix as mix_lib
 from ferjax.data import preprocess
 from ferjax import losses
+from ferjax.evaluate.views import ViewsFn
 from ferjax.train import optimizer
 from ferjax.train.parallel import AXIS
 from ferjax.train.state import TrainState
 
 AugmentFn = Callable[[jax.Array, jnp.ndarray], jnp.ndarray]
-TenCropFn = Callable[[jnp.ndarray], jnp.ndarray]
 
 # Folded into a step's key for mixing: a stream of its own, so turning
 # mixing on leaves the augmentation and dropout keys of every step as they
@@ -212,21 +212,22 @@ class EvalSpec:
 
 def _outputs(variables: dict[str, Any], images: jnp.ndarray, *,
              model: flax.linen.Module, spec: EvalSpec,
-             ten_crop: TenCropFn | None) -> tuple[jnp.ndarray, jnp.ndarray]:
+             views: ViewsFn | None) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Class log-probabilities and logits of unit-float images.
 
-  With ``ten_crop`` the probabilities are the mean over the crops, as in the
-  best FER2013 results, and the logits too are the crops' mean.
+  With ``views`` (``evaluate.views``: ten crops, say) the probabilities are
+  the mean over an image's views, as in the best FER2013 results, and the
+  logits too are the views' mean.
   """
-  if ten_crop is None:
+  if views is None:
     logits = model.apply(variables, spec.inputs(images))
     return jax.nn.log_softmax(logits), logits
-  crops = ten_crop(images)
-  flat = crops.reshape((-1,) + crops.shape[2:])
+  seen = views(images)
+  flat = seen.reshape((-1,) + seen.shape[2:])
   logits = model.apply(variables, spec.inputs(flat))
   probs = jax.nn.softmax(logits)
-  mean = probs.reshape(crops.shape[:2] + probs.shape[1:]).mean(axis=0)
-  mean_logits = logits.reshape(crops.shape[:2] + logits.shape[1:]).mean(0)
+  mean = probs.reshape(seen.shape[:2] + probs.shape[1:]).mean(axis=0)
+  mean_logits = logits.reshape(seen.shape[:2] + logits.shape[1:]).mean(0)
   return jnp.log(jnp.maximum(mean, jnp.finfo(jnp.float32).tiny)), mean_logits
 
 
@@ -239,7 +240,7 @@ def _device_rows(i: jnp.ndarray, spec: EvalSpec) -> jnp.ndarray:
 
 def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
                model: flax.linen.Module, spec: EvalSpec,
-               ten_crop: TenCropFn | None = None) -> dict[str, jnp.ndarray]:
+               views: ViewsFn | None = None) -> dict[str, jnp.ndarray]:
   """Sums over a whole split: confusion matrix, loss and example count.
 
   ``variables`` are the model's (``params``, ``batch_stats``): evaluation
@@ -254,7 +255,7 @@ def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
     labels = data["labels"][idx]
     log_probs, scores = _outputs(
         variables, preprocess.to_unit_float(data["images"][idx]),
-        model=model, spec=spec, ten_crop=ten_crop)
+        model=model, spec=spec, views=views)
     loss = losses.eval_losses(log_probs, scores, labels, spec.loss)
     confusion = jnp.einsum(
         "n,ni,nj->ij", mask, jax.nn.one_hot(labels, spec.num_classes),
@@ -272,7 +273,7 @@ def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
 def split_probabilities(variables: dict[str, Any],
                         data: dict[str, jnp.ndarray], *,
                         model: flax.linen.Module, spec: EvalSpec,
-                        ten_crop: TenCropFn | None = None) -> jnp.ndarray:
+                        views: ViewsFn | None = None) -> jnp.ndarray:
   """Every example's class probabilities, in the split's order.
 
   What ensembles average. Each device fills its own rows and a ``psum``
@@ -284,7 +285,7 @@ def split_probabilities(variables: dict[str, Any],
     idx = _device_rows(i, spec)
     probs = jnp.exp(_outputs(
         variables, preprocess.to_unit_float(data["images"][idx]),
-        model=model, spec=spec, ten_crop=ten_crop)[0])
+        model=model, spec=spec, views=views)[0])
     return lax.dynamic_update_slice(table, probs, (idx[0], 0))
 
   table = lax.fori_loop(0, spec.num_batches, body,

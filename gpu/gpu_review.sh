@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The review's four-family FER2013 table on one GPU: experiments/fer2013_review.py
+# (LeNet-5, AlexNet, VGG-11-BN, GoogLeNet x seeds 0-2, full epochs) in bfloat16,
+# then `ferjax report`. Relaunch the same command to resume after a crash.
+#
+#   bash gpu/gpu_review.sh              # on the GPU host
+#   bash gpu/gpu_review.sh --runlocal   # CPU smoke test: every trial tiny
+#
+# Environment (defaults in brackets):
+#   FER2013_DIR   FER2013 image folders or CSV [../shared/data/fer2013]
+#   TFDS_DIR      TFDS data_dir the dataset is prepared into [TFDS's default]
+#   WORKDIR       sweep directory [runs/fer2013_review, runs/fer2013_review_runlocal]
+#   DTYPE         model.dtype: bfloat16 (every family computes in it; LRN and
+#                 the losses stay float32) or float32 [bfloat16 on the GPU,
+#                 float32 with --runlocal, where XLA:CPU has no fast bfloat16]
+#   SEEDS         seeds per family [3]
+#   FERJAX        the ferjax command [ferjax, or .venv/bin/ferjax if present]
+#
+# The expected time per family is printed first (gpu/review_budget.py:
+# measured forward FLOPs, assumed GPU throughput).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runlocal=0
+for arg in "$@"; do
+  case "$arg" in
+    --runlocal) runlocal=1 ;;
+    *) echo "gpu_review.sh: unknown argument $arg (expected --runlocal)" >&2
+       exit 2 ;;
+  esac
+done
+
+if [[ -z "${FERJAX:-}" ]]; then
+  if [[ -x .venv/bin/ferjax ]]; then FERJAX=.venv/bin/ferjax; else FERJAX=ferjax; fi
+fi
+python="$(dirname "$(command -v "$FERJAX")")/python"
+[[ -x "$python" ]] || python=python3
+FER2013_DIR="${FER2013_DIR:-../shared/data/fer2013}"
+SEEDS="${SEEDS:-3}"
+extra=()
+if [[ -n "${TFDS_DIR:-}" ]]; then
+  extra+=("--config.input.data_dir=$TFDS_DIR")
+fi
+
+if [[ "$runlocal" == 1 ]]; then
+  arg="runlocal,seeds=$SEEDS"
+  WORKDIR="${WORKDIR:-runs/fer2013_review_runlocal}"
+  DTYPE="${DTYPE:-float32}"
+  export JAX_PLATFORMS=cpu
+  # One CPU device per trial: a 2-core machine runs one trial at a time.
+  extra+=("--config.parallel.cpu_devices=1")
+else
+  arg="seeds=$SEEDS"
+  WORKDIR="${WORKDIR:-runs/fer2013_review}"
+  DTYPE="${DTYPE:-bfloat16}"
+  if ! "$python" -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')"; then
+    echo "gpu_review.sh: JAX sees no GPU here (pip install -c requirements.lock -e .[cuda]; .[cuda12] for older drivers); for a CPU" \
+         "smoke test run: bash gpu/gpu_review.sh --runlocal" >&2
+    exit 2
+  fi
+fi
+
+echo "== expected time (gpu/review_budget.py $arg)"
+"$python" gpu/review_budget.py "$arg"
+
+echo "== ferjax sweep: $WORKDIR (model.dtype=$DTYPE)"
+start=$(date +%s)
+status=0
+"$FERJAX" sweep --config "experiments/fer2013_review.py:$arg" \
+    --workdir "$WORKDIR" \
+    --config.input.manual_dir="$FER2013_DIR" \
+    --config.model.dtype="$DTYPE" "${extra[@]}" || status=$?
+echo "== sweep took $(( $(date +%s) - start )) s (exit $status)"
+
+"$FERJAX" report "$WORKDIR"
+exit "$status"
