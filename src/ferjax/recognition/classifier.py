@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ferjax import calibration
 from ferjax.data import preprocess
 from ferjax.labels import check_same_labels
 from ferjax.models import saliency
@@ -29,7 +30,10 @@ class FaceScores:
 
   probs: np.ndarray
   members: tuple[tuple[str, np.ndarray], ...] = ()
-  calibrated: bool = False  # softmax(logits / T), T from ferjax calibrate.
+  # softmax(logits / T), T from ferjax calibrate; an ensemble's is
+  # ``calibration.calibrated_flag`` of its members' (``member_calibrated``).
+  calibrated: bool | str = False
+  member_calibrated: tuple[bool, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,10 +126,10 @@ class Ensemble:
     """The members' mean probabilities of ``faces``, and each member's."""
     probs = [m.score_faces(image, faces, margin=margin).probs
              for m in self.members]
+    calibrated = tuple(m.temperature is not None for m in self.members)
     return FaceScores(np.mean(probs, axis=0, dtype=np.float32),
                       tuple(zip(self.names, probs, strict=True)),
-                      calibrated=all(m.temperature is not None
-                                     for m in self.members))
+                      calibration.calibrated_flag(calibrated), calibrated)
 
 
 # What the recognition pipeline and streams classify faces with.
@@ -218,6 +222,8 @@ class LoadedModel:
   source: str  # The checkpoint's path, named in errors.
   # The softmax temperature stored for this checkpoint (ferjax calibrate).
   temperature: float | None = None
+  # Whether the checkpoint's files matched their recorded checksums.
+  verified: bool = True
 
 
 def load_model(workdir: str | os.PathLike | None = None,
@@ -237,6 +243,7 @@ def load_model(workdir: str | os.PathLike | None = None,
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)
     variables = ckpt.restore_variables(step)
+    verified = ckpt.is_verified(step)
   model = create_model(
       config.model.name, num_classes=len(dataset["class_names"]),
       dtype=jnp.dtype(config.model.dtype), fusion=config.model.get("fusion"),
@@ -246,7 +253,7 @@ def load_model(workdir: str | os.PathLike | None = None,
              len(dataset["class_names"]), workdir)
   return LoadedModel(model, variables, config, dataset, step,
                      f"checkpoint {run.checkpoints_path / str(step)}",
-                     run.temperature(step))
+                     run.temperature(step), verified)
 
 
 def load_classifier(workdir: str | os.PathLike | None = None,

@@ -19,7 +19,7 @@ import numpy as np
 from ferjax import calibration
 from ferjax.evaluations import EVALUATIONS
 from ferjax.labels import check_same_labels
-from ferjax.run.run_dir import RunDir, temperature_of
+from ferjax.run.run_dir import RunDir
 from ferjax.train import metrics as metrics_lib
 from ferjax.train import setup
 from ferjax.train.split_evaluator import Evaluator
@@ -95,12 +95,18 @@ class _Member:
   selected_by: str | None  # The metric that ranks 'best'.
   variables: dict[str, Any]  # By weights ('raw', 'ema'), replicated.
   evaluators: dict[str, Evaluator]
-  stored_calibration: dict[str, Any] | None  # calibration.json, any step.
+  calibrations: dict[int, dict[str, Any]]  # calibration.json, by step.
+
+  @property
+  def stored_calibration(self) -> dict[str, Any] | None:
+    """The temperature scaling fitted for this checkpoint, if any."""
+    return self.calibrations.get(self.step)
 
   @property
   def temperature(self) -> float | None:
-    """The stored temperature if it is this checkpoint's."""
-    return temperature_of(self.stored_calibration, self.step)
+    """The stored temperature if one is this checkpoint's."""
+    record = self.stored_calibration
+    return record["temperature"] if record else None
 
   def evaluate(self, name: str) -> dict[str, Any]:
     """The metrics of evaluation ``name`` on the variables it asks for; an
@@ -115,19 +121,21 @@ class _Member:
           f"{result['loss']}; its accuracy would be meaningless")
     return result
 
-  def probabilities(self, name: str) -> np.ndarray:
-    """(examples, classes) probabilities of evaluation ``name``."""
+  def log_probabilities(self, name: str) -> np.ndarray:
+    """(examples, classes) log-probabilities of evaluation ``name``: those
+    its loss is computed from."""
     ev = self.evaluators[name]
-    return ev.probabilities(self.variables[ev.weights])
+    return ev.log_probabilities(self.variables[ev.weights])
 
   def calibration(self, name: str,
-                  probabilities: np.ndarray | None = None) -> dict[str, Any]:
-    """NLL and ECE of evaluation ``name`` (of its ``probabilities`` when
-    already computed), also at the stored temperature."""
-    if probabilities is None:
-      probabilities = self.probabilities(name)
-    logits = calibration.log_probabilities(probabilities)
-    return calibration.measures(logits, self.evaluators[name].labels,
+                  log_probabilities: np.ndarray | None = None
+                  ) -> dict[str, Any]:
+    """NLL and ECE of evaluation ``name`` (of its ``log_probabilities``
+    when already computed), also at the stored temperature."""
+    if log_probabilities is None:
+      log_probabilities = self.log_probabilities(name)
+    return calibration.measures(log_probabilities,
+                                self.evaluators[name].labels,
                                 self.temperature)
 
 
@@ -154,7 +162,7 @@ def _member(workdir: str, *, split: str | None, checkpoint: str,
                                 class_names=data.info.class_names)
   return _Member(str(workdir), step, config.checkpoint.best_metric,
                  parallel.replicate(restored), evaluators,
-                 run.read_calibration())
+                 run.read_calibrations())
 
 
 def evaluate_run(workdir: str, *, split: str | None = None,
@@ -175,7 +183,8 @@ def evaluate_run(workdir: str, *, split: str | None = None,
              for name in member.evaluators}
   return {"workdir": str(workdir), "step": member.step,
           "checkpoint": checkpoint, "selected_by": member.selected_by,
-          "calibration": member.stored_calibration, "results": results}
+          "calibration": member.stored_calibration,
+          "calibrated_steps": sorted(member.calibrations), "results": results}
 
 
 def split_logits(workdir: str, *, split: str, checkpoint: str = "best",
@@ -187,8 +196,7 @@ def split_logits(workdir: str, *, split: str, checkpoint: str = "best",
   member = _member(workdir, split=split, checkpoint=checkpoint, tta="none",
                    crop_size=None, data_dir=data_dir, manual_dir=manual_dir)
   ((name, ev),) = member.evaluators.items()
-  return (calibration.log_probabilities(member.probabilities(name)),
-          np.asarray(ev.labels), member.step)
+  return (member.log_probabilities(name), np.asarray(ev.labels), member.step)
 
 
 def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
@@ -235,22 +243,24 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
           f"ensemble members see different examples in split {split!r}: "
           f"{workdirs[0]} ({len(first.labels)} examples) and {workdir} "
           f"({len(ev.labels)}) do not read the same dataset split")
-    probs = member.probabilities(name)
+    log_probs = member.log_probabilities(name)
     members.append({"workdir": str(workdir), "step": member.step,
                     "checkpoint": member_checkpoint,
                     "selected_by": member.selected_by,
+                    "calibrated": member.temperature is not None,
                     "results": {split: {
                         **member.evaluate(name),
-                        "calibration": member.calibration(name, probs)}}})
-    if member.temperature is not None:  # As predict's ensembles average.
-      probs = calibration.scaled_probabilities(
-          calibration.log_probabilities(probs), member.temperature)
-    probabilities.append(probs)
+                        "calibration": member.calibration(name, log_probs)}}})
+    # As predict's ensembles average: each member calibrated if it can be.
+    probabilities.append(calibration.scaled_probabilities(
+        log_probs, member.temperature or 1.0))
   ensemble = metrics_lib.from_probabilities(
       np.mean(probabilities, axis=0), first.labels, first.class_names)
   return {"members": members,
           "checkpoint": checkpoints[0] if len(set(checkpoints)) == 1 else None,
-          "ensemble": {"results": {split: ensemble}}}
+          "ensemble": {"calibrated": calibration.calibrated_flag(
+              [m["calibrated"] for m in members]),
+                       "results": {split: ensemble}}}
 
 
 def _rows_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -341,12 +351,14 @@ def _calibration_table(result: dict[str, Any]) -> list[str]:
              if "temperature" in r["calibration"] else ()))
           for name, r in result["results"].items()]
   header = ["eval", "nll", f"ece{calibration.ECE_BINS}"]
-  if stored is None:
+  others = result.get("calibrated_steps", [])
+  if stored is None and not others:
     title = ("calibration (softmax as trained; 'ferjax calibrate' fits a "
              "temperature):")
-  elif stored["step"] != result["step"]:
-    title = (f"calibration (softmax as trained: the stored temperature is "
-             f"step {stored['step']}'s, not this checkpoint's):")
+  elif stored is None:
+    title = (f"calibration (softmax as trained: the stored temperatures are "
+             f"those of steps {', '.join(map(str, others))}, not this "
+             "checkpoint's):")
   else:
     title = (f"calibration (temperature {stored['temperature']:.4f} fitted "
              f"on {stored.get('split')}; calibrated scores are softmax("
