@@ -107,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.explain and args.out is None and not args.show:
     parser.error("--explain draws on the annotated copies: give --out DIR "
                  "(or --show)")
+  if args.explain and len(args.workdir or []) + (
+      args.pretrained is not None) > 1:  # Before --out is created.
+    parser.error("--explain: one model's saliency maps; an ensemble "
+                 "(several --workdir) has no single map")
   if args.end is not None and args.end <= args.start:
     parser.error(f"--end must be after --start ({args.start:g}), got "
                  f"{args.end:g}")
@@ -129,9 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
       workdirs = run_dirs.from_args(args)
     else:
       workdirs = [_model_dir(None)]
-    if len(workdirs) > 1 and args.explain:
-      raise ValueError("--explain: one model's saliency maps; an ensemble "
-                       "(several --workdir) has no single map")
     if len(workdirs) > 1:
       classifier = load_ensemble(workdirs)
     else:

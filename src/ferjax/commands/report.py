@@ -3,9 +3,9 @@
 import argparse
 import os
 import pathlib
-import sys
 from collections.abc import Sequence
 
+from ferjax import commands
 from ferjax.experiment.report import write_report
 
 
@@ -34,12 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
       "report.md, and every evaluation's final and best accuracy and macro "
       "F1)")
   args = parser.parse_args(argv)
-  try:
+
+  def report() -> int:
     tables = write_report(args.dirs, args.out, eval_name=args.eval_name,
                           step=args.step, columns=args.columns)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"ferjax report: error: {e}", file=sys.stderr)
-    return 2
-  print(tables)
-  print(f"wrote {pathlib.Path(args.out or args.dirs[0]) / 'report.md'}")
-  return 0
+    print(tables)
+    print(f"wrote {pathlib.Path(args.out or args.dirs[0]) / 'report.md'}")
+    return 0
+
+  return commands.reporting_errors("report", report)
