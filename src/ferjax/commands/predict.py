@@ -109,8 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "(or --show)")
   if args.explain and len(args.workdir or []) + (
       args.pretrained is not None) > 1:  # Before --out is created.
-    parser.error("--explain: one model's saliency maps; an ensemble "
-                 "(several --workdir) has no single map")
+    print("ferjax predict: --explain: one model's saliency maps; an ensemble "
+          "(several --workdir) has no single map", file=sys.stderr)
+    return 2
   if args.end is not None and args.end <= args.start:
     parser.error(f"--end must be after --start ({args.start:g}), got "
                  f"{args.end:g}")
