@@ -376,6 +376,10 @@ def test_item10_one_temperature_per_step_and_old_files_still_read(tmp_path):
           } == {872: 2.0, 800: 1.7}
   assert run.read_calibration()["step"] == 800  # The last fitted.
   assert run.temperature(872) == 2.0 and run.temperature(1) is None
+  # A damaged file is what calibrating again repairs.
+  (tmp_path / "calibration.json").write_text('{"by_step": ')
+  run.write_calibration(_record(872, 2.5))
+  assert run.read_calibrations() == {872: _record(872, 2.5)}
 
 
 def test_item10_eval_nll_and_calibration_see_the_loss_s_numbers(

@@ -196,7 +196,11 @@ class RunDir:
     atomically beside those of other steps (one per step: calibrating a
     step again replaces its own); returns the file's path."""
     path = self.path / _CALIBRATION
-    records = self.read_calibrations()
+    try:
+      records = self.read_calibrations()
+    except RunDirError as e:  # Damage: what calibrate is run to replace.
+      log.warning("%s; replacing it with step %d's record", e, record["step"])
+      records = {}
     records.pop(record["step"], None)
     records[record["step"]] = _check_calibration(path, record)
     atomic.write_text(path, json.dumps(
