@@ -153,12 +153,7 @@ def write_new_files(files: Mapping[str | os.PathLike, bytes]
         os.fsync(f.fileno())
     for path, tmp in zip(files, temps):
       path = pathlib.Path(path)
-      try:
-        os.link(tmp, path)
-      except FileExistsError:
-        raise FileExistsError(
-            errno.EEXIST, "already exists; never overwritten", str(path)
-        ) from None
+      _link_new(tmp, path)
       written.append(path)
   except BaseException as e:
     for path in written:
@@ -170,3 +165,25 @@ def write_new_files(files: Mapping[str | os.PathLike, bytes]
     for tmp in temps:
       pathlib.Path(tmp).unlink(missing_ok=True)
   return written
+
+
+# File systems without hard links (FAT, some network and FUSE mounts).
+_NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK)
+
+
+def _link_new(tmp: str, path: pathlib.Path) -> None:
+  """Gives the complete file ``tmp`` the name ``path`` if that is free."""
+  try:
+    os.link(tmp, path)
+    return
+  except FileExistsError:
+    raise FileExistsError(errno.EEXIST, "already exists; never overwritten",
+                          str(path)) from None
+  except OSError as e:
+    if e.errno not in _NO_LINKS:
+      raise
+  # Checked, then renamed: a file created in between would be replaced.
+  if path.exists() or path.is_symlink():
+    raise FileExistsError(errno.EEXIST, "already exists; never overwritten",
+                          str(path))
+  os.rename(tmp, path)
