@@ -167,6 +167,22 @@ def score(found: Sequence[tuple], entry: dict) -> tuple[list, list, int]:
   return match(found, entry["faces"], entry.get("optional", ()))
 
 
+def _original_missing(python: str) -> str | None:
+  """Why ``python`` cannot run the original package, or None if it can
+  (found without importing it, which loads TensorFlow)."""
+  try:
+    found = subprocess.run(
+        [python, "-c", "import importlib.util as u; "
+         "print(u.find_spec('mtcnn') is not None)"],
+        capture_output=True, text=True, timeout=60)
+  except OSError as e:
+    return f"cannot be run ({e.strerror or e})"
+  if found.returncode or found.stdout.strip() != "True":
+    return ("has no mtcnn package (pip install mtcnn==1.0.0 tensorflow "
+            "there; see tests/data/MTCNN_REFERENCE.md)")
+  return None
+
+
 def run_original(python: str, pictures: Sequence[np.ndarray]) -> list:
   """The original package's detections, (x, y, w, h, score) per image."""
   with tempfile.TemporaryDirectory() as tmp:
@@ -191,6 +207,16 @@ def main() -> None:
   for part in ("photos", "resolution", "video"):
     if not (args.data / part).is_dir():
       parser.error(f"{args.data / part}: not a folder (see --data)")
+  # Every argument checked before the images are read and detected.
+  from ferjax.recognition.detectors import DETECTORS
+  unknown = [n for n in args.detectors.split(",") if n not in DETECTORS]
+  if unknown:
+    parser.error(f"--detectors: unknown {', '.join(map(repr, unknown))}; "
+                 f"expected a comma-separated list of {', '.join(DETECTORS)}")
+  if args.mtcnn_python:
+    problem = _original_missing(args.mtcnn_python)
+    if problem:
+      parser.error(f"--mtcnn-python {args.mtcnn_python}: {problem}")
 
   from ferjax.recognition import pipeline
   truth = json.loads(TRUTH.read_text())

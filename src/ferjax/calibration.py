@@ -13,13 +13,18 @@ probabilities.
 """
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 ECE_BINS = 15
-# Golden-section bracket for log T: T in [1/100, 100].
-_LOG_T_RANGE = (math.log(0.01), math.log(100.0))
+# The temperatures fitted; a stored one outside is damage (``RunDir``).
+TEMPERATURE_RANGE = (0.01, 100.0)
+# Golden-section bracket for log T.
+_LOG_T_RANGE = tuple(map(math.log, TEMPERATURE_RANGE))
+# Fewer examples fit noise: one right answer alone drives T to its bound.
+MIN_EXAMPLES = 50
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
 
@@ -39,13 +44,6 @@ def _checked(logits: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
   return logits, labels
 
 
-def log_probabilities(probabilities: Any) -> np.ndarray:
-  """Logits for temperature scaling from class probabilities; a zero (a
-  float32 underflow) becomes the log of float32's smallest normal."""
-  return np.log(np.maximum(np.asarray(probabilities, np.float64),
-                           np.finfo(np.float32).tiny))
-
-
 def scaled_probabilities(logits: Any, temperature: float = 1.0) -> np.ndarray:
   """``softmax(logits / temperature)``, float64."""
   return np.exp(_log_softmax(np.asarray(logits, np.float64) / temperature))
@@ -58,14 +56,36 @@ def nll(logits: Any, labels: Any, temperature: float = 1.0) -> float:
   return float(-log_p[np.arange(len(labels)), labels].mean())
 
 
+class DegenerateFit(ValueError):
+  """Data a temperature cannot be fitted on: too few examples, one class,
+  or an NLL that keeps falling to the end of the range searched."""
+
+
 def fit_temperature(logits: Any, labels: Any) -> float:
   """The T in [0.01, 100] minimising ``nll(logits / T)``.
 
   NLL is convex in 1/T, so unimodal in log T: golden-section search in log T
-  to a relative precision of 1e-9, deterministic.
+  to a relative precision of 1e-9, deterministic. Raises DegenerateFit,
+  saying why, where the minimum is not a calibration: fewer than
+  ``MIN_EXAMPLES`` examples, a single class, an NLL that T does not change
+  (equal scores), or a minimum at a bound of the range (the NLL still falling as T goes to 0 or to infinity: scores that
+  separate the split perfectly, or carry no information about it).
   """
   logits, labels = _checked(logits, labels)
+  if len(labels) < MIN_EXAMPLES:
+    raise DegenerateFit(
+        f"{len(labels)} examples, fewer than the {MIN_EXAMPLES} a "
+        "temperature needs; fit it on a larger split")
+  if len(np.unique(labels)) < 2:
+    raise DegenerateFit(
+        f"every example is of one class ({int(labels[0])}): a temperature "
+        "fitted there says how sure the model may be of that class alone; "
+        "fit it on a split with every class")
   lo, hi = _LOG_T_RANGE
+  ends = nll(logits, labels, math.exp(lo)), nll(logits, labels, math.exp(hi))
+  if abs(ends[0] - ends[1]) <= 1e-12 * max(1.0, abs(ends[0])):
+    raise DegenerateFit("the NLL does not depend on T: the model gives every "
+                        "class the same score")
   a, b = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
   fa, fb = (nll(logits, labels, math.exp(a)),
             nll(logits, labels, math.exp(b)))
@@ -78,7 +98,19 @@ def fit_temperature(logits: Any, labels: Any) -> float:
       lo, a, fa = a, b, fb
       b = lo + _GOLDEN * (hi - lo)
       fb = nll(logits, labels, math.exp(b))
-  return math.exp((lo + hi) / 2)
+  fitted = (lo + hi) / 2
+  low, high = _LOG_T_RANGE
+  if min(fitted - low, high - fitted) < 1e-6:
+    bound, why = ((TEMPERATURE_RANGE[0], "the scores separate the split "
+                   "perfectly, so any sharpening helps") if fitted - low < 1e-6
+                  else (TEMPERATURE_RANGE[1], "the scores carry no "
+                        "information about the labels, so flattening them "
+                        "helps"))
+    raise DegenerateFit(
+        f"the NLL is least at T = {bound:g}, the end of the range searched "
+        f"{TEMPERATURE_RANGE}: {why}; no temperature calibrates this model "
+        "on this split")
+  return math.exp(fitted)
 
 
 def reliability_bins(probabilities: Any, labels: Any,
@@ -120,3 +152,12 @@ def measures(logits: Any, labels: Any,
                ece_calibrated=ece(scaled_probabilities(logits, temperature),
                                   labels))
   return out
+
+
+def calibrated_flag(members: Sequence[bool]) -> bool | str:
+  """An ensemble's "calibrated": True when every member's scores are
+  temperature-scaled, False when none are, "partial" when some are (their
+  mean then mixes calibrated and raw scores; each member says which)."""
+  if all(members):
+    return True
+  return "partial" if any(members) else False

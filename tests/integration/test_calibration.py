@@ -163,7 +163,9 @@ def test_a_temperature_of_another_checkpoint_is_not_applied(calibrated_run,
   shutil.copytree(calibrated_run, workdir)
   run = RunDir(workdir)
   record = run.read_calibration()
-  run.write_calibration({**record, "step": record["step"] + 1})
+  # A file of before, with one record: another step's.
+  (workdir / "calibration.json").write_text(json.dumps(
+      {**record, "step": record["step"] + 1}))
   assert classifier_lib.load_classifier(workdir).temperature is None
   result = run_evaluation.evaluate_run(str(workdir))
   assert "temperature" not in result["results"]["test"]["calibration"]

@@ -108,7 +108,7 @@ def test_a_k_that_splits_a_boundary_is_a_config_error(synthetic_data_dir,
 
 
 def test_a_k_that_splits_an_epoch_is_refused(synthetic_data_dir, tmp_path):
-  config = _config(synthetic_data_dir, 32, log_every_steps=32,
+  config = _config(synthetic_data_dir, 6, log_every_steps=6,
                    **{"checkpoint.every_steps": 0})
   with pytest.raises(config_lib.ConfigError,
                      match=r"train.steps_per_call: expected a divisor of the "

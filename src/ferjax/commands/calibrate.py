@@ -2,9 +2,12 @@
 
 import argparse
 import os
+import pathlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from ferjax import atomic
 from ferjax import commands
 from ferjax import compilation_cache
 from ferjax import config as config_lib
@@ -55,17 +58,24 @@ def _calibrate(args: argparse.Namespace, extra: list[str]) -> int:
   from ferjax.train import parallel
   parallel.configure_cpu_devices(config.parallel.cpu_devices)
   compilation_cache.enable(compilation_cache.default_dir())
-  checkpoint = args.checkpoint
-  if args.out is not None:
-    workdir = str(export_variables(workdir, args.out, checkpoint=checkpoint,
-                                   argv=["ferjax", *sys.argv[1:]]))
-    checkpoint = "latest"  # The copy holds that one checkpoint only.
-  from ferjax.evaluate import calibrate, calibration_plots
-  record = calibrate.calibrate_run(
-      workdir, split=args.split, checkpoint=checkpoint,
-      data_dir=args.data_dir, manual_dir=args.manual_dir)
+  if args.out is None:
+    record = _fit(args, workdir, args.checkpoint)
+  else:
+    out = pathlib.Path(args.out)
+    if out.is_symlink() or out.exists() and (
+        not out.is_dir() or any(out.iterdir())):
+      raise FileExistsError(f"{out}: already exists and is not an empty "
+                            "directory; calibrate --out never overwrites, "
+                            "choose a new DIR")
+    # The copy appears calibrated or not at all: a kill leaves no
+    # uncalibrated copy to block the retry.
+    with atomic.directory(out) as tmp:
+      export_variables(workdir, tmp, checkpoint=args.checkpoint,
+                       argv=["ferjax", *sys.argv[1:]])
+      # The copy holds that one checkpoint only.
+      record = _fit(args, str(tmp), "latest")
+    workdir = str(out)
   diagram = RunDir(workdir).reliability_diagram_path
-  calibration_plots.write_reliability_diagram(record, diagram)
   print(f"{workdir}: step {record['step']}, temperature "
         f"{record['temperature']:.4f} fitted on {record['split']} "
         f"({record['num_examples']} examples)\n"
@@ -74,6 +84,20 @@ def _calibrate(args: argparse.Namespace, extra: list[str]) -> int:
         f"{record['ece_calibrated']:.4f}\n"
         f"reliability diagram: {diagram}")
   return 0
+
+
+def _fit(args: argparse.Namespace, workdir: str,
+         checkpoint: str) -> dict[str, Any]:
+  """Fits and stores the temperature of ``workdir``'s checkpoint and draws
+  its reliability diagram; returns the record."""
+  from ferjax.evaluate import calibrate, calibration_plots
+  from ferjax.run.run_dir import RunDir
+  record = calibrate.calibrate_run(
+      workdir, split=args.split, checkpoint=checkpoint,
+      data_dir=args.data_dir, manual_dir=args.manual_dir)
+  calibration_plots.write_reliability_diagram(
+      record, RunDir(workdir).reliability_diagram_path)
+  return record
 
 
 def main(argv: Sequence[str]) -> int:

@@ -67,6 +67,9 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   if len(args.workdir) > 1 and args.saliency_by_class:
     raise config_lib.ConfigError(
         "--saliency-by-class draws one run's maps, not an ensemble's")
+  if args.saliency_by_class:  # A new file, checked before the work.
+    from ferjax.run import files
+    files.check_new(args.saliency_by_class, "--saliency-by-class", "eval")
   if len(args.workdir) > 1 and args.split is None:
     raise config_lib.ConfigError(
         "an ensemble (several --workdir) is evaluated on one --split")

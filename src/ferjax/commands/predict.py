@@ -159,14 +159,15 @@ def _classifier(args: argparse.Namespace) -> FaceClassifier:
 
 def _predict(args: argparse.Namespace) -> int:
   check_out_dir(args.out, args.images)
+  if not args.no_compile_cache:
+    compilation_cache.enable(compilation_cache.default_dir())
+  # Before --out is created: a refused model (or ensemble) leaves nothing.
+  classifier = _classifier(args)
   if args.out is not None:
     try:
       Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
       raise ValueError(f"--out {args.out}: {e.strerror or e}") from None
-  if not args.no_compile_cache:
-    compilation_cache.enable(compilation_cache.default_dir())
-  classifier = _classifier(args)
   inputs = list(args.images) + ([args.camera] if args.camera is not None
                                 else [])
   if args.out is not None:

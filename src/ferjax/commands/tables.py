@@ -97,12 +97,14 @@ def _calibration_table(result: dict[str, Any]) -> list[str]:
              if "temperature" in r["calibration"] else ()))
           for name, r in result["results"].items()]
   header = ["eval", "nll", f"ece{calibration.ECE_BINS}"]
-  if stored is None:
+  others = result.get("calibrated_steps", [])
+  if stored is None and not others:
     title = ("calibration (softmax as trained; 'ferjax calibrate' fits a "
              "temperature):")
-  elif stored["step"] != result["step"]:
-    title = (f"calibration (softmax as trained: the stored temperature is "
-             f"step {stored['step']}'s, not this checkpoint's):")
+  elif stored is None:
+    title = (f"calibration (softmax as trained: the stored temperatures are "
+             f"those of steps {', '.join(map(str, others))}, not this "
+             "checkpoint's):")
   else:
     title = (f"calibration (temperature {stored['temperature']:.4f} fitted "
              f"on {stored.get('split')}; calibrated scores are softmax("

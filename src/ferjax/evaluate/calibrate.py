@@ -38,7 +38,12 @@ def calibrate_run(workdir: str | os.PathLike, *, split: str | None = None,
   logits, labels, step = run_evaluation.split_logits(
       workdir, split=split, checkpoint=checkpoint, data_dir=data_dir,
       manual_dir=manual_dir)
-  temperature = calibration.fit_temperature(logits, labels)
+  try:
+    temperature = calibration.fit_temperature(logits, labels)
+  except calibration.DegenerateFit as e:
+    raise calibration.DegenerateFit(
+        f"{workdir}: no temperature stored for step {step} from split "
+        f"{split!r}: {e}") from None
   record = {
       "temperature": temperature, "split": split, "checkpoint": checkpoint,
       "step": step, "num_examples": len(labels),

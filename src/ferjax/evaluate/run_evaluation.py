@@ -21,7 +21,7 @@ from ferjax import metrics as metrics_lib
 from ferjax.evaluate.views import VIEWS
 from ferjax.labels import check_same_labels
 from ferjax.run.model import open_run
-from ferjax.run.run_dir import RunDir, temperature_of
+from ferjax.run.run_dir import RunDir
 from ferjax.train import setup
 from ferjax.train.split_evaluator import Evaluator
 from ferjax.train.parallel import AXIS, Parallel
@@ -96,12 +96,18 @@ class _Member:
   selected_by: str | None  # The metric that ranks 'best'.
   variables: dict[str, Any]  # By weights ('raw', 'ema'), replicated.
   evaluators: dict[str, Evaluator]
-  stored_calibration: dict[str, Any] | None  # calibration.json, any step.
+  calibrations: dict[int, dict[str, Any]]  # calibration.json, by step.
+
+  @property
+  def stored_calibration(self) -> dict[str, Any] | None:
+    """The temperature scaling fitted for this checkpoint, if any."""
+    return self.calibrations.get(self.step)
 
   @property
   def temperature(self) -> float | None:
-    """The stored temperature if it is this checkpoint's."""
-    return temperature_of(self.stored_calibration, self.step)
+    """The stored temperature if one is this checkpoint's."""
+    record = self.stored_calibration
+    return record["temperature"] if record else None
 
   def evaluate(self, name: str) -> dict[str, Any]:
     """The metrics of evaluation ``name`` on the variables it asks for; an
@@ -116,19 +122,21 @@ class _Member:
           f"{result['loss']}; its accuracy would be meaningless")
     return result
 
-  def probabilities(self, name: str) -> np.ndarray:
-    """(examples, classes) probabilities of evaluation ``name``."""
+  def log_probabilities(self, name: str) -> np.ndarray:
+    """(examples, classes) log-probabilities of evaluation ``name``: those
+    its loss is computed from."""
     ev = self.evaluators[name]
-    return ev.probabilities(self.variables[ev.weights])
+    return ev.log_probabilities(self.variables[ev.weights])
 
   def calibration(self, name: str,
-                  probabilities: np.ndarray | None = None) -> dict[str, Any]:
-    """NLL and ECE of evaluation ``name`` (of its ``probabilities`` when
-    already computed), also at the stored temperature."""
-    if probabilities is None:
-      probabilities = self.probabilities(name)
-    logits = calibration.log_probabilities(probabilities)
-    return calibration.measures(logits, self.evaluators[name].labels,
+                  log_probabilities: np.ndarray | None = None
+                  ) -> dict[str, Any]:
+    """NLL and ECE of evaluation ``name`` (of its ``log_probabilities``
+    when already computed), also at the stored temperature."""
+    if log_probabilities is None:
+      log_probabilities = self.log_probabilities(name)
+    return calibration.measures(log_probabilities,
+                                self.evaluators[name].labels,
                                 self.temperature)
 
 
@@ -150,7 +158,7 @@ def _member(workdir: str, *, split: str | None, checkpoint: str,
                                 class_names=data.info.class_names)
   return _Member(str(workdir), step, config.checkpoint.best_metric,
                  parallel.replicate(restored), evaluators,
-                 run.read_calibration())
+                 run.read_calibrations())
 
 
 def evaluate_run(workdir: str, *, split: str | None = None,
@@ -171,7 +179,8 @@ def evaluate_run(workdir: str, *, split: str | None = None,
              for name in member.evaluators}
   return {"workdir": str(workdir), "step": member.step,
           "checkpoint": checkpoint, "selected_by": member.selected_by,
-          "calibration": member.stored_calibration, "results": results}
+          "calibration": member.stored_calibration,
+          "calibrated_steps": sorted(member.calibrations), "results": results}
 
 
 def split_logits(workdir: str, *, split: str, checkpoint: str = "best",
@@ -183,8 +192,7 @@ def split_logits(workdir: str, *, split: str, checkpoint: str = "best",
   member = _member(workdir, split=split, checkpoint=checkpoint, tta="none",
                    crop_size=None, data_dir=data_dir, manual_dir=manual_dir)
   ((name, ev),) = member.evaluators.items()
-  return (calibration.log_probabilities(member.probabilities(name)),
-          np.asarray(ev.labels), member.step)
+  return (member.log_probabilities(name), np.asarray(ev.labels), member.step)
 
 
 def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
@@ -231,19 +239,21 @@ def evaluate_ensemble(workdirs: Sequence[str], *, split: str,
           f"ensemble members see different examples in split {split!r}: "
           f"{workdirs[0]} ({len(first.labels)} examples) and {workdir} "
           f"({len(ev.labels)}) do not read the same dataset split")
-    probs = member.probabilities(name)
+    log_probs = member.log_probabilities(name)
     members.append({"workdir": str(workdir), "step": member.step,
                     "checkpoint": member_checkpoint,
                     "selected_by": member.selected_by,
+                    "calibrated": member.temperature is not None,
                     "results": {split: {
                         **member.evaluate(name),
-                        "calibration": member.calibration(name, probs)}}})
-    if member.temperature is not None:  # As predict's ensembles average.
-      probs = calibration.scaled_probabilities(
-          calibration.log_probabilities(probs), member.temperature)
-    probabilities.append(probs)
+                        "calibration": member.calibration(name, log_probs)}}})
+    # As predict's ensembles average: each member calibrated if it can be.
+    probabilities.append(calibration.scaled_probabilities(
+        log_probs, member.temperature or 1.0))
   ensemble = metrics_lib.from_probabilities(
       np.mean(probabilities, axis=0), first.labels, first.class_names)
   return {"members": members,
           "checkpoint": checkpoints[0] if len(set(checkpoints)) == 1 else None,
-          "ensemble": {"results": {split: ensemble}}}
+          "ensemble": {"calibrated": calibration.calibrated_flag(
+              [m["calibrated"] for m in members]),
+                       "results": {split: ensemble}}}

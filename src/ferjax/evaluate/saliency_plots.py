@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from matplotlib.figure import Figure
 
-from ferjax import atomic
+from ferjax.run import files
 
 
 def class_saliency_figure(result: dict[str, Any]) -> Figure:
@@ -41,7 +41,8 @@ def class_saliency_figure(result: dict[str, Any]) -> Figure:
 
 def write_class_saliency(result: dict[str, Any],
                          path: str | os.PathLike) -> None:
-  """Writes ``class_saliency_figure`` as a PNG, atomically."""
+  """Writes ``class_saliency_figure`` as a new PNG file, atomically; never
+  over an existing file (``files.write_new``)."""
   buffer = io.BytesIO()
   class_saliency_figure(result).savefig(buffer, format="png", dpi=100)
-  atomic.write_bytes(path, buffer.getvalue())
+  files.write_new(path, buffer.getvalue())

@@ -66,7 +66,10 @@ def _failed_trials(dirs: Sequence[str | os.PathLike]) -> list[str]:
         out.append(f"{path}: unreadable ({e})")
         continue
       for trial in trials:
-        if trial.get("status") != "finished":
+        if trial.get("status") in ("pending", "running"):
+          out.append(f"{path.parent / trial['name']}: {trial['status']} "
+                     "(its sweep has not finished it yet)")
+        elif trial.get("status") != "finished":
           out.append(f"{path.parent / trial['name']}: {trial['status']} "
                      f"(exit {trial.get('returncode')}; see its "
                      f"{sweep_lib.STATUS_FILE})")
@@ -107,10 +110,11 @@ def _seed_section(groups: Sequence[SeedGroup], fields: Sequence[str],
 
 def _calibration_section(selected: Sequence[tuple[Run, dict[str, Any]]],
                          runs: Sequence[Run], plots: pathlib.Path,
-                         images: list[str]) -> str:
+                         images: list[str], notes: list[str]) -> str:
   """Predicted against true class shares of the confusion matrices shown,
-  and each calibrated run's temperature, NLL and ECE (its reliability
-  diagram appended to ``images``)."""
+  and each calibrated run's temperatures (one per calibrated step), NLL and
+  ECE (their reliability diagrams appended to ``images``); a calibration
+  file that cannot be read is a line of ``notes``, not the report's end."""
   text = ""
   if selected:
     names = event_class_names(*selected[0])
@@ -130,17 +134,23 @@ def _calibration_section(selected: Sequence[tuple[Run, dict[str, Any]]],
              + "\n")
   rows = []
   for run in runs:
-    record = RunDir(run.path).read_calibration()
-    if record is None:
+    try:
+      records = RunDir(run.path).read_calibrations()
+    except RunDirError as e:
+      notes.append(f"- {run.name}: calibration not reported: {e}")
       continue
-    rows.append([run.name, f"{record['temperature']:.4f}", record["split"],
-                 record["step"], f"{record['nll']:.4f} -> "
-                 f"{record['nll_calibrated']:.4f}", f"{record['ece']:.4f} -> "
-                 f"{record['ece_calibrated']:.4f}"])
-    file = f"reliability_{sweep_lib.safe_name(run.name)}.png"
-    calibration_plots.write_reliability_diagram(
-        record, plots / file, f"{run.name}: reliability on {record['split']}")
-    images.append(f"![Reliability diagram of {run.name}](plots/{file})")
+    for step, record in records.items():
+      rows.append([run.name, f"{record['temperature']:.4f}",
+                   record["split"], step, f"{record['nll']:.4f} -> "
+                   f"{record['nll_calibrated']:.4f}",
+                   f"{record['ece']:.4f} -> {record['ece_calibrated']:.4f}"])
+      suffix = f"_step{step}" if len(records) > 1 else ""
+      file = f"reliability_{sweep_lib.safe_name(run.name)}{suffix}.png"
+      calibration_plots.write_reliability_diagram(
+          record, plots / file,
+          f"{run.name}: reliability on {record['split']} (step {step})")
+      images.append(f"![Reliability diagram of {run.name}, step {step}]"
+                    f"(plots/{file})")
   if rows:
     text += ("\n## Calibration\n\nTemperature scaling fitted by `ferjax "
              "calibrate` (softmax(logits / T)); NLL and ECE (15 bins) on the "
@@ -176,10 +186,10 @@ def write_report(dirs: Sequence[str | os.PathLike],
     summary = summarize(run)
     metrics = [summary.get(c, math.nan) for c in columns]
     rows.append([run.name, *(field_cell(run.config, f) for f in shown),
-                 run.status, run.final_step, *metrics])
+                 run.table_status, run.final_step, *metrics])
     csv_rows.append([run.name, *(field_value(run.config, f)
                                  for f in csv_fields),
-                     run.status, run.final_step,
+                     run.table_status, run.final_step,
                      *("" if math.isnan(v) else v for v in metrics)])
   atomic.write_text(out / "report.csv", _csv(
       ["run", *csv_fields, "status", "step", *columns], csv_rows))
@@ -211,12 +221,12 @@ def write_report(dirs: Sequence[str | os.PathLike],
     plot_confusion(run, event, plots / file)
     images.append(f"![Confusion matrix of {run.name}](plots/{file})")
   missing = [r.name for r in runs if all(r is not s for s, _ in selected)]
-  # In report.md only: the printed tables stay the run tables.
-  sections = _calibration_section(selected, runs, plots, images)
-
   notes = [f"- {u.name}: not reported, unreadable: {u.reason}"
            for u in unreadable]
-  notes += [f"- {r.name}: {r.events_note}" for r in runs if r.events_note]
+  torn = [f"- {r.name}: {r.events_note}" for r in runs if r.events_note]
+  notes += torn
+  # In report.md only: the printed tables stay the run tables.
+  sections = _calibration_section(selected, runs, plots, images, notes)
   notes += [f"- {line}" for line in _failed_trials(dirs)]
   notes += [f"- {name}: no {eval_name or 'eval'} confusion matrix"
             f"{f' at step {step}' if step is not None else ''}"
@@ -232,6 +242,8 @@ def write_report(dirs: Sequence[str | os.PathLike],
       ("\n## Notes\n\n" + "\n".join(notes) + "\n" if notes else "") +
       "\n## Plots\n\n" + "\n\n".join(images) + "\n")
   atomic.write_text(out / "report.md", markdown)
+  if torn:
+    tables += "\n## Torn metrics\n\n" + "\n".join(torn) + "\n"
   if unreadable:
     tables += "\n## Not reported (unreadable)\n\n" + "".join(
         f"- {u.path}: {u.reason}\n" for u in unreadable)

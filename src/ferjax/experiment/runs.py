@@ -52,6 +52,14 @@ class Run:
     return status
 
   @property
+  def table_status(self) -> str:
+    """``status`` as the tables show it: flagged when a torn last line of
+    the metrics was left out, so that the finals are not the run's last."""
+    if self.events_note:
+      return f"{self.status}, metrics torn after step {self.final_step}"
+    return self.status
+
+  @property
   def is_reproduction(self) -> bool:
     """Made by ``ferjax reproduce``: a copy of a run, not another seed."""
     sessions = self.manifest.get("sessions") or [{}]
@@ -146,6 +154,8 @@ def load_all(dirs: Sequence[str | os.PathLike]
   runs, unreadable = [], []
   for path in paths:
     name = str(path.relative_to(base)) if path != base else path.name
+    if _not_started(path):
+      continue  # A sweep's pending trial: its sweep's note lists it.
     try:
       runs.append(read_run(name, path))
     except (RunDirError, FileNotFoundError) as e:
@@ -156,6 +166,20 @@ def load_all(dirs: Sequence[str | os.PathLike]
         f"under {', '.join(map(str, dirs))}"
         + "".join(f"\n  {u.path}: {u.reason}" for u in unreadable))
   return runs, unreadable
+
+
+def _not_started(path: pathlib.Path) -> bool:
+  """A sweep trial that has written no record of a run yet (pending, or
+  starting): nothing to report, and nothing wrong."""
+  trial = path / sweep_lib.STATUS_FILE
+  if RunDir(path).has_config() or not trial.is_file():
+    return False
+  try:
+    status = read_json(trial)
+  except RunDirError:
+    return False
+  return isinstance(status, dict) and status.get("status") in (
+      "pending", "running")
 
 
 def load_runs(dirs: Sequence[str | os.PathLike]) -> list[Run]:

@@ -18,7 +18,6 @@ experiment file, the data and the virtual environment.
 
 import contextlib
 import dataclasses
-import json
 import os
 import pathlib
 import shlex
@@ -32,7 +31,7 @@ import ml_collections
 
 from ferjax import config as config_lib
 from ferjax.experiment import sweep
-from ferjax.run.run_dir import RunDir
+from ferjax.run.run_dir import RunDir, read_json
 from ferjax.run.manifest import now
 
 SUBMITIT_DIR = "slurm"
@@ -365,7 +364,7 @@ def trial_lines(workdir: str | os.PathLike) -> Iterator[str]:
   if not summary_path.exists():
     raise FileNotFoundError(f"{workdir} holds no {sweep.SWEEP_FILE}: not a "
                             "sweep directory, or its sweep never started")
-  names = [t["name"] for t in json.loads(summary_path.read_text())["trials"]]
+  names = [t["name"] for t in read_json(summary_path)["trials"]]
   records = {n: sweep.Trial(n, {}, workdir / n).read_status() for n in names}
   states: dict[str, str] = {}
   if any(r.get("job_id") for r in records.values()):

@@ -12,16 +12,14 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 import ferjax
-from ferjax import atomic
-from ferjax import fs_errors
 from ferjax.export import jaxpr_onnx
+from ferjax.run import files
 from ferjax.run.model import LoadedModel, load_model
 
 LAYOUT = "NHWC"
@@ -42,6 +40,8 @@ def metadata(loaded: LoadedModel, workdir: str | os.PathLike | None
       "ferjax.model": config.model.name,
       "ferjax.run": str(workdir) if workdir is not None else "pretrained",
       "ferjax.checkpoint_step": str(loaded.step),
+      # False: the step had no recorded checksums (export warns).
+      "ferjax.checkpoint_verified": json.dumps(loaded.verified),
       "ferjax.config_sha256": _digest(config),
       "dataset": str(config.input.dataset),
       "dataset.image_shape": json.dumps(list(dataset["image_shape"])),
@@ -73,26 +73,11 @@ def _input_shape(loaded: LoadedModel) -> tuple[int, int, int]:
   return (*config.input.image_size, config.input.channels)
 
 
-def _check_out(out: pathlib.Path) -> None:
-  """Fails before any work if ``out`` exists or cannot be written."""
-  if out.exists():
-    raise FileExistsError(f"{out}: already exists; export never overwrites, "
-                          "choose a new --out")
-  try:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=out.parent):
-      pass
-  except OSError as e:
-    raise ValueError(f"--out {out}: cannot write there "
-                     f"({fs_errors.describe(e)})") from e
-
-
 def write_onnx(workdir: str | os.PathLike | None, out: str | os.PathLike, *,
                checkpoint: str = "best") -> pathlib.Path:
   """Writes the run's model as ONNX to ``out`` (atomically, never over a
   file); raises ``jaxpr_onnx.NotLowerable`` naming what does not lower."""
-  out = pathlib.Path(out)
-  _check_out(out)
+  out = files.check_new(out, "--out", "export")
   loaded = load_model(workdir, checkpoint)
   try:
     model = jaxpr_onnx.to_onnx(
@@ -103,7 +88,7 @@ def write_onnx(workdir: str | os.PathLike | None, out: str | os.PathLike, *,
     raise jaxpr_onnx.NotLowerable(
         f"model {loaded.config.model.name!r} does not lower to ONNX: {e}; "
         "--format stablehlo (jax.export) needs no ONNX lowering") from e
-  atomic.write_bytes(out, model.SerializeToString())
+  files.write_new(out, model.SerializeToString())
   return out
 
 
@@ -116,17 +101,18 @@ def write_stablehlo(workdir: str | os.PathLike | None,
                     out: str | os.PathLike, *,
                     checkpoint: str = "best") -> pathlib.Path:
   """Writes the run's model as serialized ``jax.export`` StableHLO to
-  ``out``, its metadata to ``out.json``; ``jax.export.deserialize`` reads
-  it back without ferjax. The batch dimension is symbolic."""
-  out = pathlib.Path(out)
-  _check_out(out)
-  _check_out(stablehlo_metadata_path(out))
+  ``out``, its metadata to ``out.json``, both or neither;
+  ``jax.export.deserialize`` reads it back without ferjax. The batch
+  dimension is symbolic."""
+  out = files.check_new(out, "--out", "export")
+  files.check_new(stablehlo_metadata_path(out), "--out", "export")
   loaded = load_model(workdir, checkpoint)
   (batch,) = jax.export.symbolic_shape("batch")
   exported = jax.export.export(jax.jit(_logits_fn(loaded)))(
       jax.ShapeDtypeStruct((batch, *_input_shape(loaded)), jnp.float32))
-  atomic.write_text(stablehlo_metadata_path(out), json.dumps(
-      metadata(loaded, workdir), indent=1) + "\n")
-  atomic.write_bytes(out, bytes(exported.serialize()))
+  files.write_new_files({
+      stablehlo_metadata_path(out): (json.dumps(
+          metadata(loaded, workdir), indent=1) + "\n").encode(),
+      out: bytes(exported.serialize())})
   return out
 

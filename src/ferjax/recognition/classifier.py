@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ferjax import calibration
 from ferjax.data import preprocess
 from ferjax.labels import check_same_labels
 from ferjax.models import saliency
@@ -30,7 +31,10 @@ class FaceScores:
 
   probs: np.ndarray
   members: tuple[tuple[str, np.ndarray], ...] = ()
-  calibrated: bool = False  # softmax(logits / T), T from ferjax calibrate.
+  # softmax(logits / T), T from ferjax calibrate; an ensemble's is
+  # ``calibration.calibrated_flag`` of its members' (``member_calibrated``).
+  calibrated: bool | str = False
+  member_calibrated: tuple[bool, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,10 +127,10 @@ class Ensemble:
     """The members' mean probabilities of ``faces``, and each member's."""
     probs = [m.score_faces(image, faces, margin=margin).probs
              for m in self.members]
+    calibrated = tuple(m.temperature is not None for m in self.members)
     return FaceScores(np.mean(probs, axis=0, dtype=np.float32),
                       tuple(zip(self.names, probs, strict=True)),
-                      calibrated=all(m.temperature is not None
-                                     for m in self.members))
+                      calibration.calibrated_flag(calibrated), calibrated)
 
 
 # What the recognition pipeline and streams classify faces with.

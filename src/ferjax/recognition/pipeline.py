@@ -220,13 +220,17 @@ class FaceResult:
   detection_score: float | None = None
   track: int | None = None
   members: tuple[tuple[str, Mapping[str, float]], ...] = ()
-  calibrated: bool = False  # Scores are softmax(logits / T) (calibrate).
+  # Scores are softmax(logits / T) (calibrate): for an ensemble True, False
+  # or "partial", and each member's own in ``member_calibrated``.
+  calibrated: bool | str = False
+  member_calibrated: tuple[bool, ...] = ()
 
   def to_json(self) -> dict[str, Any]:
     """Plain JSON types: integer box, rounded landmarks and scores; the
     track id only for faces from a stream; for an ensemble, "members": each
-    member's {"workdir", "label", "scores"}; "calibrated": whether the
-    scores are temperature-scaled."""
+    member's {"workdir", "label", "scores", "calibrated"}; "calibrated":
+    whether the scores are temperature-scaled (an ensemble's: true if every
+    member's are, "partial" if some are)."""
     landmarks = None
     if self.landmarks is not None:
       landmarks = {k: [round(x, 1), round(y, 1)]
@@ -239,7 +243,9 @@ class FaceResult:
     if self.members:
       record["members"] = [
           {"workdir": name, "label": max(scores, key=scores.get),
-           "scores": _rounded(scores)} for name, scores in self.members]
+           "scores": _rounded(scores), "calibrated": calibrated}
+          for (name, scores), calibrated in zip(
+              self.members, self.member_calibrated, strict=True)]
     return record
 
 
@@ -261,7 +267,7 @@ def face_results(faces: Sequence[Face], scores: FaceScores,
                      class_names[int(np.argmax(scores.probs[i]))],
                      named(scores.probs[i]), face.score, track,
                      tuple((name, named(p[i])) for name, p in scores.members),
-                     scores.calibrated)
+                     scores.calibrated, scores.member_calibrated)
           for i, (face, track) in enumerate(zip(faces, tracks, strict=True))]
 
 

@@ -147,7 +147,8 @@ class FaceStream:
         axis=1)
     return FaceScores(smoothed[0], tuple(
         (name, p) for (name, _), p in zip(scores.members, smoothed[1:],
-                                           strict=True)), scores.calibrated)
+                                           strict=True)), scores.calibrated,
+                      scores.member_calibrated)
 
 
 def recognize_stream(frames: Iterable[np.ndarray | Frame],

@@ -35,6 +35,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from ferjax import atomic
+from ferjax.run import files
 
 log = logging.getLogger(__name__)
 
@@ -306,8 +307,11 @@ class Checkpoints:
     if not path.exists():
       return None
     try:
-      recorded = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      recorded = json.loads(files.read_text(path))
+    except files.RunFileError as e:
+      raise CorruptCheckpoint(f"{e}; the checkpoints cannot be verified"
+                              ) from None
+    except json.JSONDecodeError as e:
       raise CorruptCheckpoint(
           f"{path}: not valid JSON ({e}); the checkpoints cannot be "
           "verified") from None

@@ -22,6 +22,7 @@ import numpy as np
 
 from ferjax import atomic
 from ferjax import finite_json
+from ferjax.run import files
 
 # Not plotted: the same number at every evaluation.
 _NOT_SCALARS = ("num_examples",)
@@ -92,7 +93,7 @@ class MetricWriter:
     """
     if not self.enabled or not self.path.exists():
       return
-    data = self.path.read_bytes()
+    data = files.read_bytes(self.path, files.MAX_METRICS_BYTES)
     try:
       events, _ = parse_events(data)
     except ValueError as e:

@@ -102,6 +102,8 @@ class LoadedModel:
   source: str  # The checkpoint's path, named in errors.
   # The softmax temperature stored for this checkpoint (ferjax calibrate).
   temperature: float | None = None
+  # Whether the checkpoint's files matched their recorded checksums.
+  verified: bool = True
 
 
 def load_model(workdir: str | os.PathLike | None = None,
@@ -116,12 +118,14 @@ def load_model(workdir: str | os.PathLike | None = None,
   opened = open_run(pretrained.path() if workdir is None else workdir)
   run, config = opened.run, opened.config
   dataset = run.dataset()
-  step, variables = opened.restore(checkpoint)
-  variables = variables["raw"]
+  with run.checkpoints(config) as ckpt:
+    step = run.resolve_step(ckpt, checkpoint)
+    variables = ckpt.restore_variables(step)
+    verified = ckpt.is_verified(step)
   model = opened.model(len(dataset["class_names"]))
   _check_fit(model, variables, (*config.input.image_size,
                                 config.input.channels),
              len(dataset["class_names"]), workdir)
   return LoadedModel(model, variables, config, dataset, step,
                      f"checkpoint {run.checkpoints_path / str(step)}",
-                     run.temperature(step))
+                     run.temperature(step), verified)

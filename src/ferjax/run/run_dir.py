@@ -9,14 +9,16 @@
                   so that ``tensorboard --logdir SWEEP`` names each trial
                   (older runs keep them in ``tensorboard/``)
   checkpoints/    Orbax steps with their checksums (run.checkpoint)
-  calibration.json  a checkpoint's softmax temperature (``ferjax calibrate``)
+  calibration.json  softmax temperatures by checkpoint step (``calibrate``)
   reliability.png   its reliability diagram before and after
   .lock           held (``flock``) by the one process writing the run
 
 Training, evaluation, inference, transfer, sweeps, reports, reproductions
 and the torchvision converters all read and write runs through ``RunDir``;
 no other module names these files. Every file read names itself in its
-error, so a corrupt run is reported, never a bare ``json`` message. A saved
+error, so a corrupt run is reported, never a bare ``json`` message; every
+file is read and written by the rule of ``ferjax.run.files`` (regular files
+of bounded size; atomic writes, new files never over old ones). A saved
 config is upgraded once, here, as it is read (``config.upgrade``: the fields
 of later versions at the values that reproduce the earlier behaviour).
 Opening a run's model (config, checkpoint, model) is ``run.model``'s.
@@ -34,10 +36,12 @@ from typing import Any
 import ml_collections
 
 from ferjax import atomic
+from ferjax import calibration as calibration_lib
 from ferjax import config as config_lib
 from ferjax import config_checks
 from ferjax import filelock
 from ferjax.run import checkpoint as checkpoint_lib
+from ferjax.run import files
 from ferjax.run import manifest as manifest_lib
 from ferjax.run.metric_writer import MetricWriter, parse_events
 
@@ -71,17 +75,18 @@ class RunDirBusy(RunDirError):
 
 
 def read_json(path: str | os.PathLike) -> Any:
-  """A JSON file's content; errors name the file and what is wrong with it."""
+  """A JSON file's content; errors name the file and what is wrong with it
+  (``files.read_text``: only a regular file of bounded size is read)."""
   path = pathlib.Path(path)
   try:
-    return json.loads(path.read_text())
+    return json.loads(files.read_text(path))
   except FileNotFoundError:
     raise
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+  except files.RunFileError as e:
+    raise RunDirError(str(e)) from None
+  except json.JSONDecodeError as e:
     raise RunDirError(f"{path}: not valid JSON ({e}); the file is corrupt"
                       ) from None
-  except OSError as e:
-    raise RunDirError(f"{path}: cannot be read ({e.strerror})") from None
 
 
 def _leaf(tree: Mapping[str, Any], dotted: str) -> Any:
@@ -92,10 +97,29 @@ def _leaf(tree: Mapping[str, Any], dotted: str) -> Any:
   return tree
 
 
-def temperature_of(record: dict[str, Any] | None, step: int) -> float | None:
-  """The temperature of a calibration record (``RunDir.read_calibration``)
-  if it was fitted for ``step``: another checkpoint's is not this one's."""
-  return record["temperature"] if record and record["step"] == step else None
+def _check_calibration(path: pathlib.Path, record: Any) -> dict[str, Any]:
+  """``record`` if it is one temperature scaling as calibrate writes it.
+
+  A temperature outside the range calibrate fits is damage (1e300 would
+  flatten every score to 1/C, 1e-300 overflow them), never trusted.
+  """
+  temperature = record.get("temperature") if isinstance(
+      record, dict) else None
+  if (not isinstance(temperature, (int, float))
+      or isinstance(temperature, bool) or not temperature > 0
+      or not isinstance(record.get("step"), int)
+      or temperature == float("inf")):
+    raise RunDirError(
+        f"{path}: expected a JSON object with a positive finite "
+        "'temperature' and the checkpoint's integer 'step', as 'ferjax "
+        "calibrate' writes; the file is corrupt (run calibrate again)")
+  low, high = calibration_lib.TEMPERATURE_RANGE
+  if not low <= temperature <= high:
+    raise RunDirError(
+        f"{path}: temperature {temperature!r} of step {record['step']} is "
+        f"outside [{low:g}, {high:g}], the range 'ferjax calibrate' fits "
+        "in; the file is damaged (run calibrate again)")
+  return record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,37 +157,58 @@ class RunDir:
     """The reliability diagram that ``ferjax calibrate`` draws."""
     return self.path / _RELIABILITY
 
-  def read_calibration(self) -> dict[str, Any] | None:
-    """The stored temperature scaling (``write_calibration``), or None.
+  def read_calibrations(self) -> dict[int, dict[str, Any]]:
+    """The stored temperature scalings by checkpoint step, in the order
+    they were fitted (``write_calibration``); {} without calibration.json.
 
     A file that is not what calibrate wrote is an error naming it: scores
-    silently left uncalibrated would be reported as calibrated ones.
+    silently left uncalibrated would be reported as calibrated ones. A file
+    of an earlier ferjax holds one record, read as the only step.
     """
     path = self.path / _CALIBRATION
-    if not path.exists():
-      return None
-    record = read_json(path)
-    temperature = record.get("temperature") if isinstance(
-        record, dict) else None
-    if (not isinstance(temperature, (int, float))
-        or isinstance(temperature, bool) or not temperature > 0
-        or not isinstance(record.get("step"), int)
-        or temperature == float("inf")):
-      raise RunDirError(
-          f"{path}: expected a JSON object with a positive finite "
-          "'temperature' and the checkpoint's integer 'step', as 'ferjax "
-          "calibrate' writes; the file is corrupt (run calibrate again)")
-    return record
+    if not path.exists() and not path.is_symlink():
+      return {}
+    stored = read_json(path)
+    if isinstance(stored, dict) and "by_step" in stored:
+      records = stored["by_step"]
+      if not isinstance(records, dict):
+        raise RunDirError(f"{path}: by_step: expected an object of records "
+                          "by checkpoint step; the file is corrupt")
+      records = list(records.values())
+    else:
+      records = [stored]
+    return {r["step"]: r for r in
+            (_check_calibration(path, r) for r in records)}
+
+  def read_calibration(self, step: int | None = None
+                       ) -> dict[str, Any] | None:
+    """The temperature scaling fitted for ``step`` (default: the last one
+    fitted, of any step), or None."""
+    records = self.read_calibrations()
+    if step is None:
+      return next(reversed(records.values()), None)
+    return records.get(step)
 
   def temperature(self, step: int) -> float | None:
-    """The stored softmax temperature if it was fitted for ``step``."""
-    return temperature_of(self.read_calibration(), step)
+    """The stored softmax temperature if one was fitted for ``step``."""
+    record = self.read_calibration(step)
+    return record["temperature"] if record else None
 
   def write_calibration(self, record: dict[str, Any]) -> pathlib.Path:
     """Stores a temperature scaling (``temperature``, ``step``, ...)
-    atomically; returns the file's path."""
+    atomically beside those of other steps (one per step: calibrating a
+    step again replaces its own); returns the file's path."""
     path = self.path / _CALIBRATION
-    atomic.write_text(path, json.dumps(record, indent=2) + "\n")
+    try:
+      records = self.read_calibrations()
+    except RunDirError as e:  # Damage: what calibrate is run to replace.
+      log.warning("%s; replacing it with step %d's record", e, record["step"])
+      records = {}
+    records.pop(record["step"], None)
+    records[record["step"]] = _check_calibration(path, record)
+    atomic.write_text(path, json.dumps(
+        {"by_step": {str(s): r for s, r in records.items()}}, indent=2)
+                      + "\n")
     return path
 
   def fold(self, index: int) -> "RunDir":
@@ -390,11 +435,12 @@ class RunDir:
     """
     path = self.path / _METRICS
     try:
-      events, torn = parse_events(path.read_bytes())
+      events, torn = parse_events(files.read_bytes(
+          path, files.MAX_METRICS_BYTES))
     except FileNotFoundError:
       return [], None
-    except OSError as e:
-      raise RunDirError(f"{path}: cannot be read ({e.strerror})") from None
+    except files.RunFileError as e:
+      raise RunDirError(str(e)) from None
     except ValueError as e:
       raise RunDirError(f"{path}: {e}") from None
     note = (f"{_METRICS}: line {torn} is torn (cut off mid-write) and left "
@@ -463,8 +509,8 @@ class RunDir:
       os.close(fd)
       return None
     try:
-      text = path.read_text().strip()
-    except OSError:
+      text = files.read_text(path, 4096).strip()
+    except (OSError, files.RunFileError):
       text = ""
     return text or "another process"
 
@@ -622,7 +668,10 @@ def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
     exported._write_manifest(manifest)  # pylint: disable=protected-access
     metrics = run.path / _METRICS
     if metrics.exists():
-      (exported.path / _METRICS).write_bytes(metrics.read_bytes())
+      (exported.path / _METRICS).write_bytes(files.read_bytes(
+          metrics, files.MAX_METRICS_BYTES))
+    if (record := run.read_calibration(step)) is not None:
+      exported.write_calibration(record)  # The step's own temperature.
     saver = exported.checkpoints(config, read_only=False)
     try:
       saver.save(step, variables, scalars, unverified=not verified)

@@ -46,8 +46,8 @@ class Evaluator:
     self._fn = parallel.map(functools.partial(
         steps.eval_split, model=model, spec=spec, views=views))
     # Compiled on first use: training never asks for the probabilities.
-    self._probabilities_fn = functools.partial(
-        steps.split_probabilities, model=model, spec=spec, views=views)
+    self._log_probabilities_fn = functools.partial(
+        steps.split_log_probabilities, model=model, spec=spec, views=views)
     self.labels = split.labels
 
   def __call__(self, variables: dict[str, Any]) -> dict[str, Any]:
@@ -55,11 +55,16 @@ class Evaluator:
     totals = self._parallel.unreplicate(self._fn(variables, self._data))
     return metrics_lib.summarize(totals, self.class_names)
 
+  def log_probabilities(self, variables: dict[str, Any]) -> np.ndarray:
+    """(examples, classes) class log-probabilities, in the split's order:
+    those the loss is computed from."""
+    return np.asarray(self._parallel.unreplicate(
+        self._log_probabilities(variables, self._data)))
+
   def probabilities(self, variables: dict[str, Any]) -> np.ndarray:
     """(examples, classes) class probabilities, in the split's order."""
-    return np.asarray(self._parallel.unreplicate(
-        self._probabilities(variables, self._data)))
+    return np.exp(self.log_probabilities(variables))
 
   @functools.cached_property
-  def _probabilities(self):
-    return self._parallel.map(self._probabilities_fn)
+  def _log_probabilities(self):
+    return self._parallel.map(self._log_probabilities_fn)

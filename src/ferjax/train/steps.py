@@ -270,23 +270,26 @@ def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
   return lax.psum(totals, AXIS)
 
 
-def split_probabilities(variables: dict[str, Any],
-                        data: dict[str, jnp.ndarray], *,
-                        model: flax.linen.Module, spec: EvalSpec,
-                        views: ViewsFn | None = None) -> jnp.ndarray:
-  """Every example's class probabilities, in the split's order.
+def split_log_probabilities(variables: dict[str, Any],
+                            data: dict[str, jnp.ndarray], *,
+                            model: flax.linen.Module, spec: EvalSpec,
+                            views: ViewsFn | None = None) -> jnp.ndarray:
+  """Every example's class log-probabilities, in the split's order.
 
-  What ensembles average. Each device fills its own rows and a ``psum``
-  assembles the whole (small) table on every device.
+  Those the loss of ``eval_split`` is computed from, so that the NLL and
+  temperature of calibration see the same numbers (no probability that
+  underflowed to 0 and was clipped on the host). Ensembles average their
+  exponent. Each device fills its own rows and a ``psum`` assembles the
+  whole (small) table on every device.
   """
   padded = spec.num_batches * spec.per_device_batch * spec.num_devices
 
   def body(i, table):
     idx = _device_rows(i, spec)
-    probs = jnp.exp(_outputs(
+    log_probs = _outputs(
         variables, preprocess.to_unit_float(data["images"][idx]),
-        model=model, spec=spec, views=views)[0])
-    return lax.dynamic_update_slice(table, probs, (idx[0], 0))
+        model=model, spec=spec, views=views)[0]
+    return lax.dynamic_update_slice(table, log_probs, (idx[0], 0))
 
   table = lax.fori_loop(0, spec.num_batches, body,
                         jnp.zeros((padded, spec.num_classes), jnp.float32))
