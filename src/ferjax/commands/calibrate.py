@@ -78,6 +78,7 @@ def _calibrate(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-  args, extra = build_parser().parse_known_args(argv)
+  args, extra = build_parser().parse_known_args(
+      run_dirs.pretrained_apart(argv))
   return commands.reporting_errors("calibrate",
                                    lambda: _calibrate(args, extra))

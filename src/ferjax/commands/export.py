@@ -87,5 +87,6 @@ def _export_file(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-  args, extra = build_parser().parse_known_args(argv)
+  args, extra = build_parser().parse_known_args(
+      run_dirs.pretrained_apart(argv))
   return commands.reporting_errors("export", lambda: _export(args, extra))

@@ -94,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="do not use the persistent compilation cache "
                       "(default: $XDG_CACHE_HOME/ferjax/jax or "
                       f"${compilation_cache.ENV})")
-  args = parser.parse_args(argv)
+  args = parser.parse_args(run_dirs.pretrained_apart(
+      sys.argv[1:] if argv is None else argv))
   if not args.images and args.camera is None:
     parser.error("give image or video files, directories, or --camera N")
   minimums = [("--start", args.start, 0), ("--max-frames", args.max_frames, 1),

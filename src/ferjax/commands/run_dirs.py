@@ -14,13 +14,29 @@ from ferjax import pretrained
 
 def add_pretrained(parser: argparse.ArgumentParser) -> None:
   """``--pretrained [NAME]``: a bundled model where a run directory goes;
-  ``from_args`` reads it back."""
+  ``from_args`` reads it back. Parse ``pretrained_apart(argv)``."""
   parser.add_argument(
       "--pretrained", nargs="?", const=pretrained.DEFAULT, metavar="NAME",
       help=f"a model shipped with ferjax instead of (or, for an ensemble, "
       f"with) --workdir: {', '.join(pretrained.MODELS)} (default "
       f"{pretrained.DEFAULT}: LeNet-5 trained on FER2013, PublicTest "
       "accuracy 0.51)")
+
+
+def pretrained_apart(argv: Sequence[str]) -> list[str]:
+  """``argv`` where a bare ``--pretrained`` followed by an existing file or
+  directory (not a bundled model's name) takes no NAME: that path is an
+  input (``predict --pretrained photo.jpg``), not a model. Every command
+  with ``add_pretrained`` parses this, not its raw argv."""
+  argv = list(argv)
+  for i, arg in enumerate(argv[:-1]):
+    if arg == "--":
+      break
+    following = argv[i + 1]
+    if (arg == "--pretrained" and following not in pretrained.MODELS
+        and os.path.exists(os.path.expanduser(following))):
+      argv[i] = f"--pretrained={pretrained.DEFAULT}"
+  return argv
 
 
 def add_dataset_dirs(parser: argparse.ArgumentParser) -> None:
