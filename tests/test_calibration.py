@@ -200,6 +200,29 @@ def test_an_always_neutral_model_shows_100_percent_neutral_predicted():
   assert rows["happy"] == ["14.3%", "0.0%"]
 
 
+def test_an_ensemble_s_distribution_has_one_true_column():
+  labels = np.arange(70) % 7
+  always = lambda c: metrics_lib.from_probabilities(
+      np.eye(7, dtype=np.float32)[np.full(70, c)], labels, FER2013_CLASSES)
+  member = {"workdir": "/r/b", "step": 1, "checkpoint": "best",
+            "results": {"test": always(6)}}
+  text = run_evaluation.format_results(
+      {"members": [{**member, "workdir": "/r/b"},
+                   {**member, "workdir": "/r/a",
+                    "results": {"test": always(3)}}],
+       "checkpoint": "best",
+       "ensemble": {"results": {"test": always(3)}}})
+  assert text.startswith("ensemble of 2 runs (b, a) under /r on test")
+  lines = text.splitlines()
+  start = lines.index(
+      "class distribution (share of examples, true and predicted):")
+  assert lines[start + 1].split() == [
+      "class", "true", "b", "(step", "1)", "predicted", "a", "(step", "1)",
+      "predicted", "ensemble", "(mean", "softmax)", "predicted"]
+  assert lines[start + 8].split() == ["neutral", "14.3%", "100.0%", "0.0%",
+                                      "0.0%"]
+
+
 def test_eval_prints_the_predicted_class_distribution(reference_run):
   proc = ferjax_cli("eval", "--workdir", str(reference_run[0]))
   assert proc.returncode == 0, proc.stderr

@@ -57,3 +57,16 @@ def test_other_commands_refuse_the_path_not_as_a_model(command, photos,
   err = capsys.readouterr().err
   assert f"unrecognised arguments: {photos}" in err, err
   assert "no bundled model" not in err
+
+
+@pytest.mark.parametrize("argv, first", [
+    (["--pretrained", "--workdir", "a"], "pretrained"),
+    (["--workdir", "a", "--pretrained"], "a"),
+])
+def test_an_ensemble_keeps_the_order_given(argv, first):
+  from ferjax.commands import eval as eval_command  # pylint: disable=g-import-not-at-top
+  args, _ = eval_command.build_parser().parse_known_args(argv)
+  workdirs = run_dirs.from_args(args)
+  assert len(workdirs) == 2
+  assert workdirs[0] == (str(pretrained.path()) if first == "pretrained"
+                         else "a")

@@ -12,11 +12,23 @@ from ferjax import config as config_lib
 from ferjax import pretrained
 
 
+class _Pretrained(argparse.Action):
+  """Stores NAME and how many ``--workdir``s came before it: an ensemble's
+  members keep the command line's order."""
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    setattr(namespace, self.dest, values)
+    given = getattr(namespace, "workdir", None)
+    setattr(namespace, "pretrained_position",
+            len(given) if isinstance(given, list) else int(bool(given)))
+
+
 def add_pretrained(parser: argparse.ArgumentParser) -> None:
   """``--pretrained [NAME]``: a bundled model where a run directory goes;
   ``from_args`` reads it back. Parse ``pretrained_apart(argv)``."""
   parser.add_argument(
       "--pretrained", nargs="?", const=pretrained.DEFAULT, metavar="NAME",
+      action=_Pretrained,
       help=f"a model shipped with ferjax instead of (or, for an ensemble, "
       f"with) --workdir: {', '.join(pretrained.MODELS)} (default "
       f"{pretrained.DEFAULT}: LeNet-5 trained on FER2013, PublicTest "
@@ -50,11 +62,13 @@ def add_dataset_dirs(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace) -> list[str]:
-  """The run directories of ``args``: ``--workdir``s, then ``--pretrained``."""
+  """The run directories of ``args``: ``--workdir``s and ``--pretrained``
+  in the order given."""
   given = args.workdir or []
   given = [given] if isinstance(given, str) else list(given)
   if args.pretrained is not None:
-    given.append(str(pretrained.path(args.pretrained)))
+    position = getattr(args, "pretrained_position", len(given))
+    given.insert(position, str(pretrained.path(args.pretrained)))
   if not given:
     raise ValueError("expected --workdir DIR or --pretrained [NAME]")
   return given
