@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("images", nargs="*", metavar="INPUT",
                       type=os.path.expanduser,
                       help="image or video files (.mp4, .avi, .mov, .mkv, "
-                      "...), or directories searched for images")
+                      "...), or directories searched for both")
   parser.add_argument("--camera", type=int, metavar="N",
                       help="also read camera N (0: the first) until Ctrl-C, "
                       "--end or --max-frames")

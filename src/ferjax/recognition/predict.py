@@ -32,13 +32,14 @@ import numpy as np
 from ferjax import atomic, finite_json
 from ferjax.data.image_header import image_size
 from ferjax.recognition.classifier import FaceClassifier
-from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
-                                       expand_paths)
+from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, IMAGE_SUFFIXES,
+                                       check_out_dir, expand_paths)
 from ferjax.recognition import overlay
 from ferjax.recognition.pipeline import FaceResult, recognize
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH, FaceStream
-from ferjax.recognition.video import (WRITABLE_SUFFIXES, VideoError,
-                                      VideoSource, VideoWriter, is_video)
+from ferjax.recognition.video import (VIDEO_SUFFIXES, WRITABLE_SUFFIXES,
+                                      VideoError, VideoSource, VideoWriter,
+                                      is_video)
 
 
 # The most pixels an input image may declare (``--max-pixels``): four
@@ -337,6 +338,20 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
              f"{start:g} s and --end {end if end is not None else 'end'}"}
 
 
+def _with_folders_scanned(items: Sequence[str | int],
+                          out_dir: str | Path | None) -> list[str | Path | int]:
+  """``items`` with each directory replaced by its image and video files
+  (a directory without any stays, to be reported)."""
+  found: list[str | Path | int] = []
+  for item in items:
+    if isinstance(item, int) or not Path(item).is_dir():
+      found.append(item)
+      continue
+    found += expand_paths([item], skip=out_dir,
+                          suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES) or [item]
+  return found
+
+
 def run(images: Sequence[str | int], classifier: FaceClassifier,
         detector: str = "auto", out_dir: str | Path | None = None, *,
         max_pixels: int = MAX_PIXELS, explain: bool = False,
@@ -349,7 +364,7 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
   overlays saliency maps on the annotated images and videos.
   """
   groups: list[list[Path] | str | int] = []
-  for item in images:
+  for item in _with_folders_scanned(images, out_dir):
     if isinstance(item, int) or is_video(item):
       groups.append(item)
     elif groups and isinstance(groups[-1], list):
@@ -363,7 +378,7 @@ def run(images: Sequence[str | int], classifier: FaceClassifier,
     if isinstance(group, list):
       paths = expand_paths(group, skip=out_dir)
       if not paths:
-        print(f"ferjax predict: no image files found in "
+        print(f"ferjax predict: no image or video files found in "
               f"{' '.join(map(str, group))}", file=sys.stderr)
         inputs, failures = inputs + 1, failures + 1
         continue
