@@ -263,3 +263,20 @@ def test_eval_draws_the_mean_saliency_of_each_class(reference_run, tmp_path):
                     str(reference_run[0]), "--split", "test[:50]",
                     "--saliency-by-class", str(png))
   assert proc.returncode == 2 and "one run" in proc.stderr
+
+
+def test_the_reliability_diagram_s_legend_explains_the_shading():
+  from ferjax.experiment import calibration_plots  # pylint: disable=g-import-not-at-top
+  bins = {"count": [0, 3, 40, 9], "accuracy": [0, 0.3, 0.5, 0.9],
+          "confidence": [0, 0.35, 0.6, 0.85]}
+  fig = calibration_plots.reliability_figure({
+      "temperature": 1.5, "reliability": {"before": bins, "after": {
+          **bins, "count": [1, 20, 20, 11]}},
+      "ece": 0.1, "nll": 1.2, "ece_calibrated": 0.05, "nll_calibrated": 1.1,
+      "split": "val", "num_examples": 52, "step": 7})
+  texts = [[t.get_text() for t in ax.get_legend().get_texts()]
+           for ax in fig.axes]
+  assert texts[0][-2:] == ["accuracy, bin of 40 examples (most)",
+                           "accuracy, bin of few examples"]
+  assert texts[1][-2] == "accuracy, bin of 20 examples (most)"
+  assert "calibrated" in texts[0] and "mean confidence" in texts[0]
