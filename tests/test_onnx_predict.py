@@ -142,3 +142,18 @@ def test_the_script_reproduces_predict_on_the_shared_photos(tmp_path):
     for a, b in zip(mine["faces"], theirs["faces"], strict=True):
       assert a["label"] == b["label"], mine["path"]
       assert a["max_abs_diff"] <= TOLERANCE, (mine["path"], a)
+
+
+def test_stablehlo_with_the_preprocessing_in_graph(calibrated_run, tmp_path):
+  """uint8 crops in, the classifier's calibrated probabilities out."""
+  import jax  # pylint: disable=g-import-not-at-top
+  out = portable.write_stablehlo(calibrated_run, tmp_path / "m.stablehlo",
+                                 preprocess_in_graph=True)
+  exported = jax.export.deserialize(bytearray(out.read_bytes()))
+  crops = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1),
+                                            dtype=np.uint8)
+  np.testing.assert_allclose(np.asarray(exported.call(crops)),
+                             load_classifier(calibrated_run).predict(crops),
+                             atol=1e-6)
+  meta = json.loads(portable.stablehlo_metadata_path(out).read_text())
+  assert meta["recipe"]["graph"]["input"].startswith("uint8 crops")
