@@ -26,7 +26,7 @@ from ferjax import atomic
 from ferjax import fs_errors
 from ferjax import jaxpr_onnx
 from ferjax.export import recipe as recipe_lib
-from ferjax.recognition.classifier import (LoadedModel, classifier_from_model,
+from ferjax.recognition.classifier import (LoadedModel, classifier_of,
                                            load_model)
 
 LAYOUT = "NHWC"
@@ -104,12 +104,7 @@ def _logits_fn(loaded: LoadedModel):
 def _probs_fn(loaded: LoadedModel):
   """uint8 crops -> calibrated probabilities: ``Classifier.predict``'s
   program."""
-  config, dataset = loaded.config, loaded.dataset
-  return classifier_from_model(
-      loaded.model, loaded.variables, class_names=dataset["class_names"],
-      crop_shape=dataset["image_shape"], image_size=config.input.image_size,
-      channels=config.input.channels, mean=config.input.mean,
-      std=config.input.std, temperature=loaded.temperature).predict_fn
+  return classifier_of(loaded).predict_fn
 
 
 def _input_shape(loaded: LoadedModel, preprocess_in_graph: bool
