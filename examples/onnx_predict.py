@@ -55,7 +55,7 @@ def load_rgb(path: str) -> np.ndarray:
   return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def eye_angle(eyes, max_degrees: float) -> float:
+def eye_angle(eyes: tuple | None, max_degrees: float) -> float:
   if eyes is None:
     return 0.0
   (lx, ly), (rx, ry) = eyes
@@ -63,7 +63,8 @@ def eye_angle(eyes, max_degrees: float) -> float:
   return angle if abs(angle) <= max_degrees else 0.0
 
 
-def crop_face(image: np.ndarray, box, eyes, crop: dict) -> np.ndarray:
+def crop_face(image: np.ndarray, box: list[float], eyes: tuple | None,
+              crop: dict) -> np.ndarray:
   """The uint8 crop (H, W, C) of the recipe's "crop" section."""
   x, y, w, h = box
   crop_h, crop_w, channels = crop["shape"]
@@ -126,7 +127,8 @@ def probabilities(session: ort.InferenceSession, recipe: dict,
   return e / e.sum(axis=1, keepdims=True)
 
 
-def recognise(session, recipe, path: str, faces: list[dict]) -> dict:
+def recognise(session: ort.InferenceSession, recipe: dict, path: str,
+              faces: list[dict]) -> dict:
   """{"path", "faces"} for ``faces`` given as {"box", "eyes"}."""
   image = load_rgb(path)
   labels = recipe["output"]["labels"]
