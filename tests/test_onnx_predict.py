@@ -126,10 +126,7 @@ def test_the_recipe_is_structured_and_names_no_local_path(calibrated_run,
 @pytest.mark.skipif(not (SHARED_PHOTOS / "faces").is_dir(),
                     reason=f"{SHARED_PHOTOS} absent (PHOTOS_DIR)")
 def test_the_script_reproduces_predict_on_the_shared_photos(tmp_path):
-  model = tmp_path / "m.onnx"
-  proc = ferjax_cli("export", "--format", "onnx", "--pretrained", "--out",
-                    str(model))
-  assert proc.returncode == 0, proc.stderr
+  model = portable.write_onnx(None, tmp_path / "m.onnx")
   proc = ferjax_cli("predict", str(SHARED_PHOTOS / "faces"))
   assert proc.returncode == 0, proc.stderr
   predictions = tmp_path / "predictions.jsonl"
