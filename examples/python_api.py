@@ -14,12 +14,10 @@ about photos). Running it again resumes the finished run: nothing retrains.
 import argparse
 import pathlib
 
+import ferjax
 from ferjax import config as config_lib
 from ferjax.commands import tables
 from ferjax.evaluate import run_evaluation
-from ferjax.recognition.classifier import load_classifier
-from ferjax.recognition.pipeline import recognize
-from ferjax.recognition.predict import load_image
 from ferjax.run.run_dir import RunDir
 from ferjax.train import loop, parallel
 
@@ -55,8 +53,7 @@ def main() -> None:
   print(tables.format_results(result))
 
   # 4. Recognise a photo with the bundled FER2013 model.
-  classifier = load_classifier()
-  faces = recognize(load_image(args.photo), classifier)
+  faces = ferjax.recognize(args.photo)
   print(f"{args.photo}: {len(faces)} face(s)")
   for face in faces:
     x, y, w, h = face.box

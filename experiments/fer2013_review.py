@@ -33,7 +33,8 @@ VGG variant, fer2013_vgg.py); LeNet-5's recipe reaches PublicTest accuracy
 about 0.50 (experiments/RESULTS.md).
 
 Arguments: ``runlocal`` (every trial one epoch on 128 training images, 64
-validation and 64 PublicTest images, ten-crop on 16: a smoke test; measured
+validation and 64 PublicTest images, ten-crop on 16, no learning-rate
+warmup, so that every trial's steps train: a smoke test; measured
 on the shared 2-core CPU, load average 6-9, per trial: LeNet-5 15 s, AlexNet
 90 s, VGG-11-BN 40-50 s, GoogLeNet 2 minutes, mostly compilation; all
 twelve 14 minutes: ``bash gpu/gpu_review.sh --runlocal``),
@@ -93,6 +94,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       f"{_HERE / path}:{family_arg}" if family_arg else str(_HERE / path))
   if args.runlocal:
     config.num_epochs = 1
+    # One epoch of a warmup is all warmup: LeNet-5's single step (batch 128)
+    # would take learning rate 0 and never train.
+    if config.optimizer.warmup_epochs:
+      config.optimizer.warmup_epochs = 0.0
     config.input.train_split = f"train[:{_RUNLOCAL_TRAIN}]"
     for ev in config.evals.values():
       n = _RUNLOCAL_TEN_CROP if ev.tta == "ten_crop" else _RUNLOCAL_EVAL

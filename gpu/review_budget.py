@@ -15,6 +15,10 @@ networks. These two numbers are assumptions, not measurements: the defaults
 are 10% of an H200's 989 dense bfloat16 TFLOP/s (small convolutions at
 batch 64 on 48x48 images keep a GPU far from its peak) and 3 ms a step.
 Replace them with a measured first epoch when one exists.
+
+With ``runlocal`` (the CPU smoke test) FLOPs say nothing: compilation takes
+most of a tiny trial's time, so the estimate is the measured CPU time per
+trial instead (``RUNLOCAL_CPU_SECONDS``).
 """
 
 import argparse
@@ -22,6 +26,7 @@ import math
 import pathlib
 import sys
 import types
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow_datasets as tfds
@@ -31,6 +36,11 @@ from ferjax.models import summary
 
 REVIEW = pathlib.Path(__file__).resolve().parents[1] / "experiments" / (
     "fer2013_review.py")
+
+# Measured seconds per :runlocal trial on the shared 2-core CPU (load
+# average 6-9; experiments/fer2013_review.py): mostly compilation.
+RUNLOCAL_CPU_SECONDS = {"lenet5": 19, "alexnet": 89, "vgg11_bn": 52,
+                        "googlenet": 134}
 
 # FER2013's official split sizes (../shared/data/fer2013/PROVENANCE.txt).
 SPLIT_SIZES = {"train": 28_709, "public_test": 3_589}
@@ -74,6 +84,19 @@ def trial_cost(config: Any) -> dict[str, Any]:
           "train_images": train, "flops": total, "steps": steps}
 
 
+def _runlocal_estimate(families: Sequence[str], seeds: int) -> int:
+  """The CPU smoke test's expected time: measured seconds per trial."""
+  print("CPU smoke test (runlocal): expected time per trial, measured on a "
+        "2-core CPU (mostly compilation; GPU arithmetic does not apply)")
+  print(f"{'family':<10} {'seconds':>8}")
+  for family in families:
+    print(f"{family:<10} {RUNLOCAL_CPU_SECONDS[family]:>8}")
+  total = seeds * sum(RUNLOCAL_CPU_SECONDS[f] for f in families)
+  print(f"whole smoke test ({seeds} seed(s), one trial at a time): about "
+        f"{math.ceil(total / 60)} minutes on a 2-core CPU")
+  return 0
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("arg", nargs="?", default="",
@@ -84,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                       help="assumed time floor per step in ms (default 3)")
   args = parser.parse_args(argv)
   module, _ = config_lib.load_experiment(str(REVIEW))
-  seeds = config_lib.parse_arg(args.arg, family="", runlocal=False,
-                               seeds=3).seeds
+  parsed = config_lib.parse_arg(args.arg, family="", runlocal=False, seeds=3)
+  if parsed.runlocal:
+    return _runlocal_estimate(module.FAMILIES, parsed.seeds)
+  seeds = parsed.seeds
   print(f"expected time per trial at {args.tflops:g} effective TFLOP/s and "
         f"{args.step_ms:g} ms per step (assumed; see "
         "gpu/review_budget.py)")

@@ -23,6 +23,7 @@ import pytest
 from ferjax import config as config_lib
 from ferjax.commands import sweep as sweep_command
 from ferjax.experiment import sweep
+from ferjax.experiment.reproduce import TIMING_FIELDS
 from ferjax.labels import CKPLUS_CLASSES, FER2013_CLASSES
 from ferjax.models import create_model
 from ferjax.recognition.align import Face
@@ -67,7 +68,9 @@ def final_params(workdir: pathlib.Path) -> dict:
 
 
 def without_timing(events: list[dict]) -> list[dict]:
-  return [{k: v for k, v in e.items() if k != "images_per_second"}
+  """Events without their timing (speed, wall-clock time): what an exact
+  resume or a rerun reproduces."""
+  return [{k: v for k, v in e.items() if k not in TIMING_FIELDS}
           for e in events]
 
 

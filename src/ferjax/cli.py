@@ -93,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+  # Off a terminal (a batch job's log) every line says when it was written.
+  timed = "" if sys.stderr.isatty() else "%(asctime)s "
+  logging.basicConfig(level=logging.INFO,
+                      format=f"{timed}%(levelname)s %(message)s",
+                      datefmt="%Y-%m-%d %H:%M:%S")
   for noisy in ("jax._src", "orbax"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
   # Orbax reports through absl, including a warning on every read-only open

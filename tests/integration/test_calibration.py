@@ -203,6 +203,29 @@ def test_an_always_neutral_model_shows_100_percent_neutral_predicted():
   assert rows["happy"] == ["14.3%", "0.0%"]
 
 
+def test_an_ensemble_s_distribution_has_one_true_column():
+  labels = np.arange(70) % 7
+  always = lambda c: metrics_lib.from_probabilities(
+      np.eye(7, dtype=np.float32)[np.full(70, c)], labels, FER2013_CLASSES)
+  member = {"workdir": "/r/b", "step": 1, "checkpoint": "best",
+            "results": {"test": always(6)}}
+  text = run_evaluation.format_results(
+      {"members": [{**member, "workdir": "/r/b"},
+                   {**member, "workdir": "/r/a",
+                    "results": {"test": always(3)}}],
+       "checkpoint": "best",
+       "ensemble": {"results": {"test": always(3)}}})
+  assert text.startswith("ensemble of 2 runs (b, a) under /r on test")
+  lines = text.splitlines()
+  start = lines.index(
+      "class distribution (share of examples, true and predicted):")
+  assert lines[start + 1].split() == [
+      "class", "true", "b", "(step", "1)", "predicted", "a", "(step", "1)",
+      "predicted", "ensemble", "(mean", "softmax)", "predicted"]
+  assert lines[start + 8].split() == ["neutral", "14.3%", "100.0%", "0.0%",
+                                      "0.0%"]
+
+
 def test_eval_prints_the_predicted_class_distribution(reference_run):
   proc = ferjax_cli("eval", "--workdir", str(reference_run[0]))
   assert proc.returncode == 0, proc.stderr
@@ -243,3 +266,20 @@ def test_eval_draws_the_mean_saliency_of_each_class(reference_run, tmp_path):
                     str(reference_run[0]), "--split", "test[:50]",
                     "--saliency-by-class", str(png))
   assert proc.returncode == 2 and "one run" in proc.stderr
+
+
+def test_the_reliability_diagram_s_legend_explains_the_shading():
+  from ferjax.evaluate import calibration_plots  # pylint: disable=g-import-not-at-top
+  bins = {"count": [0, 3, 40, 9], "accuracy": [0, 0.3, 0.5, 0.9],
+          "confidence": [0, 0.35, 0.6, 0.85]}
+  fig = calibration_plots.reliability_figure({
+      "temperature": 1.5, "reliability": {"before": bins, "after": {
+          **bins, "count": [1, 20, 20, 11]}},
+      "ece": 0.1, "nll": 1.2, "ece_calibrated": 0.05, "nll_calibrated": 1.1,
+      "split": "val", "num_examples": 52, "step": 7})
+  texts = [[t.get_text() for t in ax.get_legend().get_texts()]
+           for ax in fig.axes]
+  assert texts[0][-2:] == ["accuracy, bin of 40 examples (most)",
+                           "accuracy, bin of few examples"]
+  assert texts[1][-2] == "accuracy, bin of 20 examples (most)"
+  assert "calibrated" in texts[0] and "mean confidence" in texts[0]

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 import logging
 import re
 import subprocess
@@ -178,13 +179,15 @@ def test_duration():
 
 def test_train_into_a_log_file_shows_progress_lines(tmp_path,
                                                     synthetic_data_dir):
-  """As a batch job sees it: stdout and stderr one file, not a terminal."""
+  """As a batch job sees it: stdout and stderr one file, not a terminal: a
+  header saying what runs, then timestamped progress and eval lines."""
   overrides = {
       "input.data_dir": synthetic_data_dir,
       "input.train_split": "train[:512]",
       "evals": "{'test': {'split': 'test[:64]', 'tta': 'none'}}",
       "num_epochs": 1, "batch_size": 64, "log_every_steps": 2}
   log_path = tmp_path / "job.log"
+  started = time.time()
   with open(log_path, "w") as log_file:
     proc = subprocess.run(
         [sys.executable, "-m", "ferjax.cli", "train", "--config",
@@ -194,13 +197,46 @@ def test_train_into_a_log_file_shows_progress_lines(tmp_path,
         stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO, timeout=300)
   text = log_path.read_text()
   assert proc.returncode == 0, text
+  stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO "
   lines = re.findall(
-      r"^INFO step (\d+)/8 \(epoch 1/1\): train loss \d+\.\d{4}, "
+      rf"^{stamp}step (\d+)/8 \(epoch 1/1\): train loss \d+\.\d{{4}}, "
       r"accuracy \d\.\d{4}, lr [\d.e-]+, \d+ img/s(, ETA \S+)?$", text,
       re.M)
   assert [int(step) for step, _ in lines] == [2, 4, 6, 8], text
   assert all(eta for _, eta in lines[:-1]) and not lines[-1][1]
   assert "\r" not in text
+  # The header, before the first step.
+  header = text[:text.index("compiling the train step")]
+  for pattern in (
+      rf"^{stamp}config {re.escape(str(QUICKSTART))} with --config\.",
+      rf"^{stamp}workdir {re.escape(str(tmp_path / 'run'))} \(new run\)$",
+      rf"^{stamp}model lenet5: [\d,]+ parameters, float32$",
+      rf"^{stamp}devices: \d+ x cpu \((shard_map|pmap)\), 1 process\(es\); "
+      r"batch 64$",
+      rf"^{stamp}data synthetic_fer: train 512 images \(train\[:512\], "
+      r"in memory\), test 64$",
+      rf"^{stamp}8 steps: 1 epochs of 8, evaluation every 1 epoch\(s\)$"):
+    assert re.search(pattern, header, re.M), (pattern, header)
+  assert re.search(rf"^{stamp}step 8: test loss \d+\.\d{{4}}, accuracy "
+                   r"\d\.\d{4}, macro_f1 \d\.\d{4}$", text, re.M), text
+  # Every metrics.jsonl event says when it was written.
+  events = [json.loads(line) for line in
+            (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  times = [e["wall_time"] for e in events]
+  assert len(events) == 5 and started <= times[0] and times == sorted(times)
+  assert times[-1] <= time.time()
+
+
+def test_the_bar_shows_the_last_window_s_loss():
+  stream = _Terminal()
+  bar = Progress(100, 0, 64, stream=stream)
+  bar.update(1, "epoch 1/2")
+  assert "loss" not in stream.getvalue()  # No window yet.
+  bar.update(50, "epoch 1/2", {"loss": 1.23456, "accuracy": 0.5})
+  bar.update(100, "epoch 2/2")
+  bar.close()
+  last = stream.getvalue().split("\r")[-1]
+  assert "100/100 loss 1.2346 " in last, last
 
 
 @pytest.mark.parametrize("command", ["eval", "export"])

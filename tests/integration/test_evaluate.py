@@ -121,7 +121,14 @@ def test_ensemble_of_three_runs(reference_run, tmp_path):
   rows = [line.split()[0] for line in proc.stdout.splitlines()[2:6]]
   # Short names: each run's path below the members' common parent.
   base = os.path.commonpath([a, b])
-  assert proc.stdout.startswith(f"ensemble of 3 runs under {base} on ")
+  ra, rb = (os.path.relpath(r, base) for r in (a, b))
+  assert proc.stdout.startswith(
+      f"ensemble of 3 runs ({ra}, {rb}, {ra}) under {base} on ")
+  # One "true" column: the members see the same examples.
+  table = proc.stdout[proc.stdout.index("class distribution"):]
+  header = table.splitlines()[1].split()
+  assert header[:3] == ["class", "true", ra] and header.count("true") == 1
+  assert header.count("predicted") == 4
   assert rows == [os.path.relpath(a, base), os.path.relpath(b, base),
                   os.path.relpath(a, base), "ensemble"]
   assert all(len(r) < len(a) for r in rows)

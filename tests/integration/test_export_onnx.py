@@ -20,7 +20,7 @@ from ferjax.data import preprocess
 from ferjax.data.synthetic_fer import render_face
 from ferjax.labels import FER2013_CLASSES
 from ferjax.models import MODEL_NAMES, create_model
-from ferjax.recognition.classifier import load_model
+from ferjax.run.model import load_model
 from helpers import PHOTOS, SHARED_FER2013, ferjax_cli
 
 # CI installs the extra (tests/unit/test_ci.py); elsewhere these
@@ -197,6 +197,10 @@ def test_export_of_the_bundled_model_runs_in_onnx_runtime(tmp_path):
   assert meta["ferjax.checkpoint_step"] == str(run.step)
   assert len(meta["ferjax.config_sha256"]) == 64
   assert "resize" in meta["preprocessing"]
+  assert "tile" in meta["preprocessing"]  # The colour rule of this model.
+  recipe = json.loads(meta["ferjax.recipe"])
+  assert recipe["output"]["labels"] == list(run.dataset["class_names"])
+  assert meta["ferjax.run"] == "pretrained:fer2013_lenet5"
 
 
 # Runs where ferjax is not imported: the artifact carries its program.
@@ -221,7 +225,8 @@ def test_stablehlo_export_reloads_without_ferjax(tmp_path):
                  check=True, cwd=tmp_path)
   np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, atol=1e-5)
   meta = json.loads((tmp_path / "lenet5.stablehlo.json").read_text())
-  assert json.loads(meta["input.shape"]) == ["batch", 32, 32, 3]
+  assert meta["recipe"]["model_input"]["shape"] == ["batch", 32, 32, 3]
+  assert meta["provenance"]["run"] == "pretrained:fer2013_lenet5"
 
 
 def test_export_errors_are_one_line(tmp_path):

@@ -14,9 +14,11 @@ from ferjax import config as config_lib
 from ferjax.experiment import sweep
 from ferjax.models import summary
 from ferjax.run.run_dir import RunDir, read_metrics
-from helpers import REPO, SHARED_FER2013
+from ferjax.train import optimizer
+from helpers import REPO, SHARED_FER2013, make_run
 
 import review_budget  # noqa: E402  (gpu/ is on pytest's pythonpath)
+import smoke_note  # noqa: E402
 
 REVIEW = str(REPO / "experiments" / "fer2013_review.py")
 EXPERIMENTS = REPO / "experiments"
@@ -56,7 +58,8 @@ def test_runlocal_shrinks_only_the_epochs_and_splits():
     tiny = config_lib.load_config(f"{REVIEW}:family={family},runlocal")
     changed = config_lib.differing_fields(full.to_dict(), tiny.to_dict())
     assert {f.rsplit(".", 1)[-1] for f in changed} <= {
-        "num_epochs", "train_split", "split"}, (family, changed)
+        "num_epochs", "train_split", "split", "warmup_epochs"}, (
+            family, changed)
     assert (tiny.num_epochs, tiny.input.train_split) == (1, "train[:128]")
     sizes = {ev.tta: review_budget.split_size(ev.split)
              for ev in tiny.evals.values()}
@@ -64,6 +67,46 @@ def test_runlocal_shrinks_only_the_epochs_and_splits():
     # Validation stays out of the training images, and off PublicTest.
     assert tiny.evals.val.split == "train[-64:]"
     assert tiny.checkpoint.best_metric == "val/accuracy"
+
+
+def test_every_runlocal_trial_s_first_step_trains():
+  """No warmup in a one-epoch smoke test: LeNet-5 (batch 128, 128 images)
+  takes one step, which warmup would give learning rate 0."""
+  for family in RECIPES:
+    config = config_lib.load_config(f"{REVIEW}:family={family},runlocal")
+    steps = -(-review_budget.split_size(config.input.train_split)
+              // config.batch_size)
+    schedule = optimizer.learning_rate_schedule(
+        config.optimizer, steps_per_epoch=steps, total_steps=steps)
+    assert float(schedule(0)) == pytest.approx(
+        config.optimizer.learning_rate), family
+  full = config_lib.load_config(f"{REVIEW}:family=lenet5")
+  assert full.optimizer.warmup_epochs == 1.0  # The recipe keeps its warmup.
+
+
+def test_the_runlocal_budget_is_cpu_time(capsys):
+  assert review_budget.main(["runlocal,seeds=2"]) == 0
+  out = capsys.readouterr().out
+  assert "CPU smoke test" in out and "hours" not in out
+  total = 2 * sum(review_budget.RUNLOCAL_CPU_SECONDS.values())
+  assert f"about {-(-total // 60)} minutes" in out
+
+
+def test_the_smoke_note_says_what_it_is_and_gives_chance(tmp_path):
+  run = tmp_path / "sw" / "lenet5-seed0"
+  make_run(run, seed=0, lr=0.1, accuracies=[0.5])
+  (run / "metrics.jsonl").write_text(json.dumps(
+      {"step": 1, "split": "public_test", "accuracy": 0.5,
+       "confusion_matrix": [[1, 1, 0], [2, 10, 2], [0, 2, 2]]}) + "\n")
+  report = tmp_path / "sw" / "report.md"
+  report.write_text("# report\n")
+  assert smoke_note.main([str(tmp_path / "sw"), "--into", str(report)]) == 0
+  assert smoke_note.main([str(tmp_path / "sw"), "--into", str(report)]) == 0
+  text = report.read_text()
+  assert text.startswith("**SMOKE TEST**") and text.count("SMOKE TEST") == 1
+  assert ("- chance on public_test (20 images): uniform guessing 1/3 = "
+          "0.333, always 'happy' 0.700\n") in text
+  assert text.endswith("# report\n")
 
 
 def test_family_argument_errors_and_one_family_sweeps():

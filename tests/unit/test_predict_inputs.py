@@ -79,3 +79,26 @@ def test_scanned_folders_include_gif_files(photos):
   assert [p.name for p in inputs.expand_paths([photos])] == ["a.png",
                                                              "b.gif"]
   assert predict.load_image(photos / "b.gif").shape == (40, 50, 3)
+
+
+def test_a_folder_s_videos_are_read_too(classifier, photos, capsys):
+  writer = cv2.VideoWriter(str(photos / "clip.avi"),
+                           cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+  for _ in range(3):
+    writer.write(np.full((48, 64, 3), 200, np.uint8))
+  writer.release()
+  out = photos / "annotated"
+  for _ in range(2):  # The annotated clip inside the folder is not reread.
+    assert predict.run([str(photos)], classifier, "haar", out,
+                       max_frames=3) == 0
+    records = [json.loads(line)
+               for line in capsys.readouterr().out.splitlines()]
+    assert [(Path(r["path"]).name, r.get("frame")) for r in records] == [
+        ("a.png", None), ("b.gif", None), ("clip.avi", 0), ("clip.avi", 1),
+        ("clip.avi", 2)]
+
+
+def test_an_empty_folder_is_reported(classifier, tmp_path, capsys):
+  assert predict.run([str(tmp_path)], classifier, "haar") == 1
+  assert (f"no image or video files found in {tmp_path}"
+          in capsys.readouterr().err)

@@ -165,8 +165,13 @@ def test_explain_overlays_the_heat_inside_the_face_only(classifier, tmp_path):
   results = pipeline.recognize(image, classifier, DarkSquares())
   heat = overlay.face_heat(image, results, classifier)
   assert heat.shape == (300, 400) and heat.max() > 0.5
-  # The crop is the box plus a 10% margin on every side.
-  assert heat[:85].max() == 0 and heat[:, 255:].max() == 0
+  # Inside the face's box only: not on the crop's 10% margin.
+  (face,) = results
+  assert face.box == (150.0, 100.0, 90.0, 90.0)
+  assert heat[100:190, 150:240].max() > 0.5
+  outside = heat.copy()
+  outside[100:190, 150:240] = 0
+  assert outside.max() == 0
   plain = predict.annotate(image, results)
   explained = predict.annotate(image, results, heat)
   changed = np.abs(plain.astype(int) - explained).sum(-1) > 0
@@ -205,3 +210,26 @@ def test_predict_explain_on_a_shared_photo(tmp_path):
   above = np.abs(annotated[:y - h // 4].astype(int) - plain[:y - h // 4])
   assert above.mean() < 3 and (inside > 30).mean() > 10 * (above.sum(
       -1) > 30).mean()
+
+
+def test_the_mean_saliency_figure_shows_each_mean_face_unhidden():
+  from ferjax.evaluate import saliency_plots  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  faces = rng.integers(0, 256, (3, 48, 48)).astype(np.float32)
+  maps = rng.uniform(0, 1, (3, 8, 8)).astype(np.float32)
+  fig = saliency_plots.class_saliency_figure({
+      "class_names": ["a", "b", "c"], "mean_faces": faces, "maps": maps,
+      "counts": [5, 0, 7], "method": "grad_cam", "layer": "Conv_1",
+      "split": "test", "step": 3})
+  panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+  assert len(panels) == 6
+  above, below = panels[:3], panels[3:]
+  assert [ax.get_title() for ax in above] == ["a (n=5)", "b (n=0)",
+                                              "c (n=7)"]
+  # Above: the face alone; below: the face, the map at MAP_ALPHA, a contour.
+  (face,) = above[0].get_images()
+  np.testing.assert_array_equal(face.get_array(), faces[0])
+  assert [i.get_alpha() for i in below[0].get_images()] == [
+      None, saliency_plots.MAP_ALPHA]
+  assert below[0].collections and not above[0].collections
+  assert not above[1].get_images()  # No examples of class b.

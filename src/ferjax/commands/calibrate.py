@@ -101,6 +101,7 @@ def _fit(args: argparse.Namespace, workdir: str,
 
 
 def main(argv: Sequence[str]) -> int:
-  args, extra = build_parser().parse_known_args(argv)
+  args, extra = build_parser().parse_known_args(
+      run_dirs.pretrained_apart(argv))
   return commands.reporting_errors("calibrate",
                                    lambda: _calibrate(args, extra))

@@ -119,5 +119,6 @@ def _saliency_by_class(args: argparse.Namespace, checkpoint: str) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-  args, extra = build_parser().parse_known_args(argv)
+  args, extra = build_parser().parse_known_args(
+      run_dirs.pretrained_apart(argv))
   return commands.reporting_errors("eval", lambda: _eval(args, extra))

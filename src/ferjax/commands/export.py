@@ -23,8 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
       "state, which predict, eval and init_from read like the run; with "
       "--format onnx an ONNX model file, with --format stablehlo a "
       "serialized jax.export module (and OUT.json): the model from "
-      "preprocessed images to logits, any batch size, its preprocessing and "
-      "labels in its metadata.")
+      "preprocessed images to logits, any batch size, the whole recipe from "
+      "an image and a face's box to calibrated probabilities (crop, colour, "
+      "resize, normalisation, labels, temperature) in its metadata "
+      "(ferjax.recipe).")
   export.add_argument("--workdir", type=os.path.expanduser,
                       help="run directory written by 'ferjax train'")
   run_dirs.add_pretrained(export)
@@ -35,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "install 'ferjax[onnx]') or stablehlo")
   export.add_argument("--checkpoint", default="best",
                       help="best, latest or a step number")
+  export.add_argument("--preprocess-in-graph", action="store_true",
+                      help="onnx, stablehlo: the model from uint8 face crops "
+                      "(the dataset's image shape) to calibrated "
+                      "probabilities, the resize, channels, normalisation "
+                      "and temperature inside it")
   return export
 
 
@@ -53,6 +60,10 @@ def _export(args: argparse.Namespace, extra: list[str]) -> int:
         f"{', '.join(FORMATS)}")
   if args.format != "run":
     return _export_file(args)
+  if args.preprocess_in_graph:
+    raise config_lib.ConfigError(
+        "--preprocess-in-graph: for --format onnx or stablehlo; a run "
+        "directory keeps its preprocessing in its config")
   out = export_variables(args.workdir, args.out, checkpoint=args.checkpoint,
                          argv=["ferjax", *sys.argv[1:]])
   print(f"exported {args.workdir} ({args.checkpoint} checkpoint) to {out}")
@@ -68,12 +79,14 @@ def _export_file(args: argparse.Namespace) -> int:
     write = portable.write_onnx
   else:
     write = portable.write_stablehlo
-  out = write(args.workdir, args.out, checkpoint=args.checkpoint)
+  out = write(args.workdir, args.out, checkpoint=args.checkpoint,
+              preprocess_in_graph=args.preprocess_in_graph)
   print(f"exported {args.workdir} ({args.checkpoint} checkpoint) as "
         f"{args.format} to {out}")
   return 0
 
 
 def main(argv: Sequence[str]) -> int:
-  args, extra = build_parser().parse_known_args(argv)
+  args, extra = build_parser().parse_known_args(
+      run_dirs.pretrained_apart(argv))
   return commands.reporting_errors("export", lambda: _export(args, extra))

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("images", nargs="*", metavar="INPUT",
                       type=os.path.expanduser,
                       help="image or video files (.mp4, .avi, .mov, .mkv, "
-                      "...), or directories searched for images")
+                      "...), or directories searched for both")
   parser.add_argument("--camera", type=int, metavar="N",
                       help="also read camera N (0: the first) until Ctrl-C, "
                       "--end or --max-frames")
@@ -196,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Runs `ferjax predict`; 0 unless the run dir is unusable or every input
   failed (130 when interrupted)."""
   parser = build_parser()
-  args = parser.parse_args(argv)
+  args = parser.parse_args(run_dirs.pretrained_apart(
+      sys.argv[1:] if argv is None else argv))
   _check(parser, args)
   return commands.reporting_errors("predict", lambda: _predict(args))

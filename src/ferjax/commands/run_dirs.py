@@ -12,15 +12,43 @@ from ferjax import config as config_lib
 from ferjax import pretrained
 
 
+class _Pretrained(argparse.Action):
+  """Stores NAME and how many ``--workdir``s came before it: an ensemble's
+  members keep the command line's order."""
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    setattr(namespace, self.dest, values)
+    given = getattr(namespace, "workdir", None)
+    setattr(namespace, "pretrained_position",
+            len(given) if isinstance(given, list) else int(bool(given)))
+
+
 def add_pretrained(parser: argparse.ArgumentParser) -> None:
   """``--pretrained [NAME]``: a bundled model where a run directory goes;
-  ``from_args`` reads it back."""
+  ``from_args`` reads it back. Parse ``pretrained_apart(argv)``."""
   parser.add_argument(
       "--pretrained", nargs="?", const=pretrained.DEFAULT, metavar="NAME",
+      action=_Pretrained,
       help=f"a model shipped with ferjax instead of (or, for an ensemble, "
       f"with) --workdir: {', '.join(pretrained.MODELS)} (default "
       f"{pretrained.DEFAULT}: LeNet-5 trained on FER2013, PublicTest "
       "accuracy 0.51)")
+
+
+def pretrained_apart(argv: Sequence[str]) -> list[str]:
+  """``argv`` where a bare ``--pretrained`` followed by an existing file or
+  directory (not a bundled model's name) takes no NAME: that path is an
+  input (``predict --pretrained photo.jpg``), not a model. Every command
+  with ``add_pretrained`` parses this, not its raw argv."""
+  argv = list(argv)
+  for i, arg in enumerate(argv[:-1]):
+    if arg == "--":
+      break
+    following = argv[i + 1]
+    if (arg == "--pretrained" and following not in pretrained.MODELS
+        and os.path.exists(os.path.expanduser(following))):
+      argv[i] = f"--pretrained={pretrained.DEFAULT}"
+  return argv
 
 
 def add_dataset_dirs(parser: argparse.ArgumentParser) -> None:
@@ -34,11 +62,13 @@ def add_dataset_dirs(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace) -> list[str]:
-  """The run directories of ``args``: ``--workdir``s, then ``--pretrained``."""
+  """The run directories of ``args``: ``--workdir``s and ``--pretrained``
+  in the order given."""
   given = args.workdir or []
   given = [given] if isinstance(given, str) else list(given)
   if args.pretrained is not None:
-    given.append(str(pretrained.path(args.pretrained)))
+    position = getattr(args, "pretrained_position", len(given))
+    given.insert(position, str(pretrained.path(args.pretrained)))
   if not given:
     raise ValueError("expected --workdir DIR or --pretrained [NAME]")
   return given

@@ -43,8 +43,8 @@ def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
              for name, m in zip(names, result["members"])]
     named.append(("ensemble (mean softmax)", result["ensemble"]["results"]))
     (split,) = result["ensemble"]["results"]
-    title = (f"ensemble of {len(result['members'])} runs under {base} on "
-             f"{split}, "
+    title = (f"ensemble of {len(result['members'])} runs "
+             f"({', '.join(names)}) under {base} on {split}, "
              + (f"checkpoint {result['checkpoint']}" if result["checkpoint"]
                 else "checkpoints per member"))
     rows = [(name, *(r[split][c] for c in columns)) for name, r in named]
@@ -59,7 +59,8 @@ def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
             for name, r in result["results"].items()]
     per_class_columns = list(result["results"].items())
     text = [title, _rows_table(["eval", *header], rows)]
-  text += _distribution_table(per_class_columns)
+  text += _distribution_table(per_class_columns,
+                              one_split="members" in result)
   if "calibration" in result:
     text += _calibration_table(result)
   if per_class:
@@ -72,17 +73,23 @@ def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
   return "\n".join(text)
 
 
-def _distribution_table(columns: Sequence[tuple[str, dict[str, Any]]]
-                        ) -> list[str]:
+def _distribution_table(columns: Sequence[tuple[str, dict[str, Any]]], *,
+                        one_split: bool = False) -> list[str]:
   """How often each class occurs and is predicted, per eval (or member):
-  an 'always neutral' model is one line."""
+  an 'always neutral' model is one line. ``one_split`` (an ensemble's
+  members, on the same examples): one "true" column for all."""
   classes = list(columns[0][1]["per_class_accuracy"])
-  header, cells = ["class"], []
-  for name, r in columns:
-    true, predicted = metrics_lib.class_distribution(r["confusion_matrix"])
-    header += [f"{name} true", "predicted"]
-    cells.append((true, predicted))
-  rows = [(c, *(f"{100 * x[i]:.1f}%" for pair in cells for x in pair))
+  shares = [metrics_lib.class_distribution(r["confusion_matrix"])
+            for _, r in columns]
+  if one_split:
+    header = ["class", "true", *(f"{name} predicted" for name, _ in columns)]
+    cells = [shares[0][0], *(predicted for _, predicted in shares)]
+  else:
+    header = ["class"]
+    for name, _ in columns:
+      header += [f"{name} true", "predicted"]
+    cells = [x for pair in shares for x in pair]
+  rows = [(c, *(f"{100 * x[i]:.1f}%" for x in cells))
           for i, c in enumerate(classes)]
   return ["class distribution (share of examples, true and predicted):",
           _rows_table(header, rows)]

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
   config = experiment_config(args, extra)
+  logging.getLogger("ferjax").info(
+      "config %s%s", args.config, f" with {' '.join(extra)}" if extra else "")
   from ferjax.train import loop
   from ferjax import metrics
   results = loop.train_and_evaluate(config, args.workdir,

@@ -22,10 +22,11 @@ from ferjax import atomic
 from ferjax import config as config_lib
 from ferjax import config_checks
 from ferjax.experiment import sweep as sweep_lib
+from ferjax.run.metric_writer import WALL_TIME
 from ferjax.run.run_dir import RunDir
 
 RESULT_FILE = "reproduction.json"
-TIMING_FIELDS = ("images_per_second",)
+TIMING_FIELDS = ("images_per_second", WALL_TIME)
 _SESSION_FIELDS = ("python", "platform", "backend", "device_kind",
                    "device_count", "local_device_count", "process_count")
 _MAX_LISTED = 20

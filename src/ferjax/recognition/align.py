@@ -21,6 +21,9 @@ LANDMARK_NAMES: tuple[str, ...] = (
 # than a tilted head, and the face is cropped unrotated.
 MAX_ROTATION_DEGREES = 45.0
 
+# The fraction of the face's larger side added on every side of its crop.
+MARGIN = 0.1
+
 
 @dataclasses.dataclass(frozen=True)
 class Face:
@@ -77,7 +80,7 @@ def _patch_matrix(face: Face, crop_hw: Sequence[int], margin: float
 
 
 def crop_to_image(values: np.ndarray, face: Face,
-                  image_hw: Sequence[int], *, margin: float = 0.1
+                  image_hw: Sequence[int], *, margin: float = MARGIN
                   ) -> np.ndarray:
   """A float map over ``face``'s crop (as ``align_face`` cuts it, any
   resolution) placed back over the image: (H, W), 0 outside the crop."""
@@ -92,7 +95,7 @@ def crop_to_image(values: np.ndarray, face: Face,
 
 
 def align_face(image: np.ndarray, face: Face, crop_shape: Sequence[int], *,
-               margin: float = 0.1) -> np.ndarray:
+               margin: float = MARGIN) -> np.ndarray:
   """The uint8 crop of ``face``, rotated upright and shaped ``crop_shape``.
 
   ``image`` is uint8 RGB (H, W, 3); ``crop_shape`` is (H, W, C) with C = 1
@@ -117,7 +120,7 @@ def align_face(image: np.ndarray, face: Face, crop_shape: Sequence[int], *,
 
 def align_faces(image: np.ndarray, faces: Sequence[Face],
                 crop_shape: Sequence[int], *,
-                margin: float = 0.1) -> np.ndarray:
+                margin: float = MARGIN) -> np.ndarray:
   """Crops of all ``faces`` stacked as uint8 (N, *crop_shape)."""
   crops = [align_face(image, f, crop_shape, margin=margin) for f in faces]
   if not crops:

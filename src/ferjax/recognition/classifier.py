@@ -15,7 +15,7 @@ from ferjax.data import preprocess
 from ferjax.labels import check_same_labels
 from ferjax.models import saliency
 from ferjax.recognition.align import Face, align_faces
-from ferjax.run.model import load_model
+from ferjax.run.model import LoadedModel, load_model
 
 
 class NonFiniteScores(FloatingPointError):
@@ -199,7 +199,11 @@ def load_classifier(workdir: str | os.PathLike | None = None,
   Without ``workdir``: the bundled model (``ferjax.pretrained``). A
   temperature stored for that checkpoint (``ferjax calibrate``) is applied.
   """
-  loaded = load_model(workdir, checkpoint)
+  return classifier_of(load_model(workdir, checkpoint))
+
+
+def classifier_of(loaded: LoadedModel) -> Classifier:
+  """``loaded``'s model with its run's preprocessing and temperature."""
   config, dataset = loaded.config, loaded.dataset
   return classifier_from_model(
       loaded.model, loaded.variables, class_names=dataset["class_names"],

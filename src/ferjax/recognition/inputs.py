@@ -21,8 +21,10 @@ def _within(path: Path, folder: Path) -> bool:
 
 
 def expand_paths(args: Iterable[str | Path], *,
-                 skip: str | Path | None = None) -> list[Path]:
-  """Files as given, plus the image files under each directory, sorted.
+                 skip: str | Path | None = None,
+                 suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+  """Files as given, plus the files under each directory whose suffix is
+  one of ``suffixes`` (images by default), sorted.
 
   Nothing under ``skip`` (the output folder) is taken from a directory scan.
   """
@@ -32,7 +34,7 @@ def expand_paths(args: Iterable[str | Path], *,
     if arg.is_dir():
       paths += sorted(
           p for p in arg.rglob("*")
-          if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+          if p.is_file() and p.suffix.lower() in suffixes
           and not (skipped and _within(p.resolve(), skipped)))
     else:
       paths.append(arg)

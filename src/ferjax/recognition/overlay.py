@@ -2,9 +2,11 @@
 
 Each face is aligned as for its scores, explained (``Classifier.explain``:
 Grad-CAM of the label it was given) and its map put back over the image
-(``align.crop_to_image``), so a rotated face gets a rotated map.
+(``align.crop_to_image``), so a rotated face gets a rotated map, clipped to
+the face's box (the crop's margin and rotated corners are not the face).
 """
 
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -21,7 +23,8 @@ OPACITY = 0.5
 def face_heat(image: np.ndarray, results: Sequence[FaceResult],
               classifier: Classifier, *, margin: float = 0.1) -> np.ndarray:
   """(H, W) float32 in [0, 1]: each face's saliency map of its label over
-  RGB ``image``, the larger where faces overlap; 0 away from faces."""
+  RGB ``image`` inside its box, the larger where faces overlap; 0 outside
+  the boxes."""
   heat = np.zeros(image.shape[:2], np.float32)
   if not results:
     return heat
@@ -30,9 +33,20 @@ def face_heat(image: np.ndarray, results: Sequence[FaceResult],
   maps = classifier.explain(
       crops, [classifier.class_names.index(r.label) for r in results])
   for face, values in zip(faces, maps, strict=True):
-    heat = np.maximum(heat, crop_to_image(values, face, image.shape[:2],
-                                          margin=margin))
+    placed = crop_to_image(values, face, image.shape[:2], margin=margin)
+    heat = np.maximum(heat, placed * _box_mask(face.box, image.shape[:2]))
   return heat
+
+
+def _box_mask(box: Sequence[float], image_hw: Sequence[int]) -> np.ndarray:
+  """1 on the pixels the box (x, y, w, h) touches, 0 elsewhere: a map stays
+  on its face, not on the margin and rotated corners of its crop."""
+  x, y, w, h = box
+  height, width = image_hw
+  mask = np.zeros((height, width), np.float32)
+  mask[max(0, math.floor(y)):min(height, math.ceil(y + h)),
+       max(0, math.floor(x)):min(width, math.ceil(x + w))] = 1
+  return mask
 
 
 def blend(bgr: np.ndarray, heat: np.ndarray,

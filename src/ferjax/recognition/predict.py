@@ -36,13 +36,14 @@ import numpy as np
 from ferjax import atomic
 from ferjax.data.image_header import image_size
 from ferjax.recognition.classifier import FaceClassifier
-from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, check_out_dir,
-                                       expand_paths)
+from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, IMAGE_SUFFIXES,
+                                       check_out_dir, expand_paths)
 from ferjax.recognition import overlay
 from ferjax.recognition.pipeline import FaceResult, recognize
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH, FaceStream
-from ferjax.recognition.video import (WRITABLE_SUFFIXES, VideoError,
-                                      VideoSource, VideoWriter, is_video)
+from ferjax.recognition.video import (VIDEO_SUFFIXES, WRITABLE_SUFFIXES,
+                                      VideoError, VideoSource, VideoWriter,
+                                      is_video)
 
 
 # The most pixels an input image may declare (``--max-pixels``): four
@@ -336,6 +337,20 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
              f"{start:g} s and --end {end if end is not None else 'end'}"}
 
 
+def _with_folders_scanned(items: Sequence[str | int],
+                          out_dir: str | Path | None) -> list[str | Path | int]:
+  """``items`` with each directory replaced by its image and video files
+  (a directory without any stays, to be reported)."""
+  found: list[str | Path | int] = []
+  for item in items:
+    if isinstance(item, int) or not Path(item).is_dir():
+      found.append(item)
+      continue
+    found += expand_paths([item], skip=out_dir,
+                          suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES) or [item]
+  return found
+
+
 @dataclasses.dataclass
 class Tally:
   """What ``predict`` has done so far: inputs (an image file, a video, a
@@ -364,11 +379,11 @@ def predict(images: Sequence[str | int], classifier: FaceClassifier,
 
   ``video_options`` are ``predict_video``'s keyword arguments; ``explain``
   overlays saliency maps on the annotated images and videos; ``note`` hears
-  of a folder without images.
+  of a folder without images or videos.
   """
   tally = Tally() if tally is None else tally
   groups: list[list[Path] | str | int] = []
-  for item in images:
+  for item in _with_folders_scanned(images, out_dir):
     if isinstance(item, int) or is_video(item):
       groups.append(item)
     elif groups and isinstance(groups[-1], list):
@@ -380,7 +395,7 @@ def predict(images: Sequence[str | int], classifier: FaceClassifier,
     if isinstance(group, list):
       paths = expand_paths(group, skip=out_dir)
       if not paths:
-        note(f"no image files found in {' '.join(map(str, group))}")
+        note(f"no image or video files found in {' '.join(map(str, group))}")
         tally.inputs, tally.failures = tally.inputs + 1, tally.failures + 1
         continue
       for record in predict_paths(paths, classifier, detector, out_dir,

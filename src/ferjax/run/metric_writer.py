@@ -1,7 +1,8 @@
 """Writes metrics where researchers read them: JSON lines and TensorBoard.
 
 The run's metrics file (``ferjax.run.run_dir``) holds one JSON object per event,
-e.g. ``{"step": 400, "split": "test", "accuracy": 0.93, ...}``. Scalars also
+e.g. ``{"step": 400, "split": "test", "accuracy": 0.93, ...,
+"wall_time": 1765111234.5}`` (``WALL_TIME``: when it was written). Scalars also
 go to TensorBoard under ``<split>/<name>`` (not the example counts, which
 never change), each confusion matrix as an image
 ``<split>/confusion_matrix``, and at the end of training the config and
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import pathlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +26,9 @@ from ferjax import atomic
 from ferjax import finite_json
 from ferjax.run import files
 
+# Every event's wall-clock time, Unix seconds: when it was written, so a
+# log and the metrics line up. Timing, never compared between runs.
+WALL_TIME = "wall_time"
 # Not plotted: the same number at every evaluation.
 _NOT_SCALARS = ("num_examples",)
 # White to dark blue by the fraction of each true class, as report's plots.
@@ -107,7 +112,8 @@ class MetricWriter:
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
     if not self.enabled:
       return
-    event = {"step": int(step), "split": split, **metrics}
+    event = {"step": int(step), "split": split, **metrics,
+             WALL_TIME: round(time.time(), 3)}
     try:
       with open(self.path, "a") as f:
         f.write(finite_json.dumps(event) + "\n")

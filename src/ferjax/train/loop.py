@@ -114,6 +114,39 @@ def _fetch(parallel: Parallel,
   return [{k: v[i] for k, v in host.items()} for i in range(n)]
 
 
+def _log_header(training: setup_lib.Training, run: RunDir, state: Any,
+                start_step: int) -> None:
+  """What a batch job's log says before the first step: the run, the
+  model, the devices and the data."""
+  config, data = training.config, training.data
+  params = sum(int(np.size(x)) for x in jax.tree.leaves(state.params))
+  devices = training.parallel.devices
+  kinds = sorted({d.platform for d in devices})
+  log.info("workdir %s (%s)", run.path,
+           f"resuming from step {start_step}" if start_step else "new run")
+  log.info("model %s: %s parameters, %s", config.model.name,
+           f"{params:,}", config.model.dtype)
+  log.info("devices: %d x %s (%s), %d process(es); batch %d", len(devices),
+           "/".join(kinds), training.parallel.backend, jax.process_count(),
+           config.batch_size)
+  log.info("data %s: train %s images (%s, %s)%s", config.input.dataset,
+           f"{data.num_train:,}", config.input.train_split,
+           "streamed" if data.streaming else "in memory",
+           "".join(f", {name} {len(split):,}"
+                   for name, split in data.eval_splits.items()))
+  log.info("%d steps: %d epochs of %d, evaluation every %d epoch(s)",
+           training.total_steps, config.num_epochs, training.steps_per_epoch,
+           config.eval_every_epochs)
+
+
+def _eval_line(step: int, results: dict[str, dict[str, Any]]) -> str:
+  """One log line per evaluation: loss, accuracy and macro F1 by split."""
+  shown = ("loss", "accuracy", "macro_f1")
+  return f"step {step}: " + "; ".join(
+      f"{name} " + ", ".join(f"{m} {r[m]:.4f}" for m in shown if m in r)
+      for name, r in results.items())
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        *, argv: list[str] | None = None) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint).
@@ -159,6 +192,8 @@ def _train(training: setup_lib.Training, run: RunDir,
     log.info("initialised from %s step %d: %d variables loaded, %d skipped",
              init_record["workdir"], init_record["step"],
              init_record["loaded"], len(init_record["skipped"]))
+  if is_chief:
+    _log_header(training, run, host_state, start_step)
   state = parallel.replicate(host_state)
 
   writer = run.metric_writer(enabled=is_chief)
@@ -257,8 +292,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
             jax.device_get(plateau), value, mode=p.mode, factor=p.factor,
             patience=p.patience, min_scale=p.min_scale)
         state = state.replace(plateau=parallel.replicate(new))
-      log.info("step %d: %s", step, ", ".join(
-          f"{n}/accuracy={r['accuracy']:.4f}" for n, r in results.items()))
+      log.info("%s", _eval_line(step, results))
     # Every evaluation, and so the last step, falls on an epoch end. A new
     # best is saved whatever the cadence: the best checkpoint is never lost.
     saved = _scalar_metrics(results) if evaluate_now else {}

@@ -1,6 +1,7 @@
-"""Progress: step rate and ETA, so a long run shows it is alive.
+"""Progress: loss, step rate and ETA, so a long run shows it is alive.
 
-On a terminal, a bar that owns the terminal's last line: log records to the
+On a terminal, a bar (with the last logging window's train loss) that owns
+the terminal's last line: log records to the
 same stream go through a handler that clears the bar, writes the record and
 draws the bar again, so log lines never glue to it. Off a terminal (a batch
 job's log, ``nohup``, a sweep trial's ``stderr.log``) there is no bar and no
@@ -65,6 +66,7 @@ class Progress:
     self._first: tuple[float, int] | None = None
     self._drawn = float("-inf")  # When the bar was last redrawn.
     self._line = ""
+    self._loss: float | None = None  # The last window's train loss.
     self._wrapped: list[tuple[logging.Handler, _BarAwareHandler]] = []
     if self.enabled:
       self._wrap_log_handlers()
@@ -92,6 +94,8 @@ class Progress:
     if not self.shown:
       return
     rate = self._rate(step)
+    if window is not None and "loss" in window:
+      self._loss = float(window["loss"])
     if not self.enabled:
       if window is not None:
         self._log_window(step, note, window, rate)
@@ -103,8 +107,10 @@ class Progress:
     eta = f"{(self.total - step) / rate:5.0f}s" if rate else "  --"
     frac = step / self.total if self.total else 1.0
     bar = "#" * int(30 * frac)
-    self._line = (f"[{bar:<30}] {step}/{self.total} {rate:6.1f} step/s "
-                  f"{rate * self.batch_size:7.0f} img/s ETA {eta} {note}")
+    loss = f" loss {self._loss:.4f}" if self._loss is not None else ""
+    self._line = (f"[{bar:<30}] {step}/{self.total}{loss} {rate:6.1f} "
+                  f"step/s {rate * self.batch_size:7.0f} img/s ETA {eta} "
+                  f"{note}")
     self.redraw()
 
   def _log_window(self, step: int, note: str, window: Mapping[str, float],
