@@ -124,6 +124,7 @@ def test_the_recipe_is_structured_and_names_no_local_path(calibrated_run,
   assert isinstance(meta["provenance"]["checkpoint_step"], int)
 
 
+@pytest.mark.slow  # 24 s; the calibrated-scores test runs the script always.
 @pytest.mark.skipif(not (SHARED_PHOTOS / "faces").is_dir(),
                     reason=f"{SHARED_PHOTOS} absent (PHOTOS_DIR)")
 def test_the_script_reproduces_predict_on_the_shared_photos(tmp_path):
