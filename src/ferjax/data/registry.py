@@ -12,6 +12,10 @@ DATASETS: dict[str, tuple[str, str]] = {
     "synthetic_fer": ("ferjax.data.synthetic_fer", "SyntheticFer"),
     "fer2013": ("ferjax.data.fer2013", "Fer2013"),
     "ck_plus": ("ferjax.data.ck_plus", "CkPlus"),
+    "raf_db": ("ferjax.data.raf_db", "RafDb"),
+    "affectnet": ("ferjax.data.affectnet", "AffectNet"),
+    "fer_plus": ("ferjax.data.fer_plus", "FerPlus"),
+    "jaffe": ("ferjax.data.jaffe", "Jaffe"),
 }
 
 # Evaluation protocols a config may name (see loading.load_partitions).
