@@ -16,6 +16,8 @@ DATASETS: dict[str, tuple[str, str]] = {
     "affectnet": ("ferjax.data.affectnet", "AffectNet"),
     "fer_plus": ("ferjax.data.fer_plus", "FerPlus"),
     "jaffe": ("ferjax.data.jaffe", "Jaffe"),
+    # With recognition: it crops faces with predict's detectors.
+    "image_folder": ("ferjax.recognition.image_folder", "ImageFolder"),
 }
 
 # Evaluation protocols a config may name (see loading.load_partitions).

@@ -1,0 +1,112 @@
+"""Tests of the class-folder dataset: class mapping, faces cropped as
+predict crops them, faces not found listed by file."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from ferjax.data import class_folders, loading, prepare
+from ferjax.data.synthetic_fer import render_face
+from ferjax.labels import FER2013_CLASSES
+from ferjax.recognition.align import align_faces
+from ferjax.recognition.image_folder import ImageFolder
+from ferjax.recognition.pipeline import as_rgb, get_detector
+from ferjax.recognition.predict import load_image
+
+
+def _face_photo(seed: int) -> np.ndarray:
+  """A generated face, enlarged on a plain colour background: MTCNN finds
+  about half of these."""
+  face = render_face(np.random.default_rng(seed), seed % 7)
+  big = cv2.resize(face, (160, 160), interpolation=cv2.INTER_CUBIC)
+  canvas = np.full((240, 260), int(np.median(face[:4])), np.uint8)
+  canvas[40:200, 50:210] = big
+  return cv2.merge([canvas, canvas, (canvas * 0.9).astype(np.uint8)])
+
+
+def _write_tree(root):
+  """Folders named by synonyms, one mapped by classes.json, one left out,
+  and a blank image where no face can be found."""
+  folders = {"Anger": "angry", "happiness": "happy", "glad": "happy",
+             "contempt": None, "Sad": "sad"}
+  expected = {}
+  seed = 0
+  for folder, name in folders.items():
+    (root / folder).mkdir(parents=True)
+    for _ in range(2):
+      path = root / folder / f"img{seed}.png"
+      assert cv2.imwrite(str(path), _face_photo(seed))
+      if name:
+        expected[f"{folder}/img{seed}.png"] = name
+      seed += 1
+  assert cv2.imwrite(str(root / "Sad" / "blank.jpg"),
+                     np.full((120, 120, 3), 128, np.uint8))
+  expected["Sad/blank.jpg"] = "sad"
+  (root / class_folders.MAPPING_FILE).write_text(
+      json.dumps({"glad": "happy", "contempt": None}))
+  return expected
+
+
+@pytest.mark.parametrize("detector", [
+    "haar", pytest.param("auto", marks=pytest.mark.slow)])  # MTCNN: ~20 s.
+def test_faces_are_cropped_as_predict_crops_them_and_misses_listed(
+    tmp_path, detector):
+  expected = _write_tree(tmp_path / "faces")
+  summary = prepare.prepare("image_folder", manual_dir=str(tmp_path / "faces"),
+                            data_dir=str(tmp_path / "d"), config=detector)
+  builder = ImageFolder(data_dir=str(tmp_path / "d"),
+                        file_format="array_record", config=detector)
+  metadata = builder.info.metadata
+  source = builder.as_data_source("train")
+  records = source.__getitems__(range(len(source)))
+  stored = {r["source_id"].decode(): r for r in records}
+  # Every image is stored or listed as without a face, never both.
+  assert sorted([*stored, *metadata["no_face"]]) == sorted(expected)
+  assert "Sad/blank.jpg" in metadata["no_face"] and len(stored) >= 3
+  assert metadata["left_out"] == {"contempt": 2}
+  assert metadata["classes"]["Anger"] == "angry"
+  assert metadata["detector"] == detector
+  for path, record in stored.items():
+    assert FER2013_CLASSES[int(record["label"])] == expected[path]
+    # What predict hands its classifier for this photo's face.
+    image = as_rgb(load_image(tmp_path / "faces" / path))
+    faces = get_detector(detector).detect(image)
+    crops = align_faces(image, faces, (48, 48, 1), margin=0.1)
+    assert any(np.array_equal(record["image"], c) for c in crops), path
+  assert summary["splits"] == {"train": len(stored)}
+
+
+def test_unknown_class_folder_is_named_with_the_fix(tmp_path):
+  (tmp_path / "f" / "joy").mkdir(parents=True)
+  with pytest.raises(ValueError, match=r"'joy' is none of .*classes.json"):
+    class_folders.list_images(tmp_path / "f")
+
+
+def test_aligned_config_keeps_already_cropped_faces_pixel_for_pixel(tmp_path):
+  rng = np.random.default_rng(0)
+  root = tmp_path / "f"
+  images = {}
+  for split in ("train", "test"):
+    for name in ("happy", "neutral"):
+      (root / split / name).mkdir(parents=True)
+      image = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+      assert cv2.imwrite(str(root / split / name / "a.png"), image)
+      images[f"{split}/{name}/a.png"] = image
+  builder = loading.prepared_builder("image_folder", data_dir=str(
+      tmp_path / "d"), manual_dir=str(root), builder_config="aligned")
+  assert set(builder.info.splits) == {"train", "test"}
+  for split in ("train", "test"):
+    source = builder.as_data_source(split)
+    for record in source.__getitems__(range(len(source))):
+      path = record["source_id"].decode()
+      np.testing.assert_array_equal(record["image"][..., 0], images[path])
+      assert FER2013_CLASSES[int(record["label"])] == path.split("/")[1]
+  # The build remembers its folder: another one is refused, not mixed up.
+  (tmp_path / "other" / "sad").mkdir(parents=True)
+  with pytest.raises(ValueError, match="holds the image folder"):
+    loading.prepared_builder("image_folder", data_dir=str(tmp_path / "d"),
+                             manual_dir=str(tmp_path / "other"),
+                             builder_config="aligned")
