@@ -10,7 +10,7 @@ augmentation, as the review's "combining models" does.
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ml_collections
@@ -134,7 +134,12 @@ class _Member:
 def _member(workdir: str, *, split: str | None, checkpoint: str,
             tta: str | None, crop_size: tuple[int, int] | None,
             data_dir: str | None = None,
-            manual_dir: str | None = None) -> _Member:
+            manual_dir: str | None = None,
+            load_data: Callable[..., setup.Data] = setup.load_data
+            ) -> _Member:
+  """``workdir``'s checkpoint with evaluators of ``split`` (default: its
+  evals), on the data ``load_data`` reads for the config (the run's own;
+  another dataset's for cross_dataset)."""
   run = RunDir(workdir)
   config = run.read_config()
   # Where the data lies on this machine, if not where the run was trained.
@@ -146,7 +151,7 @@ def _member(workdir: str, *, split: str | None, checkpoint: str,
     step = run.resolve_step(ckpt, checkpoint)
     restored = {w: ckpt.restore_variables(step, w) for w in sorted(weights)}
   parallel = Parallel.from_config(config.parallel)
-  data = setup.load_data(config, with_train=False)
+  data = load_data(config, with_train=False)
   _default_crops(config.evals, data.info.image_shape)
   _, model = setup.models(config, len(data.info.class_names))
   evaluators = setup.evaluators(config, data.eval_splits, parallel=parallel,
