@@ -113,15 +113,20 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   return 0
 
 
-def _per_dataset(values: list[str] | None, option: str,
-                 count: int) -> list[str | None]:
-  """``--data-dir`` or ``--manual-dir``: none, one for all, one each."""
-  values = values or [None]
-  if len(values) not in (1, count):
+def _per_dataset(values: list[str] | None, option: str, count: int, *,
+                 shared: bool) -> list[str | None]:
+  """``--data-dir`` (``shared``: none, one for all, one each) or
+  ``--manual-dir`` (none, or one each, '' for none): one folder holds one
+  dataset's download."""
+  values = values or [None] * count
+  if len(values) == 1 and shared:
+    values *= count
+  if len(values) != count:
+    expected = ("one for every --dataset or one per --dataset" if shared
+                else "one per --dataset, in order ('' for one already built)")
     raise config_lib.ConfigError(
-        f"{option}: expected one for every --dataset or one per --dataset "
-        f"({count}), got {len(values)}")
-  return values * count if len(values) == 1 else values
+        f"{option}: expected {expected} ({count}), got {len(values)}")
+  return [v or None for v in values]
 
 
 def _cross_dataset(args: argparse.Namespace, checkpoints: list[str]) -> int:
@@ -136,8 +141,10 @@ def _cross_dataset(args: argparse.Namespace, checkpoints: list[str]) -> int:
   refs = [cross_dataset.DatasetRef.parse(name, data_dir=data_dir,
                                          manual_dir=manual_dir)
           for name, data_dir, manual_dir in zip(
-              args.dataset, _per_dataset(args.data_dir, "--data-dir", count),
-              _per_dataset(args.manual_dir, "--manual-dir", count))]
+              args.dataset,
+              _per_dataset(args.data_dir, "--data-dir", count, shared=True),
+              _per_dataset(args.manual_dir, "--manual-dir", count,
+                           shared=False))]
   result = cross_dataset.evaluate(
       args.workdir, refs, split=args.split, checkpoint=checkpoints,
       tta=args.tta, crop_size=args.crop_size)

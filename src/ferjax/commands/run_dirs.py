@@ -29,14 +29,15 @@ def add_dataset_dirs(parser: argparse.ArgumentParser, *,
   machine, when not where it was trained (``per_dataset``: given once, or
   once per ``--dataset`` in order, as a list)."""
   repeat = {"action": "append"} if per_dataset else {}
-  once_or_each = (" (once, or once per --dataset in order)" if per_dataset
-                  else "")
   parser.add_argument("--data-dir", metavar="DIR", type=os.path.expanduser,
                       help="TFDS data dir of the dataset on this machine "
-                      "(default: the run's)" + once_or_each, **repeat)
+                      "(default: the run's)" + (
+                          "; once, or once per --dataset in order"
+                          if per_dataset else ""), **repeat)
   parser.add_argument("--manual-dir", metavar="DIR", type=os.path.expanduser,
                       help="where its manual download lies, to build it here"
-                      + once_or_each, **repeat)
+                      + ("; once per --dataset in order ('' for one already "
+                         "built)" if per_dataset else ""), **repeat)
 
 
 def from_args(args: argparse.Namespace) -> list[str]:
