@@ -78,6 +78,9 @@ def test_faces_are_cropped_as_predict_crops_them_and_misses_listed(
     crops = align_faces(image, faces, (48, 48, 1), margin=0.1)
     assert any(np.array_equal(record["image"], c) for c in crops), path
   assert summary["splits"] == {"train": len(stored)}
+  printed = prepare.format_summary(summary)
+  assert "no face found (not stored)" in printed and "Sad/blank.jpg" in printed
+  assert "left out by classes.json: contempt/ (2 images)" in printed
 
 
 def test_unknown_class_folder_is_named_with_the_fix(tmp_path):
