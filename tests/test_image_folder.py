@@ -6,7 +6,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from ferjax.data import class_folders, loading, prepare
 from ferjax.data.synthetic_fer import render_face

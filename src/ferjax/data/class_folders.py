@@ -92,9 +92,10 @@ def list_images(root: Path) -> Listing:
   tops = _visible_dirs(root)
   splits = [d for d in tops if d.name in SPLIT_FOLDERS]
   if splits and len(splits) != len(tops):
-    others = [d.name for d in tops if d.name not in SPLIT_FOLDERS]
-    raise ValueError(f"{root}: split folders ({', '.join(d.name for d in splits)})"
-                     f" beside other folders ({', '.join(others)}); expected "
+    named = ", ".join(d.name for d in splits)
+    others = ", ".join(d.name for d in tops if d.name not in SPLIT_FOLDERS)
+    raise ValueError(f"{root}: split folders ({named}) beside other "
+                     f"folders ({others}); expected "
                      "either split folders or class folders")
   trees = ([(SPLIT_FOLDERS[d.name], d) for d in splits] if splits
            else [("train", root)])
@@ -108,7 +109,8 @@ def list_images(root: Path) -> Listing:
         if path.name.startswith(".") or not path.is_file():
           continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-          raise ValueError(f"{path}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
+          raise ValueError(f"{path}: not an image file "
+                           f"({', '.join(IMAGE_SUFFIXES)})")
         images.append(path.relative_to(root).as_posix())
       if name is None:
         left_out[folder.name] = left_out.get(folder.name, 0) + len(images)

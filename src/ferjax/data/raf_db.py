@@ -71,8 +71,9 @@ def read_labels(path: Path) -> list[tuple[str, str, int]]:
       raise ValueError(f"{where}: {name!r} does not start with train_ or "
                        "test_")
     if not label.isdigit() or int(label) not in LABEL_TO_INDEX:
+      numbers = ", ".join(f"{k} {v}" for k, v in RAF_LABELS.items())
       raise ValueError(f"{where}: label {label!r} is not one of RAF-DB's "
-                       f"1..7 ({', '.join(f'{k} {v}' for k, v in RAF_LABELS.items())})")
+                       f"1..7 ({numbers})")
     if name in seen:
       raise ValueError(f"{where}: {name!r} is listed twice")
     seen.add(name)
