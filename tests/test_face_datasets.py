@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ferjax.data import affectnet, fer_plus, jaffe, raf_db
+from ferjax.data import affectnet, fer_plus, jaffe, prepare, raf_db
 from ferjax.labels import FER2013_CLASSES, FER2013_CONTEMPT_CLASSES
 from helpers import write_csv
 
@@ -126,7 +126,12 @@ def test_affectnet_crops_by_box_skips_and_counts_non_expressions(tmp_path):
     writer.writerows(rows["train"])
   with open(lists / "validation.csv", "w", newline="") as f:
     csv.writer(f).writerows(rows["validation"])  # No header, as shipped.
-  builder = _build(affectnet.AffectNet, tmp_path / "m", tmp_path / "d")
+  summary = prepare.prepare("affectnet", manual_dir=str(tmp_path / "m"),
+                            data_dir=str(tmp_path / "d"))
+  assert "skipped in train: 2 Non-Face, 1 None, 1 Uncertain" in (
+      prepare.format_summary(summary))
+  builder = affectnet.AffectNet(data_dir=str(tmp_path / "d"),
+                                file_format="array_record")
   assert builder.info.features["label"].names == list(
       FER2013_CONTEMPT_CLASSES)
   got = {}
