@@ -87,6 +87,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "loss.class_balance_beta": 0.9999,
     "optimizer.ema_decay": 0.0,
     "train.steps_per_call": "1",
+    "input.mixture": (),  # One dataset.
 }
 
 
@@ -154,6 +155,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.folds = 10
   c.input.fold = 0
   c.input.train_split = "train"
+  # Other datasets' splits added to train (data/mixture.py): a tuple of
+  # {"dataset": ..., "weight": ..., ...}.
+  c.input.mixture = ()
   c.input.image_size = (48, 48)
   c.input.channels = 1
   c.input.mean = None  # None: computed from the train split.

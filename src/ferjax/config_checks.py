@@ -138,6 +138,7 @@ def _check_input(config: ml_collections.ConfigDict,
     value = augment.get(key)
     _require(value is None or _is_number(value), f"input.augment.{key}",
              "None or a finite number", value)
+  _check_mixture(inp.get("mixture") or (), datasets)
   mix = inp.get("mix") or {}
   for field in ("mixup_alpha", "cutmix_alpha", "cutmix_prob"):
     value = mix.get(field)
@@ -145,6 +146,20 @@ def _check_input(config: ml_collections.ConfigDict,
         field != "cutmix_prob" or value <= 1), f"input.mix.{field}",
              "a number in [0, 1]" if field == "cutmix_prob" else
              "a number >= 0 (0: off)", value)
+
+
+def _check_mixture(mixture: Any, datasets: Sequence[str]) -> None:
+  """``input.mixture``: entries of registered datasets with valid keys."""
+  from ferjax.data import mixture as mixture_lib
+  _require(isinstance(mixture, (list, tuple)), "input.mixture",
+           "a tuple of {'dataset': ..., 'weight': ...} entries", mixture)
+  try:
+    parts = mixture_lib.parts(mixture)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"config.{e}") from None
+  for i, part in enumerate(parts):
+    _require(part.dataset in datasets, f"input.mixture[{i}].dataset",
+             f"one of {', '.join(datasets)}", part.dataset)
 
 
 def _check_model(config: ml_collections.ConfigDict) -> None:

@@ -20,3 +20,23 @@ def check_same_labels(members: Sequence[str],
       raise ValueError(
           f"ensemble members classify different labels: {members[0]} has "
           f"{', '.join(first)}; {member} has {', '.join(names)}")
+
+
+# FER+ and AffectNet: FER2013's seven in its order, then contempt, so that
+# the first seven indices mean what they mean in FER2013.
+FER2013_CONTEMPT_CLASSES: tuple[str, ...] = FER2013_CLASSES + ("contempt",)
+
+# Other spellings of those names in datasets' label lists and users' class
+# folders (RAF-DB's "Happiness", CK+'s "sadness", a folder "surprised").
+SYNONYMS: dict[str, str] = {
+    "anger": "angry", "disgusted": "disgust", "fearful": "fear",
+    "afraid": "fear", "happiness": "happy", "sadness": "sad",
+    "surprised": "surprise", "contemptuous": "contempt"}
+
+
+def canonical_name(name: str) -> str | None:
+  """``name`` as ferjax spells the expression (case and synonyms), or None
+  when it is none of FER2013's classes or contempt."""
+  key = name.strip().lower()
+  key = SYNONYMS.get(key, key)
+  return key if key in FER2013_CONTEMPT_CLASSES else None

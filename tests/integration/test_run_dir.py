@@ -524,7 +524,8 @@ def _edited_bundled_model(tmp_path: pathlib.Path, name: str, dotted: str,
     # Only a converted run (its manifest says converted_from) may name it.
     ("config.json", "input.dataset", "imagenet", ("eval", "predict"),
      "config.json: config.input.dataset: expected one of synthetic_fer, "
-     "fer2013, ck_plus, got 'imagenet'"),
+     "fer2013, ck_plus, raf_db, affectnet, fer_plus, jaffe, image_folder, "
+     "got 'imagenet'"),
     ("config.json", "loss.label_smoothing", "x", ("eval", "predict"),
      "config.json: a field holds a value of the wrong type"),
     ("manifest.json", "dataset", "hello", ("predict", "export"),

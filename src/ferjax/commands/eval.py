@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--crop-size", type=_crop_size, metavar="H,W",
                   help="ten-crop size in pixels of the stored image "
                   "(default: the eval's own, else 90%% of the image)")
-  run_dirs.add_dataset_dirs(ev)
+  ev.add_argument("--dataset", action="append", metavar="NAME[/CONFIG]",
+                  help="evaluate on this dataset instead of the run's own, "
+                  "classes matched by name (repeat it for a table of models "
+                  "against datasets); default split: all but train")
+  run_dirs.add_dataset_dirs(ev, per_dataset=True)
   ev.add_argument("--per-class", action="store_true",
                   help="also print per-class accuracy")
   ev.add_argument("--saliency-by-class", metavar="PNG",
@@ -70,7 +74,7 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   if args.saliency_by_class:  # A new file, checked before the work.
     from ferjax.run import files
     files.check_new(args.saliency_by_class, "--saliency-by-class", "eval")
-  if len(args.workdir) > 1 and args.split is None:
+  if len(args.workdir) > 1 and args.split is None and not args.dataset:
     raise config_lib.ConfigError(
         "an ensemble (several --workdir) is evaluated on one --split")
   checkpoints = args.checkpoint or ["best"]
@@ -85,6 +89,15 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
   parallel.configure_gpu_determinism(
       config.parallel.get("deterministic_gpu", False))
   compilation_cache.enable(compilation_cache.default_dir())
+  if args.dataset:
+    return _cross_dataset(args, checkpoints)
+  for option in ("data_dir", "manual_dir"):
+    values = getattr(args, option) or [None]
+    if len(values) > 1:
+      raise config_lib.ConfigError(
+          f"--{option.replace('_', '-')} is given once, or once per "
+          "--dataset")
+    setattr(args, option, values[0])
   from ferjax.commands import tables
   from ferjax.evaluate import run_evaluation
   options = dict(split=args.split, tta=args.tta, crop_size=args.crop_size,
@@ -101,6 +114,49 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     print(tables.format_results(result, per_class=args.per_class))
   if args.saliency_by_class:
     _saliency_by_class(args, checkpoints[0])
+  return 0
+
+
+def _per_dataset(values: list[str] | None, option: str, count: int, *,
+                 shared: bool) -> list[str | None]:
+  """``--data-dir`` (``shared``: none, one for all, one each) or
+  ``--manual-dir`` (none, or one each, '' for none): one folder holds one
+  dataset's download."""
+  values = values or [None] * count
+  if len(values) == 1 and shared:
+    values *= count
+  if len(values) != count:
+    expected = ("one for every --dataset or one per --dataset" if shared
+                else "one per --dataset, in order ('' for one already built)")
+    raise config_lib.ConfigError(
+        f"{option}: expected {expected} ({count}), got {len(values)}")
+  return [v or None for v in values]
+
+
+def _cross_dataset(args: argparse.Namespace, checkpoints: list[str]) -> int:
+  """``--dataset``: the runs (and their ensemble) on other datasets."""
+  if args.saliency_by_class or args.per_class:
+    raise config_lib.ConfigError(
+        "--dataset prints a table of models against datasets; "
+        "--saliency-by-class and --per-class are for a run's own data "
+        "(--json has every class)")
+  from ferjax.commands import tables
+  from ferjax.evaluate import cross_dataset
+  count = len(args.dataset)
+  refs = [cross_dataset.DatasetRef.parse(name, data_dir=data_dir,
+                                         manual_dir=manual_dir)
+          for name, data_dir, manual_dir in zip(
+              args.dataset,
+              _per_dataset(args.data_dir, "--data-dir", count, shared=True),
+              _per_dataset(args.manual_dir, "--manual-dir", count,
+                           shared=False))]
+  result = cross_dataset.evaluate(
+      args.workdir, refs, split=args.split, checkpoint=checkpoints,
+      tta=args.tta, crop_size=args.crop_size)
+  if args.json:
+    print(finite_json.dumps(result))
+  else:
+    print(tables.format_cross_dataset(result))
   return 0
 
 

@@ -51,14 +51,21 @@ def pretrained_apart(argv: Sequence[str]) -> list[str]:
   return argv
 
 
-def add_dataset_dirs(parser: argparse.ArgumentParser) -> None:
+def add_dataset_dirs(parser: argparse.ArgumentParser, *,
+                     per_dataset: bool = False) -> None:
   """``--data-dir`` and ``--manual-dir``: where a run's dataset is on this
-  machine, when not where it was trained."""
+  machine, when not where it was trained (``per_dataset``: given once, or
+  once per ``--dataset`` in order, as a list)."""
+  repeat = {"action": "append"} if per_dataset else {}
   parser.add_argument("--data-dir", metavar="DIR", type=os.path.expanduser,
                       help="TFDS data dir of the dataset on this machine "
-                      "(default: the run's)")
+                      "(default: the run's)" + (
+                          "; once, or once per --dataset in order"
+                          if per_dataset else ""), **repeat)
   parser.add_argument("--manual-dir", metavar="DIR", type=os.path.expanduser,
-                      help="where its manual download lies, to build it here")
+                      help="where its manual download lies, to build it here"
+                      + ("; once per --dataset in order ('' for one already "
+                         "built)" if per_dataset else ""), **repeat)
 
 
 def from_args(args: argparse.Namespace) -> list[str]:

@@ -1,5 +1,6 @@
 """The tables ``ferjax eval`` prints: a run's or an ensemble's results
-(``evaluate.run_evaluation`` records) as aligned text."""
+(``evaluate.run_evaluation`` records), and runs on other datasets
+(``evaluate.cross_dataset``), as aligned text."""
 
 import os
 from collections.abc import Sequence
@@ -118,3 +119,34 @@ def _calibration_table(result: dict[str, Any]) -> list[str]:
              "logits / T)):")
     header += ["nll (T)", f"ece{calibration.ECE_BINS} (T)"]
   return [title, _rows_table(header, rows)]
+
+
+def format_cross_dataset(result: dict[str, Any]) -> str:
+  """Models against datasets (accuracy on the shared classes), then what
+  could not be scored, by dataset."""
+  base, names = _short_names(
+      [m for m in result["models"] if m != "ensemble"])
+  names += ["ensemble (mean softmax)"] if "ensemble" in result["models"] \
+      else []
+  columns = [f"{e['dataset']}:{e['split']}" for e in result["evaluations"]]
+  rows = [(name, *(e["results"][model]["accuracy"]
+                   for e in result["evaluations"]))
+          for name, model in zip(names, result["models"])]
+  lines = [f"accuracy on the classes each dataset shares with the models "
+           f"(runs under {base}):",
+           _rows_table(["model", *columns], rows)]
+  first_model = names[0]
+  for column, e in zip(columns, result["evaluations"]):
+    first = e["results"][result["models"][0]]
+    notes = [f"{first['num_examples']} of {first['examples_all']} examples "
+             "scored"]
+    for name, record in first["dataset_only"].items():
+      top = ", ".join(f"{c} {n}" for c, n in
+                      list(record["predicted_as"].items())[:3])
+      notes.append(f"{name} only in the dataset: {record['examples']} "
+                   f"examples not scored ({first_model} called them {top})")
+    for name, n in first["model_only_predicted"].items():
+      notes.append(f"{name} only in the model: {first_model} predicted it "
+                   f"{n} times")
+    lines.append(f"  {column}: " + "; ".join(notes))
+  return "\n".join(lines)

@@ -97,6 +97,9 @@ def prepare_builder(name: str, *, data_dir: str | None = None,
         _check_manual_files(builder, manual_dir)
         _build(builder, manual_dir)
         built = True
+  check_source = getattr(builder, "check_source", None)
+  if check_source is not None and manual_dir is not None:
+    check_source(manual_dir)  # A build of another folder (image_folder).
   if not builder.info.splits:
     raise ValueError(
         f"{builder.data_dir} holds a build of {name} without any split (made "

@@ -102,4 +102,26 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{len(clean['conflicting_label_groups'])} groups of identical "
         f"images have conflicting labels (kept); full lists in "
         f"{summary['data_dir']}/metadata.json")
+  lines += _left_out_lines(summary)
   return "\n".join(lines)
+
+
+def _left_out_lines(summary: dict[str, Any]) -> list[str]:
+  """What a build left out and why (AffectNet's non-expressions, FER+'s
+  unknown, an image folder's faces not found), so it is never silent."""
+  metadata, lines = summary["metadata"], []
+  for key in ("skipped", "dropped"):
+    for split, counts in sorted((metadata.get(key) or {}).items()):
+      if counts:
+        lines.append(f"  {key} in {split}: " + ", ".join(
+            f"{n} {why}" for why, n in sorted(counts.items())))
+  for key, what in (("no_face", "no face found (not stored)"),
+                    ("multiple_faces", "several faces (the best stored)")):
+    files = metadata.get(key) or []
+    if files:
+      lines.append(f"  {what}: {len(files)} images: {', '.join(files[:10])}"
+                   + (f" ... (all in {summary['data_dir']}/metadata.json)"
+                      if len(files) > 10 else ""))
+  for folder, n in sorted((metadata.get("left_out") or {}).items()):
+    lines.append(f"  left out by classes.json: {folder}/ ({n} images)")
+  return lines

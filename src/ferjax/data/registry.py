@@ -23,6 +23,13 @@ DATASETS: dict[str, DatasetSpec] = {
     "synthetic_fer": DatasetSpec("ferjax.data.synthetic_fer", "SyntheticFer"),
     "fer2013": DatasetSpec("ferjax.data.fer2013", "Fer2013"),
     "ck_plus": DatasetSpec("ferjax.data.ck_plus", "CkPlus"),
+    "raf_db": DatasetSpec("ferjax.data.raf_db", "RafDb"),
+    "affectnet": DatasetSpec("ferjax.data.affectnet", "AffectNet"),
+    "fer_plus": DatasetSpec("ferjax.data.fer_plus", "FerPlus"),
+    "jaffe": DatasetSpec("ferjax.data.jaffe", "Jaffe"),
+    # With recognition: it crops faces with predict's detectors.
+    "image_folder": DatasetSpec("ferjax.recognition.image_folder",
+                                "ImageFolder"),
 }
 
 # Evaluation protocols a config may name (see loading.load_partitions).

@@ -10,7 +10,7 @@ records; ``ferjax eval`` prints them as tables (``commands.tables``).
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ml_collections
@@ -143,14 +143,19 @@ class _Member:
 def _member(workdir: str, *, split: str | None, checkpoint: str,
             tta: str | None, crop_size: tuple[int, int] | None,
             data_dir: str | None = None,
-            manual_dir: str | None = None) -> _Member:
+            manual_dir: str | None = None,
+            load_data: Callable[..., setup.Data] = setup.load_data
+            ) -> _Member:
+  """``workdir``'s checkpoint with evaluators of ``split`` (default: its
+  evals), on the data ``load_data`` reads for the config (the run's own;
+  another dataset's for cross_dataset)."""
   opened = open_run(workdir, data_dir=data_dir, manual_dir=manual_dir)
   run, config = opened.run, opened.config
   config.evals = _eval_configs(config, split, tta, crop_size)
   step, restored = opened.restore(
       checkpoint, {ev.get("weights", "raw") for ev in config.evals.values()})
   parallel = Parallel.from_config(config.parallel)
-  data = setup.load_data(config, with_train=False)
+  data = load_data(config, with_train=False)
   _default_crops(config.evals, data.info.image_shape)
   model = opened.model(len(data.info.class_names), bn_axis_name=AXIS)
   evaluators = setup.evaluators(config, data.eval_splits, parallel=parallel,

@@ -205,7 +205,8 @@ def _train(training: setup_lib.Training, run: RunDir,
                "pipeline": "stream" if data.streaming else "memory",
                "split_sizes_used": {
                    "train": data.num_train,
-                   **{n: len(s) for n, s in data.eval_splits.items()}}},
+                   **{n: len(s) for n, s in data.eval_splits.items()}},
+               **({"mixture": list(data.mixture)} if data.mixture else {})},
       init_from=init_record, legacy=legacy) if is_chief else None
   step = start_step
   try:

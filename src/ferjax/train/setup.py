@@ -40,6 +40,8 @@ class Data:
   eval_splits: dict[str, loading.Split]
   train: loading.Split | None = None
   train_source: Any = None  # Streaming: the TFDS data source.
+  # What each input.mixture entry added to train (data.mixture.mix).
+  mixture: tuple[dict[str, Any], ...] = ()
 
   @property
   def num_train(self) -> int:
@@ -79,11 +81,22 @@ def load_data(config: ml_collections.ConfigDict, *,
   info = loading.dataset_info(builder)
   if not with_train:
     return Data(info, False, eval_splits)
+  mixture = inp.get("mixture") or ()
   if streaming:
+    if mixture:
+      raise ValueError(
+          "config.input.mixture is mixed in memory, but the train split "
+          f"is streamed (input.pipeline={inp.pipeline!r}); set "
+          "input.pipeline='memory'")
     loading.check_split(builder, inp.train_split)
     return Data(info, True, eval_splits,
                 train_source=builder.as_data_source(split=inp.train_split))
-  return Data(info, False, eval_splits, train=parts[inp.train_split])
+  if not mixture:
+    return Data(info, False, eval_splits, train=parts[inp.train_split])
+  from ferjax.data import mixture as mixture_lib
+  train, records = mixture_lib.mix(parts[inp.train_split], info, mixture,
+                                   config.seed)
+  return Data(info, False, eval_splits, train=train, mixture=tuple(records))
 
 
 @dataclasses.dataclass(frozen=True)
