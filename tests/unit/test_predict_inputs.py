@@ -89,8 +89,8 @@ def test_a_folder_s_videos_are_read_too(classifier, photos, capsys):
   writer.release()
   out = photos / "annotated"
   for _ in range(2):  # The annotated clip inside the folder is not reread.
-    assert predict.run([str(photos)], classifier, "haar", out,
-                       max_frames=3) == 0
+    assert predict_command.run([str(photos)], classifier, "haar", out,
+                               max_frames=3) == 0
     records = [json.loads(line)
                for line in capsys.readouterr().out.splitlines()]
     assert [(Path(r["path"]).name, r.get("frame")) for r in records] == [
@@ -99,6 +99,6 @@ def test_a_folder_s_videos_are_read_too(classifier, photos, capsys):
 
 
 def test_an_empty_folder_is_reported(classifier, tmp_path, capsys):
-  assert predict.run([str(tmp_path)], classifier, "haar") == 1
+  assert predict_command.run([str(tmp_path)], classifier, "haar") == 1
   assert (f"no image or video files found in {tmp_path}"
           in capsys.readouterr().err)
