@@ -20,14 +20,13 @@ from ferjax.recognition.align import Face
 from ferjax.recognition.classifier import load_classifier
 from ferjax.run.model import load_model
 from ferjax.run.run_dir import RunDir
-from helpers import PHOTOS, ferjax_cli
+from helpers import PHOTOS, REPO, ferjax_cli
 
 pytestmark = pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")),
     reason="needs the onnx extra: pip install -e '.[onnx]'")
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "examples" / (
-    "onnx_predict.py")
+SCRIPT = REPO / "examples" / "onnx_predict.py"
 SHARED_PHOTOS = pathlib.Path(os.environ.get("PHOTOS_DIR") or PHOTOS)
 # ferjax predict rounds its scores to 4 decimals.
 TOLERANCE = 1e-4
