@@ -80,6 +80,7 @@ LAYERS = (
      "ferjax.compilation_cache",
      "ferjax.features", "ferjax.filelock", "ferjax.finite_json",
      "ferjax.fs_errors", "ferjax.jaxpr_onnx", "ferjax.labels",
+     "ferjax.landmarks",
      "ferjax.pretrained"),
     ("ferjax.data", "ferjax.models", "ferjax.losses"),
     ("ferjax.evaluations",),

@@ -39,12 +39,15 @@ COMMANDS = {
                    "predict"),
     ("convert", "torchvision"): ("import torchvision weights as a run "
                                  "directory", "convert"),
+    ("convert", "facemesh"): ("MediaPipe FaceMesh's weights from its wheel "
+                              "or .tflite", "convert_facemesh"),
 }
 
 # What the first word of a two-word command groups.
 _GROUPS = {"data": "datasets: 'ferjax data prepare NAME'",
            "convert": "weights from other frameworks: "
-                      "'ferjax convert torchvision PTH OUT'"}
+                      "'ferjax convert torchvision PTH OUT', "
+                      "'ferjax convert facemesh SOURCE OUT'"}
 
 
 class _Version(argparse.Action):
