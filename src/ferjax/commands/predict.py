@@ -74,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="overlay each face's Grad-CAM map (of its label) "
                       "on the annotated images and frames (needs --out or "
                       "--show; one model, not an ensemble)")
+  parser.add_argument("--landmarks", action="store_true",
+                      help="also run FaceMesh on every face: its 468 points "
+                      "(image pixels) and face score in the JSON (\"mesh\"), "
+                      "its contours on the annotated copies")
   video = parser.add_argument_group("videos and cameras")
   video.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
                      help="skip the frames before this time (files)")
@@ -155,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
   try:
     return run(inputs, classifier, args.detector, args.out,
-               max_pixels=args.max_pixels, explain=args.explain, **options)
+               max_pixels=args.max_pixels, explain=args.explain,
+               landmarks=args.landmarks, **options)
   except NonFiniteScores as e:
     print(f"ferjax predict: error: {e}", file=sys.stderr)
     return 2

@@ -221,12 +221,13 @@ class FaceResult:
   track: int | None = None
   members: tuple[tuple[str, Mapping[str, float]], ...] = ()
   calibrated: bool = False  # Scores are softmax(logits / T) (calibrate).
+  mesh: Any = None  # mesh.Mesh from the landmark stage (predict --landmarks).
 
   def to_json(self) -> dict[str, Any]:
     """Plain JSON types: integer box, rounded landmarks and scores; the
     track id only for faces from a stream; for an ensemble, "members": each
     member's {"workdir", "label", "scores"}; "calibrated": whether the
-    scores are temperature-scaled."""
+    scores are temperature-scaled; "mesh" only from the landmark stage."""
     landmarks = None
     if self.landmarks is not None:
       landmarks = {k: [round(x, 1), round(y, 1)]
@@ -240,6 +241,8 @@ class FaceResult:
       record["members"] = [
           {"workdir": name, "label": max(scores, key=scores.get),
            "scores": _rounded(scores)} for name, scores in self.members]
+    if self.mesh is not None:
+      record["mesh"] = self.mesh.to_json()
     return record
 
 
