@@ -33,6 +33,7 @@ _REGISTRY: dict[str, tuple[str, str, dict[str, Any]]] = {
     "googlenet_bn": ("ferjax.models.googlenet", "GoogLeNet",
                      {"batch_norm": True}),
     "lbp_linear": ("ferjax.models.lbp_linear", "LBPLinear", {}),
+    "geometry_svm": ("ferjax.models.geometry", "GeometrySVM", {}),
     # torchvision's own networks, for its ImageNet weights (not the review's).
     "alexnet_tv": ("ferjax.models.alexnet", "TorchvisionAlexNet", {}),
     "googlenet_tv": ("ferjax.models.googlenet", "TorchvisionGoogLeNet", {}),
@@ -46,6 +47,8 @@ for _depth in (11, 13, 16, 19):
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 # A descriptor and a classifier, no CNN: nothing to fuse features into.
 HANDCRAFTED_MODELS: tuple[str, ...] = ("lbp_linear",)
+# Fed FaceMesh landmarks (data.landmarks), not images; trained by train.geometry.
+GEOMETRIC_MODELS: tuple[str, ...] = ("geometry_svm",)
 
 
 def create_model(name: str, *, num_classes: int,
