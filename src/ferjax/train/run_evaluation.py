@@ -19,7 +19,9 @@ import numpy as np
 from ferjax import calibration
 from ferjax.evaluations import EVALUATIONS
 from ferjax.labels import check_same_labels
+from ferjax.models import GEOMETRIC_MODELS
 from ferjax.run.run_dir import RunDir, temperature_of
+from ferjax.train import geometry
 from ferjax.train import metrics as metrics_lib
 from ferjax.train import setup
 from ferjax.train.split_evaluator import Evaluator
@@ -165,8 +167,12 @@ def evaluate_run(workdir: str, *, split: str | None = None,
   """Metrics of a run's checkpoint on ``split`` (default: its evals).
 
   ``tta`` ('none' or 'ten_crop', with ``crop_size`` in pixels of the stored
-  image) replaces each evaluation's test-time augmentation.
+  image) replaces each evaluation's test-time augmentation. Geometric runs
+  (landmarks, no images, no test-time augmentation) go to ``geometry``.
   """
+  if RunDir(workdir).read_config().model.name in GEOMETRIC_MODELS:
+    return geometry.evaluate_run(workdir, split=split, checkpoint=checkpoint,
+                                 data_dir=data_dir, manual_dir=manual_dir)
   member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
                    crop_size=crop_size, data_dir=data_dir,
                    manual_dir=manual_dir)
@@ -304,6 +310,11 @@ def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
     per_class_columns = list(result["results"].items())
     text = [title, _rows_table(["eval", *header], rows)]
   text += _distribution_table(per_class_columns)
+  low = {name: r["low_score_meshes"] for name, r in per_class_columns
+         if "low_score_meshes" in r}
+  if low:  # A geometric run: faces whose FaceMesh score was under 0.5.
+    text.append("faces with a low FaceMesh score (classified, counted): "
+                + ", ".join(f"{name} {n}" for name, n in low.items()))
   if "calibration" in result:
     text += _calibration_table(result)
   if per_class:
