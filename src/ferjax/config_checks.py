@@ -21,6 +21,7 @@ from ferjax.features.lbp import num_codes
 from ferjax.losses import CLASS_WEIGHTS
 from ferjax.losses import LOSSES
 from ferjax.models import HANDCRAFTED_MODELS
+from ferjax.models import GEOMETRIC_MODELS
 from ferjax.models import MODEL_NAMES
 
 BACKENDS = ("shard_map", "pmap")
@@ -145,8 +146,9 @@ def _check_input(config: ml_collections.ConfigDict,
 
 def _check_model(config: ml_collections.ConfigDict) -> None:
   """``model``: a registered name, its dtype and fusion."""
-  _require(config.model.name in MODEL_NAMES, "model.name",
-           f"one of {', '.join(MODEL_NAMES)}", config.model.name)
+  _require(config.model.name in (*MODEL_NAMES, *GEOMETRIC_MODELS),
+           "model.name", f"one of {', '.join(MODEL_NAMES + GEOMETRIC_MODELS)}",
+           config.model.name)
   _require(config.model.dtype in ("float32", "bfloat16"), "model.dtype",
            "'float32' or 'bfloat16'", config.model.dtype)
   _check_fusion(config)

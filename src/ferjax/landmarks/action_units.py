@@ -174,6 +174,9 @@ def mean_shape(points: np.ndarray, iterations: int = 5) -> np.ndarray:
   return reference / np.linalg.norm(reference)
 
 
+DESCRIPTOR_SIZE = len(MEASURES) + 2 * 468
+
+
 def descriptor(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
   """The geometric feature vector: the action-unit measures, then the
   Procrustes-aligned x, y of every point; (..., 12 + 936) float32."""

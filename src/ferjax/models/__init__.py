@@ -44,11 +44,13 @@ for _depth in (11, 13, 16, 19):
   _REGISTRY[f"vgg{_depth}_bn"] = (
       "ferjax.models.vgg", "VGG", {"depth": _depth, "batch_norm": True})
 
-MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-# A descriptor and a classifier, no CNN: nothing to fuse features into.
-HANDCRAFTED_MODELS: tuple[str, ...] = ("lbp_linear",)
 # Fed FaceMesh landmarks (data.landmarks), not images; trained by train.geometry.
 GEOMETRIC_MODELS: tuple[str, ...] = ("geometry_svm",)
+# The models of images (what the train loop, export and saliency take).
+MODEL_NAMES: tuple[str, ...] = tuple(
+    n for n in _REGISTRY if n not in GEOMETRIC_MODELS)
+# A descriptor and a classifier, no CNN: nothing to fuse features into.
+HANDCRAFTED_MODELS: tuple[str, ...] = ("lbp_linear",)
 
 
 def create_model(name: str, *, num_classes: int,
@@ -61,7 +63,7 @@ def create_model(name: str, *, num_classes: int,
   if name not in _REGISTRY:
     raise ValueError(
         f"config.model.name: unknown model {name!r}; "
-        f"expected one of {', '.join(MODEL_NAMES)}")
+        f"expected one of {', '.join(_REGISTRY)}")
   module, cls, defaults = _REGISTRY[name]
   model_cls = getattr(importlib.import_module(module), cls)
   spec = fusion_lib.FusionSpec.from_config(fusion)

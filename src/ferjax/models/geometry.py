@@ -52,6 +52,9 @@ class GeometrySVM(nn.Module):
     if self.kernel not in KERNELS:
       raise ValueError(f"config.model.kwargs.kernel: expected one of "
                        f"{', '.join(KERNELS)}, got {self.kernel!r}")
+    if x.ndim != 2:
+      raise ValueError(f"GeometrySVM reads landmark descriptors (batch, "
+                       f"features), got an input of shape {x.shape}")
     d = x.shape[-1]
     self.param("reference", nn.initializers.zeros,
                (facemesh.NUM_POINTS, 2), jnp.float32)
