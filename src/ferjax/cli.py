@@ -37,6 +37,8 @@ COMMANDS = {
     ("predict",): ("label the expressions of the faces in photos, videos "
                    "and camera streams (JSON lines, annotated copies)",
                    "predict"),
+    ("fuse",): ("late fusion of a CNN run and a geometric (landmark SVM) "
+                "run, weight fitted on validation", "fuse"),
     ("convert", "torchvision"): ("import torchvision weights as a run "
                                  "directory", "convert"),
     ("convert", "facemesh"): ("MediaPipe FaceMesh's weights from its wheel "
