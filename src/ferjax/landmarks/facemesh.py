@@ -53,6 +53,34 @@ class PReLU(nn.Module):
     return jnp.where(x >= 0, x, alpha.astype(x.dtype) * x)
 
 
+class DepthwiseConv(nn.Module):
+  """A 3x3 depthwise convolution with TensorFlow's SAME padding, computed as
+  nine shifted products: XLA:CPU's grouped convolution took 18x more CPU
+  time on FaceMesh's first layers (96x96x16, batch 64)."""
+
+  strides: int = 1
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    channels = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (3, 3, 1, channels), jnp.float32).astype(self.dtype)
+    bias = self.param("bias", nn.initializers.zeros, (channels,),
+                      jnp.float32).astype(self.dtype)
+    s = self.strides
+    pads = []
+    for size in x.shape[1:3]:
+      out = -(-size // s)
+      total = max((out - 1) * s + 3 - size, 0)
+      pads.append((total // 2, total - total // 2, out))
+    (top, bottom, out_h), (left, right, out_w) = pads
+    padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    span_h, span_w = (out_h - 1) * s + 1, (out_w - 1) * s + 1
+    return sum(padded[:, i:i + span_h:s, j:j + span_w:s, :] * kernel[i, j, 0]
+               for i in range(3) for j in range(3)) + bias
+
+
 class FaceMesh(nn.Module):
   """(B, 192, 192, 3) RGB in [0, 1] -> ((B, 468, 3) points, (B,) score)."""
 
@@ -62,9 +90,7 @@ class FaceMesh(nn.Module):
              ) -> jnp.ndarray:
     dw, pw, act, features, stride = block
     channels = x.shape[-1]
-    h = nn.Conv(channels, (3, 3), (stride, stride), padding="SAME",
-                feature_group_count=channels, dtype=self.dtype,
-                name=f"depthwise_conv2d_{dw}")(x)
+    h = DepthwiseConv(stride, self.dtype, name=f"depthwise_conv2d_{dw}")(x)
     h = nn.Conv(features, (1, 1), dtype=self.dtype, name=f"conv2d_{pw}")(h)
     if stride > 1:
       x = nn.max_pool(x, (2, 2), (2, 2), padding="VALID")
