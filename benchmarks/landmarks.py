@@ -10,12 +10,13 @@ alternating the variants):
 - FaceMesh in Flax (XLA:CPU) on batches of 1, 8 and 64 crops: faces/s; with
   ``--tflite`` (the file, or the mediapipe 0.10.21 wheel, and the
   ``landmarks-parity`` extra) MediaPipe's own interpreter, one crop a call
-  (it takes one), and the ratio;
+  (it takes one), and the ratio (wall and CPU milliseconds per face);
 - ``ferjax predict``'s video path on the first ``--frames`` frames of the
   shared clip (../shared/data/video/short_hamilton_clip.mp4; detector auto,
   full detection every 10 frames, an untrained LeNet-5: classifying costs
   the same whatever the weights): frames/s without and with the landmark
-  stage (``--landmarks``), their ratio, and the added milliseconds per face;
+  stage (``--landmarks``), their ratio, the same from CPU seconds, and the
+  added CPU milliseconds per face;
 - with ``--data-dir`` (a prepared fer2013), the dataset extraction of
   ``data.landmarks`` (stored 48x48 faces, 64 a batch) on 512 PublicTest
   faces: faces/s.
@@ -88,7 +89,7 @@ def facemesh_speed(repeats: int, tflite: str | None) -> dict:
   return out
 
 
-def video_speed(frames: int, repeats: int) -> dict:
+def video_speed(frames: int, repeats: int, shared: Path) -> dict:
   import jax
   import jax.numpy as jnp
   from ferjax.labels import FER2013_CLASSES
@@ -101,7 +102,7 @@ def video_speed(frames: int, repeats: int) -> dict:
   classifier = classifier_from_model(
       model, variables, class_names=FER2013_CLASSES, crop_shape=(48, 48, 1),
       image_size=(32, 32), channels=3, mean=(0.5,), std=(0.25,))
-  clip = SHARED / "video" / "short_hamilton_clip.mp4"
+  clip = shared / "video" / "short_hamilton_clip.mp4"
   if not clip.is_file():
     return {"video": f"{clip}: missing"}
   mesher = Mesher()
@@ -118,18 +119,23 @@ def video_speed(frames: int, repeats: int) -> dict:
 
   run(False)(), run(True)()  # Compile both before timing either.
   walls = {False: [], True: []}
+  cpus = {False: [], True: []}
   for _ in range(repeats):
     for with_mesh in (False, True):
-      start = time.perf_counter()
+      start, cpu = time.perf_counter(), _cpu()
       run(with_mesh)()
       walls[with_mesh].append(time.perf_counter() - start)
+      cpus[with_mesh].append(_cpu() - cpu)
   plain, meshed = (statistics.median(walls[k]) for k in (False, True))
+  plain_cpu, meshed_cpu = (statistics.median(cpus[k]) for k in (False, True))
   return {"frames": frames, "faces": faces[0],
           "fps_without_landmarks": round(frames / plain, 1),
           "fps_with_landmarks": round(frames / meshed, 1),
           "with_over_without": round(plain / meshed, 2),
-          "landmark_ms_per_face": round(
-              1000 * (meshed - plain) / max(faces[0], 1), 2)}
+          "cpu_fps_without_landmarks": round(frames / plain_cpu, 1),
+          "cpu_fps_with_landmarks": round(frames / meshed_cpu, 1),
+          "landmark_cpu_ms_per_face": round(
+              1000 * (meshed_cpu - plain_cpu) / max(faces[0], 1), 2)}
 
 
 def extraction_speed(data_dir: str, repeats: int) -> dict:
@@ -147,11 +153,13 @@ def main() -> int:
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--tflite")
   parser.add_argument("--data-dir")
+  parser.add_argument("--shared", type=Path, default=SHARED,
+                      help="the shared data folder (default %(default)s)")
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()
   result = {"loadavg_start": [round(v, 2) for v in os.getloadavg()]}
   result["facemesh"] = facemesh_speed(args.repeats, args.tflite)
-  result["video"] = video_speed(args.frames, args.repeats)
+  result["video"] = video_speed(args.frames, args.repeats, args.shared)
   if args.data_dir:
     result["extraction"] = extraction_speed(args.data_dir, args.repeats)
   result["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]

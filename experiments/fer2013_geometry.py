@@ -29,7 +29,7 @@ from ferjax.experiment import sweep
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = config_lib.parse_arg(arg, runlocal=False, kernel="linear", c=1.0)
   config = config_lib.base_config()
-  config.num_epochs = 200 if args.runlocal else 1000
+  config.num_epochs = 300
   config.input.dataset = "fer2013"
   config.input.builder_config = "original"
   config.input.train_split = "train[:2048]" if args.runlocal else "train[:90%]"
