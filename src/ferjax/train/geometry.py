@@ -17,6 +17,7 @@ meshes are unreliable; they are classified and counted, never hidden), and
 the accuracy on the others (``accuracy_good_meshes``).
 """
 
+import functools
 import logging
 import sys
 import time
@@ -56,10 +57,19 @@ def fit_svm(h: np.ndarray, labels: np.ndarray, num_classes: int, *,
   """One-vs-rest squared-hinge SVM weights of features ``h`` (N, F):
   {'kernel': (F, C), 'bias': (C,)}; L-BFGS until the gradient's norm is
   under ``tolerance`` times its first value or ``iterations`` are done."""
-  h = jnp.asarray(h, jnp.float32)
   signs = jnp.where(jax.nn.one_hot(labels, num_classes) > 0, 1.0, -1.0)
-  params = {"kernel": jnp.zeros((h.shape[1], num_classes), jnp.float32),
-            "bias": jnp.zeros((num_classes,), jnp.float32)}
+  return jax.device_get(_lbfgs(jnp.asarray(h, jnp.float32), signs,
+                               jnp.float32(c), jnp.float32(tolerance),
+                               iterations=iterations))
+
+
+@functools.partial(jax.jit, static_argnames=("iterations",))
+def _lbfgs(h: jax.Array, signs: jax.Array, c: jax.Array,
+           tolerance: jax.Array, *, iterations: int) -> dict[str, jax.Array]:
+  # One program for the whole fit (no host round trip per iteration),
+  # compiled once per problem shape.
+  params = {"kernel": jnp.zeros((h.shape[1], signs.shape[1]), jnp.float32),
+            "bias": jnp.zeros((signs.shape[1],), jnp.float32)}
   objective = lambda p: squared_hinge_objective(p, h, signs, c)
   solver = optax.lbfgs(linesearch=optax.scale_by_backtracking_linesearch(
       max_backtracking_steps=30, store_grad=True))
@@ -78,10 +88,9 @@ def fit_svm(h: np.ndarray, labels: np.ndarray, num_classes: int, *,
     _, _, k, norm, first = carry
     return (k < iterations) & ((k == 0) | (norm > tolerance * first))
 
-  # One program for the whole fit: no host round trip per iteration.
-  carry = (params, solver.init(params), 0, jnp.inf, jnp.inf)
-  params = jax.jit(lambda c: jax.lax.while_loop(going, step, c))(carry)[0]
-  return jax.device_get(params)
+  inf = jnp.float32(jnp.inf)
+  carry = (params, solver.init(params), 0, inf, inf)
+  return jax.lax.while_loop(going, step, carry)[0]
 
 
 def nystrom_params(h: np.ndarray, centres: int, gamma: float,
