@@ -29,6 +29,7 @@ import numpy as np
 from ferjax.recognition.align import Face
 from ferjax.recognition.classifier import FaceClassifier, FaceScores
 from ferjax.recognition.detectors import DETECTORS
+from ferjax.recognition.mesh import Mesh
 
 # Two detections overlapping more than this are one face.
 MERGE_IOU = 0.3
@@ -221,7 +222,7 @@ class FaceResult:
   track: int | None = None
   members: tuple[tuple[str, Mapping[str, float]], ...] = ()
   calibrated: bool = False  # Scores are softmax(logits / T) (calibrate).
-  mesh: Any = None  # mesh.Mesh from the landmark stage (predict --landmarks).
+  mesh: Mesh | None = None  # From the landmark stage (predict --landmarks).
 
   def to_json(self) -> dict[str, Any]:
     """Plain JSON types: integer box, rounded landmarks and scores; the
