@@ -75,13 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--version", action=_Version)
   sub = parser.add_subparsers(dest="command", required=True,
                               metavar="COMMAND")
+  groups = {}
   for words, (help_text, _) in COMMANDS.items():
     if len(words) == 1:
       sub.add_parser(words[0], help=help_text, add_help=False)
     else:
-      group = sub.add_parser(words[0], help=_GROUPS[words[0]])
-      group.add_subparsers(required=True, metavar="SUBCOMMAND").add_parser(
-          words[1], help=help_text)
+      if words[0] not in groups:  # One group, several subcommands.
+        groups[words[0]] = sub.add_parser(
+            words[0], help=_GROUPS[words[0]]).add_subparsers(
+                required=True, metavar="SUBCOMMAND")
+      groups[words[0]].add_parser(words[1], help=help_text)
   return parser
 
 
