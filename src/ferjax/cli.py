@@ -49,14 +49,19 @@ COMMANDS: dict[tuple[str, ...], Command] = {
     ("predict",): Command("label the expressions of the faces in photos, "
                           "videos and camera streams (JSON lines, annotated "
                           "copies)", "predict"),
+    ("fuse",): Command("late fusion of a CNN run and a geometric (landmark "
+                       "SVM) run, weight fitted on validation", "fuse"),
     ("convert", "torchvision"): Command("import torchvision weights as a run "
                                         "directory", "convert"),
+    ("convert", "facemesh"): Command("MediaPipe FaceMesh's weights from its "
+                                     "wheel or .tflite", "convert_facemesh"),
 }
 
 # What the first word of a two-word command groups.
 _GROUPS = {"data": "datasets: 'ferjax data prepare NAME'",
            "convert": "weights from other frameworks: "
-                      "'ferjax convert torchvision PTH OUT'"}
+                      "'ferjax convert torchvision PTH OUT', "
+                      "'ferjax convert facemesh SOURCE OUT'"}
 
 
 class _Version(argparse.Action):
@@ -82,13 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--version", action=_Version)
   sub = parser.add_subparsers(dest="command", required=True,
                               metavar="COMMAND")
+  groups = {}
   for words, command in COMMANDS.items():
     if len(words) == 1:
       sub.add_parser(words[0], help=command.help, add_help=False)
     else:
-      group = sub.add_parser(words[0], help=_GROUPS[words[0]])
-      group.add_subparsers(required=True, metavar="SUBCOMMAND").add_parser(
-          words[1], help=command.help)
+      if words[0] not in groups:  # One group, several subcommands.
+        groups[words[0]] = sub.add_parser(
+            words[0], help=_GROUPS[words[0]]).add_subparsers(
+                required=True, metavar="SUBCOMMAND")
+      groups[words[0]].add_parser(words[1], help=command.help)
   return parser
 
 

@@ -25,6 +25,7 @@ from ferjax.features.lbp import num_codes
 from ferjax.losses import CLASS_WEIGHTS
 from ferjax.losses import LOSSES
 from ferjax.models import HANDCRAFTED_MODELS
+from ferjax.models import GEOMETRIC_MODELS
 from ferjax.models import MODEL_NAMES
 
 # The schedules train.optimizer builds (plateau: constant, scaled by the
@@ -164,8 +165,9 @@ def _check_mixture(mixture: Any, datasets: Sequence[str]) -> None:
 
 def _check_model(config: ml_collections.ConfigDict) -> None:
   """``model``: a registered name, its dtype and fusion."""
-  _require(config.model.name in MODEL_NAMES, "model.name",
-           f"one of {', '.join(MODEL_NAMES)}", config.model.name)
+  _require(config.model.name in (*MODEL_NAMES, *GEOMETRIC_MODELS),
+           "model.name", f"one of {', '.join(MODEL_NAMES + GEOMETRIC_MODELS)}",
+           config.model.name)
   _require(config.model.dtype in ("float32", "bfloat16"), "model.dtype",
            "'float32' or 'bfloat16'", config.model.dtype)
   _check_fusion(config)

@@ -46,7 +46,8 @@ def test_help_lists_every_command_with_a_description():
 
 
 @pytest.mark.parametrize("group,sub", [("data", "prepare"),
-                                       ("convert", "torchvision")])
+                                       ("convert", "torchvision"),
+                                       ("convert", "facemesh")])
 def test_two_word_commands_have_help(group, sub):
   out = _ferjax(group, "--help")
   assert out.returncode == 0, out.stderr

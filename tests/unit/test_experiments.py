@@ -14,6 +14,8 @@ import pytest
 from ferjax import config as config_lib
 from ferjax import config_checks
 from ferjax.labels import CKPLUS_CLASSES, FER2013_CLASSES
+from ferjax.landmarks import action_units
+from ferjax.models import GEOMETRIC_MODELS
 from ferjax.train import setup
 
 EXPERIMENTS = pathlib.Path(__file__).parents[2] / "experiments"
@@ -48,10 +50,12 @@ def test_experiment_loads_validates_and_builds_its_model(spec):
              else FER2013_CLASSES)
   model, _ = setup.models(config, len(classes))
   height, width = config.input.image_size
-  shapes = jax.eval_shape(
-      model.init, jax.random.key(0),
-      jnp.zeros((1, height, width, config.input.channels)))
+  # Geometric models read landmark descriptors, not images.
+  example = ((action_units.DESCRIPTOR_SIZE,)
+             if config.model.name in GEOMETRIC_MODELS
+             else (height, width, config.input.channels))
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jnp.zeros((1, *example)))
   logits = jax.eval_shape(
-      lambda v: model.apply(v, jnp.zeros((2, height, width,
-                                          config.input.channels))), shapes)
+      lambda v: model.apply(v, jnp.zeros((2, *example))), shapes)
   assert logits.shape == (2, len(classes))

@@ -79,7 +79,7 @@ LAYERS = (
     ("ferjax", "ferjax.atomic", "ferjax.axis", "ferjax.calibration",
      "ferjax.compilation_cache",
      "ferjax.features", "ferjax.filelock", "ferjax.finite_json",
-     "ferjax.fs_errors", "ferjax.labels", "ferjax.metrics",
+     "ferjax.fs_errors", "ferjax.labels", "ferjax.landmarks", "ferjax.metrics",
      "ferjax.pretrained"),
     ("ferjax.data", "ferjax.models", "ferjax.losses"),
     ("ferjax.evaluate.views",),

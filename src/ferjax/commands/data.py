@@ -25,6 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--builder-config", metavar="NAME",
                       help="the dataset's variant, e.g. original|clean for "
                       "fer2013 (the experiment's input.builder_config)")
+  parser.add_argument("--landmarks", action="store_true",
+                      help="also extract FaceMesh's 468 points of every "
+                      "face once, cached beside the dataset (what the "
+                      "geometric models read), and count the faces scored "
+                      "under 0.5 per split")
   parser.add_argument("--config", dest="old_config", metavar="NAME",
                       help="deprecated spelling of --builder-config")
   args = parser.parse_args(argv)
@@ -34,9 +39,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.builder_config = args.builder_config or args.old_config
 
   def build() -> int:
-    print(format_summary(prepare(args.name, manual_dir=args.manual_dir,
-                                 data_dir=args.data_dir,
-                                 config=args.builder_config)))
+    summary = prepare(args.name, manual_dir=args.manual_dir,
+                      data_dir=args.data_dir, config=args.builder_config)
+    print(format_summary(summary), flush=True)
+    if args.landmarks:
+      from ferjax.data import landmarks, loading  # pylint: disable=g-import-not-at-top
+      builder = loading.prepared_builder(
+          args.name, data_dir=args.data_dir,
+          builder_config=summary["config"])
+      splits = builder.info.splits
+      for split in sorted(splits, key=lambda s: splits[s].num_examples):
+        meshes = landmarks.read_meshes(builder, split)
+        print(f"landmarks {split}: {len(meshes)} faces, "
+              f"{meshes.low_score} scored under {landmarks.LOW_SCORE} "
+              f"(cached in {landmarks.chunk_path(builder, split, 0).parent})",
+              flush=True)
     return 0
 
   # As every command: 'ferjax data prepare: error: ...', exit 2.

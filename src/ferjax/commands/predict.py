@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="overlay each face's Grad-CAM map (of its label) "
                       "on the annotated images and frames (needs --out or "
                       "--show; one model, not an ensemble)")
+  parser.add_argument("--landmarks", action="store_true",
+                      help="also run FaceMesh on every face: its 468 points "
+                      "(image pixels) and face score in the JSON (\"mesh\"), "
+                      "its contours on the annotated copies")
   video = parser.add_argument_group("videos and cameras")
   video.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
                      help="skip the frames before this time (files)")
@@ -181,7 +185,7 @@ def _predict(args: argparse.Namespace) -> int:
                max_pixels=args.max_pixels, explain=args.explain,
                start=args.start, end=args.end, max_frames=args.max_frames,
                detect_every=args.detect_every, smooth=args.smooth,
-               show=args.show)
+               show=args.show, landmarks=args.landmarks)
   except NonFiniteScores as e:  # The model's fault, not an input's.
     raise ValueError(str(e)) from None
   except KeyboardInterrupt:

@@ -62,6 +62,11 @@ def format_results(result: dict[str, Any], *, per_class: bool = False) -> str:
     text = [title, _rows_table(["eval", *header], rows)]
   text += _distribution_table(per_class_columns,
                               one_split="members" in result)
+  low = {name: r["low_score_meshes"] for name, r in per_class_columns
+         if "low_score_meshes" in r}
+  if low:  # A geometric run: faces whose FaceMesh score was under 0.5.
+    text.append("faces with a low FaceMesh score (classified, counted): "
+                + ", ".join(f"{name} {n}" for name, n in low.items()))
   if "calibration" in result:
     text += _calibration_table(result)
   if per_class:

@@ -20,8 +20,10 @@ from ferjax import calibration
 from ferjax import metrics as metrics_lib
 from ferjax.evaluate.views import VIEWS
 from ferjax.labels import check_same_labels
+from ferjax.models import GEOMETRIC_MODELS
 from ferjax.run.model import open_run
 from ferjax.run.run_dir import RunDir
+from ferjax.train import geometry
 from ferjax.train import setup
 from ferjax.train.split_evaluator import Evaluator
 from ferjax.train.parallel import AXIS, Parallel
@@ -174,8 +176,12 @@ def evaluate_run(workdir: str, *, split: str | None = None,
   """Metrics of a run's checkpoint on ``split`` (default: its evals).
 
   ``tta`` ('none' or 'ten_crop', with ``crop_size`` in pixels of the stored
-  image) replaces each evaluation's test-time augmentation.
+  image) replaces each evaluation's test-time augmentation. Geometric runs
+  (landmarks, no images, no test-time augmentation) go to ``geometry``.
   """
+  if RunDir(workdir).read_config().model.name in GEOMETRIC_MODELS:
+    return geometry.evaluate_run(workdir, split=split, checkpoint=checkpoint,
+                                 data_dir=data_dir, manual_dir=manual_dir)
   member = _member(workdir, split=split, checkpoint=checkpoint, tta=tta,
                    crop_size=crop_size, data_dir=data_dir,
                    manual_dir=manual_dir)

@@ -39,6 +39,9 @@ class ModelSpec:
   # A descriptor and a classifier, no CNN: nothing to fuse features into;
   # it takes its LBP settings from ``model.fusion.lbp``.
   handcrafted: bool = False
+  # Fed FaceMesh landmarks (data.landmarks), not images; trained by
+  # train.geometry.
+  geometric: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -51,6 +54,8 @@ MODELS: dict[str, ModelSpec] = {
                               {"batch_norm": True}),
     "lbp_linear": ModelSpec("ferjax.models.lbp_linear", "LBPLinear",
                             handcrafted=True),
+    "geometry_svm": ModelSpec("ferjax.models.geometry", "GeometrySVM",
+                              geometric=True),
     # torchvision's own networks, for its ImageNet weights (not the review's).
     "alexnet_tv": ModelSpec("ferjax.models.alexnet", "TorchvisionAlexNet"),
     "googlenet_tv": ModelSpec("ferjax.models.googlenet",
@@ -68,7 +73,11 @@ for _depth in (11, 13, 16, 19):
   MODELS[f"vgg{_depth}_bn"] = ModelSpec(
       "ferjax.models.vgg", "VGG", {"depth": _depth, "batch_norm": True})
 
-MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+GEOMETRIC_MODELS: tuple[str, ...] = tuple(
+    name for name, spec in MODELS.items() if spec.geometric)
+# The models of images (what the train loop, export and saliency take).
+MODEL_NAMES: tuple[str, ...] = tuple(
+    name for name in MODELS if name not in GEOMETRIC_MODELS)
 HANDCRAFTED_MODELS: tuple[str, ...] = tuple(
     name for name, spec in MODELS.items() if spec.handcrafted)
 
@@ -83,7 +92,7 @@ def create_model(name: str, *, num_classes: int,
   if name not in MODELS:
     raise ValueError(
         f"config.model.name: unknown model {name!r}; "
-        f"expected one of {', '.join(MODEL_NAMES)}")
+        f"expected one of {', '.join(MODELS)}")
   entry = MODELS[name]
   model_cls = getattr(importlib.import_module(entry.module), entry.cls)
   defaults = dict(entry.kwargs)

@@ -25,6 +25,9 @@ when no ``--workdir`` is given, and from Python::
 import pathlib
 
 FER2013_LENET5 = pathlib.Path(__file__).parent / "fer2013_lenet5"
+# MediaPipe FaceMesh's converted weights (ferjax.landmarks.facemesh), not a
+# run directory: see its PROVENANCE.txt.
+FACEMESH = pathlib.Path(__file__).parent / "facemesh"
 
 MODELS = {"fer2013_lenet5": FER2013_LENET5}
 DEFAULT = "fer2013_lenet5"

@@ -29,6 +29,7 @@ import numpy as np
 from ferjax.recognition.align import Face
 from ferjax.recognition.classifier import FaceClassifier, FaceScores
 from ferjax.recognition.detectors import DETECTORS
+from ferjax.recognition.mesh import Mesh
 
 # Two detections overlapping more than this are one face.
 MERGE_IOU = 0.3
@@ -224,6 +225,7 @@ class FaceResult:
   # or "partial", and each member's own in ``member_calibrated``.
   calibrated: bool | str = False
   member_calibrated: tuple[bool, ...] = ()
+  mesh: Mesh | None = None  # From the landmark stage (predict --landmarks).
 
   def to_json(self) -> dict[str, Any]:
     """Plain JSON types: integer box, rounded landmarks and scores; the
@@ -234,7 +236,8 @@ class FaceResult:
     landmarks the crop was cut from, unrounded: a half-pixel rounding moves
     the scores by up to 0.04, and even 1e-4 pixels can change a crop pixel by
     one grey level (OpenCV warps in 1/32 pixel steps) and a score by 7e-4,
-    so an exported model fed rounded values would not reproduce them."""
+    so an exported model fed rounded values would not reproduce them.
+    "mesh" only from the landmark stage."""
     landmarks = precise = None
     if self.landmarks is not None:
       landmarks = {k: [round(x, 1), round(y, 1)]
@@ -254,6 +257,8 @@ class FaceResult:
            "scores": _rounded(scores), "calibrated": calibrated}
           for (name, scores), calibrated in zip(
               self.members, self.member_calibrated, strict=True)]
+    if self.mesh is not None:
+      record["mesh"] = self.mesh.to_json()
     return record
 
 

@@ -39,6 +39,9 @@ from ferjax.recognition.classifier import FaceClassifier
 from ferjax.recognition.inputs import (ANNOTATED_SUFFIXES, IMAGE_SUFFIXES,
                                        check_out_dir, expand_paths)
 from ferjax.recognition import overlay
+from ferjax.landmarks import topology
+from ferjax.recognition.align import Face
+from ferjax.recognition.mesh import Mesher
 from ferjax.recognition.pipeline import FaceResult, recognize
 from ferjax.recognition.stream import DETECT_EVERY, SMOOTH, FaceStream
 from ferjax.recognition.video import (VIDEO_SUFFIXES, WRITABLE_SUFFIXES,
@@ -138,7 +141,8 @@ def annotate(image: np.ndarray, results: Sequence[FaceResult],
              heat: np.ndarray | None = None) -> np.ndarray:
   """A BGR copy of RGB ``image`` with each face's box, landmarks, label and
   top score drawn; text is scaled to its face so neighbours stay legible.
-  ``heat`` (``overlay.face_heat``) is blended in under the boxes."""
+  ``heat`` (``overlay.face_heat``) is blended in under the boxes; faces with
+  a mesh (the landmark stage) get its contours."""
   out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
   if heat is not None:
     out = overlay.blend(out, heat)
@@ -147,6 +151,10 @@ def annotate(image: np.ndarray, results: Sequence[FaceResult],
   for r in results:
     x, y, w, h = (round(v) for v in r.box)
     cv2.rectangle(out, (x, y), (x + w, y + h), (0, 255, 0), line)
+    if r.mesh is not None:
+      xy = np.round(r.mesh.points[:, :2]).astype(np.int32)
+      cv2.polylines(out, [xy[list(c)] for c in topology.CONTOURS], False,
+                    (255, 255, 0), max(1, line // 2), cv2.LINE_AA)
     for lx, ly in (r.landmarks or {}).values():
       cv2.circle(out, (round(lx), round(ly)), line + 1, (0, 0, 255), -1)
     text = f"{r.label} {r.scores[r.label]:.2f}"
@@ -165,6 +173,16 @@ def annotate(image: np.ndarray, results: Sequence[FaceResult],
     cv2.putText(out, text, (left, top + th), font, scale, (0, 0, 0),
                 thickness, cv2.LINE_AA)
   return out
+
+
+def with_meshes(image: np.ndarray, results: Sequence[FaceResult],
+                mesher: Mesher | None) -> list[FaceResult]:
+  """``results`` with their FaceMesh meshes (unchanged without a mesher)."""
+  if mesher is None or not results:
+    return list(results)
+  meshes = mesher.meshes(image, [Face(r.box, r.detection_score, r.landmarks)
+                                 for r in results])
+  return [dataclasses.replace(r, mesh=m) for r, m in zip(results, meshes)]
 
 
 def write_image_atomic(path: Path, bgr: np.ndarray) -> None:
@@ -194,12 +212,14 @@ def predict_paths(paths: Iterable[str | Path], classifier: FaceClassifier,
                   detector: str = "auto", out_dir: str | Path | None = None,
                   *, margin: float = 0.1,
                   max_pixels: int = MAX_PIXELS,
-                  explain: bool = False) -> Iterator[dict[str, Any]]:
+                  explain: bool = False,
+                  mesher: Mesher | None = None) -> Iterator[dict[str, Any]]:
   """One JSON-ready record per file in ``paths``, in order.
 
   A file that cannot be read or processed gives {"path", "error"} and the
   others still run. With ``out_dir``, annotated copies are written there,
-  with ``explain`` each face's saliency map overlaid.
+  with ``explain`` each face's saliency map overlaid. With ``mesher`` each
+  face also gets its 468 FaceMesh points ("mesh").
   """
   used: set[str] = set()
   if out_dir is not None:
@@ -211,6 +231,7 @@ def predict_paths(paths: Iterable[str | Path], classifier: FaceClassifier,
     try:
       image = load_image(path, max_pixels)
       results = recognize(image, classifier, detector, margin=margin)
+      results = with_meshes(image, results, mesher)
       if out_dir is not None:
         heat = (overlay.face_heat(image, results, classifier, margin=margin)
                 if explain else None)
@@ -258,7 +279,8 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
                   warn: Callable[[str], None] = _log.warning,
                   progress: Callable[[str], None] = _log.info,
                   progress_every: float = PROGRESS_EVERY,
-                  explain: bool = False) -> Iterator[dict[str, Any]]:
+                  explain: bool = False,
+                  mesher: Mesher | None = None) -> Iterator[dict[str, Any]]:
   """One JSON-ready record per frame of a video file or camera index.
 
   A source that cannot be read gives one {"path", "error"} record (after
@@ -267,7 +289,8 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
   that cannot be written completely raises VideoError (see VideoWriter).
   ``progress`` gets the frames done and frames/s every ``progress_every``
   seconds and once at the end (stderr: stdout is the records). With
-  ``explain`` the annotated frames show each face's saliency map.
+  ``explain`` the annotated frames show each face's saliency map; with
+  ``mesher`` each face gets its FaceMesh points (one batch per frame).
   """
   name = f"camera {source}" if isinstance(source, int) else str(source)
   try:
@@ -302,6 +325,9 @@ def predict_video(source: str | Path | int, classifier: FaceClassifier,
       for frame in video.frames(start=start, end=end, max_frames=max_frames,
                                 warn=warn):
         result = stream.process(frame.image, frame.index, frame.time)
+        if mesher is not None:
+          result = dataclasses.replace(result, faces=with_meshes(
+              frame.image, result.faces, mesher))
         if writer is not None or window is not None:
           heat = (overlay.face_heat(frame.image, result.faces, classifier)
                   if explain else None)
@@ -370,7 +396,7 @@ class Tally:
 def predict(images: Sequence[str | int], classifier: FaceClassifier,
             detector: str = "auto", out_dir: str | Path | None = None, *,
             tally: Tally | None = None, max_pixels: int = MAX_PIXELS,
-            explain: bool = False,
+            explain: bool = False, landmarks: bool = False,
             note: Callable[[str], None] = _log.warning,
             **video_options: Any) -> Iterator[dict[str, Any]]:
   """A record per image file and per video frame, in the order of
@@ -378,10 +404,12 @@ def predict(images: Sequence[str | int], classifier: FaceClassifier,
   failures as they go.
 
   ``video_options`` are ``predict_video``'s keyword arguments; ``explain``
-  overlays saliency maps on the annotated images and videos; ``note`` hears
-  of a folder without images or videos.
+  overlays saliency maps on the annotated images and videos; ``landmarks``
+  adds each face's FaceMesh points to the records and its contours to the
+  annotated copies; ``note`` hears of a folder without images or videos.
   """
   tally = Tally() if tally is None else tally
+  mesher = Mesher() if landmarks else None
   groups: list[list[Path] | str | int] = []
   for item in _with_folders_scanned(images, out_dir):
     if isinstance(item, int) or is_video(item):
@@ -399,7 +427,8 @@ def predict(images: Sequence[str | int], classifier: FaceClassifier,
         tally.inputs, tally.failures = tally.inputs + 1, tally.failures + 1
         continue
       for record in predict_paths(paths, classifier, detector, out_dir,
-                                  max_pixels=max_pixels, explain=explain):
+                                  max_pixels=max_pixels, explain=explain,
+                                  mesher=mesher):
         tally.inputs += 1
         tally.failures += "error" in record
         yield record
@@ -409,7 +438,7 @@ def predict(images: Sequence[str | int], classifier: FaceClassifier,
       try:
         for record in predict_video(group, classifier, detector, out_dir,
                                     used=used, explain=explain,
-                                    **video_options):
+                                    mesher=mesher, **video_options):
           failed |= "error" in record
           yield record
       except VideoError as e:  # The annotated video could not be written.

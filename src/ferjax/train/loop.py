@@ -18,7 +18,9 @@ import ml_collections
 import numpy as np
 
 from ferjax import config_checks
+from ferjax.models import GEOMETRIC_MODELS
 from ferjax.run.run_dir import RunDir
+from ferjax.train import geometry
 from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import divergence
 from ferjax.train import init_from as init_from_lib
@@ -153,7 +155,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   Returns the final evaluation results by eval name. The chief process
   holds the run directory's lock throughout: a second writer is refused.
+  The geometric models (landmarks, not images) are fitted by ``geometry``.
   """
+  if config.model.name in GEOMETRIC_MODELS:
+    return geometry.train_and_evaluate(config, workdir, argv=argv)
   config_checks.validate(config)
   run = RunDir(workdir)
   argv = argv if argv is not None else sys.argv
