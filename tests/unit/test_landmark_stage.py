@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from ferjax.commands import predict as predict_command
 from ferjax.data import synthetic_fer
 from ferjax.landmarks import crop as crop_lib
-from ferjax.recognition import predict
 from ferjax.recognition.align import Face
 from ferjax.recognition.mesh import Mesher
 
@@ -97,8 +97,9 @@ def test_predict_landmarks_on_a_photo_and_a_video(classifier, tmp_path,
     writer.write(image)
   writer.release()
   out = tmp_path / "out"
-  assert predict.run([str(photo), str(clip)], classifier, FixedFace(face),
-                     out, landmarks=True, detect_every=1) == 0
+  assert predict_command.run([str(photo), str(clip)], classifier,
+                             FixedFace(face), out, landmarks=True,
+                             detect_every=1) == 0
   records = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
   assert len(records) == 4  # The photo and three frames.
   for record in records:
@@ -107,6 +108,7 @@ def test_predict_landmarks_on_a_photo_and_a_video(classifier, tmp_path,
     assert points.shape == (468, 3) and 0 <= found["mesh"]["score"] <= 1
     assert 120 < points[1, 0] < 280 and 150 < points[1, 1] < 300
   assert (out / "face.png").is_file() and (out / "face.avi").is_file()
-  assert predict.run([str(photo)], classifier, FixedFace(face)) == 0
+  assert predict_command.run([str(photo)], classifier,
+                             FixedFace(face)) == 0
   (plain,) = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
   assert "mesh" not in plain["faces"][0]
