@@ -209,7 +209,7 @@ def test_an_ensemble_s_distribution_has_one_true_column():
       np.eye(7, dtype=np.float32)[np.full(70, c)], labels, FER2013_CLASSES)
   member = {"workdir": "/r/b", "step": 1, "checkpoint": "best",
             "results": {"test": always(6)}}
-  text = run_evaluation.format_results(
+  text = tables.format_results(
       {"members": [{**member, "workdir": "/r/b"},
                    {**member, "workdir": "/r/a",
                     "results": {"test": always(3)}}],
