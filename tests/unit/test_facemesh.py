@@ -5,7 +5,7 @@ The interpreter (``ai-edge-litert``, extra ``landmarks-parity``) and the
 ``FERJAX_FACEMESH_TFLITE`` names the file (or the mediapipe 0.10.21 wheel
 holding it). Without them, ``facemesh_golden.json`` (points the interpreter
 computed on the generated faces below) checks the numbers.
-Regenerate it: FERJAX_FACEMESH_TFLITE=... python tests/test_facemesh.py
+Regenerate it: FERJAX_FACEMESH_TFLITE=... python tests/unit/test_facemesh.py
 """
 
 import json
