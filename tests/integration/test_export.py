@@ -58,7 +58,7 @@ def test_predict_without_workdir_uses_the_bundled_model(tmp_path):
   cv2.imwrite(str(image), np.full((120, 160, 3), 200, np.uint8))
   proc = ferjax_cli("predict", str(image))
   assert proc.returncode == 0, proc.stderr
-  assert "using the bundled LeNet-5 trained on FER2013" in proc.stderr
+  assert f"using the bundled {pretrained.DEFAULT}" in proc.stderr
   assert json.loads(proc.stdout.splitlines()[0])["faces"] == []
 
 
@@ -110,7 +110,7 @@ def test_load_classifier_defaults_to_the_bundled_model_quietly(caplog):
   assert classifier.class_names == tuple(FER2013_CLASSES)
   assert [r.getMessage() for r in caplog.records
           if r.name == "absl" and r.levelno >= logging.WARNING] == []
-  assert pretrained.path() == pretrained.FER2013_LENET5
+  assert pretrained.path() == pretrained.MODELS[pretrained.DEFAULT].path
 
 
 def test_predict_pretrained_on_a_generated_image(tmp_path):
@@ -127,7 +127,7 @@ def test_predict_pretrained_on_a_generated_image(tmp_path):
     (["eval"], "ferjax eval: error: expected --workdir DIR or --pretrained"),
     (["eval", "--pretrained", "vgg99"],
      "ferjax eval: error: --pretrained: no bundled model 'vgg99'; expected "
-     "one of fer2013_lenet5"),
+     "one of fer2013_resnet, fer2013_lenet5"),
     (["export", "--out", "x"], "ferjax export: error: expected --workdir"),
 ])
 def test_pretrained_or_workdir_errors(args, message, tmp_path):
@@ -158,4 +158,4 @@ def test_eval_pretrained_on_fer2013(tmp_path):
   (only,) = result["results"].values()
   assert only["num_examples"] == 70  # 10 images of each of the 7 classes
   assert 0 <= only["accuracy"] <= 1
-  assert result["workdir"] == str(pretrained.FER2013_LENET5)
+  assert result["workdir"] == str(pretrained.path())

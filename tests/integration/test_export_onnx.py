@@ -42,7 +42,7 @@ _SHAPES = {"lenet5": (32, 32, 3), "alexnet_tv": (64, 64, 3),
 # family (lenet5, alexnet_bn, vgg11_bn, googlenet_bn, lbp_linear, fusion).
 _SLOW = {"alexnet", "googlenet", "googlenet_tv", "alexnet_tv",
          "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
-         "vgg11"}
+         "vgg11", "resnet_fer", "resnet_fer_small"}
 
 
 def _generated_faces(n: int = 3) -> np.ndarray:
@@ -164,9 +164,10 @@ def _read_metadata(path: pathlib.Path) -> dict[str, str]:
   return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
 
 
-def _bundled_inputs() -> tuple[np.ndarray, np.ndarray]:
-  """Preprocessed faces for the bundled model and ferjax's logits."""
-  loaded = load_model()
+def _bundled_inputs(name: str = pretrained.DEFAULT
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """Preprocessed faces for a bundled model and ferjax's logits."""
+  loaded = load_model(pretrained.path(name))
   cfg = loaded.config.input
   x = np.asarray(preprocess.to_model_input(
       preprocess.to_unit_float(jnp.asarray(_faces())),
@@ -175,32 +176,40 @@ def _bundled_inputs() -> tuple[np.ndarray, np.ndarray]:
   return x, np.asarray(loaded.model.apply(loaded.variables, x, train=False))
 
 
-def test_export_of_the_bundled_model_runs_in_onnx_runtime(tmp_path):
-  out = tmp_path / "models" / "fer2013_lenet5.onnx"
-  proc = ferjax_cli("export", "--format", "onnx", "--pretrained", "--out",
-                    str(out))
+# Each bundled model: its input shape and how its grey crop becomes it.
+_BUNDLED = {"fer2013_resnet": (["batch", 40, 40, 1], "keep"),
+            "fer2013_lenet5": (["batch", 32, 32, 3], "tile")}
+
+
+@pytest.mark.parametrize("name", _BUNDLED)
+def test_export_of_a_bundled_model_runs_in_onnx_runtime(name, tmp_path):
+  out = tmp_path / "models" / f"{name}.onnx"
+  proc = ferjax_cli("export", "--format", "onnx", "--pretrained", name,
+                    "--out", str(out))
   assert proc.returncode == 0, proc.stderr
   assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
-  x, want = _bundled_inputs()
+  x, want = _bundled_inputs(name)
   import onnxruntime as ort  # pylint: disable=g-import-not-at-top
   session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
   got = session.run(["logits"], {"input": x})[0]
   assert float(np.abs(got - want).max()) <= TOLERANCE
   meta = _read_metadata(out)
-  run = load_model()
+  run = load_model(pretrained.path(name))
+  shape, rule = _BUNDLED[name]
   assert json.loads(meta["class_names"]) == list(run.dataset["class_names"])
-  assert json.loads(meta["input.shape"]) == ["batch", 32, 32, 3]
+  assert json.loads(meta["input.shape"]) == shape
   assert meta["input.layout"] == "NHWC"
   assert json.loads(meta["input.mean"]) == list(run.config.input.mean)
   assert json.loads(meta["input.std"]) == list(run.config.input.std)
-  assert meta["dataset"] == "fer2013" and meta["ferjax.model"] == "lenet5"
+  assert meta["dataset"] == "fer2013"
+  assert meta["ferjax.model"] == run.config.model.name
   assert meta["ferjax.checkpoint_step"] == str(run.step)
   assert len(meta["ferjax.config_sha256"]) == 64
   assert "resize" in meta["preprocessing"]
-  assert "tile" in meta["preprocessing"]  # The colour rule of this model.
   recipe = json.loads(meta["ferjax.recipe"])
+  assert recipe["model_input"]["channels"]["rule"] == rule
   assert recipe["output"]["labels"] == list(run.dataset["class_names"])
-  assert meta["ferjax.run"] == "pretrained:fer2013_lenet5"
+  assert meta["ferjax.run"] == f"pretrained:{name}"
 
 
 # Runs where ferjax is not imported: the artifact carries its program.
@@ -214,7 +223,7 @@ assert "ferjax" not in sys.modules and "flax" not in sys.modules
 
 
 def test_stablehlo_export_reloads_without_ferjax(tmp_path):
-  out = tmp_path / "lenet5.stablehlo"
+  out = tmp_path / "default.stablehlo"
   proc = ferjax_cli("export", "--format", "stablehlo", "--workdir",
                     str(pretrained.path()), "--out", str(out))
   assert proc.returncode == 0, proc.stderr
@@ -224,9 +233,10 @@ def test_stablehlo_export_reloads_without_ferjax(tmp_path):
                   str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
                  check=True, cwd=tmp_path)
   np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, atol=1e-5)
-  meta = json.loads((tmp_path / "lenet5.stablehlo.json").read_text())
-  assert meta["recipe"]["model_input"]["shape"] == ["batch", 32, 32, 3]
-  assert meta["provenance"]["run"] == "pretrained:fer2013_lenet5"
+  meta = json.loads((tmp_path / "default.stablehlo.json").read_text())
+  assert meta["recipe"]["model_input"]["shape"] == _BUNDLED[
+      pretrained.DEFAULT][0]
+  assert meta["provenance"]["run"] == f"pretrained:{pretrained.DEFAULT}"
 
 
 def test_export_errors_are_one_line(tmp_path):

@@ -51,10 +51,11 @@ def _script(*args: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def calibrated_run(tmp_path_factory) -> pathlib.Path:
-  """The bundled model with a stored temperature, as `ferjax calibrate`
-  leaves it."""
+  """The bundled LeNet-5 (grey tiled to 3 channels, the rule a colour-
+  blind reader gets wrong) with a stored temperature, as `ferjax
+  calibrate` leaves it."""
   run = tmp_path_factory.mktemp("calibrated") / "run"
-  shutil.copytree(pretrained.path(), run)
+  shutil.copytree(pretrained.FER2013_LENET5, run)
   RunDir(run).write_calibration({"temperature": TEMPERATURE,
                                  "step": load_model(run).step})
   return run
@@ -86,7 +87,7 @@ def test_the_script_gives_the_classifier_s_calibrated_scores(
   image = load_image(tmp_path / "photo.png")
   classifier = load_classifier(calibrated_run)
   want = classifier.score_faces(image, [Face(box, None, eyes)]).probs[0]
-  raw = load_classifier(pretrained.path()).score_faces(
+  raw = load_classifier(pretrained.FER2013_LENET5).score_faces(
       image, [Face(box, None, eyes)]).probs[0]
   assert np.abs(want - raw).max() > 1e-3  # The temperature matters here.
   (record,) = _script(str(model), "--image", str(tmp_path / "photo.png"),
@@ -117,9 +118,11 @@ def test_the_recipe_is_structured_and_names_no_local_path(calibrated_run,
 
   sidecar = portable.write_stablehlo(None, tmp_path / "m.stablehlo")
   meta = json.loads(portable.stablehlo_metadata_path(sidecar).read_text())
-  assert meta["recipe"]["model_input"]["shape"] == ["batch", 32, 32, 3]
-  assert meta["recipe"]["output"]["temperature"] is None
-  assert meta["provenance"]["run"] == "pretrained:fer2013_lenet5"
+  default = load_model(pretrained.path())
+  assert meta["recipe"]["model_input"]["shape"] == [
+      "batch", *default.config.input.image_size, default.config.input.channels]
+  assert meta["recipe"]["output"]["temperature"] == default.temperature
+  assert meta["provenance"]["run"] == f"pretrained:{pretrained.DEFAULT}"
   assert isinstance(meta["provenance"]["checkpoint_step"], int)
 
 

@@ -26,8 +26,9 @@ def _model_dir(workdir: str | None) -> str:
   """The run to classify with; says so when it is the bundled model."""
   if workdir is None:
     workdir = str(pretrained.path())
-    print("ferjax predict: no --workdir: using the bundled LeNet-5 trained on "
-          "FER2013 (PublicTest accuracy 0.51; see ferjax/pretrained)",
+    default = pretrained.MODELS[pretrained.DEFAULT]
+    print(f"ferjax predict: no --workdir: using the bundled "
+          f"{pretrained.DEFAULT}, {default.summary} (see ferjax/pretrained)",
           file=sys.stderr)
   return workdir
 
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
       "videos and camera streams.")
   parser.add_argument("--workdir", type=os.path.expanduser, action="append",
                       help="training run directory holding a checkpoint "
-                      "(default: the bundled LeNet-5 trained on FER2013); "
+                      f"(default: the bundled {pretrained.DEFAULT}); "
                       "repeat it for an ensemble (mean softmax, each run "
                       "with its own preprocessing; the runs must classify "
                       "the same labels)")

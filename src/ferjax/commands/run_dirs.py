@@ -29,10 +29,11 @@ def add_pretrained(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
       "--pretrained", nargs="?", const=pretrained.DEFAULT, metavar="NAME",
       action=_Pretrained,
-      help=f"a model shipped with ferjax instead of (or, for an ensemble, "
-      f"with) --workdir: {', '.join(pretrained.MODELS)} (default "
-      f"{pretrained.DEFAULT}: LeNet-5 trained on FER2013, PublicTest "
-      "accuracy 0.51)")
+      help="a model shipped with ferjax instead of (or, for an ensemble, "
+      "with) --workdir: " + "; ".join(
+          f"{name}: {bundled.summary}"
+          for name, bundled in pretrained.MODELS.items())
+      + f" (default {pretrained.DEFAULT})")
 
 
 def pretrained_apart(argv: Sequence[str]) -> list[str]:

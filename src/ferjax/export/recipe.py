@@ -33,8 +33,8 @@ def run_name(workdir: str | os.PathLike | None) -> str:
   if workdir is None:
     return f"pretrained:{pretrained.DEFAULT}"
   resolved = pathlib.Path(workdir).resolve()
-  for name, path in pretrained.MODELS.items():
-    if path.resolve() == resolved:
+  for name, bundled in pretrained.MODELS.items():
+    if bundled.path.resolve() == resolved:
       return f"pretrained:{name}"
   return resolved.name
 
