@@ -8,6 +8,7 @@ everywhere.
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -143,7 +144,9 @@ def test_slurm_sweep_finishes_every_trial_like_the_local_one(grids, tmp_path):
     job_array, _ = record["job_id"].split("_")
     assert array in (None, job_array)  # One array for the whole sweep.
     array = job_array
-    assert "test/accuracy" in pathlib.Path(record["stderr_log"]).read_text()
+    # The trial's own log, with its evaluation lines (train.loop._eval_line).
+    assert re.search(r"step \d+: test loss [\d.]+, accuracy [\d.]+",
+                     pathlib.Path(record["stderr_log"]).read_text())
     local_run = grids["local"][0] / trial["name"]
     assert without_timing(read_metrics(workdir / trial["name"])) == (
         without_timing(read_metrics(local_run)))
