@@ -1,12 +1,19 @@
-"""Soft targets (FER+'s vote distributions): the losses and the label draw."""
+"""Soft targets (FER+'s vote distributions): the losses, the label draw and
+the train step that uses them."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from ferjax import losses
+from ferjax.models import create_model
+from ferjax.train import state as state_lib
 from ferjax.train import steps
+from ferjax.train.parallel import AXIS, Parallel
 
 C = 8
 
@@ -71,3 +78,44 @@ def test_drawn_labels_follow_the_distribution_and_repeat_per_key():
       drawn[5:9], steps.draw_labels(key, targets[5:9], positions[5:9]))
   assert not np.array_equal(
       drawn, steps.draw_labels(jax.random.key(8), targets, positions))
+
+
+@pytest.mark.parametrize("soft_labels", ["sample", "distribution"])
+def test_train_step_trains_on_the_split_targets(soft_labels):
+  rng = np.random.default_rng(3)
+  n = batch = 16
+  images = rng.integers(0, 255, (n, 32, 32, 1), dtype=np.uint8)
+  stored = rng.integers(0, C, n).astype(np.int32)
+  other = (stored + 1 + rng.integers(0, C - 1, n)).astype(np.int32) % C
+  # "sample" from one-hot targets of other labels must train on those.
+  targets = (np.eye(C, dtype=np.float32)[other] if soft_labels == "sample"
+             else rng.dirichlet(np.ones(C), size=n).astype(np.float32))
+  inputs = steps.InputSpec(image_size=(32, 32), channels=1, mean=(0.5,),
+                           std=(0.25,))
+  spec = steps.TrainSpec(global_batch=batch, per_device_batch=batch,
+                         steps_per_epoch=1, inputs=inputs,
+                         loss=losses.LossSpec(num_classes=C),
+                         soft_labels=soft_labels)
+  tx = optax.sgd(0.0)
+  init_model = create_model("lenet5", num_classes=C)
+  state = state_lib.create(model=init_model, tx=tx, input_shape=(32, 32, 1),
+                           seed=0)
+  parallel = Parallel("shard_map", jax.devices()[:1])
+  step = parallel.map(functools.partial(
+      steps.train_step, model=create_model("lenet5", num_classes=C,
+                                           bn_axis_name=AXIS),
+      tx=tx, schedule=optax.constant_schedule(0.0), spec=spec))
+  data = {"images": images, "labels": stored, "targets": targets}
+  _, metrics = step(parallel.replicate(state), parallel.replicate(data),
+                    parallel.replicate(np.arange(n, dtype=np.int32)))
+  metrics = parallel.unreplicate(metrics)
+
+  logits = init_model.apply({"params": state.params}, inputs(images / 255.0))
+  log_q = np.asarray(jax.nn.log_softmax(logits))
+  assert float(metrics["loss"]) == pytest.approx(
+      float(-(targets * log_q).sum(-1).mean()), rel=1e-5)
+  assert float(metrics["loss"]) != pytest.approx(
+      float(-log_q[np.arange(n), stored].mean()), rel=1e-3)
+  # Accuracy stays on the stored (majority) labels.
+  assert float(metrics["accuracy"]) == pytest.approx(
+      float((log_q.argmax(-1) == stored).mean()))
