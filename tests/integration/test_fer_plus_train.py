@@ -4,7 +4,6 @@ import csv
 import json
 
 import numpy as np
-import pytest
 
 from ferjax import cli
 from ferjax.data import fer_plus
@@ -26,26 +25,44 @@ def _write_fer_plus(root):
       writer.writerow([usage, f"fer{i:07d}.png", *votes])
 
 
-@pytest.mark.parametrize("mode,soft", [("probability", "sample"),
-                                       ("crossentropy", "distribution")])
-def test_train_on_fer_plus_soft_labels_records_the_mode(tmp_path, mode, soft):
-  _write_fer_plus(tmp_path / "m")
-  workdir = tmp_path / "run"
+def _train(tmp_path, workdir, mode, **extra):
   overrides = {
       "input.dataset": "fer_plus", "input.builder_config": mode,
       "input.data_dir": tmp_path / "d", "input.manual_dir": tmp_path / "m",
       "evals": "{'test': {'split': 'public_test', 'tta': 'none'}}",
-      "num_epochs": 2, "batch_size": 8, "parallel.cpu_devices": None}
+      "num_epochs": 2, "batch_size": 8, "parallel.cpu_devices": None,
+      **extra}
   assert cli.main(["train", "--config", QUICKSTART, "--workdir", str(workdir),
                    *(f"--config.{k}={v}" for k, v in overrides.items())]
                   ) == 0
-  manifest = json.loads((workdir / "manifest.json").read_text())
-  assert manifest["dataset"]["builder_config"] == mode
-  assert manifest["dataset"]["soft_labels"] == soft
+  return json.loads((workdir / "manifest.json").read_text())
+
+
+def _train_losses(workdir):
+  return [r["loss"] for r in map(json.loads, (
+      workdir / "metrics.jsonl").read_text().splitlines())
+          if r.get("split") == "train"]
+
+
+def test_train_on_fer_plus_probability_draws_labels_and_says_so(tmp_path):
+  _write_fer_plus(tmp_path / "m")
+  manifest = _train(tmp_path, tmp_path / "run", "probability")
+  assert manifest["dataset"]["builder_config"] == "probability"
+  assert manifest["dataset"]["soft_labels"] == "sample"
   assert manifest["dataset"]["split_sizes_used"]["train"] == 24
-  saved = json.loads((workdir / "config.json").read_text())
-  assert saved["input"]["builder_config"] == mode
-  assert np.isfinite(
-      [json.loads(line)["loss"] for line in
-       (workdir / "metrics.jsonl").read_text().splitlines()
-       if '"loss"' in line]).all()
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert saved["input"]["builder_config"] == "probability"
+  losses = _train_losses(tmp_path / "run")
+  assert losses and np.isfinite(losses).all()
+
+
+def test_fer_plus_crossentropy_streamed_trains_as_in_memory(tmp_path):
+  _write_fer_plus(tmp_path / "m")
+  memory = _train(tmp_path, tmp_path / "memory", "crossentropy",
+                  **{"input.pipeline": "memory"})
+  stream = _train(tmp_path, tmp_path / "stream", "crossentropy",
+                  **{"input.pipeline": "stream"})
+  assert memory["dataset"]["soft_labels"] == "distribution"
+  assert stream["dataset"]["pipeline"] == "stream"
+  want = _train_losses(tmp_path / "memory")
+  assert want and _train_losses(tmp_path / "stream") == want
