@@ -1,11 +1,11 @@
 """Classification losses: a registry chosen by ``loss.name``, one objective.
 
 A loss is a per-example function of logits and (possibly smoothed) one-hot
-or soft targets (FER+'s vote distributions); registering one is a function and a ``Loss`` line in ``LOSSES``
-(configs are validated against its names). Everything around it is written once, here, for
-every loss: class weights, label smoothing, mixed targets (mixup, CutMix),
-GoogLeNet's auxiliary heads, online hard example mining, and the evaluation
-loss.
+or soft targets (FER+'s vote distributions); registering one is a function
+and a ``Loss`` line in ``LOSSES`` (configs are validated against its names).
+Everything around it is written once, here, for every loss: class weights,
+label smoothing, soft and mixed targets (mixup, CutMix), GoogLeNet's
+auxiliary heads, online hard example mining, and the evaluation loss.
 
 Each device returns its share of the global mean (sum of its examples'
 weighted losses over the global weight total); summing those shares over
