@@ -1,11 +1,11 @@
 """Classification losses: a registry chosen by ``loss.name``, one objective.
 
 A loss is a per-example function of logits and (possibly smoothed) one-hot
-targets; registering one is a function and a ``Loss`` line in ``LOSSES``
-(configs are validated against its names). Everything around it is written once, here, for
-every loss: class weights, label smoothing, mixed targets (mixup, CutMix),
-GoogLeNet's auxiliary heads, online hard example mining, and the evaluation
-loss.
+or soft targets (FER+'s vote distributions); registering one is a function
+and a ``Loss`` line in ``LOSSES`` (configs are validated against its names).
+Everything around it is written once, here, for every loss: class weights,
+label smoothing, soft and mixed targets (mixup, CutMix), GoogLeNet's
+auxiliary heads, online hard example mining, and the evaluation loss.
 
 Each device returns its share of the global mean (sum of its examples'
 weighted losses over the global weight total); summing those shares over
@@ -107,35 +107,45 @@ class LossSpec:
 @dataclasses.dataclass(frozen=True)
 class Mix:
   """Mixed labels (mixup, CutMix): each example is ``lam`` of its own label
-  and ``1 - lam`` of ``partner``'s."""
+  and ``1 - lam`` of ``partner``'s (of ``partner_targets``, the partners'
+  soft targets, when training on soft targets)."""
 
   partner: jnp.ndarray
   lam: jnp.ndarray
+  partner_targets: jnp.ndarray | None = None
 
 
 def _targets(labels: jnp.ndarray, spec: LossSpec, smoothing: float,
-             mix: Mix | None) -> jnp.ndarray:
-  """(Smoothed, mixed) one-hot targets, float32."""
+             mix: Mix | None, soft: jnp.ndarray | None) -> jnp.ndarray:
+  """(Smoothed, mixed) targets, float32: one-hot labels, or ``soft``."""
 
-  def one_hot(y):
-    t = jax.nn.one_hot(y, spec.num_classes)
+  def target(y, t):
+    t = jax.nn.one_hot(y, spec.num_classes) if t is None else t
     if smoothing:
       t = t * (1.0 - smoothing) + smoothing / spec.num_classes
-    return t
+    return t.astype(jnp.float32)
 
   if mix is None:
-    return one_hot(labels)
-  return mix.lam * one_hot(labels) + (1.0 - mix.lam) * one_hot(mix.partner)
+    return target(labels, soft)
+  return (mix.lam * target(labels, soft) +
+          (1.0 - mix.lam) * target(mix.partner, mix.partner_targets))
 
 
 def per_example(logits: jnp.ndarray, labels: jnp.ndarray, spec: LossSpec, *,
                 label_smoothing: float | None = None,
-                mix: Mix | None = None) -> jnp.ndarray:
-  """The registered loss of each example, float32."""
+                mix: Mix | None = None,
+                targets: jnp.ndarray | None = None) -> jnp.ndarray:
+  """The registered loss of each example, float32.
+
+  ``targets``, (N, C) class distributions, replace the one-hot ``labels``
+  as the loss's target (FER+'s ``crossentropy`` mode); ``labels`` still
+  weigh the example (class weights).
+  """
   smoothing = (spec.label_smoothing if label_smoothing is None
                else label_smoothing)
-  return LOSSES[spec.name].fn(logits.astype(jnp.float32),
-                              _targets(labels, spec, smoothing, mix), spec)
+  return LOSSES[spec.name].fn(
+      logits.astype(jnp.float32),
+      _targets(labels, spec, smoothing, mix, targets), spec)
 
 
 def example_weights(labels: jnp.ndarray,
@@ -190,21 +200,24 @@ def hardest(losses: jnp.ndarray, fraction: float) -> jnp.ndarray:
 
 def device_loss(logits: jnp.ndarray, aux_logits: Sequence[jnp.ndarray],
                 labels: jnp.ndarray, spec: LossSpec,
-                mix: Mix | None = None) -> jnp.ndarray:
+                mix: Mix | None = None,
+                targets: jnp.ndarray | None = None) -> jnp.ndarray:
   """This device's share of the global training loss.
 
   Weighted mean over the (hardest, with OHEM) examples of the global batch
   of the main head's loss, plus ``aux_weight`` times each auxiliary head's.
+  ``targets``: soft targets in place of the one-hot labels (``per_example``).
   """
   weights = example_weights(labels, spec.class_weights, mix)
-  main = per_example(logits, labels, spec, mix=mix)
+  main = per_example(logits, labels, spec, mix=mix, targets=targets)
   if spec.ohem_fraction < 1.0:
     weights = weights * hardest(main, spec.ohem_fraction)
   total_weight = lax.psum(lax.stop_gradient(weights).sum(), AXIS)
   loss = (weights * main).sum() / total_weight
   for aux in aux_logits:
     loss += spec.aux_weight * (
-        weights * per_example(aux, labels, spec, mix=mix)).sum() / total_weight
+        weights * per_example(aux, labels, spec, mix=mix, targets=targets)
+    ).sum() / total_weight
   return loss
 
 

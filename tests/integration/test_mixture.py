@@ -33,6 +33,19 @@ def test_relabel_matches_names_and_drops_only_what_is_named():
   np.testing.assert_array_equal(kept.images[:, 0, 0, 0], [0, 2])
 
 
+def test_relabel_moves_soft_targets_to_the_run_classes():
+  names = ("anger", "contempt", "happy")
+  split = loading.Split(_split([0, 2]).images, np.asarray([0, 2], np.int32),
+                        targets=np.asarray([[0.6, 0.2, 0.2], [0.0, 0.5, 0.5]],
+                                           np.float32))
+  kept, _ = mixture.relabel(split, names, FER2013_CLASSES, ("contempt",), "x")
+  want = np.zeros((2, len(FER2013_CLASSES)), np.float32)
+  want[0, FER2013_CLASSES.index("angry")] = 0.75
+  want[0, FER2013_CLASSES.index("happy")] = 0.25
+  want[1, FER2013_CLASSES.index("happy")] = 1.0
+  np.testing.assert_allclose(kept.targets, want, rtol=1e-6)
+
+
 def test_scale_repeats_whole_copies_then_a_seeded_sample():
   split = _split(range(10))
   twice_and_half = mixture.scale(split, 2.5, [0, 1])

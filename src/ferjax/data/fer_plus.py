@@ -13,9 +13,14 @@ The votes become a label as the FER+ paper's code does (Barsoum et al. 2016,
 Images whose result is unknown or NF are dropped (counted in
 ``info.metadata["dropped"]``), contempt is an eighth class. As in the
 paper's training script, the test splits are labelled by ``majority``
-whatever the config. Every example keeps its ``distribution`` (the soft
-target of ``crossentropy``, from which ``probability`` samples a label per
-epoch) and raw ``votes``; ``label`` is the distribution's top class.
+whatever the config. Every example keeps its ``distribution`` and raw
+``votes``; ``label`` is the distribution's top class.
+
+Training follows the paper's code (``_process_target``; ``TRAIN_TARGETS``):
+``majority`` trains on ``label``; ``probability`` (the paper's PLD,
+"probabilistic label drawing") on a label drawn from ``distribution`` each
+time an image is seen; ``crossentropy`` (the paper's CEL) on cross-entropy
+against ``distribution`` itself. Evaluation uses ``label``, the majority.
 """
 
 import collections
@@ -45,6 +50,12 @@ EMOTION_TO_INDEX: tuple[int, ...] = tuple(
     FER2013_CONTEMPT_CLASSES.index(canonical_name(name))
     for name in VOTE_COLUMNS[:NUM_EMOTIONS])
 MODES = ("majority", "probability", "crossentropy")
+# What each mode trains on (``loading.soft_labels``): the paper's code
+# draws a one-hot target from the distribution for ``probability`` and
+# passes the distribution as the target for ``crossentropy``.
+TRAIN_TARGETS: dict[str, str | None] = {
+    "majority": None, "probability": "sample",
+    "crossentropy": "distribution"}
 
 _MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 FER+ (Barsoum et al., ICMI 2016) labels FER2013's images anew. Put in the
@@ -182,6 +193,7 @@ class FerPlus(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release: the paper's three label modes."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
+  TRAIN_TARGETS = TRAIN_TARGETS
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name=mode, description=f"Train labels by the "
                               f"FER+ paper's {mode!r} mode.")

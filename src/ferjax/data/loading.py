@@ -25,29 +25,41 @@ from ferjax.data import registry
 
 log = logging.getLogger("ferjax")
 
+# The per-example class distribution a builder may store (FER+'s votes).
+SOFT_TARGET_FEATURE = "distribution"
+# What training makes of it: a label drawn from it per step, or itself as
+# the target of the loss (``soft_labels``).
+SOFT_LABEL_MODES = ("sample", "distribution")
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  """One split in memory: uint8 NHWC images, int32 labels, subject ids."""
+  """One split in memory: uint8 NHWC images, int32 labels, subject ids,
+  and (datasets with a ``distribution`` feature: FER+) float32 (N, C) soft
+  targets."""
 
   images: np.ndarray
   labels: np.ndarray
   subjects: np.ndarray | None = None
+  targets: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.labels)
 
   def take(self, idx: np.ndarray) -> "Split":
     return Split(self.images[idx], self.labels[idx],
-                 None if self.subjects is None else self.subjects[idx])
+                 None if self.subjects is None else self.subjects[idx],
+                 None if self.targets is None else self.targets[idx])
 
   @classmethod
   def concatenate(cls, splits: list["Split"]) -> "Split":
-    subjects = [s.subjects for s in splits]
+    def joined(parts):
+      return (None if any(p is None for p in parts)
+              else np.concatenate(parts))
     return cls(np.concatenate([s.images for s in splits]),
                np.concatenate([s.labels for s in splits]),
-               None if any(s is None for s in subjects)
-               else np.concatenate(subjects))
+               joined([s.subjects for s in splits]),
+               joined([s.targets for s in splits]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +73,8 @@ class DatasetInfo:
   image_shape: tuple[int, int, int]
   split_sizes: dict[str, int]
   data_dir: str
+  # How the train split's soft targets train (``soft_labels``), or None.
+  soft_labels: str | None = None
 
 
 def _lock(data_dir: pathlib.Path,
@@ -202,12 +216,17 @@ def read_split(builder: Any, split: str) -> Split:
   labels = np.empty((n,), np.int32)
   has_subject = "subject" in builder.info.features
   subjects = np.empty((n,), np.int64) if has_subject else None
+  has_targets = SOFT_TARGET_FEATURE in builder.info.features
+  targets = (np.empty((n, len(builder.info.features["label"].names)),
+                      np.float32) if has_targets else None)
   for i, record in enumerate(records):
     images[i] = record["image"]
     labels[i] = record["label"]
     if has_subject:
       subjects[i] = record["subject"]
-  return Split(images, labels, subjects)
+    if has_targets:
+      targets[i] = record[SOFT_TARGET_FEATURE]
+  return Split(images, labels, subjects, targets)
 
 
 def load_partitions(builder: Any, input_cfg: Any,
@@ -247,6 +266,24 @@ def load_partitions(builder: Any, input_cfg: Any,
   return {name: parts[name] for name in names}
 
 
+def soft_labels(builder: Any) -> str | None:
+  """How the builder's config trains on its soft targets, or None.
+
+  A builder with a ``distribution`` feature names, in ``TRAIN_TARGETS``,
+  what each of its configs makes of it (FER+: ``fer_plus.TRAIN_TARGETS``):
+  ``"sample"``, a label drawn from the distribution at every step, or
+  ``"distribution"``, the distribution itself as the loss's target.
+  """
+  if SOFT_TARGET_FEATURE not in builder.info.features:
+    return None
+  config = builder.builder_config.name if builder.builder_config else None
+  mode = getattr(type(builder), "TRAIN_TARGETS", {}).get(config)
+  if mode not in (None, *SOFT_LABEL_MODES):
+    raise ValueError(f"{type(builder).__name__}.TRAIN_TARGETS[{config!r}] is "
+                     f"{mode!r}; expected None or one of {SOFT_LABEL_MODES}")
+  return mode
+
+
 def dataset_info(builder: Any) -> DatasetInfo:
   return DatasetInfo(
       name=builder.name,
@@ -256,4 +293,5 @@ def dataset_info(builder: Any) -> DatasetInfo:
       class_names=tuple(builder.info.features["label"].names),
       image_shape=tuple(builder.info.features["image"].shape),
       split_sizes={k: v.num_examples for k, v in builder.info.splits.items()},
-      data_dir=str(builder.data_dir))
+      data_dir=str(builder.data_dir),
+      soft_labels=soft_labels(builder))

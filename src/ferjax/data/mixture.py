@@ -75,7 +75,9 @@ def relabel(split: loading.Split, names: Sequence[str],
             run_classes: Sequence[str], drop: Sequence[str],
             where: str) -> tuple[loading.Split, dict[str, int]]:
   """``split`` (classes ``names``) in the run's class indices, examples of
-  ``drop`` classes left out (returned as counts by class)."""
+  ``drop`` classes left out (returned as counts by class); soft targets
+  move to the run's columns, the dropped classes' share spread over the
+  rest."""
   from ferjax.data import loading
   run_keys = [_key(c) for c in run_classes]
   drop_keys = {_key(c) for c in drop}
@@ -94,8 +96,14 @@ def relabel(split: loading.Split, names: Sequence[str],
           "drop_classes to leave it out")
   keep = to_run[split.labels] >= 0
   kept = split.take(np.flatnonzero(keep))
+  targets = None
+  if kept.targets is not None:  # Soft targets follow, renormalised.
+    columns = np.flatnonzero(to_run >= 0)
+    targets = np.zeros((len(kept), len(run_classes)), np.float32)
+    targets[:, to_run[columns]] = kept.targets[:, columns]
+    targets /= targets.sum(1, keepdims=True)
   return loading.Split(kept.images, to_run[kept.labels].astype(np.int32),
-                       kept.subjects), dropped
+                       kept.subjects, targets), dropped
 
 
 def scale(split: loading.Split, weight: float, seed: Sequence[int]

@@ -29,15 +29,24 @@ class InMemoryBatches:
   """Step arguments ``(data, perm)``: the split and the epoch's order.
 
   One item per call of ``steps_per_call`` steps: they all read the split
-  with the same permutation (a call never straddles an epoch end).
+  with the same permutation (a call never straddles an epoch end). With
+  ``targets`` the split's soft targets travel too (``data["targets"]``).
   """
 
   streaming = False
 
   def __init__(self, split: loading.Split, *, seed: int, steps_per_epoch: int,
-               parallel: Parallel, steps_per_call: int = 1):
-    self._data = parallel.replicate({"images": np.asarray(split.images),
-                                     "labels": np.asarray(split.labels)})
+               parallel: Parallel, steps_per_call: int = 1,
+               targets: bool = False):
+    data = {"images": np.asarray(split.images),
+            "labels": np.asarray(split.labels)}
+    if targets:
+      if split.targets is None:
+        raise ValueError("training on soft targets, but the train split "
+                         "has none (a mixture with a dataset without a "
+                         f"{loading.SOFT_TARGET_FEATURE!r} feature?)")
+      data["targets"] = np.asarray(split.targets, np.float32)
+    self._data = parallel.replicate(data)
     self._n = len(split)
     self._seed = seed
     self._spe = steps_per_epoch
@@ -60,15 +69,17 @@ class StreamingBatches:
 
   A thread reads and decodes batches ``prefetch`` calls ahead of the
   device, so reading overlaps computation. With ``steps_per_call`` k > 1
-  each item holds the k global batches of a call, stacked.
+  each item holds the k global batches of a call, stacked. With ``targets``
+  each batch carries its rows' soft targets too.
   """
 
   streaming = True
 
   def __init__(self, source: Any, *, seed: int, steps_per_epoch: int,
                batch_size: int, parallel: Parallel, prefetch: int = 2,
-               steps_per_call: int = 1):
+               steps_per_call: int = 1, targets: bool = False):
     self._source = source
+    self._targets = targets
     self._n = len(source)
     self._seed = seed
     self._spe = steps_per_epoch
@@ -82,8 +93,13 @@ class StreamingBatches:
   def _read(self, perm: np.ndarray, within: int) -> dict[str, np.ndarray]:
     rows = perm[within * self._batch:(within + 1) * self._batch][self._mine]
     records = self._source.__getitems__(rows.tolist())
-    return {"images": np.stack([r["image"] for r in records]),
-            "labels": np.asarray([r["label"] for r in records], np.int32)}
+    batch = {"images": np.stack([r["image"] for r in records]),
+             "labels": np.asarray([r["label"] for r in records], np.int32)}
+    if self._targets:
+      batch["targets"] = np.stack(
+          [r[loading.SOFT_TARGET_FEATURE] for r in records]
+      ).astype(np.float32)
+    return batch
 
   def _call(self, perm: np.ndarray, within: int) -> dict[str, np.ndarray]:
     """The batches of the call whose first step is ``within`` the epoch."""

@@ -96,6 +96,12 @@ def load_data(config: ml_collections.ConfigDict, *,
   from ferjax.data import mixture as mixture_lib
   train, records = mixture_lib.mix(parts[inp.train_split], info, mixture,
                                    config.seed)
+  if info.soft_labels and train.targets is None:
+    raise ValueError(
+        f"dataset {info.name}/{info.builder_config} trains on soft targets "
+        f"({info.soft_labels!r}), but a config.input.mixture entry has no "
+        f"{loading.SOFT_TARGET_FEATURE!r}; mix datasets that have one, or "
+        "train on the majority label")
   return Data(info, False, eval_splits, train=train, mixture=tuple(records))
 
 
@@ -253,16 +259,17 @@ class Training:
   def batches(self) -> (input_pipeline.InMemoryBatches |
                         input_pipeline.StreamingBatches):
     """The training input, in memory or streamed."""
+    targets = self.spec.soft_labels is not None
     if self.data.streaming:
       return input_pipeline.StreamingBatches(
           self.data.train_source, seed=self.config.seed,
           steps_per_epoch=self.steps_per_epoch,
           batch_size=self.config.batch_size, parallel=self.parallel,
-          steps_per_call=self.steps_per_call)
+          steps_per_call=self.steps_per_call, targets=targets)
     return input_pipeline.InMemoryBatches(
         self.data.train, seed=self.config.seed,
         steps_per_epoch=self.steps_per_epoch, parallel=self.parallel,
-        steps_per_call=self.steps_per_call)
+        steps_per_call=self.steps_per_call, targets=targets)
 
   def init_state(self) -> state_lib.TrainState:
     return state_lib.create(model=self.init_model, tx=self.tx,
@@ -299,7 +306,8 @@ def training(config: ml_collections.ConfigDict, parallel: Parallel,
       frozen_statistics=(tuple(opt.frozen) if opt.freeze_batch_stats
                          else ()),
       mix=mix_lib.MixSpec.from_config(config.input.mix),
-      ema_decay=float(opt.ema_decay))
+      ema_decay=float(opt.ema_decay),
+      soft_labels=data.info.soft_labels)
   k = steps_per_call(config, spe)
   per_call = (steps.train_step if k == 1 else
               functools.partial(steps.train_steps, steps_per_call=k))

@@ -31,6 +31,8 @@ AugmentFn = Callable[[jax.Array, jnp.ndarray], jnp.ndarray]
 # mixing on leaves the augmentation and dropout keys of every step as they
 # were.
 _MIX_STREAM = 0x6D6978
+# Likewise for the labels drawn from soft targets (``soft_labels="sample"``).
+_LABEL_STREAM = 0x6C6162
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,9 @@ class TrainSpec:
   frozen_statistics: tuple[str, ...] = ()
   mix: mix_lib.MixSpec | None = None  # Mixup / CutMix (input.mix).
   ema_decay: float = 0.0  # optimizer.ema_decay; 0: no moving average.
+  # loading.soft_labels: train on data["targets"], a label drawn from them
+  # ("sample") or themselves ("distribution"); None: on data["labels"].
+  soft_labels: str | None = None
 
 
 def _device_batch_indices(perm: jnp.ndarray, step: jnp.ndarray,
@@ -79,12 +84,14 @@ def _device_batch_indices(perm: jnp.ndarray, step: jnp.ndarray,
 
 
 def mix_batch(key: jax.Array, images: jnp.ndarray, labels: jnp.ndarray,
-               spec: TrainSpec) -> tuple[jnp.ndarray, losses.Mix]:
+              spec: TrainSpec, targets: jnp.ndarray | None = None
+              ) -> tuple[jnp.ndarray, losses.Mix]:
   """This device's images mixed with their partners in the global batch.
 
   Example ``i`` of the global batch is paired with example ``G - 1 - i``
   (the batch reversed, as timm pairs them), gathered from whichever device
   holds it, so the pairs, like ``lam``, do not depend on the device count.
+  Soft ``targets`` are paired the same way.
   """
   everyone = lax.all_gather(images, AXIS, tiled=True)
   all_labels = lax.all_gather(labels, AXIS, tiled=True)
@@ -92,7 +99,24 @@ def mix_batch(key: jax.Array, images: jnp.ndarray, labels: jnp.ndarray,
             jnp.arange(spec.per_device_batch))
   partner = spec.global_batch - 1 - within
   mixed, lam = mix_lib.mix(key, images, everyone[partner], spec.mix)
-  return mixed, losses.Mix(partner=all_labels[partner], lam=lam)
+  partner_targets = (None if targets is None else
+                     lax.all_gather(targets, AXIS, tiled=True)[partner])
+  return mixed, losses.Mix(partner=all_labels[partner], lam=lam,
+                           partner_targets=partner_targets)
+
+
+def draw_labels(key: jax.Array, targets: jnp.ndarray,
+                positions: jnp.ndarray) -> jnp.ndarray:
+  """A label per example drawn from its class distribution (FER+'s PLD).
+
+  The paper's code draws a one-hot target each time it reads an image; here
+  each example's key is folded from its position in the global batch, and
+  ``key`` from (rng, step), so the draw depends on neither the device count
+  nor where a run resumed.
+  """
+  keys = jax.vmap(lambda p: jax.random.fold_in(key, p))(positions)
+  log_p = jnp.log(jnp.maximum(targets, 0.0))  # -inf where p is 0: never.
+  return jax.vmap(jax.random.categorical)(keys, log_p).astype(jnp.int32)
 
 
 def update_ema(ema: dict[str, Any], variables: dict[str, Any],
@@ -116,12 +140,20 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
   batch, so augmented pixels do not depend on the device count; dropout keys
   are folded from (rng, step, device index); mixing's key from (rng, step)
   alone. With ``spec.ema_decay`` the moving average of the variables follows
-  the new ones.
+  the new ones. With ``spec.soft_labels`` the loss trains on ``data``'s
+  ``targets`` (``draw_labels``, or as soft targets); the accuracy metric
+  stays on the stored labels.
   """
   idx, positions = _device_batch_indices(perm, state.step, spec)
-  labels = data["labels"][idx]
+  stored = data["labels"][idx]
+  labels, targets = stored, None
   images = preprocess.to_unit_float(data["images"][idx])
   step_key = jax.random.fold_in(state.rng, state.step)
+  if spec.soft_labels == "sample":
+    labels = draw_labels(jax.random.fold_in(step_key, _LABEL_STREAM),
+                         data["targets"][idx], positions)
+  elif spec.soft_labels == "distribution":
+    targets = data["targets"][idx]
   augment_key, dropout_key = jax.random.split(step_key)
   if augment is not None:
     keys = jax.vmap(lambda p: jax.random.fold_in(augment_key, p))(positions)
@@ -129,7 +161,7 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
   mixed = None
   if spec.mix is not None:
     images, mixed = mix_batch(jax.random.fold_in(step_key, _MIX_STREAM),
-                               images, labels, spec)
+                              images, labels, spec, targets)
   x = spec.inputs(images)
   dropout_key = jax.random.fold_in(dropout_key, lax.axis_index(AXIS))
 
@@ -139,7 +171,7 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
         rngs={"dropout": dropout_key}, mutable=["batch_stats", "aux_logits"])
     loss = losses.device_loss(
         logits, jax.tree.leaves(new_vars.get("aux_logits", {})), labels,
-        spec.loss, mixed)
+        spec.loss, mixed, targets)
     return loss, (logits, new_vars.get("batch_stats", {}))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(
@@ -163,7 +195,7 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
       ema=ema)
   metrics = {
       "loss": lax.psum(loss, AXIS),
-      "accuracy": lax.psum((logits.argmax(-1) == labels).sum(), AXIS) /
+      "accuracy": lax.psum((logits.argmax(-1) == stored).sum(), AXIS) /
                   spec.global_batch,
       "learning_rate": schedule(state.step) * state.plateau.scale,
   }
