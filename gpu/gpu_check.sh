@@ -170,9 +170,9 @@ for i in "${!families[@]}"; do
   share=$(( ( $(left) - 60 ) / ( ${#families[@]} - i ) ))
   (( share < 20 )) && share=20
   workdir=$scratch/review/$family
-  # LeNet-5's GPU step is shorter than the host's work around it: up to 16
-  # steps per dispatch (a window of 32 steps, which its 224-step epoch
-  # divides). The larger families keep one: their unrolled steps would
+  # LeNet-5's GPU step is shorter than the host's work around it: 16 steps
+  # per dispatch (a window of 32 steps; its 201-step epoch ends in shorter
+  # calls). The larger families keep one: their unrolled steps would
   # compile for minutes of the node's time.
   per_call=()
   [[ $family == lenet5 ]] && per_call=(--config.log_every_steps=32 --config.train.steps_per_call=auto)
