@@ -248,7 +248,9 @@ for i in "${!families[@]}"; do
   train_family "$family" "$workdir" 1 "$share"
   status=$?
   wall=$(( SECONDS - start ))
-  epochs=$(( (share - wall - 20) / (wall > 0 ? wall : 1) + 1 ))
+  # Epochs that fit what is left of the share at the first epoch's cost
+  # (an upper bound: it includes compiling), less 20 s of start-up.
+  epochs=$(( (share - wall - 20) / (wall > 0 ? wall : 1) ))
   (( epochs > full )) && epochs=$full
   if (( status == 0 && epochs >= 2 )); then
     # The second run compiles from the cache: its epochs cost less than the
