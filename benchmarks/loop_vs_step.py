@@ -123,13 +123,23 @@ def trivial_training(config, parallel):
   training = real_training(config, parallel)
   k = getattr(training, "steps_per_call", 1)
 
-  def step(state, data, perm):
-    zeros = jnp.zeros((k,) if k > 1 else (), jnp.float32)
-    return state.replace(step=state.step + k), {
+  def step(state, data, perm, *, n):
+    zeros = jnp.zeros((n,) if k > 1 else (), jnp.float32)
+    return state.replace(step=state.step + n), {
         "loss": zeros, "accuracy": zeros, "learning_rate": zeros}
 
+  programs = {}
+
+  def call(state, data, perm, n=k):
+    # One program per call length, as the real step (a call ending an
+    # epoch may be shorter than k); a ferjax before that passes no n.
+    if n not in programs:
+      programs[n] = parallel.map(functools.partial(step, n=n),
+                                 donate_argnums=(0,))
+    return programs[n](state, data, perm)
+
   return dataclasses.replace(
-      training, train_step=parallel.map(step, donate_argnums=(0,)),
+      training, train_step=call,
       evaluators={name: _NoEvaluation() for name in training.evaluators})
 
 

@@ -8,22 +8,34 @@
 #                                                      # the CPU at tiny sizes
 #
 # On the node (Python 3.12, jax/flax/optax/orbax/opencv/PyTorch preinstalled,
-# no index) it installs the pack's wheels offline into a target folder, then
-#   a. env.json          versions, nvidia-smi, jax.devices()
-#   b. tests.txt         the GPU test selection (both backends, bfloat16,
-#                        exact resume with deterministic kernels, padded eval)
-#   c. throughput.jsonl  benchmarks/train_step.py per family, ferjax against
-#                        its PyTorch twin, float32 and bfloat16/AMP;
-#      throughput_deterministic.jsonl  the same under deterministic kernels
-#   d. review.jsonl      the four families of experiments/fer2013_review.py on
-#                        FER2013 (one seed, bfloat16), as many epochs as the
-#                        time left allows; PublicTest after every epoch,
-#                        ten-crop at the end
+# no index) it installs the pack's wheels offline into a target folder,
+# starts unpacking and preparing FER2013 in the background, then
+#   a. env.json          versions, nvidia-smi (written before anything is
+#                        imported, so a failure still says what the node is),
+#                        jax.devices(), and "preflight": ferjax imports, a
+#                        tiny jit, --xla_gpu_deterministic_ops accepted (else
+#                        dropped from every later part), jax.shard_map and
+#                        the Orbax API run/checkpoint.py uses present
+#   b. review.jsonl      first: the four families of
+#                        experiments/fer2013_review.py on FER2013 (one seed,
+#                        bfloat16). Each family runs one epoch, whose
+#                        measured time sets the epochs of a second run that
+#                        fits its share; both end normally with their
+#                        evaluation, and the longer one is the row
+#   c. tests.txt         a GPU test selection that fits (training,
+#                        exact resume under deterministic kernels, padded
+#                        eval, bfloat16), XLA_PYTHON_CLIENT_PREALLOCATE=false
+#   d. throughput.jsonl  benchmarks/train_step.py per family, ferjax against
+#                        its PyTorch twin, float32 and bfloat16/AMP, one
+#                        round; throughput_deterministic.jsonl: LeNet-5
+#                        under deterministic kernels
 #   e. summary.json and results.md (gpu/gpu_report.py): one JSON of
-#                        everything and a markdown fragment for RESULTS.md
-# and gpu_check.log, the whole console. Each part has its own time budget
-# (GPU_CHECK_SECONDS in all, default 530, 1500 with --cpu-smoke); a part that fails or runs out of
-# time is recorded and the next one runs.
+#                        everything and a markdown fragment for RESULTS.md,
+#                        rebuilt on exit from whatever finished, however the
+#                        run ends
+# and gpu_check.log, the whole console. GPU_CHECK_SECONDS (default 480, a
+# margin inside a 600 s call; 1500 with --cpu-smoke) is shared out part by
+# part; a part that fails or runs out of time is recorded and the next runs.
 #
 # --cpu-smoke builds a pack for this machine's Python with 40 images per
 # class (gpu_pack.sh), makes a fresh venv holding what the node would have
@@ -42,16 +54,34 @@ if (( $# != 1 )); then
 fi
 out=$(mkdir -p "$1" && cd "$1" && pwd) || { echo "gpu_check.sh: cannot create $1" >&2; exit 2; }
 exec > >(tee -a "$out/gpu_check.log") 2>&1
-budget=${GPU_CHECK_SECONDS:-$( (( smoke )) && echo 1500 || echo 530 )}
+budget=${GPU_CHECK_SECONDS:-$( (( smoke )) && echo 1500 || echo 480 )}
 t0=$SECONDS
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/ferjax-gpu-check.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
 left() { echo $(( budget - (SECONDS - t0) )); }
 part() { echo; echo "== $1 ($(( SECONDS - t0 )) s in, $(left) s left)"; }
 failures=()
+python=${GPU_CHECK_PYTHON:-python3}
+prepare_pid=
+
+# Whatever ends the run (the end, a failed install, a signal), the summary
+# is rebuilt from the files that exist.
+finish() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [[ -n $prepare_pid ]] && kill "$prepare_pid" 2>/dev/null
+  part "e. summary.json and results.md"
+  "$python" gpu/gpu_report.py summary --out "$out" --failures "${failures[*]:-}" \
+      --seconds $(( SECONDS - t0 )) || failures+=("report")
+  cat "$out/results.md" 2>/dev/null
+  echo
+  echo "gpu_check.sh: $(( SECONDS - t0 )) s; failed parts: ${failures[*]:-none}"
+  rm -rf "$scratch"
+  (( rc == 0 && ${#failures[@]} == 0 )) || exit $(( rc ? rc : 1 ))
+}
+trap finish EXIT
+trap 'failures+=("cut"); exit 143' INT TERM
 
 pack=${GPU_PACK:-$repo/.gpu}
-python=${GPU_CHECK_PYTHON:-python3}
 if (( smoke )); then
   part "cpu smoke: a pack for $(python3 -V) and a venv as the node has it"
   pack=$scratch/pack
@@ -64,32 +94,21 @@ if (( smoke )); then
     data_args=(--no-data)
   fi
   PYTHON=$pybuild bash gpu/gpu_pack.sh --out "$pack" --python-version "$pyver" \
-      "${data_args[@]}" || exit 1
+      "${data_args[@]}" || { failures+=("pack"); exit 1; }
   "$pybuild" -m venv "$scratch/node"
-  "$pybuild" gpu/gpu_wheels.py --provided --python-version "$pyver" > "$scratch/node.txt" || exit 1
-  "$scratch/node/bin/pip" install -q -c requirements.lock -r "$scratch/node.txt" || exit 1
+  "$pybuild" gpu/gpu_wheels.py --provided --python-version "$pyver" > "$scratch/node.txt" || { failures+=("pack"); exit 1; }
+  "$scratch/node/bin/pip" install -q -c requirements.lock -r "$scratch/node.txt" || { failures+=("node"); exit 1; }
   python=$scratch/node/bin/python
   export JAX_PLATFORMS=cpu
 fi
 
-part "install the pack offline ($pack)"
-site=$scratch/site
-"$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --target "$site" "$pack"/wheels/*.whl || { echo "gpu_check.sh: the pack did not install"; exit 1; }
-export PYTHONPATH="$site:$repo/src${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
-export FERJAX_COMPILATION_CACHE=$scratch/jax_cache
-ferjax=("$python" -m ferjax.cli)
-"$python" - <<'PY' || { echo "gpu_check.sh: ferjax does not import"; exit 1; }
-import importlib, ferjax.cli, ferjax.train.loop, ferjax.data.fer2013  # noqa: F401
-PY
-
-part "a. environment"
+part "a. environment, as the node is"
+# Before the pack or anything of ferjax is imported: a failure below still
+# returns what the node has.
 "$python" - "$out/env.json" <<'PY'
 import importlib.metadata, json, platform, subprocess, sys
-import jax
 names = ["jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy",
-         "tensorflow-datasets", "opencv-python-headless", "torch"]
+         "protobuf", "tensorflow-datasets", "opencv-python-headless", "torch"]
 versions = {}
 for name in names:
   try:
@@ -98,104 +117,198 @@ for name in names:
     versions[name] = None
 try:
   smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True,
-                       timeout=30).stdout
+                       timeout=20).stdout
 except (OSError, subprocess.TimeoutExpired) as e:
   smi = f"nvidia-smi: {e}"
 env = {"python": sys.version, "platform": platform.platform(),
-       "versions": versions, "backend": jax.default_backend(),
-       "devices": [str(d) for d in jax.devices()],
-       "device_kind": jax.devices()[0].device_kind, "nvidia_smi": smi}
+       "node_versions": versions, "nvidia_smi": smi}
 json.dump(env, open(sys.argv[1], "w"), indent=1)
-print(json.dumps({k: env[k] for k in ("versions", "backend", "devices")}))
+print(json.dumps(versions))
 print(smi)
 PY
 
-part "b. the GPU test selection"
-tests=(tests/integration/test_train.py::test_loss_falls_and_accuracy_beats_chance
-       tests/integration/test_train.py::test_backends_and_device_counts_agree
-       tests/integration/test_train.py::test_kill_9_then_resume_is_bit_identical
-       tests/integration/test_train.py::test_eval_counts_every_example_once
-       tests/integration/test_bfloat16_training.py)
-(( smoke )) && tests_budget=300 || tests_budget=60
-XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_deterministic_ops=true" \
-  timeout "$tests_budget" "$python" -m pytest -q -p no:cacheprovider \
-  -o addopts="" "${tests[@]}" > "$out/tests.txt" 2>&1 || failures+=("tests")
-tail -n 5 "$out/tests.txt"
+part "install the pack offline ($pack)"
+site=$scratch/site
+"$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --target "$site" "$pack"/wheels/*.whl || { echo "gpu_check.sh: the pack did not install"; failures+=("install"); exit 1; }
+export PYTHONPATH="$site:$repo/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+export FERJAX_COMPILATION_CACHE=$scratch/jax_cache
+ferjax=("$python" -m ferjax.cli)
 
-part "c. train-step throughput, ferjax and PyTorch"
-if (( smoke )); then
-  step_args=(--models lenet5 --batch 16 --rounds 1 --round-seconds 0.2 --torch-modes eager)
-  step_budget=120
-  deterministic_models=lenet5
-else
-  # torch.compile takes about a minute a model: GPU_CHECK_TORCH_MODES adds it.
-  step_args=(--models lenet5,alexnet_bn,vgg11_bn,googlenet_bn --rounds 3 --round-seconds 1
-             --torch-modes "${GPU_CHECK_TORCH_MODES:-eager,channels_last}")
-  step_budget=50
-  deterministic_models=lenet5,vgg11_bn
+# FER2013 unpacks and prepares while the preflight and the tests run.
+data=$scratch/fer2013
+if [[ -f "$pack/fer2013.tar.gz" ]]; then
+  mkdir -p "$data"
+  ( tar -C "$data" -xzf "$pack/fer2013.tar.gz" &&
+    exec "${ferjax[@]}" data prepare fer2013 --manual-dir "$data" \
+        --data-dir "$scratch/tfds" ) > "$scratch/prepare.log" 2>&1 &
+  prepare_pid=$!
 fi
-: > "$out/throughput.jsonl"
-for dtype in float32 bfloat16; do
-  timeout "$step_budget" "$python" benchmarks/train_step.py --json --dtype "$dtype" \
-      "${step_args[@]}" >> "$out/throughput.jsonl" || failures+=("throughput-$dtype")
-done
-# What parallel.deterministic_gpu costs: the same step under the flag.
-XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_deterministic_ops=true" \
-  timeout "$step_budget" "$python" benchmarks/train_step.py --json --dtype bfloat16 \
-  "${step_args[@]}" --models "$deterministic_models" --torch-modes eager \
-  > "$out/throughput_deterministic.jsonl" || failures+=("throughput-deterministic")
 
-part "d. the four-family review on FER2013"
-if [[ ! -f "$pack/fer2013.tar.gz" ]]; then
+part "a. preflight: what of ferjax runs on the node's versions"
+deterministic=--xla_gpu_deterministic_ops=true
+timeout 60 "$python" - "$out/env.json" "$deterministic" <<'PY' || failures+=("preflight")
+import importlib.metadata, json, os, subprocess, sys, time
+path, flag = sys.argv[1], sys.argv[2]
+env = json.load(open(path))
+found, start = {}, time.monotonic()
+def check(name, fn):
+  try:
+    result = fn()
+    found[name] = True if result is None else result
+  except Exception as e:  # Recorded, not raised: later parts adapt.
+    found[name] = f"{type(e).__name__}: {e}"[:300]
+import jax, jax.numpy as jnp
+env["backend"] = jax.default_backend()
+env["devices"] = [str(d) for d in jax.devices()]
+env["device_kind"] = jax.devices()[0].device_kind
+env["versions"] = {}
+for name in env["node_versions"]:
+  try:
+    env["versions"][name] = importlib.metadata.version(name)
+  except importlib.metadata.PackageNotFoundError:
+    env["versions"][name] = None
+def import_ferjax():
+  import ferjax.cli, ferjax.train.loop, ferjax.data.fer2013  # noqa: F401
+check("import_ferjax", import_ferjax)
+check("tiny_jit", lambda: float(jax.jit(lambda x: (x * x).sum())(
+    jnp.arange(4.0))) == 14.0 or "wrong value")
+check("shard_map", lambda: callable(jax.shard_map) or "absent")
+def orbax():
+  import orbax.checkpoint as ocp
+  from orbax.checkpoint import checkpoint_managers as cm
+  for obj, name in ((ocp, "CheckpointManager"),
+                    (ocp, "CheckpointManagerOptions"),
+                    (ocp, "StandardCheckpointHandler"),
+                    (ocp.args, "StandardSave"), (ocp.args, "StandardRestore"),
+                    (cm, "LatestN"), (cm, "BestN"),
+                    (cm, "AnyPreservationPolicy")):
+    getattr(obj, name)
+check("orbax_api", orbax)
+code = "import jax, jax.numpy as j; print(float(jax.jit(lambda x: x.sum())(j.ones(3))))"
+run = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+    env={**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flag}"})
+found["deterministic_flag"] = (True if run.returncode == 0 else
+                               run.stderr.strip()[-300:])
+found["seconds"] = round(time.monotonic() - start, 1)
+env["preflight"] = found
+json.dump(env, open(path, "w"), indent=1)
+print(json.dumps(found))
+PY
+preflight() {  # the preflight's finding $1 is true
+  "$python" -c "import json,sys; sys.exit(json.load(open('$out/env.json')).get('preflight', {}).get('$1') is not True)"
+}
+preflight deterministic_flag || { echo "--xla_gpu_deterministic_ops refused: dropped"; deterministic=; }
+ferjax_ok=1
+preflight import_ferjax || { echo "ferjax does not import: only the environment comes back"; ferjax_ok=0; failures+=("import"); }
+
+part "b. the four-family review on FER2013"
+families=()
+if [[ -z $prepare_pid ]]; then
   echo "the pack holds no FER2013: skipped"
-  families=()
   (( smoke )) || failures+=("data")
-else
+elif (( ferjax_ok )); then
   families=(lenet5 alexnet vgg11_bn googlenet)
   # On the CPU one family shows the path works: each is the same loop.
   (( smoke )) && families=(lenet5)
-fi
-data=$scratch/fer2013
-if (( ${#families[@]} )); then
-  mkdir -p "$data"
-  tar -C "$data" -xzf "$pack/fer2013.tar.gz" || failures+=("data")
-  "${ferjax[@]}" data prepare fer2013 --manual-dir "$data" --data-dir "$scratch/tfds" || failures+=("prepare")
+  wait "$prepare_pid" || { failures+=("prepare"); families=(); tail -n 20 "$scratch/prepare.log"; }
+  prepare_pid=
+  echo "FER2013 ready at $(( SECONDS - t0 )) s"
 fi
 review_arg=$( (( smoke )) && echo ",runlocal" || echo "")
+# The tests and the throughput part keep their time after the review.
+reserve=$( (( smoke )) && echo 450 || echo 150 )
 : > "$out/review.jsonl"
-for i in "${!families[@]}"; do
-  family=${families[$i]}
-  # The time left, less a minute for ten-crop and the report, shared by the
-  # families still to train.
-  share=$(( ( $(left) - 60 ) / ( ${#families[@]} - i ) ))
-  (( share < 20 )) && share=20
-  workdir=$scratch/review/$family
-  # LeNet-5's GPU step is shorter than the host's work around it: up to 16
-  # steps per dispatch (a window of 32 steps, which its 224-step epoch
-  # divides). The larger families keep one: their unrolled steps would
+train_family() {  # family workdir epochs seconds: one training, its eval
+  local per_call=()
+  # LeNet-5's GPU step is shorter than the host's work around it: 16 steps
+  # per dispatch (a window of 32 steps; its 201-step epoch ends in shorter
+  # calls). The larger families keep one: their unrolled steps would
   # compile for minutes of the node's time.
-  per_call=()
-  [[ $family == lenet5 ]] && per_call=(--config.log_every_steps=32 --config.train.steps_per_call=auto)
-  start=$SECONDS
-  timeout -s INT -k 30 "$share" "${ferjax[@]}" train \
-      --config "experiments/fer2013_review.py:family=$family$review_arg" \
-      --workdir "$workdir" --config.seed=0 \
+  [[ $1 == lenet5 ]] && per_call=(--config.log_every_steps=32 --config.train.steps_per_call=auto)
+  # A safety net only: the epochs were chosen to end well inside it.
+  timeout -s INT -k 20 "$4" "${ferjax[@]}" train \
+      --config "experiments/fer2013_review.py:family=$1$review_arg" \
+      --workdir "$2" --config.seed=0 --config.num_epochs="$3" \
       --config.input.data_dir="$scratch/tfds" --config.input.manual_dir="$data" \
       --config.model.dtype="$( (( smoke )) && echo float32 || echo bfloat16 )" \
       --config.eval_every_epochs=1 "${per_call[@]}"
+}
+for i in "${!families[@]}"; do
+  family=${families[$i]}
+  share=$(( ( $(left) - reserve ) / ( ${#families[@]} - i ) ))
+  (( share < 30 )) && share=30
+  full=$("$python" -c "from ferjax import config as c; print(c.load_config('experiments/fer2013_review.py:family=$family$review_arg').num_epochs)" 2>/dev/null || echo 1)
+  # One epoch first: it measures the epoch (compilation, evaluation and
+  # all) and is the row should nothing longer fit.
+  workdir=$scratch/review/$family.1
+  start=$SECONDS
+  train_family "$family" "$workdir" 1 "$share"
   status=$?
   wall=$(( SECONDS - start ))
-  timeout 90 "${ferjax[@]}" eval --workdir "$workdir" --checkpoint latest --json \
+  # Epochs that fit what is left of the share at the first epoch's cost
+  # (an upper bound: it includes compiling), less 20 s of start-up.
+  epochs=$(( (share - wall - 20) / (wall > 0 ? wall : 1) ))
+  (( epochs > full )) && epochs=$full
+  if (( status == 0 && epochs >= 2 )); then
+    # The second run compiles from the cache: its epochs cost less than the
+    # first's, so this count ends inside the share.
+    echo "$family: first epoch $wall s; $epochs epochs in the $(( share - wall )) s left of its share"
+    workdir=$scratch/review/$family
+    start=$SECONDS
+    train_family "$family" "$workdir" "$epochs" $(( share - wall ))
+    status=$?
+    wall=$(( SECONDS - start ))
+  fi
+  timeout 60 "${ferjax[@]}" eval --workdir "$workdir" --checkpoint latest --json \
       > "$scratch/eval_$family.json" 2>"$scratch/eval_$family.err" || true
   "$python" gpu/gpu_report.py review-row --family "$family" \
       --workdir "$workdir" --exit "$status" --wall "$wall" --budget "$share" \
       --eval "$scratch/eval_$family.json" >> "$out/review.jsonl" || failures+=("review-$family")
 done
 
-part "e. summary.json and results.md"
-"$python" gpu/gpu_report.py summary --out "$out" --failures "${failures[*]:-}" \
-    --seconds $(( SECONDS - t0 )) || failures+=("report")
-cat "$out/results.md" 2>/dev/null
-echo
-echo "gpu_check.sh: $(( SECONDS - t0 )) s; failed parts: ${failures[*]:-none}"
-(( ${#failures[@]} == 0 ))
+part "c. the GPU test selection"
+if (( ferjax_ok )); then
+  # Four trainings that fit the cap on one GPU (the device-count test needs
+  # several); two JAX processes share the GPU, so neither preallocates it.
+  tests=(tests/integration/test_train.py::test_loss_falls_and_accuracy_beats_chance
+         tests/integration/test_train.py::test_kill_9_then_resume_is_bit_identical
+         tests/integration/test_train.py::test_eval_counts_every_example_once
+         tests/integration/test_bfloat16_training.py)
+  tests_budget=$(( $(left) - ( (( smoke )) ? 150 : 50 ) ))
+  (( tests_budget > ( smoke ? 300 : 110 ) )) && tests_budget=$( (( smoke )) && echo 300 || echo 110 )
+  (( tests_budget < 20 )) && tests_budget=20
+  XLA_PYTHON_CLIENT_PREALLOCATE=false XLA_FLAGS="${XLA_FLAGS:-} $deterministic" \
+    timeout "$tests_budget" "$python" -m pytest -q -p no:cacheprovider \
+    -o addopts="" "${tests[@]}" > "$out/tests.txt" 2>&1 || failures+=("tests")
+  tail -n 5 "$out/tests.txt"
+fi
+
+part "d. train-step throughput, ferjax and PyTorch"
+if (( smoke )); then
+  step_args=(--models lenet5 --batch 16 --rounds 1 --round-seconds 0.2 --torch-modes eager)
+else
+  # torch.compile takes about a minute a model: GPU_CHECK_TORCH_MODES adds it.
+  step_args=(--models lenet5,alexnet_bn,vgg11_bn,googlenet_bn --rounds 1 --round-seconds 1
+             --torch-modes "${GPU_CHECK_TORCH_MODES:-eager,channels_last}")
+fi
+: > "$out/throughput.jsonl"
+: > "$out/throughput_deterministic.jsonl"
+if (( ferjax_ok )); then
+  for dtype in float32 bfloat16; do
+    step_budget=$(( ( $(left) - 10 ) / 3 ))
+    (( step_budget < 5 )) && { failures+=("throughput-$dtype"); continue; }
+    timeout "$step_budget" "$python" benchmarks/train_step.py --json --dtype "$dtype" \
+        "${step_args[@]}" >> "$out/throughput.jsonl" || failures+=("throughput-$dtype")
+  done
+  # What parallel.deterministic_gpu costs: LeNet-5's step under the flag.
+  step_budget=$(( $(left) - 10 ))
+  if [[ -n $deterministic ]] && (( step_budget >= 5 )); then
+    XLA_FLAGS="${XLA_FLAGS:-} $deterministic" \
+      timeout "$step_budget" "$python" benchmarks/train_step.py --json --dtype bfloat16 \
+      "${step_args[@]}" --models lenet5 --torch-modes eager \
+      > "$out/throughput_deterministic.jsonl" || failures+=("throughput-deterministic")
+  fi
+fi

@@ -83,9 +83,14 @@ def _num(value: float | None, digits: int = 0) -> str:
 def markdown(summary: dict) -> str:
   env = summary["env"]
   device = env.get("device_kind", "unknown device")
-  versions = env.get("versions", {})
+  # Before the preflight imports jax, only what the node itself has.
+  versions = env.get("versions") or env.get("node_versions", {})
   lines = [f"### gpu_check.sh on {device} ({env.get('backend')}), "
            f"jax {versions.get('jax')}, torch {versions.get('torch')}", ""]
+  preflight = env.get("preflight", {})
+  if preflight:
+    lines += ["Preflight: " + ", ".join(
+        f"{k} {'ok' if v is True else v}" for k, v in preflight.items()), ""]
   lines += [f"Tests: {summary['tests']}", ""]
   if summary["throughput"]:
     lines += [f"Train step, images/s on {device} (benchmarks/train_step.py, "

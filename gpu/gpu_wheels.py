@@ -3,9 +3,11 @@
   python gpu/gpu_wheels.py [--python-version 3.12] [--provided]
 
 Walks what ``gpu_check.sh`` runs needs (ferjax's requirements with its
-``test`` and ``bench`` extras, as installed in this environment) with their
-markers evaluated for the node's Python, leaves out what
-``gpu/gpu_node_packages.txt`` says the node already has, and prints
+``test`` and ``bench`` extras, read from ``pyproject.toml``, so a fresh
+clone packs; their own requirements from this environment's installed
+metadata) with their markers evaluated for the node's Python, leaves out
+what ``gpu/gpu_node_packages.txt`` says the node already has (but for
+``ALWAYS_PACKED``), and prints
 one ``name==version`` line per distribution to pack, each at its
 ``requirements.lock`` version: ``gpu_pack.sh`` downloads them. With
 ``--provided``, the others: what the node has, which ``gpu_check.sh
@@ -18,6 +20,7 @@ import importlib.metadata
 import pathlib
 import re
 import sys
+import tomllib
 
 from packaging.requirements import Requirement
 
@@ -46,9 +49,40 @@ def read_lock(path: pathlib.Path) -> dict[str, str]:
 
 
 EXTRAS = ("test", "bench")
+# Packed even though the node has one: its version is unknown, and
+# tensorflow-metadata needs protobuf >= 6.31.1 (the pack's shadows it).
+ALWAYS_PACKED = {"protobuf"}
 
 
-def closure(root: str, python_version: str, node: set[str]) -> set[str]:
+def project_requires(pyproject: pathlib.Path) -> list[str]:
+  """The project's requirements with ``EXTRAS``, as installed metadata
+  spells them (``; extra == "test"``), from ``pyproject.toml``."""
+  project = tomllib.loads(pyproject.read_text())["project"]
+  specs = list(project["dependencies"])
+  for extra in EXTRAS:
+    for spec in project["optional-dependencies"][extra]:
+      req = Requirement(spec)
+      marker = f'extra == "{extra}"'
+      req.marker = None
+      specs.append(f"{req}; ({spec.partition(';')[2].strip()}) and {marker}"
+                   if ";" in spec else f"{req}; {marker}")
+  return specs
+
+
+def requires(name: str, root: str, pyproject: pathlib.Path) -> list[str]:
+  if name == root:
+    return project_requires(pyproject)
+  try:
+    return importlib.metadata.requires(name) or []
+  except importlib.metadata.PackageNotFoundError:
+    raise SystemExit(
+        f"gpu_wheels.py: {name} is not installed for {sys.executable}, so "
+        "its own requirements are unknown: run with a Python that has "
+        "requirements.lock installed (PYTHON=... bash gpu/gpu_pack.sh)")
+
+
+def closure(root: str, python_version: str, node: set[str],
+            pyproject: pathlib.Path = ROOT / "pyproject.toml") -> set[str]:
   """Every distribution ``root`` with ``EXTRAS`` needs, other extras left out.
 
   What the node has brings its own requirements there: it is not walked.
@@ -59,7 +93,7 @@ def closure(root: str, python_version: str, node: set[str]) -> set[str]:
   while todo:
     name = todo.pop()
     extras = ("", *EXTRAS) if name == root else ("",)
-    for spec in importlib.metadata.requires(name) or []:
+    for spec in requires(name, root, pyproject):
       req = Requirement(spec)
       if req.marker is not None and not any(
           req.marker.evaluate({**env, "extra": e}) for e in extras):
@@ -86,7 +120,8 @@ def main() -> int:
   node = read_names(args.node_packages)
   pins = read_lock(args.lock)
   needed = closure("ferjax", args.python_version, node)
-  chosen = sorted(needed & node if args.provided else needed - node)
+  packed = (needed - node) | (needed & ALWAYS_PACKED)
+  chosen = sorted(needed & node if args.provided else packed)
   unlocked = [name for name in chosen if name not in pins]
   if unlocked:
     print(f"gpu_wheels.py: {args.lock} pins none of {', '.join(unlocked)}; "

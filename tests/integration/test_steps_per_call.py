@@ -12,6 +12,7 @@ from ferjax import config_checks
 from ferjax.run.run_dir import read_metrics
 from ferjax.run import checkpoint as checkpoint_lib
 from ferjax.train import loop
+from ferjax.train import input_pipeline
 from ferjax.train import setup as setup_lib
 
 # 16 steps an epoch; a window of 8 steps and a save every 4, so a save
@@ -90,10 +91,45 @@ def test_auto_is_the_largest_divisor_of_every_boundary(synthetic_data_dir):
   config.checkpoint.every_steps = 0
   assert setup_lib.steps_per_call(config, 16) == 8
   config.log_every_steps = 50
-  assert setup_lib.steps_per_call(config, 224) == 2
+  assert setup_lib.steps_per_call(config, 224) == 10
+  # FER2013's LeNet-5 epoch (201 steps, prime to the window) no longer
+  # forces one step per call.
+  config.log_every_steps = 32
+  assert setup_lib.steps_per_call(config, 201) == 16
   config.log_every_steps = 64
   assert setup_lib.steps_per_call(config, 2048) == 16
   assert config_checks.MAX_STEPS_PER_CALL == 16
+
+
+def test_call_plan_ends_calls_on_multiples_of_k_and_epoch_ends():
+  plan = list(input_pipeline.call_plan(0, 26, 13, 4))
+  assert plan == [(0, 4), (4, 4), (8, 4), (12, 1),
+                  (13, 2), (15, 1), (16, 4), (20, 4), (24, 2)]
+  # Resuming from a save (a multiple of k) continues the same plan.
+  assert list(input_pipeline.call_plan(16, 26, 13, 4)) == plan[-3:]
+  # A k that divides the epoch: calls of k only, as before.
+  assert {n for _, n in input_pipeline.call_plan(0, 64, 16, 8)} == {8}
+  # Every length is k or a power of two, however the epoch falls.
+  lengths = {n for _, n in input_pipeline.call_plan(0, 201 * 40, 201, 10)}
+  assert lengths == {10, 8, 4, 2, 1}
+
+
+@pytest.mark.parametrize("backend,pipeline", [
+    ("shard_map", "memory"),
+    pytest.param("pmap", "stream", marks=pytest.mark.slow)])
+def test_auto_on_a_prime_epoch_gives_the_numbers_of_one(
+    synthetic_data_dir, tmp_path, backend, pipeline):
+  """13 steps an epoch (prime): 'auto' runs k = 4 and the epoch's remainder
+  in shorter calls, bit-identical to one step per call."""
+  runs = {}
+  for k in (1, "auto"):
+    workdir = tmp_path / str(k)
+    config = _config(synthetic_data_dir, k, **{
+        "input.train_split": "train[:832]", "parallel.backend": backend,
+        "input.pipeline": pipeline})
+    runs[k] = workdir, loop.train_and_evaluate(config, workdir)
+  assert setup_lib.steps_per_call(config, 13) == 4
+  _assert_same_run(*runs["auto"], runs[1])
 
 
 @pytest.mark.parametrize("k,message", [

@@ -362,9 +362,9 @@ def test_a_sweep_override_of_focal_gamma_and_ohem_reaches_the_step(
         "loss.focal_gamma"]
     assert training.spec.loss.ohem_fraction == 0.25
     host = training.init_state()
-    data, order = next(iter(training.batches().iterate(0, 1)))
+    n, data, order = next(iter(training.batches().iterate(0, 1)))
     _, metrics = training.train_step(training.parallel.replicate(host), data,
-                                     order)
+                                     order, n)
     loss = float(training.parallel.unreplicate(metrics)["loss"])
 
     # The same loss, computed here from the definitions.

@@ -20,6 +20,28 @@ from ferjax.data import loading
 from ferjax.train.parallel import Parallel
 
 
+def call_plan(start_step: int, total_steps: int, steps_per_epoch: int,
+              k: int) -> Iterator[tuple[int, int]]:
+  """``(first step, steps)`` of each call from ``start_step``.
+
+  Calls end on the multiples of ``k`` and on epoch ends, so every boundary
+  the loop keeps (windows, saves: multiples of k) and every epoch end falls
+  between calls, from any saved step. Where an epoch's step count is not a
+  multiple of k (201 at batch 128 on FER2013), the pieces shorter than k
+  run as powers of two: at most log2(k) extra programs to compile, rather
+  than one per length.
+  """
+  step = start_step
+  while step < total_steps:
+    end = min((step // k + 1) * k,
+              (step // steps_per_epoch + 1) * steps_per_epoch, total_steps)
+    n = end - step
+    if n < k:
+      n = 1 << (n.bit_length() - 1)
+    yield step, n
+    step += n
+
+
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
   """The epoch's example order: a function of (seed, epoch) alone."""
   return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
@@ -28,9 +50,10 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 class InMemoryBatches:
   """Step arguments ``(data, perm)``: the split and the epoch's order.
 
-  One item per call of ``steps_per_call`` steps: they all read the split
-  with the same permutation (a call never straddles an epoch end). With
-  ``targets`` the split's soft targets travel too (``data["targets"]``).
+  One item ``(steps, data, perm)`` per call of at most ``steps_per_call``
+  steps (``call_plan``): they all read the split with the same permutation
+  (a call never straddles an epoch end). With ``targets`` the split's soft
+  targets travel too (``data["targets"]``).
   """
 
   streaming = False
@@ -55,13 +78,13 @@ class InMemoryBatches:
 
   def iterate(self, start_step: int, total_steps: int) -> Iterator[tuple]:
     perm_epoch = None
-    for step in range(start_step, total_steps, self._k):
+    for step, n in call_plan(start_step, total_steps, self._spe, self._k):
       epoch = step // self._spe
       if epoch != perm_epoch:
         perm = self._parallel.replicate(
             epoch_permutation(self._seed, epoch, self._n))
         perm_epoch = epoch
-      yield self._data, perm
+      yield n, self._data, perm
 
 
 class StreamingBatches:
@@ -69,8 +92,9 @@ class StreamingBatches:
 
   A thread reads and decodes batches ``prefetch`` calls ahead of the
   device, so reading overlaps computation. With ``steps_per_call`` k > 1
-  each item holds the k global batches of a call, stacked. With ``targets``
-  each batch carries its rows' soft targets too.
+  each item ``(steps, batches, unused)`` holds the global batches of a call
+  (``call_plan``: k or fewer), stacked. With ``targets`` each batch carries
+  its rows' soft targets too.
   """
 
   streaming = True
@@ -101,30 +125,32 @@ class StreamingBatches:
       ).astype(np.float32)
     return batch
 
-  def _call(self, perm: np.ndarray, within: int) -> dict[str, np.ndarray]:
-    """The batches of the call whose first step is ``within`` the epoch."""
+  def _call(self, perm: np.ndarray, within: int,
+            n: int) -> dict[str, np.ndarray]:
+    """The ``n`` batches of the call whose first step is ``within`` the
+    epoch (stacked whenever k > 1, even for a call of one)."""
     if self._k == 1:
       return self._read(perm, within)
-    batches = [self._read(perm, within + i) for i in range(self._k)]
+    batches = [self._read(perm, within + i) for i in range(n)]
     return {name: np.stack([b[name] for b in batches]) for name in batches[0]}
 
   def iterate(self, start_step: int, total_steps: int) -> Iterator[tuple]:
     q: queue.Queue = queue.Queue(maxsize=self._prefetch)
     stop = threading.Event()
-    calls = range(start_step, total_steps, self._k)
+    calls = list(call_plan(start_step, total_steps, self._spe, self._k))
 
     def produce():
       perm_epoch = None
       try:
-        for step in calls:
+        for step, n in calls:
           if stop.is_set():
             return
           epoch, within = divmod(step, self._spe)
           if epoch != perm_epoch:
             perm = epoch_permutation(self._seed, epoch, self._n)
             perm_epoch = epoch
-          q.put(self._parallel.shard(self._call(perm, within), self._batch,
-                                     stacked=self._k > 1))
+          q.put((n, self._parallel.shard(self._call(perm, within, n),
+                                         self._batch, stacked=self._k > 1)))
       except BaseException as e:  # Re-raised in the training thread.
         q.put(e)
 
@@ -135,7 +161,8 @@ class StreamingBatches:
         item = q.get()
         if isinstance(item, BaseException):
           raise item
-        yield item, self._unused
+        n, batches = item
+        yield n, batches, self._unused
     finally:
       stop.set()
       while thread.is_alive():

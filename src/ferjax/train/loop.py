@@ -236,7 +236,7 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
            is_chief: bool) -> dict[str, Any]:
   """The step loop from ``start_step``; returns the final evaluation."""
   config, parallel = training.config, training.parallel
-  spe, per_call = training.steps_per_epoch, training.steps_per_call
+  spe = training.steps_per_epoch
   progress = Progress(training.total_steps, start_step, config.batch_size,
                       enabled=is_chief)
   results: dict[str, dict[str, Any]] = {}
@@ -245,21 +245,21 @@ def _steps(training: setup_lib.Training, ckpt: checkpoint_lib.Checkpoints,
   step = start_step
   t_log = time.monotonic()
   step_log = step
-  # Each call runs per_call steps; every boundary below (and so every saved
-  # step a run resumes from) falls between calls.
-  for data, order in training.batches().iterate(start_step,
-                                                training.total_steps):
+  # Each call runs n steps (input_pipeline.call_plan); every boundary below
+  # (and so every saved step a run resumes from) falls between calls.
+  for n, data, order in training.batches().iterate(start_step,
+                                                   training.total_steps):
     epoch = step // spe
     if step == start_step:
       log.info("compiling the train step (first step only)")
       compile_start = time.monotonic()
-    state, metrics = training.train_step(state, data, order)
+    state, metrics = training.train_step(state, data, order, n)
     ckpt.record_committed()  # The last save's checksums, once written.
     if step == start_step:
       log.info("train step compiled and dispatched in %.1f s",
                time.monotonic() - compile_start)
     pending_device.append(metrics)
-    step += per_call
+    step += n
     epoch_end = step % spe == 0
     every = config.checkpoint.every_steps
     save_now = (epoch_end and ((epoch + 1) % config.checkpoint.every_epochs == 0

@@ -14,6 +14,7 @@ import functools
 import math
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -175,13 +176,15 @@ def steps_per_epoch(config: ml_collections.ConfigDict, num_train: int,
 def steps_per_call(config: ml_collections.ConfigDict,
                    steps_per_epoch: int) -> int:
   """``train.steps_per_call`` as a count; 'auto' picks the largest k (at most
-  ``MAX_STEPS_PER_CALL``) that every boundary of the loop divides."""
+  ``MAX_STEPS_PER_CALL``) that the logging window and the save cadence
+  divide. The epoch need not: its remainder runs in shorter calls
+  (``input_pipeline.call_plan``), so a prime step count does not force k = 1.
+  """
   k = config_checks.requested_steps_per_call(config)
   if k != "auto":
     config_checks.check_steps_per_epoch(k, steps_per_epoch)
     return k
-  every = math.gcd(config.log_every_steps, steps_per_epoch,
-                   config.checkpoint.every_steps)
+  every = math.gcd(config.log_every_steps, config.checkpoint.every_steps)
   return max(d for d in range(1, config_checks.MAX_STEPS_PER_CALL + 1)
              if every % d == 0)
 
@@ -251,8 +254,10 @@ class Training:
   steps_per_epoch: int
   total_steps: int
   spec: steps.TrainSpec  # What train_step was built with.
-  # Steps per train_step call: it takes and returns that many (stacked).
+  # The most steps per train_step call (``input_pipeline.call_plan``).
   steps_per_call: int
+  # train_step(state, data, order, steps): takes and returns that many steps
+  # (stacked when steps_per_call > 1).
   train_step: Any
   evaluators: dict[str, Evaluator]
 
@@ -277,6 +282,31 @@ class Training:
                                          self.config.input.channels),
                             seed=self.config.seed,
                             ema=bool(self.config.optimizer.ema_decay))
+
+
+def _train_step(parallel: Parallel, k: int, *, streaming: bool,
+                **step_kwargs: Any) -> Any:
+  """``train_step(state, data, order, steps)``: one program per call length,
+  compiled on first use (k and the few shorter lengths of ``call_plan``)."""
+  programs: dict[int, Any] = {}
+
+  def one_of_stacked(state, data, order, **kwargs):
+    # A scan of length 1 is not bit-identical to the single step on XLA:CPU;
+    # a call of one step is the single step, on a stacked batch of one.
+    if streaming:
+      data = jax.tree.map(lambda x: x[0], data)
+    return steps.train_step(state, data, order, **kwargs)
+
+  def call(state, data, order, n):
+    if n not in programs:
+      fn = (steps.train_step if k == 1 else one_of_stacked if n == 1 else
+            functools.partial(steps.train_steps, steps_per_call=n))
+      programs[n] = parallel.map(
+          functools.partial(fn, **step_kwargs), donate_argnums=(0,),
+          sharded_argnums=(1,) if streaming else (), stacked=k > 1)
+    return programs[n](state, data, order)
+
+  return call
 
 
 def training(config: ml_collections.ConfigDict, parallel: Parallel,
@@ -309,13 +339,9 @@ def training(config: ml_collections.ConfigDict, parallel: Parallel,
       ema_decay=float(opt.ema_decay),
       soft_labels=data.info.soft_labels)
   k = steps_per_call(config, spe)
-  per_call = (steps.train_step if k == 1 else
-              functools.partial(steps.train_steps, steps_per_call=k))
-  train_step = parallel.map(functools.partial(
-      per_call, model=model, tx=tx, schedule=schedule, spec=spec,
-      augment=_augment_fn(config)),
-      donate_argnums=(0,), sharded_argnums=(1,) if data.streaming else (),
-      stacked=k > 1)
+  train_step = _train_step(
+      parallel, k, streaming=data.streaming, model=model, tx=tx,
+      schedule=schedule, spec=spec, augment=_augment_fn(config))
   return Training(
       config=config, data=data, parallel=parallel, class_names=class_names,
       inputs=spec.inputs, init_model=init_model, model=model, tx=tx,
