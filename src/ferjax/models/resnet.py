@@ -4,8 +4,8 @@ Not one of the review's four families. It exists because the review's
 networks are either too weak (LeNet-5, 51% on FER2013) or too slow to train
 on a CPU, while a user's first contact with ferjax is its bundled model.
 Dense 3x3 convolutions only: XLA:CPU runs depthwise convolutions several
-times slower per FLOP (issue 36), so a mini-Xception trains slower here than
-a ResNet of four times its FLOPs.
+times slower per FLOP: a mini-Xception (0.078 GFLOP per image) trained at
+21 images/s here, a ResNet of 2.6 times its FLOPs at 47 (issue 36).
 """
 
 from collections.abc import Sequence
