@@ -179,7 +179,10 @@ class Checkpoints:
 
   def __init__(self, directory: str | pathlib.Path, *, keep: int = 2,
                best_metric: str | None = None, best_mode: str = "max",
-               read_only: bool = False):
+               read_only: bool = False, use_ocdbt: bool = True):
+    """``use_ocdbt=False`` writes one file per array instead of OCDBT's one
+    data file per step (reading detects either): for a model shipped in a
+    repository, where no single file should grow with the model."""
     self.directory = pathlib.Path(directory).absolute()
     # A failed write or read is reported once, by the exception it raises.
     _quiet_late_reads()
@@ -214,7 +217,7 @@ class Checkpoints:
             best_fn=score if best_metric else None, best_mode=best_mode,
             read_only=read_only, create=not read_only,
             enable_async_checkpointing=True),
-        item_handlers=ocp.StandardCheckpointHandler())
+        item_handlers=ocp.StandardCheckpointHandler(use_ocdbt=use_ocdbt))
 
   def __enter__(self) -> "Checkpoints":
     return self

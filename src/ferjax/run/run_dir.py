@@ -450,7 +450,8 @@ class RunDir:
   # Checkpoints.
 
   def checkpoints(self, config: ml_collections.ConfigDict | None = None, *,
-                  read_only: bool = True) -> checkpoint_lib.Checkpoints:
+                  read_only: bool = True,
+                  use_ocdbt: bool = True) -> checkpoint_lib.Checkpoints:
     """The run's checkpoints, ranked for 'best' as ``config`` says."""
     if read_only and not self.checkpoints_path.is_dir():
       raise FileNotFoundError(
@@ -459,7 +460,8 @@ class RunDir:
     return checkpoint_lib.Checkpoints(
         self.checkpoints_path, keep=ckpt.keep if ckpt else 2,
         best_metric=ckpt.best_metric if ckpt else None,
-        best_mode=ckpt.best_mode if ckpt else "max", read_only=read_only)
+        best_mode=ckpt.best_mode if ckpt else "max", read_only=read_only,
+        use_ocdbt=use_ocdbt)
 
   def resolve_step(self, ckpt: checkpoint_lib.Checkpoints,
                    which: str | int) -> int:
@@ -672,7 +674,9 @@ def export_variables(src: str | os.PathLike, out: str | os.PathLike, *,
           metrics, files.MAX_METRICS_BYTES))
     if (record := run.read_calibration(step)) is not None:
       exported.write_calibration(record)  # The step's own temperature.
-    saver = exported.checkpoints(config, read_only=False)
+    # One file per array: an export is made to be shipped, in a package or
+    # a repository, where OCDBT's single data file grows with the model.
+    saver = exported.checkpoints(config, read_only=False, use_ocdbt=False)
     try:
       saver.save(step, variables, scalars, unverified=not verified)
       saver.wait()
