@@ -57,6 +57,9 @@ STATUS_FILE = "trial.json"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._,=+-]")
 _MAX_NAME = 100
 _TAIL_LINES = 30
+# What a failed trial's tail is read from: 30 lines of a traceback fit, and a
+# trial that printed gigabytes before failing costs no more than this.
+_TAIL_BYTES = 64 << 10
 
 
 class SweepError(Exception):
@@ -299,9 +302,10 @@ def headline(run_dir: str | os.PathLike) -> str:
 
 
 def _tail(path: pathlib.Path, offset: int) -> str:
+  """The last lines this attempt wrote to ``path`` (from ``offset`` on)."""
   with open(path, "rb") as f:
-    f.seek(offset)
-    text = f.read().decode(errors="replace")
+    f.seek(max(offset, os.fstat(f.fileno()).st_size - _TAIL_BYTES))
+    text = f.read(_TAIL_BYTES).decode(errors="replace")
   return "\n".join(text.splitlines()[-_TAIL_LINES:])
 
 
