@@ -194,6 +194,30 @@ def test_every_eval_view_gets_its_examples_geometry(tta):
   assert np.array_equal(probs.argmax(-1), split.labels)
 
 
+def test_split_rows_keep_their_geometry_and_a_shifted_cache_is_refused():
+  split = probe_split(10, np.random.default_rng(4))
+  rows = np.array([7, 2, 5])
+  taken = split.take(rows)
+  assert np.array_equal(taken.geometry, split.geometry[rows])
+  assert np.array_equal(taken.mesh_scores, split.mesh_scores[rows])
+  joined = loading.Split.concatenate([split, taken])
+  assert np.array_equal(joined.geometry[10:], split.geometry[rows])
+  # Meshes whose labels are not the images' (one row off) are an error.
+  points = np.random.default_rng(5).uniform(0, 48, (11, 468, 3))
+  labels = np.concatenate([[split.labels[-1]], split.labels])
+  meshes = landmarks_data.Meshes(points[:10], np.ones(10), labels[:10])
+  standardizer = geometry_features.Standardizer.fit(points)
+  with pytest.raises(ValueError, match="'probe' does not line up"):
+    geometry_features.with_geometry(split, meshes, standardizer, "probe")
+  meshes = landmarks_data.Meshes(points[1:], np.ones(10), labels[1:])
+  lined_up = geometry_features.with_geometry(split, meshes, standardizer,
+                                             "probe")
+  assert lined_up.geometry.shape == (10, 2, au.DESCRIPTOR_SIZE)
+  np.testing.assert_allclose(
+      lined_up.geometry[:, 1],
+      standardizer(au.mirror(points[1:]))[:, 0], rtol=1e-5, atol=1e-5)
+
+
 # --- Config checks.
 
 def geometry_fusion(config):
@@ -244,8 +268,7 @@ LABEL_POINTS = (50, 280, 101, 330, 108, 337, 9)
 
 def write_cache(builder, split: str, base: np.ndarray,
                 rng: np.random.Generator) -> None:
-  """Meshes for the first examples of ``split``: the real ``base`` mesh,
-  jittered, with one point per label moved; every tenth face scored low.
+  """Meshes for the first examples of ``split``: ``base`` jittered, with one point per label moved; every tenth face scored low.
   Written as the cache stores FaceMesh's."""
   data = loading.read_split(builder, split)
   n = len(data)
@@ -265,7 +288,7 @@ def write_cache(builder, split: str, base: np.ndarray,
 
 
 @pytest.fixture
-def cached(synthetic_data_dir, face_points, monkeypatch, tmp_path):
+def cached(synthetic_data_dir, monkeypatch, tmp_path):
   """A copy of synthetic_fer's data dir with a landmark cache of its first
   256 training and 128 test faces (cache files of 256 faces)."""
   import shutil  # pylint: disable=g-import-not-at-top
@@ -274,12 +297,13 @@ def cached(synthetic_data_dir, face_points, monkeypatch, tmp_path):
   monkeypatch.setattr(landmarks_data, "CHUNK", 256)
   builder = loading.prepared_builder("synthetic_fer", data_dir=str(data_dir))
   rng = np.random.default_rng(0)
-  write_cache(builder, "train[:256]", face_points[0], rng)
-  write_cache(builder, "test[:256]", face_points[0], rng)
+  base = rng.uniform(0, 48, (facemesh.NUM_POINTS, 3))  # Any mesh will do.
+  write_cache(builder, "train[:256]", base, rng)
+  write_cache(builder, "test[:256]", base, rng)
   return str(data_dir), builder
 
 
-@pytest.mark.slow  # 1.5 min on a busy 2-core CPU (FaceMesh, 2 epochs).
+@pytest.mark.slow  # 45 s on a busy 2-core CPU.
 def test_a_tiny_geometry_fusion_run_trains_evaluates_and_refuses_export(
     cached, tmp_path, capsys):
   data_dir, builder = cached
@@ -298,7 +322,8 @@ def test_a_tiny_geometry_fusion_run_trains_evaluates_and_refuses_export(
   _, restored = open_run(workdir).restore("latest")
   kernel = restored["raw"]["params"]["geometry_classifier"]["kernel"]
   assert kernel.shape == (au.DESCRIPTOR_SIZE, C)
-  assert cli.main(["eval", "--workdir", str(workdir), "--json"]) == 0
+  assert cli.main(["eval", "--workdir", str(workdir), "--checkpoint",
+                   "latest", "--json"]) == 0
   evaluated = json.loads(capsys.readouterr().out)["results"]["test (ten_crop)"]
   assert evaluated["accuracy"] == pytest.approx(test["accuracy"])
   assert evaluated["low_score_meshes"] == 10
