@@ -85,6 +85,13 @@ def load_data(config: ml_collections.ConfigDict, *,
       inp.dataset, data_dir=inp.data_dir, manual_dir=inp.manual_dir,
       builder_config=inp.builder_config)
   streaming = with_train and _streams(builder, inp)
+  if streaming and fusion.fuses_geometry(config.model):
+    raise ValueError(
+        "config.model.fusion.features has 'geometry', whose descriptors "
+        "travel with the split in memory, but the train split would be "
+        f"streamed (input.pipeline={inp.pipeline!r}, over "
+        f"input.memory_limit_mb={inp.memory_limit_mb}); set "
+        "input.pipeline='memory'")
   names = {ev.split for ev in config.evals.values()}
   if with_train and not streaming:
     names.add(inp.train_split)

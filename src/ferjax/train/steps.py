@@ -127,6 +127,12 @@ def geometry_kwargs(geometry: jnp.ndarray | None) -> dict[str, Any]:
   return {} if geometry is None else {"geometry": geometry}
 
 
+def _rows(data: dict[str, jnp.ndarray],
+          idx: jnp.ndarray) -> jnp.ndarray | None:
+  """Rows ``idx`` of the split's geometry, if it carries any."""
+  return data["geometry"][idx] if "geometry" in data else None
+
+
 def update_ema(ema: dict[str, Any], variables: dict[str, Any],
                decay: float) -> dict[str, Any]:
   """``decay * ema + (1 - decay) * variables``, leaf by leaf."""
@@ -157,7 +163,7 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
   ``flips`` says its augmentation mirrored the image.
   """
   idx, positions = _device_batch_indices(perm, state.step, spec)
-  geometry = data["geometry"][idx] if "geometry" in data else None
+  geometry = _rows(data, idx)
   stored = data["labels"][idx]
   labels, targets = stored, None
   images = preprocess.to_unit_float(data["images"][idx])
@@ -302,12 +308,6 @@ def _device_rows(i: jnp.ndarray, spec: EvalSpec) -> jnp.ndarray:
   global_batch = spec.per_device_batch * spec.num_devices
   position = i * global_batch + lax.axis_index(AXIS) * spec.per_device_batch
   return position + jnp.arange(spec.per_device_batch)
-
-
-def _rows(data: dict[str, jnp.ndarray],
-          idx: jnp.ndarray) -> jnp.ndarray | None:
-  """Rows ``idx`` of the split's geometry, if it carries any."""
-  return data["geometry"][idx] if "geometry" in data else None
 
 
 def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
