@@ -32,10 +32,11 @@ logits, the classifier of the concatenation, trained end to end. A vector
 has no pixels to be channels of, so this is the earliest place it can join
 (the score-level late fusion of geometry is ``ferjax fuse``). The
 descriptor enters divided by sqrt(D): its D = 948 standardised elements
-are strongly correlated (neighbouring points move together), and at unit
-scale one SGD step of the CNN recipes' learning rates moved the logits by
-tens (the loss diverged in the first steps); at 1/sqrt(D) the largest
-eigenvalue of its covariance is at most 1, the scale the recipes assume.
+are strongly correlated (neighbouring points move together), so at unit
+scale its covariance's largest eigenvalue approaches D and SGD at a CNN
+recipe's learning rate overshoots (a tiny synthetic run at the
+quickstart's 0.05 diverged in its first steps); at 1/sqrt(D) that
+eigenvalue is at most 1 (the trace is D), the scale the recipes assume.
 """
 
 import dataclasses
