@@ -16,7 +16,7 @@ from typing import Any
 import ml_collections
 
 
-FUSION_FEATURES = ("lbp", "gabor")
+FUSION_FEATURES = ("lbp", "gabor", "geometry")
 FUSION_MODES = ("early", "late")
 
 
@@ -177,8 +177,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Hand-crafted features fused into the model (models/fusion.py); () off.
   # lbp_linear, the CNN-free baseline, takes its descriptor from .lbp.
   c.model.fusion = ml_collections.ConfigDict(dict(
-      features=(),  # any of 'lbp', 'gabor'
-      mode="late",  # early: extra input channels | late: beside the logits
+      features=(),  # any of 'lbp', 'gabor'; or ('geometry',), mode early
+      mode="late",  # early: extra input channels (geometry: beside the
+                    # penultimate features) | late: beside the logits
       width=64,  # late: units of the fusion head's hidden Dense
       standardize=True,  # late: each descriptor element to zero mean, unit var
       lbp=dict(points=8, radius=1.0, method="uniform", grid=(6, 6)),

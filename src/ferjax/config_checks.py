@@ -421,6 +421,8 @@ def _check_fusion(config: ml_collections.ConfigDict) -> None:
            "CNN to fuse features into", feats)
   _require(fusion.get("mode") in FUSION_MODES, "model.fusion.mode",
            f"one of {', '.join(FUSION_MODES)}", fusion.get("mode"))
+  if "geometry" in feats:
+    _check_geometry_fusion(config)
   _require(_is_positive_int(fusion.get("width")), "model.fusion.width",
            "a positive integer", fusion.get("width"))
   _require(isinstance(fusion.get("standardize"), bool),
@@ -470,6 +472,33 @@ def _check_fusion(config: ml_collections.ConfigDict) -> None:
              "model.fusion.gabor.gamma", "a number > 0", gabor.get("gamma"))
     if late:
       _check_grid(gabor.get("grid"), "model.fusion.gabor.grid", height, width)
+
+
+def _check_geometry_fusion(config: ml_collections.ConfigDict) -> None:
+  """``model.fusion.features=('geometry',)``: each example's descriptor is
+  read from the landmark cache of its stored split, row for row, so the
+  splits must be the stored ones, held in memory, and unmixed."""
+  fusion, inp = config.model.fusion, config.input
+  _require(tuple(fusion.features) == ("geometry",), "model.fusion.features",
+           "('geometry',) alone (the face's geometry does not combine with "
+           "the hand-crafted image features)", fusion.features)
+  _require(fusion.mode == "early", "model.fusion.mode",
+           "'early' with geometry (its descriptor joins the CNN's "
+           "penultimate features; score-level late fusion with a geometry "
+           "run is `ferjax fuse`)", fusion.mode)
+  _require(inp.get("protocol", "official") == "official", "input.protocol",
+           "'official' with geometry fusion (the landmark cache follows the "
+           "stored splits)", inp.get("protocol"))
+  _require(not inp.get("mixture"), "input.mixture",
+           "() with geometry fusion (other datasets' faces have no "
+           "descriptors here)", inp.get("mixture"))
+  _require(inp.get("pipeline", "auto") != "stream", "input.pipeline",
+           "'memory' or 'auto' with geometry fusion (descriptors travel "
+           "with the in-memory split)", inp.get("pipeline"))
+  mix = inp.get("mix") or {}
+  _require(not (mix.get("mixup_alpha") or mix.get("cutmix_alpha")),
+           "input.mix", "no mixup or cutmix with geometry fusion (a mixed "
+           "image has no one face's geometry)", dict(mix))
 
 
 def _check_grid(grid: Any, field: str, height: int, width: int) -> None:

@@ -98,8 +98,26 @@ def random_crop(key: jax.Array, images: jax.Array, *, padding: int = 4,
 def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
   """Mirrors each image left-right with probability 1/2."""
   _check_batch(images)
-  flip = jax.random.bernoulli(key, 0.5, (images.shape[0],))
+  flip = _flip_draw(key, images.shape[0])
   return jnp.where(flip[:, None, None, None], images[:, :, ::-1], images)
+
+
+def _flip_draw(key: jax.Array, n: int) -> jax.Array:
+  return jax.random.bernoulli(key, 0.5, (n,))
+
+
+def _op_keys(key: jax.Array) -> list[jax.Array]:
+  """The sub-keys of crop, flip, rotation, colour and erasing."""
+  return list(jax.random.split(key, 5))
+
+
+def flips(key: jax.Array, n: int, cfg: Any) -> jax.Array:
+  """(n,) bool: which of the ``n`` images ``augment(key, images, cfg)``
+  mirrors, so that what travels with an image (its face's geometry) can be
+  mirrored with it."""
+  if not cfg or not _as_dict(cfg, "config").get("flip"):
+    return jnp.zeros((n,), bool)
+  return _flip_draw(_op_keys(key)[1], n)
 
 
 def random_rotation(key: jax.Array, images: jax.Array, max_degrees: float,
@@ -216,7 +234,7 @@ def augment(key: jax.Array, images: jax.Array, cfg: Any) -> jax.Array:
     return images
   cfg = _as_dict(cfg, "config")
   _check_keys(cfg, AUGMENT_KEYS, "")
-  k_crop, k_flip, k_rot, k_colour, k_erase = jax.random.split(key, 5)
+  k_crop, k_flip, k_rot, k_colour, k_erase = _op_keys(key)
   if cfg.get("crop"):
     crop = _as_dict(cfg["crop"], "'crop'")
     _check_keys(crop, _CROP_KEYS, "crop.")

@@ -145,22 +145,38 @@ def _chunk(builder: Any, split: str, start: int, stop: int,
   return meshes
 
 
-def read_meshes(builder: Any, split: str) -> Meshes:
-  """The meshes of ``split``, TFDS slicing allowed (``train[:90%]``); only
-  the chunks it touches are extracted."""
+def _chunk_slices(builder: Any, split: str
+                  ) -> list[tuple[str, int, int, slice]]:
+  """(stored split, chunk start, chunk stop, rows of the chunk) of each
+  chunk ``split`` touches, in order; TFDS slicing allowed."""
   loading.check_split(builder, split)
-  digest = weights_digest()
   instruction = tfds.core.ReadInstruction.from_spec(split)
   sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
-  parts = []
+  out = []
   for absolute in instruction.to_absolute(dict(builder.info.splits.items())):
     name, size = absolute.splitname, sizes[absolute.splitname]
     first = absolute.from_ or 0
     last = size if absolute.to is None else absolute.to
     for start in range(first // CHUNK * CHUNK, last, CHUNK):
-      chunk = _chunk(builder, name, start, min(start + CHUNK, size), digest)
-      cut = slice(max(first - start, 0), min(last - start, CHUNK))
-      parts.append(Meshes(chunk.points[cut], chunk.scores[cut],
-                          chunk.labels[cut]))
+      out.append((name, start, min(start + CHUNK, size),
+                  slice(max(first - start, 0), min(last - start, CHUNK))))
+  return out
+
+
+def missing_chunks(builder: Any, split: str) -> list[pathlib.Path]:
+  """The cache files ``split`` needs that are not there yet."""
+  return [path for name, start, _, _ in _chunk_slices(builder, split)
+          if not (path := chunk_path(builder, name, start)).is_file()]
+
+
+def read_meshes(builder: Any, split: str) -> Meshes:
+  """The meshes of ``split``, TFDS slicing allowed (``train[:90%]``); only
+  the chunks it touches are extracted."""
+  digest = weights_digest()
+  parts = []
+  for name, start, stop, cut in _chunk_slices(builder, split):
+    chunk = _chunk(builder, name, start, stop, digest)
+    parts.append(Meshes(chunk.points[cut], chunk.scores[cut],
+                        chunk.labels[cut]))
   return Meshes(*(np.concatenate([getattr(p, f) for p in parts])
                   for f in ("points", "scores", "labels")))

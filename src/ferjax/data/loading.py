@@ -35,21 +35,27 @@ SOFT_LABEL_MODES = ("sample", "distribution")
 @dataclasses.dataclass(frozen=True)
 class Split:
   """One split in memory: uint8 NHWC images, int32 labels, subject ids,
-  and (datasets with a ``distribution`` feature: FER+) float32 (N, C) soft
-  targets."""
+  (datasets with a ``distribution`` feature: FER+) float32 (N, C) soft
+  targets, and (runs that fuse geometry: ``data.geometry_features``) each
+  example's float32 (N, 2, D) geometric descriptors, the face's and its
+  mirror image's, with its (N,) FaceMesh scores."""
 
   images: np.ndarray
   labels: np.ndarray
   subjects: np.ndarray | None = None
   targets: np.ndarray | None = None
+  geometry: np.ndarray | None = None
+  mesh_scores: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.labels)
 
   def take(self, idx: np.ndarray) -> "Split":
-    return Split(self.images[idx], self.labels[idx],
-                 None if self.subjects is None else self.subjects[idx],
-                 None if self.targets is None else self.targets[idx])
+    def rows(a):
+      return None if a is None else a[idx]
+    return Split(self.images[idx], self.labels[idx], rows(self.subjects),
+                 rows(self.targets), rows(self.geometry),
+                 rows(self.mesh_scores))
 
   @classmethod
   def concatenate(cls, splits: list["Split"]) -> "Split":
@@ -59,7 +65,9 @@ class Split:
     return cls(np.concatenate([s.images for s in splits]),
                np.concatenate([s.labels for s in splits]),
                joined([s.subjects for s in splits]),
-               joined([s.targets for s in splits]))
+               joined([s.targets for s in splits]),
+               joined([s.geometry for s in splits]),
+               joined([s.mesh_scores for s in splits]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,9 @@ class View:
   views: Callable[[Any], ViewsFn | None]
   # (field, what is expected, check of its value) for each field it reads.
   fields: tuple[tuple[str, str, Callable[[Any], bool]], ...] = ()
+  # Which views mirror the image, in order (what travels with an image, its
+  # face's geometry, is mirrored with it); () for the image as it is.
+  mirrored: tuple[bool, ...] = ()
 
 
 def _none(eval_config: Any) -> None:  # pylint: disable=unused-argument
@@ -57,7 +60,8 @@ def _is_size(value: Any) -> bool:
 
 VIEWS: dict[str, View] = {
     "none": View(_none),
-    "flip": View(_flip),
+    "flip": View(_flip, mirrored=(False, True)),
     "ten_crop": View(_ten_crop, (("crop_size", "(height, width) for ten-crop",
-                                  _is_size),)),
+                                  _is_size),),
+                     mirrored=(False,) * 5 + (True,) * 5),
 }

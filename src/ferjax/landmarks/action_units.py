@@ -174,6 +174,17 @@ def mean_shape(points: np.ndarray, iterations: int = 5) -> np.ndarray:
   return reference / np.linalg.norm(reference)
 
 
+def mirror(points: np.ndarray, width: float = 0.0) -> np.ndarray:
+  """(..., 468, 2|3) points of a face -> those of its left-right mirror image
+  ``width`` pixels wide: x becomes ``width - x`` and each point trades
+  places with its partner (``topology.MIRROR``), so the right eye's points
+  are again the right eye's. The measures and the descriptor do not depend
+  on ``width`` (they remove the position)."""
+  p = np.asarray(points)[..., t.MIRROR, :].copy()
+  p[..., 0] = width - p[..., 0]
+  return p
+
+
 DESCRIPTOR_SIZE = len(MEASURES) + 2 * 468
 
 

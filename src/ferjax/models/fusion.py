@@ -20,6 +20,23 @@ need a positive std); a colour input is averaged to grey first.
   fusion features (a linear layer on a concatenation is the sum of two
   linear layers), so it works for every family without reaching inside it,
   and the CNN's variables keep their names under ``backbone``.
+
+The face's geometry (``features=('geometry',)``, mode ``early``) is no
+function of the pixels: it is each example's geometric descriptor
+(``data.geometry_features``: the geometry_svm family's features, the
+training split's standardisation), an explicit second input of the model
+(``geometry=``) that the pipeline carries beside each image. It joins the
+CNN's penultimate features before the classifier: a bias-free
+``Dense(num_classes)`` of it (``geometry_classifier``) added to the CNN's
+logits, the classifier of the concatenation, trained end to end. A vector
+has no pixels to be channels of, so this is the earliest place it can join
+(the score-level late fusion of geometry is ``ferjax fuse``). The
+descriptor enters divided by sqrt(D): its D = 948 standardised elements
+are strongly correlated (neighbouring points move together), so at unit
+scale its covariance's largest eigenvalue approaches D and SGD at a CNN
+recipe's learning rate overshoots (a tiny synthetic run at the
+quickstart's 0.05 diverged in its first steps); at 1/sqrt(D) that
+eigenvalue is at most 1 (the trace is D), the scale the recipes assume.
 """
 
 import dataclasses
@@ -32,8 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ferjax import features
+from ferjax.landmarks.action_units import DESCRIPTOR_SIZE as GEOMETRY_SIZE
 
-FEATURES = ("lbp", "gabor")
+FEATURES = ("lbp", "gabor", "geometry")
+GEOMETRY = "geometry"
 MODES = ("early", "late")
 
 
@@ -91,6 +110,13 @@ class FusionSpec:
                # Absent from configs written before it existed: raw inputs.
                standardize=fusion.get("standardize", False),
                lbp=LBPSettings(**lbp), gabor=GaborSettings(**gabor))
+
+
+def fuses_geometry(model_config: Mapping[str, Any]) -> bool:
+  """Whether ``config.model`` fuses the face's geometry: its input is then
+  each image with its geometric descriptor, not the image alone."""
+  fusion = model_config.get("fusion") or {}
+  return GEOMETRY in tuple(fusion.get("features", ()) or ())
 
 
 def _gray(x: jnp.ndarray) -> jnp.ndarray:
@@ -175,7 +201,10 @@ class Fused(nn.Module):
   bn_axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, *, train: bool = False,
+               geometry: jnp.ndarray | None = None) -> jnp.ndarray:
+    if GEOMETRY in self.spec.features:
+      return self._with_geometry(x, geometry, train)
     if self.spec.mode == "early":
       maps = feature_maps(x, self.spec).astype(x.dtype)
       return self.backbone(jnp.concatenate([x, maps], axis=-1), train=train)
@@ -189,4 +218,24 @@ class Fused(nn.Module):
                          name="fusion_dense")(h))
     fused = nn.Dense(self.num_classes, use_bias=False, dtype=self.dtype,
                      name="fusion_classifier")(h)
+    return logits + fused.astype(jnp.float32)
+
+  def _with_geometry(self, x: jnp.ndarray, geometry: jnp.ndarray | None,
+                     train: bool) -> jnp.ndarray:
+    if geometry is None:
+      if not self.is_initializing():
+        raise ValueError(
+            "model.fusion.features has 'geometry': the model reads each "
+            "image's geometric descriptor (geometry=, from the dataset's "
+            "landmark cache, data.geometry_features) beside it, and none "
+            "was given")
+      # Initialisation needs only the shapes.
+      geometry = jnp.zeros((x.shape[0], GEOMETRY_SIZE), jnp.float32)
+    if geometry.shape != (x.shape[0], GEOMETRY_SIZE):
+      raise ValueError(f"geometry: expected ({x.shape[0]}, {GEOMETRY_SIZE}) "
+                       f"descriptors, got {geometry.shape}")
+    logits = self.backbone(x, train=train)
+    scaled = geometry.astype(jnp.float32) / np.sqrt(GEOMETRY_SIZE)
+    fused = nn.Dense(self.num_classes, use_bias=False, dtype=self.dtype,
+                     name="geometry_classifier")(scaled.astype(self.dtype))
     return logits + fused.astype(jnp.float32)

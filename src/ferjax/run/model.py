@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ferjax.models import create_model
+from ferjax.models import fusion
 from ferjax.run.run_dir import RunDir
 
 
@@ -117,6 +118,13 @@ def load_model(workdir: str | os.PathLike | None = None,
 
   opened = open_run(pretrained.path() if workdir is None else workdir)
   run, config = opened.run, opened.config
+  if fusion.fuses_geometry(config.model):
+    raise ValueError(
+        f"{workdir}: its model fuses the face's geometry "
+        "(model.fusion.features=('geometry',)) and reads each face's "
+        "FaceMesh descriptor beside its image, which predict, export and "
+        "the bundled inference do not compute; evaluate it on its dataset "
+        f"with `ferjax eval --workdir {workdir}`")
   dataset = run.dataset()
   with run.checkpoints(config) as ckpt:
     step = run.resolve_step(ckpt, checkpoint)

@@ -53,7 +53,9 @@ class InMemoryBatches:
   One item ``(steps, data, perm)`` per call of at most ``steps_per_call``
   steps (``call_plan``): they all read the split with the same permutation
   (a call never straddles an epoch end). With ``targets`` the split's soft
-  targets travel too (``data["targets"]``).
+  targets travel too (``data["targets"]``), and a split with geometry
+  (``data.geometry_features``) its descriptors (``data["geometry"]``), whose
+  rows the step gathers by the same permutation as the images'.
   """
 
   streaming = False
@@ -69,6 +71,8 @@ class InMemoryBatches:
                          "has none (a mixture with a dataset without a "
                          f"{loading.SOFT_TARGET_FEATURE!r} feature?)")
       data["targets"] = np.asarray(split.targets, np.float32)
+    if split.geometry is not None:
+      data["geometry"] = np.asarray(split.geometry, np.float32)
     self._data = parallel.replicate(data)
     self._n = len(split)
     self._seed = seed

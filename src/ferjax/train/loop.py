@@ -211,7 +211,8 @@ def _train(training: setup_lib.Training, run: RunDir,
                "split_sizes_used": {
                    "train": data.num_train,
                    **{n: len(s) for n, s in data.eval_splits.items()}},
-               **({"mixture": list(data.mixture)} if data.mixture else {})},
+               **({"mixture": list(data.mixture)} if data.mixture else {}),
+               **data.low_score_meshes()},
       init_from=init_record, legacy=legacy) if is_chief else None
   step = start_step
   try:

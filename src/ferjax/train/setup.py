@@ -19,9 +19,11 @@ import ml_collections
 import numpy as np
 
 from ferjax import config_checks
+from ferjax.data import geometry_features
 from ferjax.data import loading
 from ferjax.data import mix as mix_lib
 from ferjax.data import preprocess
+from ferjax.models import fusion
 from ferjax.run.model import build_model
 from ferjax.train import input_pipeline
 from ferjax import losses
@@ -47,6 +49,15 @@ class Data:
   @property
   def num_train(self) -> int:
     return len(self.train if self.train is not None else self.train_source)
+
+  def low_score_meshes(self) -> dict[str, Any]:
+    """``{"low_score_meshes": {split: count}}`` of the faces FaceMesh scored
+    low, where the splits carry geometry (for the manifest); else {}."""
+    named = {"train": self.train, **self.eval_splits}
+    counts = {name: geometry_features.low_score_meshes(split)
+              for name, split in named.items()
+              if split is not None and split.geometry is not None}
+    return {"low_score_meshes": counts} if counts else {}
 
   def train_chunks(self):
     return loading.chunks(self.train if self.train is not None
@@ -74,10 +85,19 @@ def load_data(config: ml_collections.ConfigDict, *,
       inp.dataset, data_dir=inp.data_dir, manual_dir=inp.manual_dir,
       builder_config=inp.builder_config)
   streaming = with_train and _streams(builder, inp)
+  if streaming and fusion.fuses_geometry(config.model):
+    raise ValueError(
+        "config.model.fusion.features has 'geometry', whose descriptors "
+        "travel with the split in memory, but the train split would be "
+        f"streamed (input.pipeline={inp.pipeline!r}, over "
+        f"input.memory_limit_mb={inp.memory_limit_mb}); set "
+        "input.pipeline='memory'")
   names = {ev.split for ev in config.evals.values()}
   if with_train and not streaming:
     names.add(inp.train_split)
   parts = loading.load_partitions(builder, inp, names)
+  if fusion.fuses_geometry(config.model):
+    parts = geometry_features.attach(builder, inp.train_split, parts)
   eval_splits = {name: parts[ev.split] for name, ev in config.evals.items()}
   info = loading.dataset_info(builder)
   if not with_train:
@@ -231,6 +251,15 @@ def evaluators(config: ml_collections.ConfigDict,
           for name, ev in config.evals.items()}
 
 
+def _flips_fn(config: ml_collections.ConfigDict) -> steps.FlipsFn | None:
+  """Which images the augmentation mirrors, where geometry must follow."""
+  cfg = config.input.get("augment")
+  if not (cfg and fusion.fuses_geometry(config.model)):
+    return None
+  from ferjax.data import augment  # pylint: disable=g-import-not-at-top
+  return functools.partial(augment.flips, cfg=cfg)
+
+
 def _augment_fn(config: ml_collections.ConfigDict) -> steps.AugmentFn | None:
   cfg = config.input.get("augment")
   if not cfg:
@@ -341,7 +370,8 @@ def training(config: ml_collections.ConfigDict, parallel: Parallel,
   k = steps_per_call(config, spe)
   train_step = _train_step(
       parallel, k, streaming=data.streaming, model=model, tx=tx,
-      schedule=schedule, spec=spec, augment=_augment_fn(config))
+      schedule=schedule, spec=spec, augment=_augment_fn(config),
+      flips=_flips_fn(config))
   return Training(
       config=config, data=data, parallel=parallel, class_names=class_names,
       inputs=spec.inputs, init_model=init_model, model=model, tx=tx,

@@ -8,6 +8,7 @@ import flax
 import ml_collections
 import numpy as np
 
+from ferjax.data import geometry_features
 from ferjax.data import loading
 from ferjax.evaluate.views import VIEWS
 from ferjax import losses
@@ -36,13 +37,22 @@ class Evaluator:
     images = np.zeros((padded, *split.images.shape[1:]), np.uint8)
     labels = np.zeros((padded,), np.int32)
     images[:n], labels[:n] = split.images, split.labels
-    self._data = parallel.replicate({"images": images, "labels": labels})
+    data = {"images": images, "labels": labels}
+    # Faces FaceMesh scored low (runs fusing geometry): reported, not hidden.
+    self._low_score_meshes = None
+    if split.geometry is not None:
+      data["geometry"] = np.zeros((padded, *split.geometry.shape[1:]),
+                                  np.float32)
+      data["geometry"][:n] = split.geometry
+      self._low_score_meshes = geometry_features.low_score_meshes(split)
+    self._data = parallel.replicate(data)
     self._parallel = parallel
+    view = VIEWS[eval_config.get("tta", "none")]
     spec = steps.EvalSpec(
         num_examples=n, num_batches=num_batches, per_device_batch=per_device,
         num_devices=parallel.num_devices, num_classes=len(class_names),
-        inputs=inputs, loss=loss)
-    views = VIEWS[eval_config.get("tta", "none")].views(eval_config)
+        inputs=inputs, loss=loss, mirrored_views=view.mirrored)
+    views = view.views(eval_config)
     self._fn = parallel.map(functools.partial(
         steps.eval_split, model=model, spec=spec, views=views))
     # Compiled on first use: training never asks for the probabilities.
@@ -53,7 +63,10 @@ class Evaluator:
   def __call__(self, variables: dict[str, Any]) -> dict[str, Any]:
     """Metrics of the model ``variables`` (params, batch_stats), replicated."""
     totals = self._parallel.unreplicate(self._fn(variables, self._data))
-    return metrics_lib.summarize(totals, self.class_names)
+    result = metrics_lib.summarize(totals, self.class_names)
+    if self._low_score_meshes is not None:
+      result["low_score_meshes"] = self._low_score_meshes
+    return result
 
   def log_probabilities(self, variables: dict[str, Any]) -> np.ndarray:
     """(examples, classes) class log-probabilities, in the split's order:

@@ -26,6 +26,8 @@ from ferjax.train.parallel import AXIS
 from ferjax.train.state import TrainState
 
 AugmentFn = Callable[[jax.Array, jnp.ndarray], jnp.ndarray]
+# (key, n) -> (n,) bool: which images the AugmentFn of that key mirrors.
+FlipsFn = Callable[[jax.Array, int], jnp.ndarray]
 
 # Folded into a step's key for mixing: a stream of its own, so turning
 # mixing on leaves the augmentation and dropout keys of every step as they
@@ -119,6 +121,18 @@ def draw_labels(key: jax.Array, targets: jnp.ndarray,
   return jax.vmap(jax.random.categorical)(keys, log_p).astype(jnp.int32)
 
 
+def geometry_kwargs(geometry: jnp.ndarray | None) -> dict[str, Any]:
+  """The model's geometry input, for models that fuse it (none else take
+  the keyword)."""
+  return {} if geometry is None else {"geometry": geometry}
+
+
+def _rows(data: dict[str, jnp.ndarray],
+          idx: jnp.ndarray) -> jnp.ndarray | None:
+  """Rows ``idx`` of the split's geometry, if it carries any."""
+  return data["geometry"][idx] if "geometry" in data else None
+
+
 def update_ema(ema: dict[str, Any], variables: dict[str, Any],
                decay: float) -> dict[str, Any]:
   """``decay * ema + (1 - decay) * variables``, leaf by leaf."""
@@ -129,7 +143,8 @@ def update_ema(ema: dict[str, Any], variables: dict[str, Any],
 def train_step(state: TrainState, data: dict[str, jnp.ndarray],
                perm: jnp.ndarray, *, model: flax.linen.Module,
                tx: optax.GradientTransformation, schedule: optax.Schedule,
-               spec: TrainSpec, augment: AugmentFn | None = None
+               spec: TrainSpec, augment: AugmentFn | None = None,
+               flips: FlipsFn | None = None
                ) -> tuple[TrainState, dict[str, jnp.ndarray]]:
   """One SGD step on the global batch ``step`` of the epoch.
 
@@ -142,9 +157,13 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
   alone. With ``spec.ema_decay`` the moving average of the variables follows
   the new ones. With ``spec.soft_labels`` the loss trains on ``data``'s
   ``targets`` (``draw_labels``, or as soft targets); the accuracy metric
-  stays on the stored labels.
+  stays on the stored labels. Where ``data`` has ``geometry`` (each
+  example's descriptor and its mirror image's, ``data.geometry_features``)
+  the model reads the row of the same example, the mirror image's where
+  ``flips`` says its augmentation mirrored the image.
   """
   idx, positions = _device_batch_indices(perm, state.step, spec)
+  geometry = _rows(data, idx)
   stored = data["labels"][idx]
   labels, targets = stored, None
   images = preprocess.to_unit_float(data["images"][idx])
@@ -158,6 +177,11 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
   if augment is not None:
     keys = jax.vmap(lambda p: jax.random.fold_in(augment_key, p))(positions)
     images = jax.vmap(lambda k, x: augment(k, x[None])[0])(keys, images)
+    if geometry is not None and flips is not None:
+      flipped = jax.vmap(lambda k: flips(k, 1)[0])(keys)
+      geometry = jnp.where(flipped[:, None], geometry[:, 1], geometry[:, 0])
+  if geometry is not None and geometry.ndim == 3:  # Nothing mirrored it.
+    geometry = geometry[:, 0]
   mixed = None
   if spec.mix is not None:
     images, mixed = mix_batch(jax.random.fold_in(step_key, _MIX_STREAM),
@@ -168,7 +192,8 @@ def train_step(state: TrainState, data: dict[str, jnp.ndarray],
   def loss_fn(params):
     logits, new_vars = model.apply(
         {"params": params, "batch_stats": state.batch_stats}, x, train=True,
-        rngs={"dropout": dropout_key}, mutable=["batch_stats", "aux_logits"])
+        rngs={"dropout": dropout_key}, mutable=["batch_stats", "aux_logits"],
+        **geometry_kwargs(geometry))
     loss = losses.device_loss(
         logits, jax.tree.leaves(new_vars.get("aux_logits", {})), labels,
         spec.loss, mixed, targets)
@@ -240,23 +265,38 @@ class EvalSpec:
   num_classes: int
   inputs: InputSpec
   loss: losses.LossSpec
+  # Which of the views mirror the image (``evaluate.views.View.mirrored``).
+  mirrored_views: tuple[bool, ...] = ()
 
 
 def _outputs(variables: dict[str, Any], images: jnp.ndarray, *,
              model: flax.linen.Module, spec: EvalSpec,
-             views: ViewsFn | None) -> tuple[jnp.ndarray, jnp.ndarray]:
+             views: ViewsFn | None, geometry: jnp.ndarray | None = None
+             ) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Class log-probabilities and logits of unit-float images.
 
   With ``views`` (``evaluate.views``: ten crops, say) the probabilities are
   the mean over an image's views, as in the best FER2013 results, and the
-  logits too are the views' mean.
+  logits too are the views' mean. ``geometry`` (batch, 2, D): each image's
+  descriptor and its mirror image's; a mirrored view reads the second.
   """
   if views is None:
-    logits = model.apply(variables, spec.inputs(images))
+    logits = model.apply(
+        variables, spec.inputs(images),
+        **geometry_kwargs(None if geometry is None else geometry[:, 0]))
     return jax.nn.log_softmax(logits), logits
   seen = views(images)
   flat = seen.reshape((-1,) + seen.shape[2:])
-  logits = model.apply(variables, spec.inputs(flat))
+  flat_geometry = None
+  if geometry is not None:
+    if len(spec.mirrored_views) != seen.shape[0]:
+      raise ValueError(f"{seen.shape[0]} test-time views, but "
+                       f"{len(spec.mirrored_views)} say whether they mirror "
+                       "the image: the geometry cannot follow them")
+    flat_geometry = jnp.concatenate(
+        [geometry[:, int(m)] for m in spec.mirrored_views])
+  logits = model.apply(variables, spec.inputs(flat),
+                       **geometry_kwargs(flat_geometry))
   probs = jax.nn.softmax(logits)
   mean = probs.reshape(seen.shape[:2] + probs.shape[1:]).mean(axis=0)
   mean_logits = logits.reshape(seen.shape[:2] + logits.shape[1:]).mean(0)
@@ -287,7 +327,7 @@ def eval_split(variables: dict[str, Any], data: dict[str, jnp.ndarray], *,
     labels = data["labels"][idx]
     log_probs, scores = _outputs(
         variables, preprocess.to_unit_float(data["images"][idx]),
-        model=model, spec=spec, views=views)
+        model=model, spec=spec, views=views, geometry=_rows(data, idx))
     loss = losses.eval_losses(log_probs, scores, labels, spec.loss)
     confusion = jnp.einsum(
         "n,ni,nj->ij", mask, jax.nn.one_hot(labels, spec.num_classes),
@@ -320,7 +360,7 @@ def split_log_probabilities(variables: dict[str, Any],
     idx = _device_rows(i, spec)
     log_probs = _outputs(
         variables, preprocess.to_unit_float(data["images"][idx]),
-        model=model, spec=spec, views=views)[0]
+        model=model, spec=spec, views=views, geometry=_rows(data, idx))[0]
     return lax.dynamic_update_slice(table, log_probs, (idx[0], 0))
 
   table = lax.fori_loop(0, spec.num_batches, body,
