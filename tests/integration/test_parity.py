@@ -199,12 +199,20 @@ def test_parameters_and_batch_stats_match_after_20_steps(name):
   assert ours_params.keys() == theirs_params.keys()
   own = max(side_by_side.relative_error(shaken[k], v)
             for k, v in theirs_params.items())
+  # Twenty steps are past STRICT_STEPS: the bound is the losses' after a
+  # flip. Measured: resnet_fer_small's BatchNorm biases (about 1e-3 after 20
+  # steps) end 1.2e-5..1.7e-5 from PyTorch's, the same at one XLA thread,
+  # while the loss gap grows from 1e-7 at step 7 to 1e-5 (BatchNorm over a
+  # batch of 8 amplifies each framework's rounding); LeNet-5 stays under
+  # 1e-6. A porting error still fails: the twin's stem BatchNorm at momentum
+  # 0.2 puts its running mean 0.29 away.
+  bound = max(AFTER_FLIP, SELF_FACTOR * own)
   for key, value in ours_params.items():
-    # Biases start at 0 and move by about lr x steps (1e-5 here): their
-    # scale is floored at 0.01 so that rounding of a tiny value is no error.
+    # Biases start at 0 and move by about lr x steps: their scale is
+    # floored at 0.01 so that rounding of a tiny value is no error.
     error = np.abs(value - theirs_params[key]).max() / max(
         np.abs(theirs_params[key]).max(), 1e-2)
-    assert error < 1e-4 + SELF_FACTOR * own, (key, error, own)
+    assert error < bound, (key, error, own)
   theirs_stats = flat(theirs["batch_stats"])
   assert bool(theirs_stats) == (name.endswith("_bn") or
                                 name.startswith("resnet"))
@@ -215,7 +223,7 @@ def test_parameters_and_batch_stats_match_after_20_steps(name):
       expected = side_by_side.unbias(expected, counts[key.rsplit("/", 1)[0]],
                                      STEPS)
     error = side_by_side.relative_error(value, expected)
-    assert error < 1e-4 + SELF_FACTOR * own, key
+    assert error < bound, (key, error, own)
 
 
 @pytest.mark.parametrize("name", CHECKED)
