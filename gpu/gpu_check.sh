@@ -67,7 +67,10 @@ budget=${GPU_CHECK_SECONDS:-$(( 480 * scale ))}
 t0=$SECONDS
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/ferjax-gpu-check.XXXXXX")
 left() { echo $(( budget - (SECONDS - t0) )); }
-part() { echo; echo "== $1 ($(( SECONDS - t0 )) s in, $(left) s left)"; }
+# CPU seconds of the finished child processes: with the wall time, what a
+# part would take on a host with a core to spare (gpu/standin.py timeline).
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($16 + $17) / hz}' /proc/$$/stat 2>/dev/null; }
+part() { echo; echo "== $1 ($(( SECONDS - t0 )) s in, $(left) s left, $(cpu) cpu-s)"; }
 failures=()
 prepare_pid=
 
@@ -82,7 +85,7 @@ finish() {
       --seconds $(( SECONDS - t0 )) || failures+=("report")
   cat "$out/results.md" 2>/dev/null
   echo
-  echo "gpu_check.sh: $(( SECONDS - t0 )) s; failed parts: ${failures[*]:-none}"
+  echo "gpu_check.sh: $(( SECONDS - t0 )) s, $(cpu) cpu-s; failed parts: ${failures[*]:-none}"
   rm -rf "$scratch"
   (( rc == 0 && ${#failures[@]} == 0 )) || exit $(( rc ? rc : 1 ))
 }
@@ -210,7 +213,7 @@ elif (( ferjax_ok )); then
     failures+=("prepare"); families=(); tail -n 20 "$scratch/prepare.log"
   fi
   prepare_pid=
-  echo "FER2013 ready at $(( SECONDS - t0 )) s"
+  echo "FER2013 ready at $(( SECONDS - t0 )) s, $(cpu) cpu-s"
 fi
 # The tests and the throughput part keep their time after the review.
 reserve=$(( 150 * scale ))
@@ -265,7 +268,7 @@ for i in "${!families[@]}"; do
   "$python" gpu/gpu_report.py review-row --family "$family" \
       --workdir "$workdir" --exit "$status" --wall "$wall" --budget "$share" \
       --eval "$scratch/eval_$family.json" >> "$out/review.jsonl" || failures+=("review-$family")
-  echo "$family: done at $(( SECONDS - t0 )) s (exit $status)"
+  echo "$family: done at $(( SECONDS - t0 )) s, $(cpu) cpu-s (exit $status)"
 done
 
 part "c. the GPU test selection"

@@ -40,13 +40,13 @@ if (( $# != 1 )); then
   exit 2
 fi
 out=$(mkdir -p "$1" && cd "$1" && pwd) || { echo "gpu_rehearse.sh: cannot create $1" >&2; exit 2; }
-exec > >(tee -a "$out/rehearse.log") 2>&1
+exec > >(tee "$out/rehearse.log") 2>&1
 t0=$SECONDS
 step() { echo; echo "== rehearsal: $1 ($(( SECONDS - t0 )) s in; $(uptime | sed 's/.*load/load/'))"; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/ferjax-rehearsal.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 build=${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3 )}
-scale=${REHEARSAL_SCALE:-$( (( short )) && echo 1 || echo 3 )}
+scale=${REHEARSAL_SCALE:-$( (( short )) && echo 2 || echo 3 )}
 nice=(nice -n 19)
 
 step "1. the pack"

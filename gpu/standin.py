@@ -38,11 +38,13 @@ import review_budget
 H100_TFLOPS = 50.0
 H100_STEP_MS = 3.0
 
-# Training images/s of each family's step on this 2-core CPU in float32
-# (benchmarks/train_step.py, batch as the family's config, 2026-12-07, load
-# average 7: the lead's training run beside it).
-CPU_TRAIN_IMAGES_PER_SECOND = {"lenet5": 2000.0, "alexnet": 60.0,
-                               "vgg11_bn": 40.0, "googlenet": 40.0}
+# Training images/s of each family's step on the 2-core development CPU in
+# float32 under a load average of 7 (benchmarks/train_step.py, 2026-12-07:
+# LeNet-5 1,229 at batch 128, VGG-11-BN 15.3 and GoogLeNet-BN 5.6 at 64;
+# AlexNet-BN 3.6 with a stride-1 stem, about 4x the FLOPs of the review's
+# stride 2, so 15). A quieter CPU runs the stand-ins faster: a margin.
+CPU_TRAIN_IMAGES_PER_SECOND = {"lenet5": 1200.0, "alexnet": 15.0,
+                               "vgg11_bn": 15.0, "googlenet": 5.6}
 # An evaluation image is a forward pass: a third of a training step's FLOPs.
 EVAL_SPEEDUP = 3.0
 # The smallest stand-in split: one batch of training, a few evaluated images.
@@ -50,10 +52,12 @@ MIN_TRAIN_BATCHES = 1
 MIN_EVAL_IMAGES = 16
 
 # gpu_check.sh's parts, by the headings its log prints ("== NAME (...)").
-_PART = re.compile(r"^== (.*) \((\d+) s in, -?\d+ s left\)$")
+_CPU = r"(?:, (\d+) cpu-s)?"
+_PART = re.compile(r"^== (.*) \((\d+) s in, -?\d+ s left" + _CPU + r"\)$")
 _FIRST_EPOCH = re.compile(r"^(\w+): first epoch (\d+) s")
-_READY = re.compile(r"^FER2013 ready at (\d+) s")
-_TOTAL = re.compile(r"^gpu_check.sh: (\d+) s;")
+_READY = re.compile(r"^FER2013 ready at (\d+) s" + _CPU)
+_DONE = re.compile(r"^(\w+): done at (\d+) s" + _CPU)
+_TOTAL = re.compile(r"^gpu_check.sh: (\d+) s" + _CPU + ";")
 
 # What gpu_check.sh returns: the node's call brings back at most 8 files.
 FILES = ("env.json", "review.jsonl", "tests.txt", "throughput.jsonl",
@@ -102,7 +106,7 @@ def family_plan(config: Any, forward_flops: float, scale: int,
         "split": f"train[-{n}:]" if from_train else f"{ev.split}[:{n}]",
         "images": n, "crops": crops, "h100_seconds": h100,
         "every_epochs": ev.get("every_epochs")}
-  return {"splits": splits,
+  return {"splits": splits, "cpu_train_rate": cpu_train_rate,
           "h100_epoch_seconds": sum(s["h100_seconds"] for s in splits.values()
                                     if not s.get("every_epochs"))}
 
@@ -138,70 +142,71 @@ def run_seconds(family: Mapping[str, Any], epochs: int,
 
 
 def parse_log(lines: Sequence[str]) -> dict[str, Any]:
-  """Part start times, each family's first epoch and FER2013's ready time."""
-  parts, first, ready, total = [], {}, None, None
+  """The log's marks (parts, FER2013 ready, each family done: seconds in
+  and CPU seconds of finished children), first epochs and the total."""
+  marks, first, total = [], {}, None
   for line in lines:
     line = line.rstrip()
     if m := _TOTAL.match(line):
-      total = int(m.group(1))
+      total = (int(m.group(1)), _int(m.group(2)))
     elif m := _PART.match(line):
-      parts.append((m.group(1), int(m.group(2))))
+      marks.append(("part", m.group(1), int(m.group(2)), _int(m.group(3))))
+    elif m := _READY.match(line):
+      marks.append(("ready", "", int(m.group(1)), _int(m.group(2))))
+    elif m := _DONE.match(line):
+      marks.append(("done", m.group(1), int(m.group(2)), _int(m.group(3))))
     elif m := _FIRST_EPOCH.match(line):
       first[m.group(1)] = int(m.group(2))
-    elif m := _READY.match(line):
-      ready = int(m.group(1))
-  return {"parts": parts, "first_epoch": first, "ready": ready,
-          "total": total}
+  return {"marks": marks, "first_epoch": first, "total": total}
+
+
+def _int(text: str | None) -> int | None:
+  return None if text is None else int(text)
 
 
 def project(plan: Mapping[str, Any], log: Mapping[str, Any],
-            review: Sequence[Mapping[str, Any]], total: int) -> list[dict]:
+            review: Sequence[Mapping[str, Any]]) -> list[dict]:
   """The rehearsal's timeline part by part, and the H100's it implies.
 
-  A family's stand-in compute (its epochs' CPU seconds at the training
-  images/s its run measured, else ``scale`` x their H100 seconds) is
-  replaced by the H100 seconds; every other second counts at 1x. Its epochs
-  are the row's (the row's run) plus the first run's one epoch when a
-  second run followed. Parts other than the review keep their measured
-  time: process starts, compilation and the tests' CPU-sized trainings do
-  not scale.
+  Each stretch of the log (a part; in the review, the wait for FER2013 and
+  each family: both its runs, its ``ferjax eval`` and its row) counts at
+  the smaller of its wall and its children's CPU seconds: what it costs an
+  unloaded host with a core to spare, the node's (16 cores) not slower
+  than this CPU's. A family's stand-in compute (its epochs at the plan's
+  training images/s: ``scale`` x their H100 seconds, but for the slices'
+  bounds) is then replaced by the H100 seconds its epochs stand for. The
+  rest (process starts, compilation, the tests' CPU-sized trainings) counts
+  as measured: it does not scale.
   """
-  scale = plan["scale"]
-  ends = [start for _, start in log["parts"][1:]] + [total]
   rows = {row["family"]: row for row in review}
+  marks = log["marks"] + [("end", "", *log["total"])]
   timeline = []
-  for (name, start), end in zip(log["parts"], ends):
-    measured = end - start
-    if name.startswith("b. "):
-      if log["ready"] is not None:
-        timeline.append({"part": "review: waiting for FER2013's preparation",
-                         "measured_s": log["ready"] - start, "standin_s": 0.0, "h100_work_s": 0.0,
-                         "h100_s": float(log["ready"] - start)})
-        measured -= log["ready"] - start
-      for family, spec in plan["families"].items():
-        row = rows.get(family)
-        if row is None:
-          continue
-        # A second run follows a first epoch only when more epochs fit.
-        first = family in log["first_epoch"]
-        epochs = row["epochs"] + first
-        runs = [row["epochs"]] + [1] * first
-        h100 = sum(run_seconds(spec, n) for n in runs)
-        rate = row.get("train_images_per_second")
-        cpu = (sum(run_seconds(spec, n, rate) for n in runs) if rate
-               else scale * h100)
-        wall = row["wall_s"] + log["first_epoch"].get(family, 0)
-        timeline.append({"part": f"review {family} ({epochs} epochs)",
-                         "measured_s": wall, "standin_s": round(cpu, 1),
-                         "h100_work_s": round(h100, 1),
-                         "h100_s": round(wall - cpu + h100, 1)})
-        measured -= wall
-      timeline.append({"part": "review: `ferjax eval` of each, rows",
-                       "measured_s": measured, "standin_s": 0.0, "h100_work_s": 0.0,
-                       "h100_s": float(measured)})
-      continue
-    timeline.append({"part": name, "measured_s": measured, "standin_s": 0.0, "h100_work_s": 0.0,
-                     "h100_s": float(measured)})
+  for (kind, name, t, cpu), (end_kind, end_name, t_end, cpu_end) in zip(
+      marks, marks[1:]):
+    wall = t_end - t
+    used = cpu_end - cpu if cpu is not None and cpu_end is not None else None
+    host = wall if used is None else min(wall, used)
+    row = {"part": name, "wall_s": wall, "cpu_s": used, "standin_s": 0.0,
+           "h100_work_s": 0.0}
+    if end_kind == "ready":
+      row["part"] = "review: waiting for FER2013's preparation"
+    elif end_kind == "done" and end_name in rows:
+      spec, review_row = plan["families"][end_name], rows[end_name]
+      # A second run follows a first epoch only when more epochs fit.
+      runs = [review_row["epochs"]] + [1] * (end_name in log["first_epoch"])
+      h100 = sum(run_seconds(spec, n) for n in runs)
+      # At the rate the plan assumed: a stand-in epoch of a few steps logs
+      # no rate of its own worth the name.
+      standin = min(host, sum(run_seconds(spec, n, spec["cpu_train_rate"])
+                              for n in runs))
+      row.update(part=f"review {end_name} ({sum(runs)} epochs in "
+                 f"{len(runs)} runs)", standin_s=round(standin, 1),
+                 h100_work_s=round(h100, 1))
+      host += h100 - standin
+    elif kind != "part":
+      row["part"] = "review: after the last family"
+    row["h100_s"] = round(host, 1)
+    timeline.append(row)
   return timeline
 
 
@@ -226,20 +231,23 @@ def verify(plan: Mapping[str, Any], files: Sequence[str],
   return problems
 
 
-def markdown(timeline: Sequence[Mapping[str, Any]], scale: float,
+def markdown(timeline: Sequence[Mapping[str, Any]], scale: int,
              budget: int) -> str:
-  lines = [f"| part | rehearsal on the CPU, s | of which stand-in GPU work, "
-           f"s | the H100 work it stands for, s | projected H100, s |",
-           "|---|---|---|---|---|"]
+  lines = ["| part | rehearsal: wall, s | CPU, s | of which stand-in GPU "
+           "work, s | the H100 work it stands for, s | projected H100, s |",
+           "|---|---|---|---|---|---|"]
   for row in timeline:
-    lines.append(f"| {row['part']} | {row['measured_s']} | {row['standin_s']} "
-                 f"| {row['h100_work_s']} | {row['h100_s']:.0f} |")
-  measured = sum(r["measured_s"] for r in timeline)
-  h100 = sum(r["h100_s"] for r in timeline)
-  lines.append(f"| **total** | **{measured}** of {budget * scale} (scale "
-               f"{scale}) | {sum(r['standin_s'] for r in timeline):.0f} | "
+    cpu = "–" if row["cpu_s"] is None else row["cpu_s"]
+    lines.append(f"| {row['part']} | {row['wall_s']} | {cpu} "
+                 f"| {row['standin_s']} | {row['h100_work_s']} "
+                 f"| {row['h100_s']:.0f} |")
+  wall = sum(r["wall_s"] for r in timeline)
+  cpu = sum(r["cpu_s"] or 0 for r in timeline)
+  lines.append(f"| **total** | **{wall}** of {budget * scale} (scale "
+               f"{scale}) | {cpu} | "
+               f"{sum(r['standin_s'] for r in timeline):.0f} | "
                f"{sum(r['h100_work_s'] for r in timeline):.0f} | "
-               f"**{h100:.0f}** of {budget} |")
+               f"**{sum(r['h100_s'] for r in timeline):.0f}** of {budget} |")
   return "\n".join(lines) + "\n"
 
 
@@ -274,8 +282,9 @@ def _timeline(args: argparse.Namespace) -> int:
   plan = json.loads(args.plan.read_text())
   summary = json.loads((args.out / "summary.json").read_text())
   log = parse_log((args.out / "gpu_check.log").read_text().splitlines())
-  timeline = project(plan, log, summary["review"],
-                     log["total"] or summary["seconds"])
+  if log["total"] is None:  # A run cut before its last line.
+    log["total"] = (summary["seconds"], None)
+  timeline = project(plan, log, summary["review"])
   print(markdown(timeline, plan["scale"], plan["budget_s"]), end="")
   return 0
 

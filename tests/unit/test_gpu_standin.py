@@ -73,27 +73,28 @@ def test_overrides_load_as_the_config_s_splits():
 
 
 LOG = """\
-== a. environment, as the node is (0 s in, 1440 s left)
-== install the pack offline (/x/.gpu) (1 s in, 1439 s left)
-== a. preflight: what of ferjax runs on the node's versions (5 s in, 1435 s left)
-== b. the four-family review on FER2013 (20 s in, 1420 s left)
-FER2013 ready at 50 s
+== a. environment, as the node is (0 s in, 1440 s left, 0 cpu-s)
+== install the pack offline (/x/.gpu) (1 s in, 1439 s left, 0 cpu-s)
+== a. preflight: what of ferjax runs on the node's versions (5 s in, 1435 s left, 3 cpu-s)
+== b. the four-family review on FER2013 (20 s in, 1420 s left, 15 cpu-s)
+FER2013 ready at 50 s, 60 cpu-s
 lenet5: first epoch 20 s; 9 epochs in the 200 s left of its share
-lenet5: done at 300 s (exit 0)
-vgg11_bn: done at 500 s (exit 0)
-== c. the GPU test selection (500 s in, 940 s left)
-== d. train-step throughput, ferjax and PyTorch (600 s in, 840 s left)
-== e. summary.json and results.md (900 s in, 540 s left)
-gpu_check.sh: 901 s; failed parts: none
+lenet5: done at 300 s, 160 cpu-s (exit 0)
+vgg11_bn: done at 500 s, 500 cpu-s (exit 0)
+== c. the GPU test selection (500 s in, 940 s left, 500 cpu-s)
+== d. train-step throughput, ferjax and PyTorch (600 s in, 840 s left, 600 cpu-s)
+== e. summary.json and results.md (900 s in, 540 s left, 1000 cpu-s)
+gpu_check.sh: 901 s, 1001 cpu-s; failed parts: none
 """
 
 
 def _plan():
   return {"scale": 3, "budget_s": 480, "families": {
-      "lenet5": {"splits": {"train": {"images": 100, "h100_seconds": 2.0}}},
-      "vgg11_bn": {"splits": {
+      "lenet5": {"cpu_train_rate": 100 / 6, "splits": {
+          "train": {"images": 100, "h100_seconds": 2.0}}},
+      "vgg11_bn": {"cpu_train_rate": 10 / 3, "splits": {
           "train": {"images": 50, "h100_seconds": 5.0},
-          "public_test_tencrop": {"images": 10, "crops": 10,
+          "public_test_tencrop": {"images": 12, "crops": 10,
                                   "every_epochs": 10, "h100_seconds": 4.0}}}}}
 
 
@@ -102,41 +103,58 @@ def _review():
           {"family": "vgg11_bn", "epochs": 1, "wall_s": 150, "exit": 0}]
 
 
-def test_the_log_gives_parts_first_epochs_and_the_total():
+def test_the_log_gives_its_marks_first_epochs_and_the_total():
   log = standin.parse_log(LOG.splitlines())
-  assert [start for _, start in log["parts"]] == [0, 1, 5, 20, 500, 600, 900]
+  assert [(kind, t, cpu) for kind, _, t, cpu in log["marks"]] == [
+      ("part", 0, 0), ("part", 1, 0), ("part", 5, 3), ("part", 20, 15),
+      ("ready", 50, 60), ("done", 300, 160), ("done", 500, 500),
+      ("part", 500, 500), ("part", 600, 600), ("part", 900, 1000)]
+  assert log["marks"][5][1] == "lenet5"
   assert log["first_epoch"] == {"lenet5": 20}
-  assert (log["ready"], log["total"]) == (50, 901)
+  assert log["total"] == (901, 1001)
+  # A log without CPU seconds (an older gpu_check.sh) still parses.
+  old = standin.parse_log(["== c. tests (500 s in, 940 s left)"])
+  assert old["marks"] == [("part", "c. tests", 500, None)]
 
 
-def test_the_projection_replaces_the_stand_in_seconds_with_the_h100_s():
+def test_the_projection_counts_the_host_once_and_the_h100_for_the_stand_in():
   log = standin.parse_log(LOG.splitlines())
-  rows = {r["part"]: r for r in standin.project(_plan(), log, _review(), 901)}
-  # LeNet-5: 1 + 9 epochs of 2 H100 s each, 3x on the CPU.
-  lenet = rows["review lenet5 (10 epochs)"]
-  assert (lenet["measured_s"], lenet["standin_s"]) == (220, 60.0)
-  assert lenet["h100_s"] == 220 - 2 * 20.0
-  # VGG-11-BN: one epoch, which ends with ten-crop (every 10 epochs).
-  vgg = rows["review vgg11_bn (1 epochs)"]
+  rows = {r["part"]: r for r in standin.project(_plan(), log, _review())}
+  # LeNet-5: 1 + 9 epochs of 2 H100 s each, 3x on the CPU; its stretch of
+  # the log took 250 s, 100 of them CPU seconds.
+  lenet = rows["review lenet5 (10 epochs in 2 runs)"]
+  assert (lenet["wall_s"], lenet["cpu_s"]) == (250, 100)
+  assert (lenet["standin_s"], lenet["h100_work_s"]) == (60.0, 20.0)
+  assert lenet["h100_s"] == 100 - 60 + 20
+  # VGG-11-BN: one epoch, which ends with ten-crop (every 10 epochs); its
+  # wall time is the smaller.
+  vgg = rows["review vgg11_bn (1 epochs in 1 runs)"]
+  assert (vgg["wall_s"], vgg["cpu_s"]) == (200, 340)
   assert (vgg["standin_s"], vgg["h100_work_s"]) == (3 * (5.0 + 4.0), 9.0)
-  assert vgg["h100_s"] == 150 - 2 * 9.0
-  # What is not a stand-in counts at 1x, and every second is counted.
+  assert vgg["h100_s"] == 200 - 27 + 9
+  # What is not a stand-in counts at the smaller of wall and CPU seconds.
   assert rows["review: waiting for FER2013's preparation"]["h100_s"] == 30
-  assert rows["review: `ferjax eval` of each, rows"]["measured_s"] == (
-      480 - 30 - 220 - 150)
-  assert rows["c. the GPU test selection"]["h100_s"] == 100
-  assert sum(r["measured_s"] for r in rows.values()) == 901
+  assert rows["a. preflight: what of ferjax runs on the node's versions"][
+      "h100_s"] == 12
+  assert rows["review: after the last family"]["wall_s"] == 0
+  assert rows["d. train-step throughput, ferjax and PyTorch"]["h100_s"] == 300
+  assert sum(r["wall_s"] for r in rows.values()) == 901
 
 
-def test_a_measured_cpu_rate_gives_the_stand_in_s_own_seconds():
+def test_a_stand_in_s_cpu_seconds_are_at_the_plan_s_rate():
+  plan = _plan()
+  plan["families"]["vgg11_bn"]["cpu_train_rate"] = 10.0
   log = standin.parse_log(LOG.splitlines())
-  review = [_review()[0], {**_review()[1], "train_images_per_second": 10.0}]
-  vgg = standin.project(_plan(), log, review, 901)[-5]
-  assert vgg["part"] == "review vgg11_bn (1 epochs)"
-  # 50 training images at 10/s; 10 images of 10 crops forward at 3 x 10/s.
-  cpu = 50 / 10 + 10 * 10 / 30
+  vgg = standin.project(plan, log, _review())[5]
+  assert vgg["part"] == "review vgg11_bn (1 epochs in 1 runs)"
+  # 50 training images at 10/s; 12 images of 10 crops forward at 3 x 10/s.
+  cpu = 50 / 10 + 12 * 10 / 30
   assert vgg["standin_s"] == round(cpu, 1)
-  assert vgg["h100_s"] == round(150 - cpu + 9.0, 1)
+  assert vgg["h100_s"] == round(200 - cpu + 9.0, 1)
+  # Never more than the stretch's own time.
+  plan["families"]["vgg11_bn"]["cpu_train_rate"] = 0.1
+  vgg = standin.project(plan, log, _review())[5]
+  assert (vgg["standin_s"], vgg["h100_s"]) == (200, 9.0)
 
 
 def test_ten_crop_runs_every_ten_epochs_and_after_the_last():
