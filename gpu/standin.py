@@ -54,7 +54,8 @@ MIN_EVAL_IMAGES = 16
 # gpu_check.sh's parts, by the headings its log prints ("== NAME (...)").
 _CPU = r"(?:, (\d+) cpu-s)?"
 _PART = re.compile(r"^== (.*) \((\d+) s in, -?\d+ s left" + _CPU + r"\)$")
-_FIRST_EPOCH = re.compile(r"^(\w+): first epoch (\d+) s")
+_FIRST = re.compile(r"^(\w+): first epoch at (\d+) s" + _CPU)
+_SECOND = re.compile(r"^(\w+): (\d+) epochs in its share")
 _READY = re.compile(r"^FER2013 ready at (\d+) s" + _CPU)
 _DONE = re.compile(r"^(\w+): done at (\d+) s" + _CPU)
 _TOTAL = re.compile(r"^gpu_check.sh: (\d+) s" + _CPU + ";")
@@ -142,9 +143,10 @@ def run_seconds(family: Mapping[str, Any], epochs: int,
 
 
 def parse_log(lines: Sequence[str]) -> dict[str, Any]:
-  """The log's marks (parts, FER2013 ready, each family done: seconds in
-  and CPU seconds of finished children), first epochs and the total."""
-  marks, first, total = [], {}, None
+  """The log's marks (parts, FER2013 ready, each family's first epoch and
+  its end: seconds in and CPU seconds of finished children), the families
+  that ran a second time, and the total."""
+  marks, second, total = [], set(), None
   for line in lines:
     line = line.rstrip()
     if m := _TOTAL.match(line):
@@ -153,11 +155,13 @@ def parse_log(lines: Sequence[str]) -> dict[str, Any]:
       marks.append(("part", m.group(1), int(m.group(2)), _int(m.group(3))))
     elif m := _READY.match(line):
       marks.append(("ready", "", int(m.group(1)), _int(m.group(2))))
+    elif m := _FIRST.match(line):
+      marks.append(("first", m.group(1), int(m.group(2)), _int(m.group(3))))
     elif m := _DONE.match(line):
       marks.append(("done", m.group(1), int(m.group(2)), _int(m.group(3))))
-    elif m := _FIRST_EPOCH.match(line):
-      first[m.group(1)] = int(m.group(2))
-  return {"marks": marks, "first_epoch": first, "total": total}
+    elif m := _SECOND.match(line):
+      second.add(m.group(1))
+  return {"marks": marks, "second_run": second, "total": total}
 
 
 def _int(text: str | None) -> int | None:
@@ -168,13 +172,13 @@ def project(plan: Mapping[str, Any], log: Mapping[str, Any],
             review: Sequence[Mapping[str, Any]]) -> list[dict]:
   """The rehearsal's timeline part by part, and the H100's it implies.
 
-  Each stretch of the log (a part; in the review, the wait for FER2013 and
-  each family: both its runs, its ``ferjax eval`` and its row) counts at
-  the smaller of its wall and its children's CPU seconds: what it costs an
-  unloaded host with a core to spare, the node's (16 cores) not slower
-  than this CPU's. A family's stand-in compute (its epochs at the plan's
-  training images/s: ``scale`` x their H100 seconds, but for the slices'
-  bounds) is then replaced by the H100 seconds its epochs stand for. The
+  Each stretch of the log (a part; in the review, the wait for FER2013,
+  each family's one-epoch first run, then each family's second run if any
+  with its ``ferjax eval`` and row) counts at the smaller of its wall and
+  its children's CPU seconds: what it costs an unloaded host with a core to
+  spare (the node has 16). A family's stand-in compute (its epochs at the
+  plan's training images/s: ``scale`` x their H100 seconds, but for the
+  slices' bounds) is then replaced by the H100 seconds it stands for. The
   rest (process starts, compilation, the tests' CPU-sized trainings) counts
   as measured: it does not scale.
   """
@@ -188,23 +192,29 @@ def project(plan: Mapping[str, Any], log: Mapping[str, Any],
     host = wall if used is None else min(wall, used)
     row = {"part": name, "wall_s": wall, "cpu_s": used, "standin_s": 0.0,
            "h100_work_s": 0.0}
+    runs = []
     if end_kind == "ready":
       row["part"] = "review: waiting for FER2013's preparation"
-    elif end_kind == "done" and end_name in rows:
-      spec, review_row = plan["families"][end_name], rows[end_name]
-      # A second run follows a first epoch only when more epochs fit.
-      runs = [review_row["epochs"]] + [1] * (end_name in log["first_epoch"])
+    elif end_kind == "first":
+      row["part"] = f"review {end_name}: first run, 1 epoch"
+      runs = [1]
+    elif end_kind == "done":
+      second = end_name in log["second_run"] and end_name in rows
+      if second:
+        runs = [rows[end_name]["epochs"]]
+      row["part"] = (f"review {end_name}: " + (
+          f"second run, {runs[0]} epochs, " if second else "") + "eval, row")
+    elif kind != "part":
+      row["part"] = "review: after the last family"
+    if runs:
+      spec = plan["families"][end_name]
       h100 = sum(run_seconds(spec, n) for n in runs)
       # At the rate the plan assumed: a stand-in epoch of a few steps logs
       # no rate of its own worth the name.
       standin = min(host, sum(run_seconds(spec, n, spec["cpu_train_rate"])
                               for n in runs))
-      row.update(part=f"review {end_name} ({sum(runs)} epochs in "
-                 f"{len(runs)} runs)", standin_s=round(standin, 1),
-                 h100_work_s=round(h100, 1))
+      row.update(standin_s=round(standin, 1), h100_work_s=round(h100, 1))
       host += h100 - standin
-    elif kind != "part":
-      row["part"] = "review: after the last family"
     row["h100_s"] = round(host, 1)
     timeline.append(row)
   return timeline
