@@ -15,7 +15,7 @@
 #     NODE_VENV (~/.cache/ferjax/node-venv-py312) and reused while those
 #     lists are unchanged; PYTHON312 names the interpreter;
 #  3. the stand-ins' plan (gpu/standin.py plan, REHEARSAL_SCALE, default 3;
-#     1 with --short): each family's slices of FER2013 sized so that the
+#     2 with --short): each family's slices of FER2013 sized so that the
 #     CPU takes the scale times the H100's projected seconds;
 #  4. the tree as the device tool carries it (tracked and untracked files
 #     that git does not ignore) and the pack as .gpu/ beside it, copied into
