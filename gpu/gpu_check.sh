@@ -4,8 +4,8 @@
 #
 #   bash gpu/gpu_check.sh OUT_DIR               # on the node, after
 #                                                      # gpu/gpu_pack.sh here
-#   bash gpu/gpu_check.sh --cpu-smoke OUT_DIR   # here: the same script on
-#                                                      # the CPU at tiny sizes
+#   bash gpu/gpu_check.sh --cpu-standin PLAN OUT_DIR
+#                  # here, from gpu/gpu_rehearse.sh: the GPU parts on the CPU
 #
 # On the node (Python 3.12, jax/flax/optax/orbax/opencv/PyTorch preinstalled,
 # no index) it installs the pack's wheels offline into a target folder,
@@ -34,33 +34,45 @@
 #                        rebuilt on exit from whatever finished, however the
 #                        run ends
 # and gpu_check.log, the whole console. GPU_CHECK_SECONDS (default 480, a
-# margin inside a 600 s call; 1500 with --cpu-smoke) is shared out part by
-# part; a part that fails or runs out of time is recorded and the next runs.
+# margin inside a 600 s call) is shared out part by part; a part that fails
+# or runs out of time is recorded and the next runs. GPU_CHECK_PYTHON is the
+# node's Python (python3), GPU_PACK the pack (.gpu beside the tree).
 #
-# --cpu-smoke builds a pack for this machine's Python with 40 images per
-# class (gpu_pack.sh), makes a fresh venv holding what the node would have
-# (gpu/gpu_wheels.py --provided, from the index or pip's cache),
-# installs the pack offline into it and runs every part at tiny sizes (the
-# review with LeNet-5 alone: every family runs the same loop).
+# --cpu-standin PLAN (gpu/standin.py plan, which gpu/gpu_rehearse.sh writes)
+# runs every part on the CPU with the GPU work replaced by stand-ins that
+# take the plan's integer scale times as long: each family trains and
+# evaluates on the plan's slices of FER2013 in float32, the throughput part
+# times the plan's families at 8 images a step, and every time above is
+# multiplied by the scale.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-smoke=0
-if [[ "${1:-}" == --cpu-smoke ]]; then smoke=1; shift; fi
+standin=
+if [[ "${1:-}" == --cpu-standin ]]; then standin=$(realpath "${2:-}"); shift 2; fi
 if (( $# != 1 )); then
-  echo "usage: bash gpu/gpu_check.sh [--cpu-smoke] OUT_DIR" >&2
+  echo "usage: bash gpu/gpu_check.sh [--cpu-standin PLAN] OUT_DIR" >&2
   exit 2
 fi
 out=$(mkdir -p "$1" && cd "$1" && pwd) || { echo "gpu_check.sh: cannot create $1" >&2; exit 2; }
 exec > >(tee -a "$out/gpu_check.log") 2>&1
-budget=${GPU_CHECK_SECONDS:-$( (( smoke )) && echo 1500 || echo 480 )}
+python=${GPU_CHECK_PYTHON:-python3}
+# Every time below is the node's, times the stand-ins' scale (1 on the node).
+scale=1
+if [[ -n $standin ]]; then
+  scale=$("$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['scale'])" "$standin") ||
+    { echo "gpu_check.sh: $standin is not a plan of gpu/standin.py" >&2; exit 2; }
+  export JAX_PLATFORMS=cpu
+fi
+budget=${GPU_CHECK_SECONDS:-$(( 480 * scale ))}
 t0=$SECONDS
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/ferjax-gpu-check.XXXXXX")
 left() { echo $(( budget - (SECONDS - t0) )); }
-part() { echo; echo "== $1 ($(( SECONDS - t0 )) s in, $(left) s left)"; }
+# CPU seconds of the finished child processes: with the wall time, what a
+# part would take on a host with a core to spare (gpu/standin.py timeline).
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($16 + $17) / hz}' /proc/$$/stat 2>/dev/null; }
+part() { echo; echo "== $1 ($(( SECONDS - t0 )) s in, $(left) s left, $(cpu) cpu-s)"; }
 failures=()
-python=${GPU_CHECK_PYTHON:-python3}
 prepare_pid=
 
 # Whatever ends the run (the end, a failed install, a signal), the summary
@@ -74,7 +86,7 @@ finish() {
       --seconds $(( SECONDS - t0 )) || failures+=("report")
   cat "$out/results.md" 2>/dev/null
   echo
-  echo "gpu_check.sh: $(( SECONDS - t0 )) s; failed parts: ${failures[*]:-none}"
+  echo "gpu_check.sh: $(( SECONDS - t0 )) s, $(cpu) cpu-s; failed parts: ${failures[*]:-none}"
   rm -rf "$scratch"
   (( rc == 0 && ${#failures[@]} == 0 )) || exit $(( rc ? rc : 1 ))
 }
@@ -82,25 +94,6 @@ trap finish EXIT
 trap 'failures+=("cut"); exit 143' INT TERM
 
 pack=${GPU_PACK:-$repo/.gpu}
-if (( smoke )); then
-  part "cpu smoke: a pack for $(python3 -V) and a venv as the node has it"
-  pack=$scratch/pack
-  pybuild=${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3 )}
-  pyver=$("$pybuild" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-  fer2013=${FER2013_DIR:-../shared/data/fer2013}
-  data_args=(--per-class 40 --fer2013 "$fer2013")
-  if [[ ! -d "$fer2013/train" ]]; then
-    echo "no FER2013 image folders at $fer2013 (FER2013_DIR): the review part is skipped"
-    data_args=(--no-data)
-  fi
-  PYTHON=$pybuild bash gpu/gpu_pack.sh --out "$pack" --python-version "$pyver" \
-      "${data_args[@]}" || { failures+=("pack"); exit 1; }
-  "$pybuild" -m venv "$scratch/node"
-  "$pybuild" gpu/gpu_wheels.py --provided --python-version "$pyver" > "$scratch/node.txt" || { failures+=("pack"); exit 1; }
-  "$scratch/node/bin/pip" install -q -c requirements.lock -r "$scratch/node.txt" || { failures+=("node"); exit 1; }
-  python=$scratch/node/bin/python
-  export JAX_PLATFORMS=cpu
-fi
 
 part "a. environment, as the node is"
 # Before the pack or anything of ferjax is imported: a failure below still
@@ -141,14 +134,16 @@ data=$scratch/fer2013
 if [[ -f "$pack/fer2013.tar.gz" ]]; then
   mkdir -p "$data"
   ( tar -C "$data" -xzf "$pack/fer2013.tar.gz" &&
-    exec "${ferjax[@]}" data prepare fer2013 --manual-dir "$data" \
-        --data-dir "$scratch/tfds" ) > "$scratch/prepare.log" 2>&1 &
+    echo "FER2013 unpacked at $(( SECONDS - t0 )) s" &&
+    "${ferjax[@]}" data prepare fer2013 --manual-dir "$data" \
+        --data-dir "$scratch/tfds" &&
+    echo "FER2013 prepared at $(( SECONDS - t0 )) s" ) > "$scratch/prepare.log" 2>&1 &
   prepare_pid=$!
 fi
 
 part "a. preflight: what of ferjax runs on the node's versions"
 deterministic=--xla_gpu_deterministic_ops=true
-timeout 60 "$python" - "$out/env.json" "$deterministic" <<'PY' || failures+=("preflight")
+timeout $(( 60 * scale )) "$python" - "$out/env.json" "$deterministic" <<'PY' || failures+=("preflight")
 import importlib.metadata, json, os, subprocess, sys, time
 path, flag = sys.argv[1], sys.argv[2]
 env = json.load(open(path))
@@ -208,18 +203,22 @@ part "b. the four-family review on FER2013"
 families=()
 if [[ -z $prepare_pid ]]; then
   echo "the pack holds no FER2013: skipped"
-  (( smoke )) || failures+=("data")
+  failures+=("data")
 elif (( ferjax_ok )); then
   families=(lenet5 alexnet vgg11_bn googlenet)
-  # On the CPU one family shows the path works: each is the same loop.
-  (( smoke )) && families=(lenet5)
-  wait "$prepare_pid" || { failures+=("prepare"); families=(); tail -n 20 "$scratch/prepare.log"; }
+  [[ -n $standin ]] && mapfile -t families < <("$python" -c \
+      "import json,sys; print('\n'.join(json.load(open(sys.argv[1]))['families']))" "$standin")
+  if wait "$prepare_pid"; then
+    grep -h "^FER2013" "$scratch/prepare.log"
+  else
+    failures+=("prepare"); families=(); tail -n 20 "$scratch/prepare.log"
+  fi
   prepare_pid=
-  echo "FER2013 ready at $(( SECONDS - t0 )) s"
+  echo "FER2013 ready at $(( SECONDS - t0 )) s, $(cpu) cpu-s"
 fi
-review_arg=$( (( smoke )) && echo ",runlocal" || echo "")
-# The tests and the throughput part keep their time after the review.
-reserve=$( (( smoke )) && echo 450 || echo 150 )
+# The tests and the throughput part keep their time after the review
+# (gpu/README.md: the rehearsal's projected H100 timeline).
+reserve=$(( 180 * scale ))
 : > "$out/review.jsonl"
 train_family() {  # family workdir epochs seconds: one training, its eval
   local per_call=()
@@ -228,45 +227,58 @@ train_family() {  # family workdir epochs seconds: one training, its eval
   # calls). The larger families keep one: their unrolled steps would
   # compile for minutes of the node's time.
   [[ $1 == lenet5 ]] && per_call=(--config.log_every_steps=32 --config.train.steps_per_call=auto)
+  # The CPU stand-in: the plan's slices of FER2013, in float32 (XLA:CPU's
+  # bfloat16 convolutions are emulated).
+  local standin_args=(--config.model.dtype=bfloat16)
+  [[ -n $standin ]] && mapfile -t standin_args < <("$python" -c \
+      "import json,sys; print('\n'.join(['--config.model.dtype=float32'] + json.load(open(sys.argv[1]))['families'][sys.argv[2]]['overrides']))" "$standin" "$1")
   # A safety net only: the epochs were chosen to end well inside it.
-  timeout -s INT -k 20 "$4" "${ferjax[@]}" train \
-      --config "experiments/fer2013_review.py:family=$1$review_arg" \
+  timeout -s INT -k $(( 20 * scale )) "$4" "${ferjax[@]}" train \
+      --config "experiments/fer2013_review.py:family=$1" \
       --workdir "$2" --config.seed=0 --config.num_epochs="$3" \
       --config.input.data_dir="$scratch/tfds" --config.input.manual_dir="$data" \
-      --config.model.dtype="$( (( smoke )) && echo float32 || echo bfloat16 )" \
-      --config.eval_every_epochs=1 "${per_call[@]}"
+      --config.eval_every_epochs=1 "${standin_args[@]}" "${per_call[@]}"
 }
+# Every family's first epoch comes before any second run: each has an
+# evaluated epoch before the time for more is shared out. The first runs'
+# limits are safety nets (what a first run leaves, the next may use).
+declare -A first_wall first_status
+for i in "${!families[@]}"; do
+  family=${families[$i]}
+  limit=$(( ( $(left) - reserve ) / ( ${#families[@]} - i ) ))
+  (( limit < 30 * scale )) && limit=$(( 30 * scale ))
+  start=$SECONDS
+  train_family "$family" "$scratch/review/$family.1" 1 "$limit"
+  first_status[$family]=$?
+  first_wall[$family]=$(( SECONDS - start ))
+  echo "$family: first epoch at $(( SECONDS - t0 )) s, $(cpu) cpu-s (${first_wall[$family]} s of $limit, exit ${first_status[$family]})"
+done
 for i in "${!families[@]}"; do
   family=${families[$i]}
   share=$(( ( $(left) - reserve ) / ( ${#families[@]} - i ) ))
-  (( share < 30 )) && share=30
-  full=$("$python" -c "from ferjax import config as c; print(c.load_config('experiments/fer2013_review.py:family=$family$review_arg').num_epochs)" 2>/dev/null || echo 1)
-  # One epoch first: it measures the epoch (compilation, evaluation and
-  # all) and is the row should nothing longer fit.
+  wall=${first_wall[$family]}
+  status=${first_status[$family]}
   workdir=$scratch/review/$family.1
-  start=$SECONDS
-  train_family "$family" "$workdir" 1 "$share"
-  status=$?
-  wall=$(( SECONDS - start ))
-  # Epochs that fit what is left of the share at the first epoch's cost
-  # (an upper bound: it includes compiling), less 20 s of start-up.
-  epochs=$(( (share - wall - 20) / (wall > 0 ? wall : 1) ))
+  full=$("$python" -c "from ferjax import config as c; print(c.load_config('experiments/fer2013_review.py:family=$family').num_epochs)" 2>/dev/null || echo 1)
+  # Epochs that fit the share at the first run's cost per epoch (an upper
+  # bound: it includes compiling), less 20 s of start-up; the second run
+  # compiles from the cache, so this count ends inside the share.
+  epochs=$(( (share - 20 * scale) / (wall > 0 ? wall : 1) ))
   (( epochs > full )) && epochs=$full
   if (( status == 0 && epochs >= 2 )); then
-    # The second run compiles from the cache: its epochs cost less than the
-    # first's, so this count ends inside the share.
-    echo "$family: first epoch $wall s; $epochs epochs in the $(( share - wall )) s left of its share"
+    echo "$family: $epochs epochs in its share of $share s"
     workdir=$scratch/review/$family
     start=$SECONDS
-    train_family "$family" "$workdir" "$epochs" $(( share - wall ))
+    train_family "$family" "$workdir" "$epochs" "$share"
     status=$?
     wall=$(( SECONDS - start ))
   fi
-  timeout 60 "${ferjax[@]}" eval --workdir "$workdir" --checkpoint latest --json \
+  timeout $(( 60 * scale )) "${ferjax[@]}" eval --workdir "$workdir" --checkpoint latest --json \
       > "$scratch/eval_$family.json" 2>"$scratch/eval_$family.err" || true
   "$python" gpu/gpu_report.py review-row --family "$family" \
       --workdir "$workdir" --exit "$status" --wall "$wall" --budget "$share" \
       --eval "$scratch/eval_$family.json" >> "$out/review.jsonl" || failures+=("review-$family")
+  echo "$family: done at $(( SECONDS - t0 )) s, $(cpu) cpu-s (exit $status)"
 done
 
 part "c. the GPU test selection"
@@ -277,9 +289,9 @@ if (( ferjax_ok )); then
          tests/integration/test_train.py::test_kill_9_then_resume_is_bit_identical
          tests/integration/test_train.py::test_eval_counts_every_example_once
          tests/integration/test_bfloat16_training.py)
-  tests_budget=$(( $(left) - ( (( smoke )) ? 150 : 50 ) ))
-  (( tests_budget > ( smoke ? 300 : 110 ) )) && tests_budget=$( (( smoke )) && echo 300 || echo 110 )
-  (( tests_budget < 20 )) && tests_budget=20
+  tests_budget=$(( $(left) - 50 * scale ))
+  (( tests_budget > 110 * scale )) && tests_budget=$(( 110 * scale ))
+  (( tests_budget < 20 * scale )) && tests_budget=$(( 20 * scale ))
   XLA_PYTHON_CLIENT_PREALLOCATE=false XLA_FLAGS="${XLA_FLAGS:-} $deterministic" \
     timeout "$tests_budget" "$python" -m pytest -q -p no:cacheprovider \
     -o addopts="" "${tests[@]}" > "$out/tests.txt" 2>&1 || failures+=("tests")
@@ -287,25 +299,32 @@ if (( ferjax_ok )); then
 fi
 
 part "d. train-step throughput, ferjax and PyTorch"
-if (( smoke )); then
-  step_args=(--models lenet5 --batch 16 --rounds 1 --round-seconds 0.2 --torch-modes eager)
-else
-  # torch.compile takes about a minute a model: GPU_CHECK_TORCH_MODES adds it.
-  step_args=(--models lenet5,alexnet_bn,vgg11_bn,googlenet_bn --rounds 1 --round-seconds 1
-             --torch-modes "${GPU_CHECK_TORCH_MODES:-eager,channels_last}")
+models=lenet5,alexnet_bn,vgg11_bn,googlenet_bn
+# torch.compile takes about a minute a model: GPU_CHECK_TORCH_MODES adds it.
+step_args=(--rounds 1 --round-seconds "$scale"
+           --torch-modes "${GPU_CHECK_TORCH_MODES:-eager,channels_last}")
+if [[ -n $standin ]]; then
+  # The CPU stand-in: the plan's families, 8 images a step (a step of 64
+  # takes seconds on the CPU; compilation and the rest stay as they are).
+  models=$("$python" -c \
+    "import json,sys; print(','.join(f['model'] for f in json.load(open(sys.argv[1]))['families'].values()))" "$standin")
+  step_args+=(--batch 8)
 fi
+step_args+=(--models "$models")
 : > "$out/throughput.jsonl"
 : > "$out/throughput_deterministic.jsonl"
 if (( ferjax_ok )); then
-  for dtype in float32 bfloat16; do
-    step_budget=$(( ( $(left) - 10 ) / 3 ))
-    (( step_budget < 5 )) && { failures+=("throughput-$dtype"); continue; }
+  # bfloat16 first, with half of what is left: the H100's dtype, and what
+  # the review trains in; float32 half of the rest; unused time moves on.
+  for dtype in bfloat16 float32; do
+    step_budget=$(( ( $(left) - 10 * scale ) / 2 ))
+    (( step_budget < 5 * scale )) && { failures+=("throughput-$dtype"); continue; }
     timeout "$step_budget" "$python" benchmarks/train_step.py --json --dtype "$dtype" \
         "${step_args[@]}" >> "$out/throughput.jsonl" || failures+=("throughput-$dtype")
   done
   # What parallel.deterministic_gpu costs: LeNet-5's step under the flag.
-  step_budget=$(( $(left) - 10 ))
-  if [[ -n $deterministic ]] && (( step_budget >= 5 )); then
+  step_budget=$(( $(left) - 10 * scale ))
+  if [[ -n $deterministic ]] && (( step_budget >= 5 * scale )); then
     XLA_FLAGS="${XLA_FLAGS:-} $deterministic" \
       timeout "$step_budget" "$python" benchmarks/train_step.py --json --dtype bfloat16 \
       "${step_args[@]}" --models lenet5 --torch-modes eager \

@@ -10,8 +10,8 @@ what ``gpu/gpu_node_packages.txt`` says the node already has (but for
 ``ALWAYS_PACKED``), and prints
 one ``name==version`` line per distribution to pack, each at its
 ``requirements.lock`` version: ``gpu_pack.sh`` downloads them. With
-``--provided``, the others: what the node has, which ``gpu_check.sh
---cpu-smoke`` installs into a venv that stands in for the node. An unlocked
+``--provided``, the others: what the node has, which ``gpu_rehearse.sh``
+installs into a venv that stands in for the node. An unlocked
 distribution is an error: the pack holds only tested versions.
 """
 
