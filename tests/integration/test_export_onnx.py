@@ -177,7 +177,7 @@ def _bundled_inputs(name: str = pretrained.DEFAULT
 
 
 # Each bundled model: its input shape and how its grey crop becomes it.
-_BUNDLED = {"fer2013_resnet": (["batch", 40, 40, 1], "keep"),
+_BUNDLED = {"fer2013_resnet": (["batch", 48, 48, 1], "keep"),
             "fer2013_lenet5": (["batch", 32, 32, 3], "tile")}
 
 
