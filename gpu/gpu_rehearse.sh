@@ -49,15 +49,21 @@ build=${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo py
 scale=${REHEARSAL_SCALE:-$( (( short )) && echo 2 || echo 3 )}
 nice=(nice -n 19)
 
+fer2013=${FER2013_DIR:-../shared/data/fer2013}
+if [[ -z ${GPU_PACK:-} && ! -d "$fer2013/train" ]]; then
+  echo "gpu_rehearse.sh: no FER2013 image folders at $fer2013 (expected train/<class>/ and test/<class>/; set FER2013_DIR): the rehearsal packs and trains on FER2013" >&2
+  exit 2
+fi
+
 step "1. the pack"
 if [[ -n ${GPU_PACK:-} ]]; then
   pack=$(realpath "$GPU_PACK")
   echo "the pack at $pack, built before ($(head -n 1 "$pack/PACK.txt"))"
 elif (( short )); then
   pack=$work/pack
-  PYTHON=$build "${nice[@]}" bash gpu/gpu_pack.sh --out "$pack" --per-class 40
+  PYTHON=$build "${nice[@]}" bash gpu/gpu_pack.sh --out "$pack" --per-class 40 --fer2013 "$fer2013"
 else
-  PYTHON=$build "${nice[@]}" bash gpu/gpu_pack.sh
+  PYTHON=$build "${nice[@]}" bash gpu/gpu_pack.sh --fer2013 "$fer2013"
   pack=$repo/.gpu
 fi
 train_images=$(tar -tzf "$pack/fer2013.tar.gz" | grep -c '/Training_')
