@@ -257,21 +257,27 @@ def test_cli_refuses_bad_fusion_before_any_work(tmp_path, capsys):
   assert not (tmp_path / "run").exists()
 
 
+def _train_quickstart(workdir, data_dir, *overrides: str) -> int:
+  """`ferjax train` of the quickstart on the synthetic set, one device,
+  batch 32, evaluated on test[:64], with ``overrides``."""
+  return cli.main([
+      "train", "--config", QUICKSTART, "--workdir", str(workdir), *overrides,
+      f"--config.input.data_dir={data_dir}",
+      "--config.evals={'test': {'split': 'test[:64]', 'tta': 'none'}}",
+      "--config.batch_size=32", "--config.parallel.cpu_devices=None",
+      "--config.parallel.num_devices=1"])
+
+
 def test_late_fusion_lenet_trains_and_predicts(synthetic_data_dir, tmp_path,
                                                capsys):
   """`ferjax train` with late LBP fusion, then `ferjax predict` with it."""
   workdir = tmp_path / "run"
-  code = cli.main([
-      "train", "--config", QUICKSTART, "--workdir", str(workdir),
-      "--config.model.fusion.features=('lbp',)",
+  code = _train_quickstart(
+      workdir, synthetic_data_dir, "--config.model.fusion.features=('lbp',)",
       "--config.model.fusion.mode=late",
       "--config.model.fusion.lbp.grid=(4, 4)",
-      f"--config.input.data_dir={synthetic_data_dir}",
-      "--config.input.train_split=train[:256]",
-      "--config.evals={'test': {'split': 'test[:64]', 'tta': 'none'}}",
-      "--config.num_epochs=4", "--config.batch_size=32",
-      "--config.log_every_steps=4", "--config.parallel.cpu_devices=None",
-      "--config.parallel.num_devices=1"])
+      "--config.input.train_split=train[:256]", "--config.num_epochs=4",
+      "--config.log_every_steps=4")
   assert code == 0, capsys.readouterr().err[-2000:]
   losses = [e["loss"] for e in read_metrics(workdir) if e["split"] == "train"]
   assert np.isfinite(losses).all()
@@ -296,17 +302,13 @@ def test_late_fusion_runs_from_before_standardize_evaluate_unchanged(
   ferjax before it wrote: an unstandardised head, no batch_stats) restores
   and evaluates to the numbers it logged."""
   workdir = tmp_path / "run"
-  code = cli.main([
-      "train", "--config", QUICKSTART, "--workdir", str(workdir),
+  code = _train_quickstart(
+      workdir, synthetic_data_dir,
       "--config.model.fusion.features=('lbp', 'gabor')",
       "--config.model.fusion.standardize=False",
       "--config.model.fusion.lbp.grid=(4, 4)",
       "--config.model.fusion.gabor.grid=(4, 4)",
-      f"--config.input.data_dir={synthetic_data_dir}",
-      "--config.input.train_split=train[:64]",
-      "--config.evals={'test': {'split': 'test[:64]', 'tta': 'none'}}",
-      "--config.num_epochs=1", "--config.batch_size=32",
-      "--config.parallel.cpu_devices=None", "--config.parallel.num_devices=1"])
+      "--config.input.train_split=train[:64]", "--config.num_epochs=1")
   assert code == 0, capsys.readouterr().err[-2000:]
   saved = json.loads((workdir / "config.json").read_text())
   del saved["model"]["fusion"]["standardize"]
